@@ -1,0 +1,80 @@
+/**
+ * blixt's one Kubernetes client layer, shared by the operator, the agent, the
+ * plugin and the tests. It wraps `@kubernetes/client-node`, which handles
+ * kubeconfig files (client certificates, exec plugins, contexts), in-cluster
+ * service account tokens and the transport.
+ *
+ * @module
+ */
+
+import * as k8s from "@kubernetes/client-node";
+
+export { k8s };
+
+/** Where to find the cluster: a kubeconfig file and context, or defaults. */
+export interface KubeConfigOptions {
+  /** Path of a kubeconfig file; otherwise $KUBECONFIG, ~/.kube/config or in-cluster. */
+  kubeconfig?: string | undefined;
+  /** Context to use instead of the file's current context. */
+  context?: string | undefined;
+}
+
+/**
+ * Loads a kubeconfig the way kubectl does: `--kubeconfig`, then $KUBECONFIG,
+ * then `~/.kube/config`, then the in-cluster service account.
+ */
+export function loadKubeConfig(
+  options: KubeConfigOptions = {},
+): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (options.kubeconfig) {
+    kc.loadFromFile(options.kubeconfig);
+  } else {
+    kc.loadFromDefault();
+  }
+  if (options.context) {
+    if (!kc.getContextObject(options.context)) {
+      throw new Error(`context "${options.context}" is not in the kubeconfig`);
+    }
+    kc.setCurrentContext(options.context);
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new Error("the kubeconfig names no cluster for its current context");
+  }
+  return kc;
+}
+
+/** A Kubernetes object as the generic API reads and writes it. */
+export type KubeObject = k8s.KubernetesObject & Record<string, unknown>;
+
+/** Options of {@link applyObject}. */
+export interface ApplyOptions {
+  /** Field manager of the server-side apply, e.g. `blixt-operator`. */
+  fieldManager: string;
+  /** Take over fields owned by other managers. */
+  force?: boolean;
+  dryRun?: boolean;
+}
+
+/** Server-side applies `obj` (created when missing) and returns the result. */
+export async function applyObject(
+  kc: k8s.KubeConfig,
+  obj: KubeObject,
+  options: ApplyOptions,
+): Promise<KubeObject> {
+  const api = kc.makeApiClient(k8s.KubernetesObjectApi);
+  return await api.patch(
+    obj,
+    undefined,
+    options.dryRun ? "All" : undefined,
+    options.fieldManager,
+    options.force ?? false,
+    k8s.PatchStrategy.ServerSideApply,
+  ) as KubeObject;
+}
+
+/** The HTTP status of a failed API call, when it has one. */
+export function apiStatus(err: unknown): number | undefined {
+  if (err instanceof k8s.ApiException) return err.code;
+  return undefined;
+}

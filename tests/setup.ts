@@ -1,0 +1,123 @@
+/**
+ * `deno task setup`: makes sure this machine has what blixt's tests, demo
+ * and benchmarks need, installs what is missing, and does nothing (quickly)
+ * when everything is there. Every other task that needs the machine calls it.
+ *
+ * - Debian packages (apt-get, as root): compilers and tools for the BPF
+ *   program, iproute2, traffic tools, nftables, openssl;
+ * - bpffs mounted at /sys/fs/bpf;
+ * - the npm packages of deno.json (into Deno's cache, as deno.lock pins them);
+ * - the local cluster's binaries, built from their Go modules (cached);
+ * - the Gateway API CRDs at the pinned version.
+ *
+ * @module
+ */
+
+import { ensureKubeBinary, gatewayApiCrdDir } from "./cluster/binaries.ts";
+import { mountsUnder, run } from "./cluster/host.ts";
+
+/** Debian packages the project needs (Debian 12 names). */
+export const DEBIAN_PACKAGES = [
+  "clang",
+  "llvm",
+  "libbpf-dev",
+  "libbpf1",
+  "bpftool",
+  "iproute2",
+  "iperf3",
+  "nftables",
+  "openssl",
+  "kmod",
+  "procps",
+] as const;
+
+const repoRoot = new URL("../", import.meta.url).pathname;
+
+/** Debian packages of `packages` that are not installed. */
+export async function missingDebianPackages(
+  packages: readonly string[],
+): Promise<string[]> {
+  const res = await run(
+    ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", ...packages],
+    { allowFailure: true },
+  );
+  const installed = new Set(
+    res.stdout.split("\n")
+      .filter((l) => l.endsWith(" installed"))
+      .map((l) => l.split(" ")[0]),
+  );
+  return packages.filter((p) => !installed.has(p));
+}
+
+async function ensureDebianPackages(
+  log: (line: string) => void,
+): Promise<void> {
+  const missing = await missingDebianPackages(DEBIAN_PACKAGES);
+  if (missing.length === 0) {
+    log(`Debian packages: all ${DEBIAN_PACKAGES.length} present`);
+    return;
+  }
+  if (Deno.uid() !== 0) {
+    throw new Error(
+      `missing Debian packages ${
+        missing.join(" ")
+      }; run as root or apt-get install them`,
+    );
+  }
+  log(`installing Debian packages: ${missing.join(" ")}`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await run(["apt-get", "update", "-qq"], { env });
+  await run([
+    "apt-get",
+    "install",
+    "-y",
+    "-qq",
+    "--no-install-recommends",
+    ...missing,
+  ], {
+    env,
+  });
+}
+
+async function ensureBpffs(log: (line: string) => void): Promise<void> {
+  if ((await mountsUnder("/sys/fs/bpf")).includes("/sys/fs/bpf")) return;
+  log("mounting bpffs at /sys/fs/bpf");
+  await run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"]);
+}
+
+async function ensureNpmPackages(log: (line: string) => void): Promise<void> {
+  await run([Deno.execPath(), "install", "--frozen"], { cwd: repoRoot });
+  log("npm packages cached (deno.lock)");
+}
+
+/** Runs every setup step; `log` receives one line per step. */
+export async function setup(
+  log: (line: string) => void = () => {},
+): Promise<void> {
+  await ensureDebianPackages(log);
+  await ensureBpffs(log);
+  await ensureNpmPackages(log);
+  const kube = await ensureKubeBinary(log);
+  log(
+    kube.built
+      ? `built kube-apiserver and etcd in ${
+        (kube.ms / 1000).toFixed(0)
+      } s: ${kube.path}`
+      : `kube-apiserver and etcd: cached at ${kube.path}`,
+  );
+  const crds = await gatewayApiCrdDir("experimental");
+  log(`Gateway API CRDs: ${crds.replace(/\/config\/crd\/experimental$/, "")}`);
+}
+
+if (import.meta.main) {
+  const started = performance.now();
+  try {
+    await setup((line) => console.error(`setup: ${line}`));
+    console.error(
+      `setup: done in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+  } catch (e) {
+    console.error(`setup failed: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}
