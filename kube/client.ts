@@ -4,9 +4,14 @@
  * kubeconfig files (client certificates, exec plugins, contexts), in-cluster
  * service account tokens and the transport.
  *
+ * Pinned at 1.x on purpose: 2.0 moved to undici, whose TLS sockets crash
+ * Deno 2.9 (SIGSEGV) when the API server closes a kept-alive connection,
+ * e.g. on an API server restart (see docs/decisions.md).
+ *
  * @module
  */
 
+import "./_no_deprecation_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 
 export { k8s };

@@ -59,9 +59,7 @@ async function ensureDebianPackages(
   }
   if (Deno.uid() !== 0) {
     throw new Error(
-      `missing Debian packages ${
-        missing.join(" ")
-      }; run as root or apt-get install them`,
+      `missing Debian packages ${missing.join(" ")}; run as root or apt-get install them`,
     );
   }
   log(`installing Debian packages: ${missing.join(" ")}`);
@@ -100,9 +98,7 @@ export async function setup(
   const kube = await ensureKubeBinary(log);
   log(
     kube.built
-      ? `built kube-apiserver and etcd in ${
-        (kube.ms / 1000).toFixed(0)
-      } s: ${kube.path}`
+      ? `built kube-apiserver and etcd in ${(kube.ms / 1000).toFixed(0)} s: ${kube.path}`
       : `kube-apiserver and etcd: cached at ${kube.path}`,
   );
   const crds = await gatewayApiCrdDir("experimental");

@@ -15,12 +15,7 @@
 
 import { stringify as toYaml } from "yaml";
 import { parseAllDocuments } from "yaml";
-import {
-  applyObject,
-  k8s,
-  type KubeObject,
-  loadKubeConfig,
-} from "../../kube/client.ts";
+import { applyObject, k8s, type KubeObject, loadKubeConfig } from "../../kube/client.ts";
 import {
   addressPlan,
   type ClusterPlan,

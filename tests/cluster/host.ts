@@ -44,9 +44,7 @@ export async function run(
   command: readonly string[],
   options: RunOptions = {},
 ): Promise<RunResult> {
-  const argv = options.netns
-    ? ["ip", "netns", "exec", options.netns, ...command]
-    : [...command];
+  const argv = options.netns ? ["ip", "netns", "exec", options.netns, ...command] : [...command];
   const [program, ...args] = argv;
   if (program === undefined) throw new Error("run: empty command");
   const child = new Deno.Command(program, {
@@ -121,9 +119,7 @@ export async function spawnDetached(
   command: readonly string[],
   options: SpawnOptions,
 ): Promise<number> {
-  const argv = options.netns
-    ? ["ip", "netns", "exec", options.netns, ...command]
-    : [...command];
+  const argv = options.netns ? ["ip", "netns", "exec", options.netns, ...command] : [...command];
   // sh backgrounds setsid, which (not being a group leader) execs in place:
   // `$!` is then the pid of the command itself.
   const script = `setsid "$@" >>${shellQuote(options.log)} 2>&1 </dev/null &

@@ -49,9 +49,7 @@ if (import.meta.main) {
     );
   try {
     if (verb === "up") {
-      const nodes = values.nodes === undefined
-        ? undefined
-        : Number(values.nodes);
+      const nodes = values.nodes === undefined ? undefined : Number(values.nodes);
       if (nodes !== undefined && !Number.isInteger(nodes)) {
         fail(`--nodes ${values.nodes}`);
       }

@@ -78,9 +78,7 @@ export async function issueCert(
     "basicConstraints=critical,CA:FALSE",
     "keyUsage=critical,digitalSignature,keyEncipherment",
     `extendedKeyUsage=${req.usage === "server" ? "serverAuth" : "clientAuth"}`,
-    ...(req.altNames?.length
-      ? [`subjectAltName=${req.altNames.join(",")}`]
-      : []),
+    ...(req.altNames?.length ? [`subjectAltName=${req.altNames.join(",")}`] : []),
   ].join("\n");
   const extFile = `${cert}.ext`;
   await Deno.writeTextFile(extFile, ext + "\n");
