@@ -67,6 +67,7 @@ export interface L4Route {
     creationTimestamp?: string;
     uid?: string;
     resourceVersion?: string;
+    labels?: Record<string, string>;
   };
   /** Parents and rules. */
   spec: {
