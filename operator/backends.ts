@@ -111,7 +111,7 @@ function resolveRef(
   }
   if (
     namespace !== route.metadata.namespace &&
-    !referenceGranted(route, namespace, ref.name, snapshot)
+    !referenceGranted(route, { namespace, name: ref.name, snapshot })
   ) {
     return fail(
       "RefNotPermitted",
@@ -197,10 +197,9 @@ function sliceEndpoints(
 /** Whether a ReferenceGrant in `namespace` lets the route refer to Service `name`. */
 export function referenceGranted(
   route: L4Route,
-  namespace: string,
-  name: string,
-  snapshot: Snapshot,
+  target: { namespace: string; name: string; snapshot: Snapshot },
 ): boolean {
+  const { namespace, name, snapshot } = target;
   for (const grant of snapshot.referenceGrants.values()) {
     if (grant.metadata?.namespace !== namespace) continue;
     const from = grant.spec?.from?.some((f) =>

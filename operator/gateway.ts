@@ -157,7 +157,7 @@ export function reconcile(
   for (const route of candidateRoutes(gateway, snapshot)) {
     const ours: RouteParentStatus[] = [];
     for (const ref of route.spec.parentRefs ?? []) {
-      if (!refersToGateway(ref, route, gateway)) continue;
+      if (!refersToGateway(ref, { route, gateway })) continue;
       const attachment = attachRoute(route, ref, {
         gateway,
         verdicts,
@@ -322,11 +322,11 @@ function candidateRoutes(gateway: Gateway, snapshot: Snapshot): L4Route[] {
   const out: L4Route[] = [];
   for (const route of snapshot.routes.values()) {
     const refers = (route.spec?.parentRefs ?? []).some((r) =>
-      refersToGateway(r, route, gateway)
+      refersToGateway(r, { route, gateway })
     );
     const listed = (route.status?.parents ?? []).some((p) =>
       p.controllerName === CONTROLLER_NAME &&
-      refersToGateway(p.parentRef, route, gateway)
+      refersToGateway(p.parentRef, { route, gateway })
     );
     if (refers || listed) out.push(route);
   }
@@ -365,7 +365,7 @@ function routeUpdate(
   const before = route.status?.parents ?? [];
   const mine = (p: RouteParentStatus) =>
     p.controllerName === CONTROLLER_NAME &&
-    refersToGateway(p.parentRef, route, gateway);
+    refersToGateway(p.parentRef, { route, gateway });
   const after: RouteParentStatus[] = [];
   const pending = [...ours];
   for (const p of before) {

@@ -18,9 +18,12 @@ import {
 /** Whether a parentRef of a route points at the Gateway. */
 export function refersToGateway(
   ref: ParentReference,
-  route: L4Route,
-  gateway: { metadata?: { namespace?: string; name?: string } },
+  context: {
+    route: L4Route;
+    gateway: { metadata?: { namespace?: string; name?: string } };
+  },
 ): boolean {
+  const { route, gateway } = context;
   return (ref.group ?? GATEWAY_GROUP) === GATEWAY_GROUP &&
     (ref.kind ?? "Gateway") === "Gateway" &&
     ref.name === gateway.metadata?.name &&
