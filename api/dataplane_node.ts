@@ -1,0 +1,255 @@
+/**
+ * DataplaneNode (blixt.dev/v1alpha1): what one node's agent has programmed.
+ * Cluster-scoped, one per node, same name as the Node, owned by it. Written by
+ * the agent (status, server-side apply), read by the operator (Gateway
+ * `Programmed`) and kubectl-blixt.
+ *
+ * @module
+ */
+import { FieldErrors, type JsonObject } from "./_field_checks.ts";
+import {
+  API_VERSION,
+  type Condition,
+  type ObjectMeta,
+  type Validated,
+} from "./meta.ts";
+import { PROTOCOLS } from "./routing_table.ts";
+
+/** Kind name. */
+export const DATAPLANE_NODE_KIND = "DataplaneNode";
+/** Plural resource name. */
+export const DATAPLANE_NODE_PLURAL = "dataplanenodes";
+
+/** Condition types an agent reports. */
+export const DATAPLANE_CONDITIONS = {
+  /** True when every table is programmed at its current generation. */
+  ready: "Ready",
+  /** True when something is wrong but the node still forwards what it can. */
+  degraded: "Degraded",
+} as const;
+
+/** Reasons an agent reports on its conditions. */
+export const DATAPLANE_REASONS = {
+  programmed: "Programmed",
+  syncing: "Syncing",
+  tableInvalid: "TableInvalid",
+  frontendConflict: "FrontendConflict",
+  capacityExceeded: "CapacityExceeded",
+  bpfError: "BPFError",
+  noProblems: "NoProblems",
+} as const;
+
+/** Desired state of a DataplaneNode: which node and uplink it describes. */
+export interface DataplaneNodeSpec {
+  /** The Node this object describes (also its name). */
+  nodeName: string;
+  /** Interface the TC program is attached to, when known. */
+  uplink?: string;
+}
+
+/** What the agent did with one RoutingTable. */
+export interface TableStatus {
+  /** Table (and Gateway) namespace. */
+  namespace: string;
+  /** Table (and Gateway) name. */
+  name: string;
+  /** Latest `metadata.generation` of the table the agent has seen. */
+  observedGeneration: number;
+  /**
+   * Generation whose entries are in the maps now; absent before the first
+   * success. The Gateway is Programmed when this equals the table's
+   * generation on every ready node.
+   */
+  programmedGeneration?: number;
+  /** Entries programmed. */
+  entries: number;
+  /** Backends programmed, over all entries. */
+  backends: number;
+  /** Why `observedGeneration` is not programmed, one line each. */
+  errors?: string[];
+}
+
+/** Traffic counters of one backend, summed over CPUs. */
+export interface BackendCounters {
+  /** Backend address. */
+  ip: string;
+  /** Backend port. */
+  port: number;
+  /** Packets forwarded. */
+  packets: number;
+  /** Bytes forwarded. */
+  bytes: number;
+  /** Flows created. */
+  newFlows: number;
+}
+
+/** Traffic counters of one frontend and its backends. */
+export interface ServiceCounters {
+  /** Frontend address. */
+  address: string;
+  /** Frontend port. */
+  port: number;
+  /** Frontend protocol. */
+  protocol: typeof PROTOCOLS[number];
+  /** Packets received. */
+  packets: number;
+  /** Bytes received. */
+  bytes: number;
+  /** Flows created. */
+  newFlows: number;
+  /** Flows rejected (no backend, or the reject share). */
+  rejectedFlows: number;
+  /** Per backend. */
+  backends: BackendCounters[];
+}
+
+/** A snapshot of the counters, written at most every 10 s and only on change. */
+export interface CountersSnapshot {
+  /** When the counters were read. */
+  collectedAt: string;
+  /** Per frontend. */
+  services: ServiceCounters[];
+}
+
+/** Observed state of a node's data plane. */
+export interface DataplaneNodeStatus {
+  /** `Ready` and `Degraded`. */
+  conditions?: Condition[];
+  /** One per RoutingTable the agent knows, sorted by namespace/name. */
+  tables?: TableStatus[];
+  /** Latest counters. */
+  counters?: CountersSnapshot;
+}
+
+/** A DataplaneNode object. */
+export interface DataplaneNode {
+  /** `blixt.dev/v1alpha1`. */
+  apiVersion: typeof API_VERSION;
+  /** `DataplaneNode`. */
+  kind: typeof DATAPLANE_NODE_KIND;
+  /** Named after the node; no namespace. */
+  metadata: ObjectMeta;
+  /** Which node. */
+  spec: DataplaneNodeSpec;
+  /** What it did. */
+  status?: DataplaneNodeStatus;
+}
+
+/**
+ * Checks an untrusted object against the DataplaneNode contract, reporting
+ * every problem with its field path. Never throws.
+ */
+export function validateDataplaneNode(
+  value: unknown,
+): Validated<DataplaneNode> {
+  const e = new FieldErrors();
+  if (!e.object(value, "")) return { ok: false, errors: e.list };
+  if (value.apiVersion !== API_VERSION) {
+    e.add("apiVersion", `must be ${API_VERSION}`);
+  }
+  if (value.kind !== DATAPLANE_NODE_KIND) {
+    e.add("kind", `must be ${DATAPLANE_NODE_KIND}`);
+  }
+  if (e.object(value.metadata, "metadata")) {
+    e.string(value.metadata.name, "metadata.name", { minLength: 1 });
+    if (value.metadata.namespace !== undefined) {
+      e.add("metadata.namespace", "must be absent: the kind is cluster-scoped");
+    }
+  }
+  if (e.object(value.spec, "spec")) {
+    e.string(value.spec.nodeName, "spec.nodeName", { minLength: 1 });
+    if (value.spec.uplink !== undefined) {
+      e.string(value.spec.uplink, "spec.uplink");
+    }
+  }
+  if (value.status !== undefined && e.object(value.status, "status")) {
+    checkStatus(value.status, e);
+  }
+  return e.list.length === 0
+    ? { ok: true, value: value as unknown as DataplaneNode }
+    : { ok: false, errors: e.list };
+}
+
+const COUNT_MAX = Number.MAX_SAFE_INTEGER;
+
+function checkStatus(status: JsonObject, e: FieldErrors): void {
+  if (status.conditions !== undefined) {
+    if (e.array(status.conditions, "status.conditions")) {
+      status.conditions.forEach((c, i) => {
+        const p = `status.conditions[${i}]`;
+        if (!e.object(c, p)) return;
+        e.string(c.type, `${p}.type`, { minLength: 1 });
+        e.oneOf(c.status, `${p}.status`, ["True", "False", "Unknown"]);
+        e.string(c.reason, `${p}.reason`, { minLength: 1 });
+        e.string(c.lastTransitionTime, `${p}.lastTransitionTime`, {
+          minLength: 1,
+        });
+      });
+    }
+  }
+  if (status.tables !== undefined && e.array(status.tables, "status.tables")) {
+    status.tables.forEach((t, i) => {
+      const p = `status.tables[${i}]`;
+      if (!e.object(t, p)) return;
+      e.string(t.namespace, `${p}.namespace`, { minLength: 1 });
+      e.string(t.name, `${p}.name`, { minLength: 1 });
+      e.integer(t.observedGeneration, `${p}.observedGeneration`, 0, COUNT_MAX);
+      if (t.programmedGeneration !== undefined) {
+        e.integer(
+          t.programmedGeneration,
+          `${p}.programmedGeneration`,
+          0,
+          COUNT_MAX,
+        );
+      }
+      e.integer(t.entries, `${p}.entries`, 0, COUNT_MAX);
+      e.integer(t.backends, `${p}.backends`, 0, COUNT_MAX);
+      if (t.errors !== undefined && e.array(t.errors, `${p}.errors`)) {
+        t.errors.forEach((m, j) => e.string(m, `${p}.errors[${j}]`));
+      }
+    });
+  }
+  if (
+    status.counters !== undefined &&
+    e.object(status.counters, "status.counters")
+  ) {
+    const c = status.counters;
+    e.string(c.collectedAt, "status.counters.collectedAt", { minLength: 1 });
+    if (e.array(c.services, "status.counters.services")) {
+      c.services.forEach((s, i) => {
+        const p = `status.counters.services[${i}]`;
+        if (!e.object(s, p)) return;
+        e.ip(s.address, `${p}.address`);
+        e.integer(s.port, `${p}.port`, 1, 65535);
+        e.oneOf(s.protocol, `${p}.protocol`, PROTOCOLS);
+        for (const k of ["packets", "bytes", "newFlows", "rejectedFlows"]) {
+          e.integer(s[k], `${p}.${k}`, 0, COUNT_MAX);
+        }
+        if (e.array(s.backends, `${p}.backends`)) {
+          s.backends.forEach((b, j) => {
+            const bp = `${p}.backends[${j}]`;
+            if (!e.object(b, bp)) return;
+            e.ip(b.ip, `${bp}.ip`);
+            e.integer(b.port, `${bp}.port`, 1, 65535);
+            for (const k of ["packets", "bytes", "newFlows"]) {
+              e.integer(b[k], `${bp}.${k}`, 0, COUNT_MAX);
+            }
+          });
+        }
+      });
+    }
+  }
+}
+
+/**
+ * The generation of a table that a node has programmed, or undefined.
+ * The operator's `Programmed` check and kubectl-blixt both use this.
+ */
+export function programmedGeneration(
+  node: DataplaneNode,
+  table: { namespace: string; name: string },
+): number | undefined {
+  return node.status?.tables?.find((t) =>
+    t.namespace === table.namespace && t.name === table.name
+  )?.programmedGeneration;
+}

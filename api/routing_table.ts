@@ -1,0 +1,284 @@
+/**
+ * RoutingTable (blixt.dev/v1alpha1): what the operator wants the data plane to
+ * do for one Gateway. Namespaced, one per Gateway, same name, owned by it.
+ * Written by the operator, read by the agents and kubectl-blixt.
+ *
+ * @module
+ */
+import { FieldErrors, type JsonObject } from "./_field_checks.ts";
+import { canonicalIp, parseIp } from "./ip_address.ts";
+import {
+  API_VERSION,
+  type FieldError,
+  MAX_WEIGHT,
+  type ObjectMeta,
+  type Validated,
+} from "./meta.ts";
+
+/** Kind name. */
+export const ROUTING_TABLE_KIND = "RoutingTable";
+/** Plural resource name, as in the CRD and the REST path. */
+export const ROUTING_TABLE_PLURAL = "routingtables";
+
+/** Layer-4 protocols the data plane serves. */
+export const PROTOCOLS = ["TCP", "UDP"] as const;
+/** A layer-4 protocol. */
+export type Protocol = typeof PROTOCOLS[number];
+
+/**
+ * What a backend may do, from its EndpointSlice conditions:
+ * `Ready` takes new flows; `Serving` is terminating but still serving, so it
+ * keeps its existing flows and gets no new ones; `Terminating` serves nothing
+ * and is listed only so existing flows end cleanly and counters stay readable.
+ */
+export const BACKEND_STATES = ["Ready", "Serving", "Terminating"] as const;
+/** One of {@linkcode BACKEND_STATES}. */
+export type BackendState = typeof BACKEND_STATES[number];
+
+/** Route kinds a RoutingTable entry can come from. */
+export const ROUTE_KINDS = ["TCPRoute", "UDPRoute"] as const;
+
+/** The route that carries an entry's traffic. */
+export interface RouteRef {
+  /** `TCPRoute` or `UDPRoute`. */
+  kind: typeof ROUTE_KINDS[number];
+  /** Route namespace. */
+  namespace: string;
+  /** Route name. */
+  name: string;
+}
+
+/** The Service a backend was resolved from. */
+export interface ServiceRef {
+  /** Service namespace. */
+  namespace: string;
+  /** Service name. */
+  name: string;
+  /** The Service port the backendRef named. */
+  port: number;
+}
+
+/** One endpoint traffic may go to. */
+export interface Backend {
+  /** Endpoint address, same family as the entry's address. */
+  ip: string;
+  /** Endpoint (target) port. */
+  port: number;
+  /**
+   * Share of new flows, 0-1,000,000, comparable with the other backends'
+   * weights and the entry's `rejectWeight`. 0: no new flows.
+   */
+  weight: number;
+  /** Node the endpoint runs on, when the EndpointSlice says. */
+  node?: string;
+  /** What the backend may do, see {@linkcode BACKEND_STATES}. */
+  state: BackendState;
+  /** The Service the backend came from. */
+  service?: ServiceRef;
+}
+
+/** One frontend, `address:port/protocol`, and where its traffic goes. */
+export interface RoutingTableEntry {
+  /** Virtual IP the Gateway listens on. */
+  address: string;
+  /** Listener port, 1-65535. */
+  port: number;
+  /** TCP or UDP. */
+  protocol: Protocol;
+  /** Name of the Gateway listener this entry implements. */
+  listener: string;
+  /** Route carrying the traffic; absent when no route is attached. */
+  route?: RouteRef;
+  /** Backends, sorted by ip then port. */
+  backends: Backend[];
+  /**
+   * Share of new flows to actively reject (TCP reset, ICMP port unreachable):
+   * the weight of invalid backendRefs and of backendRefs with no ready
+   * endpoint. When it and every backend weight are 0, all traffic is rejected.
+   */
+  rejectWeight: number;
+}
+
+/** Desired state of the data plane for one Gateway. */
+export interface RoutingTableSpec {
+  /** Addresses the Gateway is bound to (its `status.addresses` of type IPAddress). */
+  addresses: string[];
+  /** Keep the client address by sending only to backends on the receiving node. */
+  localBackendsOnly?: boolean;
+  /** Frontends, sorted by address, port, protocol; unique on those three. */
+  entries: RoutingTableEntry[];
+}
+
+/** A RoutingTable object. */
+export interface RoutingTable {
+  /** `blixt.dev/v1alpha1`. */
+  apiVersion: typeof API_VERSION;
+  /** `RoutingTable`. */
+  kind: typeof ROUTING_TABLE_KIND;
+  /** Same name and namespace as the Gateway. */
+  metadata: ObjectMeta & { namespace: string };
+  /** The table. */
+  spec: RoutingTableSpec;
+}
+
+/** Key of an entry: `address:port/protocol` (IPv6 in brackets). */
+export function entryKey(
+  entry: Pick<RoutingTableEntry, "address" | "port" | "protocol">,
+): string {
+  const host = entry.address.includes(":")
+    ? `[${entry.address}]`
+    : entry.address;
+  return `${host}:${entry.port}/${entry.protocol}`;
+}
+
+/**
+ * Checks an untrusted object (as read from the API server) against the
+ * RoutingTable contract, reporting every problem with its field path.
+ * Never throws.
+ *
+ * @example
+ * ```ts
+ * const result = validateRoutingTable(JSON.parse(text));
+ * if (!result.ok) console.error(formatFieldErrors(result.errors));
+ * ```
+ */
+export function validateRoutingTable(value: unknown): Validated<RoutingTable> {
+  const e = new FieldErrors();
+  if (!e.object(value, "")) return { ok: false, errors: e.list };
+  if (value.apiVersion !== API_VERSION) {
+    e.add("apiVersion", `must be ${API_VERSION}`);
+  }
+  if (value.kind !== ROUTING_TABLE_KIND) {
+    e.add("kind", `must be ${ROUTING_TABLE_KIND}`);
+  }
+  if (e.object(value.metadata, "metadata")) {
+    e.string(value.metadata.name, "metadata.name", { minLength: 1 });
+    e.string(value.metadata.namespace, "metadata.namespace", { minLength: 1 });
+  }
+  if (e.object(value.spec, "spec")) checkSpec(value.spec, e);
+  return e.list.length === 0
+    ? { ok: true, value: value as unknown as RoutingTable }
+    : { ok: false, errors: e.list };
+}
+
+function checkSpec(spec: JsonObject, e: FieldErrors): void {
+  const addresses = new Set<string>();
+  if (e.array(spec.addresses, "spec.addresses")) {
+    spec.addresses.forEach((a, i) => {
+      if (e.ip(a, `spec.addresses[${i}]`)) {
+        const c = canonicalIp(a as string) as string;
+        if (addresses.has(c)) e.add(`spec.addresses[${i}]`, `duplicate ${a}`);
+        addresses.add(c);
+      }
+    });
+  }
+  if (spec.localBackendsOnly !== undefined) {
+    e.boolean(spec.localBackendsOnly, "spec.localBackendsOnly");
+  }
+  if (!e.array(spec.entries, "spec.entries")) return;
+  const seen = new Map<string, number>();
+  spec.entries.forEach((entry, i) => {
+    const path = `spec.entries[${i}]`;
+    if (!e.object(entry, path)) return;
+    checkEntry(entry, path, addresses, e);
+    if (
+      typeof entry.address === "string" && typeof entry.port === "number" &&
+      typeof entry.protocol === "string"
+    ) {
+      const key = entryKey({
+        address: canonicalIp(entry.address) ?? entry.address,
+        port: entry.port,
+        protocol: entry.protocol as Protocol,
+      });
+      const first = seen.get(key);
+      if (first !== undefined) {
+        e.add(path, `duplicate frontend ${key}, also spec.entries[${first}]`);
+      } else seen.set(key, i);
+    }
+  });
+}
+
+function checkEntry(
+  entry: JsonObject,
+  path: string,
+  addresses: Set<string>,
+  e: FieldErrors,
+): void {
+  const family = typeof entry.address === "string"
+    ? parseIp(entry.address)?.family
+    : undefined;
+  if (e.ip(entry.address, `${path}.address`)) {
+    if (!addresses.has(canonicalIp(entry.address as string) as string)) {
+      e.add(`${path}.address`, "must be one of spec.addresses");
+    }
+  }
+  e.integer(entry.port, `${path}.port`, 1, 65535);
+  e.oneOf(entry.protocol, `${path}.protocol`, PROTOCOLS);
+  e.string(entry.listener, `${path}.listener`, { minLength: 1 });
+  if (entry.route !== undefined && e.object(entry.route, `${path}.route`)) {
+    e.oneOf(entry.route.kind, `${path}.route.kind`, ROUTE_KINDS);
+    e.string(entry.route.namespace, `${path}.route.namespace`, {
+      minLength: 1,
+    });
+    e.string(entry.route.name, `${path}.route.name`, { minLength: 1 });
+  }
+  e.integer(entry.rejectWeight, `${path}.rejectWeight`, 0, MAX_WEIGHT);
+  if (!e.array(entry.backends, `${path}.backends`)) return;
+  entry.backends.forEach((b, j) => {
+    const bp = `${path}.backends[${j}]`;
+    if (!e.object(b, bp)) return;
+    if (e.ip(b.ip, `${bp}.ip`) && family !== undefined) {
+      if (parseIp(b.ip as string)?.family !== family) {
+        e.add(`${bp}.ip`, `must be IPv${family} like the entry's address`);
+      }
+    }
+    e.integer(b.port, `${bp}.port`, 1, 65535);
+    e.integer(b.weight, `${bp}.weight`, 0, MAX_WEIGHT);
+    e.oneOf(b.state, `${bp}.state`, BACKEND_STATES);
+    if (b.state !== "Ready" && b.weight !== 0 && typeof b.weight === "number") {
+      e.add(`${bp}.weight`, `must be 0 for a backend in state ${b.state}`);
+    }
+    if (b.node !== undefined) e.string(b.node, `${bp}.node`, { minLength: 1 });
+    if (b.service !== undefined && e.object(b.service, `${bp}.service`)) {
+      e.string(b.service.namespace, `${bp}.service.namespace`);
+      e.string(b.service.name, `${bp}.service.name`);
+      e.integer(b.service.port, `${bp}.service.port`, 1, 65535);
+    }
+  });
+}
+
+/** Two tables that claim the same frontend. */
+export interface FrontendConflict {
+  /** `address:port/protocol`. */
+  frontend: string;
+  /** `namespace/name` of every table claiming it, sorted. */
+  tables: string[];
+}
+
+/**
+ * Finds frontends claimed by more than one table. Resolving them is the
+ * operator's job; an agent programs none of the claimants and reports them.
+ */
+export function findFrontendConflicts(
+  tables: readonly RoutingTable[],
+): FrontendConflict[] {
+  const owners = new Map<string, Set<string>>();
+  for (const t of tables) {
+    const name = `${t.metadata.namespace}/${t.metadata.name}`;
+    for (const entry of t.spec.entries) {
+      const key = entryKey({
+        ...entry,
+        address: canonicalIp(entry.address) ?? entry.address,
+      });
+      const set = owners.get(key) ?? new Set<string>();
+      set.add(name);
+      owners.set(key, set);
+    }
+  }
+  return [...owners].filter(([, s]) => s.size > 1)
+    .map(([frontend, s]) => ({ frontend, tables: [...s].sort() }))
+    .sort((a, b) => a.frontend.localeCompare(b.frontend));
+}
+
+/** Re-export so callers of this module need one import for errors. */
+export type { FieldError };

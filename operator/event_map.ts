@@ -1,0 +1,212 @@
+/**
+ * From a watch event on any kind to the keys of the Gateways whose desired
+ * state it may change; the informers enqueue those keys. Both the old and the
+ * new object are looked at, so a route that leaves a Gateway wakes it too.
+ *
+ * @module
+ */
+import { isDeepStrictEqual } from "node:util";
+import { CONTROLLER_NAME } from "../api/mod.ts";
+import { isOurClass } from "./gateway_class.ts";
+import {
+  GATEWAY_GROUP,
+  type L4Route,
+  objectKey,
+  SERVICE_NAME_LABEL,
+  type Snapshot,
+  type SnapshotObject,
+} from "./snapshot.ts";
+
+/** A watch event: the object before (absent on add) and after (absent on delete). */
+export interface WatchEvent {
+  /** Before the change. */
+  old?: SnapshotObject;
+  /** After the change. */
+  new?: SnapshotObject;
+}
+
+/** Keys (`namespace/name`) of every Gateway of a blixt class. */
+export function managedGateways(snapshot: Snapshot): string[] {
+  return [...snapshot.gateways].filter(([, g]) =>
+    isOurClass(snapshot.gatewayClasses.get(g.spec.gatewayClassName))
+  ).map(([k]) => k);
+}
+
+function gatewaysOfRoute(route: L4Route): string[] {
+  const ns = route.metadata?.namespace ?? "";
+  const refs = [
+    ...(route.spec?.parentRefs ?? []),
+    ...(route.status?.parents ?? [])
+      .filter((p) => p.controllerName === CONTROLLER_NAME)
+      .map((p) => p.parentRef),
+  ];
+  return refs.filter((r) =>
+    (r.group ?? GATEWAY_GROUP) === GATEWAY_GROUP &&
+    (r.kind ?? "Gateway") === "Gateway"
+  ).map((r) => objectKey(r.namespace ?? ns, r.name));
+}
+
+function gatewaysOfRoutes(
+  snapshot: Snapshot,
+  usesBackend: (route: L4Route, ns: string, name: string) => boolean,
+): string[] {
+  const out: string[] = [];
+  for (const route of snapshot.routes.values()) {
+    const ns = route.metadata.namespace;
+    const hit = (route.spec?.rules ?? []).some((rule) =>
+      (rule.backendRefs ?? []).some((b) =>
+        (b.group ?? "") === "" && (b.kind ?? "Service") === "Service" &&
+        usesBackend(route, b.namespace ?? ns, b.name)
+      )
+    );
+    if (hit) out.push(...gatewaysOfRoute(route));
+  }
+  return out;
+}
+
+function nodeReady(o: SnapshotObject | undefined): boolean | undefined {
+  if (o === undefined || o.kind !== "Node") return undefined;
+  return o.status?.conditions?.some((c) =>
+    c.type === "Ready" && c.status === "True"
+  ) ?? false;
+}
+
+/**
+ * The Gateways an event may affect, sorted and unique. Looks at the event's
+ * objects and the current snapshot (already holding the change or not: both work).
+ */
+export function gatewaysForEvent(
+  event: WatchEvent,
+  snapshot: Snapshot,
+): string[] {
+  const o = event.new ?? event.old;
+  if (o === undefined) return [];
+  const keys: string[] = [];
+  const objects = [event.old, event.new].filter((x) => x !== undefined);
+  switch (o.kind) {
+    case "Gateway":
+    case "RoutingTable":
+      for (const x of objects) {
+        keys.push(
+          objectKey(x.metadata?.namespace ?? "", x.metadata?.name ?? ""),
+        );
+      }
+      if (o.kind === "Gateway") {
+        // another Gateway's addresses decide which addresses are free
+        keys.push(...managedGateways(snapshot));
+      }
+      break;
+    case "GatewayClass":
+    case "GatewayClassConfig": {
+      const names = new Set(objects.map((x) => x.metadata?.name ?? ""));
+      for (const [k, g] of snapshot.gateways) {
+        const gc = snapshot.gatewayClasses.get(g.spec.gatewayClassName);
+        const viaClass = o.kind === "GatewayClass" &&
+          names.has(g.spec.gatewayClassName);
+        const viaConfig = o.kind === "GatewayClassConfig" &&
+          gc?.spec.parametersRef !== undefined &&
+          names.has(gc.spec.parametersRef.name);
+        if (viaClass || viaConfig) keys.push(k);
+      }
+      break;
+    }
+    case "TCPRoute":
+    case "UDPRoute":
+      for (const x of objects) keys.push(...gatewaysOfRoute(x as L4Route));
+      break;
+    case "Service":
+      keys.push(
+        ...gatewaysOfRoutes(
+          snapshot,
+          (_r, ns, name) =>
+            objects.some((x) =>
+              x.metadata?.namespace === ns && x.metadata?.name === name
+            ),
+        ),
+      );
+      break;
+    case "EndpointSlice":
+      keys.push(
+        ...gatewaysOfRoutes(
+          snapshot,
+          (_r, ns, name) =>
+            objects.some((x) =>
+              x.metadata?.namespace === ns &&
+              x.metadata?.labels?.[SERVICE_NAME_LABEL] === name
+            ),
+        ),
+      );
+      break;
+    case "ReferenceGrant": {
+      const grantNs = new Set(objects.map((x) => x.metadata?.namespace ?? ""));
+      keys.push(
+        ...gatewaysOfRoutes(
+          snapshot,
+          (r, ns) => ns !== r.metadata.namespace && grantNs.has(ns),
+        ),
+      );
+      break;
+    }
+    case "Namespace": {
+      // labels feed allowedRoutes selectors; routes in it may attach or detach
+      const names = new Set(objects.map((x) => x.metadata?.name ?? ""));
+      for (const [k, g] of snapshot.gateways) {
+        const selects = (g.spec.listeners ?? []).some((l) =>
+          l.allowedRoutes?.namespaces?.from === "Selector"
+        );
+        if (selects) keys.push(k);
+      }
+      for (const route of snapshot.routes.values()) {
+        if (names.has(route.metadata.namespace)) {
+          keys.push(...gatewaysOfRoute(route));
+        }
+      }
+      break;
+    }
+    case "Node":
+      // only readiness (and existence) matters for Programmed
+      if (nodeReady(event.old) !== nodeReady(event.new)) {
+        keys.push(...managedGateways(snapshot));
+      }
+      break;
+    case "DataplaneNode": {
+      const before = event.old?.kind === "DataplaneNode"
+        ? event.old
+        : undefined;
+      const after = event.new?.kind === "DataplaneNode" ? event.new : undefined;
+      const beforeKeys = new Set(
+        (before?.status?.tables ?? []).map((t) =>
+          objectKey(t.namespace, t.name)
+        ),
+      );
+      for (const t of after?.status?.tables ?? []) {
+        const k = objectKey(t.namespace, t.name);
+        const old = before?.status?.tables?.find((x) =>
+          objectKey(x.namespace, x.name) === k
+        );
+        // counters-only updates wake nobody
+        if (
+          old &&
+          isDeepStrictEqual(old.programmedGeneration, t.programmedGeneration)
+        ) {
+          continue;
+        }
+        keys.push(k);
+      }
+      for (const k of beforeKeys) {
+        if (
+          !after?.status?.tables?.some((t) =>
+            objectKey(t.namespace, t.name) === k
+          )
+        ) {
+          keys.push(k);
+        }
+      }
+      if (before === undefined || after === undefined) {
+        keys.push(...managedGateways(snapshot)); // a node's agent came or went
+      }
+      break;
+    }
+  }
+  return [...new Set(keys)].sort();
+}

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { gatewaysForEvent } from "./event_map.ts";
+import { createSnapshot, type SnapshotObject } from "./snapshot.ts";
+import {
+  blixtClass,
+  dataplaneNode,
+  endpointSlice,
+  gateway,
+  listener,
+  namespace,
+  node,
+  referenceGrant,
+  route,
+  service,
+} from "./_test_objects.ts";
+
+const world: SnapshotObject[] = [
+  ...blixtClass(),
+  gateway("a", [listener("tcp", 5000)]),
+  gateway("b", [
+    listener("tcp", 5000, "TCP", {
+      namespaces: { from: "Selector", selector: { matchLabels: { x: "y" } } },
+    }),
+  ]),
+  route("TCPRoute", "to-a", [{ name: "a" }], [{ name: "web", port: 80 }]),
+  route("TCPRoute", "to-b", [{ name: "b", namespace: "default" }], [{
+    name: "far",
+    namespace: "other",
+    port: 80,
+  }], { namespace: "team" }),
+  service("web", [{ port: 80 }]),
+];
+const snapshot = createSnapshot(world);
+
+Deno.test("each kind of event wakes exactly the Gateways it can affect", () => {
+  const t = (name: string, programmedGeneration: number) => ({
+    namespace: "default",
+    name,
+    programmedGeneration,
+  });
+  const moved = route("TCPRoute", "to-a", [{ name: "b" }], [{
+    name: "web",
+    port: 80,
+  }]);
+  const cases: [
+    string,
+    { old?: SnapshotObject; new?: SnapshotObject },
+    string[],
+  ][] = [
+    ["a route: its parents", { new: world[4] as SnapshotObject }, [
+      "default/a",
+    ]],
+    ["a route moving between Gateways: both", {
+      old: world[4] as SnapshotObject,
+      new: moved,
+    }, ["default/a", "default/b"]],
+    ["a Service: Gateways of routes using it", {
+      new: service("web", [{ port: 81 }]),
+    }, ["default/a"]],
+    [
+      "an unrelated Service: none",
+      { new: service("db", [{ port: 5432 }]) },
+      [],
+    ],
+    ["an EndpointSlice: through its Service", {
+      new: endpointSlice("web", [{ port: 80 }], []),
+    }, ["default/a"]],
+    ["a ReferenceGrant: Gateways of routes referring into its namespace", {
+      new: referenceGrant("other", "TCPRoute", "team"),
+    }, ["default/b"]],
+    ["a Namespace: selector listeners and routes in it", {
+      new: namespace("team", { x: "y" }),
+    }, ["default/b"]],
+    ["a Node turning ready: every Gateway", {
+      old: node("n1", false),
+      new: node("n1", true),
+    }, ["default/a", "default/b"]],
+    ["a Node update without readiness change: none", {
+      old: node("n1"),
+      new: node("n1"),
+    }, []],
+    ["a DataplaneNode programming a table: that Gateway", {
+      old: dataplaneNode("n1", [t("a", 1), t("b", 1)]),
+      new: dataplaneNode("n1", [t("a", 2), t("b", 1)]),
+    }, ["default/a"]],
+    ["a DataplaneNode counters update: none", {
+      old: dataplaneNode("n1", [t("a", 1)]),
+      new: dataplaneNode("n1", [t("a", 1)]),
+    }, []],
+    ["a new DataplaneNode: every Gateway", { new: dataplaneNode("n2", []) }, [
+      "default/a",
+      "default/b",
+    ]],
+    ["the GatewayClass: its Gateways", { new: world[0] as SnapshotObject }, [
+      "default/a",
+      "default/b",
+    ]],
+    ["the class config: Gateways of classes using it", {
+      new: world[1] as SnapshotObject,
+    }, ["default/a", "default/b"]],
+  ];
+  for (const [what, event, want] of cases) {
+    assert.deepEqual(gatewaysForEvent(event, snapshot), want, what);
+  }
+});

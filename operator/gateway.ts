@@ -1,0 +1,628 @@
+/**
+ * `reconcile(gatewayKey, snapshot)`: the whole desired state of one Gateway,
+ * computed from the snapshot alone (level-based): its status, its routes'
+ * parent entries for blixt, and its RoutingTable. The caller writes what it
+ * returns; nothing here talks to the API server.
+ *
+ * @module
+ */
+import { isDeepStrictEqual } from "node:util";
+import {
+  API_VERSION,
+  type Condition,
+  CONTROLLER_NAME,
+  parseIp,
+  PART_OF_LABEL,
+  programmedGeneration,
+  ROUTING_TABLE_KIND,
+  type RoutingTable,
+  type RoutingTableEntry,
+  type RoutingTableSpec,
+} from "../api/mod.ts";
+import { assignAddresses } from "./addresses.ts";
+import { type ResolvedRule, resolveRule, weighBackends } from "./backends.ts";
+import {
+  type ConditionSpec,
+  findCondition,
+  mergeConditions,
+} from "./conditions.ts";
+import { classParameters, isOurClass } from "./gateway_class.ts";
+import { judgeListeners, type ListenerVerdict } from "./listeners.ts";
+import { attachRoute, refersToGateway } from "./route_attachment.ts";
+import {
+  type Gateway,
+  GATEWAY_GROUP,
+  type L4Route,
+  type RouteParentStatus,
+  type Snapshot,
+} from "./snapshot.ts";
+
+/** Finalizer the operator keeps on Gateways it manages, so their table goes first. */
+export const GATEWAY_FINALIZER = "blixt.dev/routing-table";
+
+/** Desired status of one listener. */
+export interface ListenerStatus {
+  /** Listener name. */
+  name: string;
+  /** Route kinds that may attach. */
+  supportedKinds: { group: string; kind: string }[];
+  /** Routes attached and Accepted. */
+  attachedRoutes: number;
+  /** Accepted, Conflicted, ResolvedRefs, Programmed. */
+  conditions: Condition[];
+}
+
+/** Desired status of a Gateway. */
+export interface GatewayStatus {
+  /** Addresses bound. */
+  addresses: { type: "IPAddress"; value: string }[];
+  /** Accepted, Programmed (and other controllers' conditions, kept). */
+  conditions: Condition[];
+  /** One per listener, in spec order. */
+  listeners: ListenerStatus[];
+}
+
+/** The new `status.parents` of a route whose blixt entries changed. */
+export interface RouteStatusUpdate {
+  /** TCPRoute or UDPRoute. */
+  kind: string;
+  /** apiVersion the route was read with. */
+  apiVersion: string;
+  /** Route namespace. */
+  namespace: string;
+  /** Route name. */
+  name: string;
+  /** resourceVersion it was computed from, for the read-modify-write. */
+  resourceVersion?: string;
+  /** The full list: other controllers' entries untouched, ours replaced. */
+  parents: RouteParentStatus[];
+}
+
+/** A Kubernetes Event to record on the Gateway. */
+export interface GatewayEvent {
+  /** Normal or Warning. */
+  type: "Normal" | "Warning";
+  /** CamelCase reason. */
+  reason: string;
+  /** What happened. */
+  message: string;
+}
+
+/** What to do with the Gateway's RoutingTable. */
+export type TableAction =
+  | { action: "apply"; table: RoutingTable }
+  | { action: "delete" }
+  | { action: "keep" };
+
+/** Everything reconcile wants written for one Gateway. */
+export interface ReconcileResult {
+  /** `namespace/name` of the Gateway. */
+  gatewayKey: string;
+  /**
+   * False when the Gateway is gone, being deleted, or not of a blixt class:
+   * then only cleanup is asked for (table delete, our route entries removed,
+   * finalizer removed).
+   */
+  managed: boolean;
+  /** Desired Gateway status, when managed. */
+  status?: GatewayStatus;
+  /** The RoutingTable. */
+  table: TableAction;
+  /** Routes whose `status.parents` must change. */
+  routeStatuses: RouteStatusUpdate[];
+  /** Add the finalizer, remove it, or leave it. */
+  finalizer: "add" | "remove" | "none";
+  /** Events to record (only on change). */
+  events: GatewayEvent[];
+}
+
+/**
+ * Computes the desired state of the Gateway `namespace/name` from a snapshot.
+ * Pure and total: for any snapshot it returns a result and never throws on
+ * malformed objects.
+ *
+ * @example
+ * ```ts
+ * const result = reconcile("default/gw", snapshot, { now: new Date().toISOString() });
+ * if (result.table.action === "apply") await writer.apply(result.table.table);
+ * ```
+ */
+export function reconcile(
+  gatewayKey: string,
+  snapshot: Snapshot,
+  options: { now: string },
+): ReconcileResult {
+  const gateway = snapshot.gateways.get(gatewayKey);
+  const gc = gateway &&
+    snapshot.gatewayClasses.get(gateway.spec.gatewayClassName);
+  if (
+    gateway === undefined || !isOurClass(gc) ||
+    gateway.metadata?.deletionTimestamp !== undefined
+  ) {
+    return cleanup(gatewayKey, gateway, snapshot, options);
+  }
+  const generation = gateway.metadata?.generation ?? 0;
+  const events: GatewayEvent[] = [];
+  const params = classParameters(gc as NonNullable<typeof gc>, snapshot);
+  const verdicts = judgeListeners(gateway);
+  const config = params.ok ? params.spec : {};
+  const assignment = assignAddresses(gateway, snapshot, { config });
+
+  // routes: attachment per parentRef, status per parentRef
+  const attached = new Map<string, L4Route[]>(
+    verdicts.map((v) => [v.listener.name, []]),
+  );
+  const routeStatuses: RouteStatusUpdate[] = [];
+  const rules = new Map<L4Route, ResolvedRule>();
+  for (const route of candidateRoutes(gateway, snapshot)) {
+    const ours: RouteParentStatus[] = [];
+    for (const ref of route.spec.parentRefs ?? []) {
+      if (!refersToGateway(ref, { route, gateway })) continue;
+      const attachment = attachRoute(route, ref, {
+        gateway,
+        verdicts,
+        snapshot,
+      });
+      let rule = rules.get(route);
+      if (rule === undefined) {
+        rule = resolveRule(route, snapshot);
+        rules.set(route, rule);
+      }
+      if (attachment.accepted.status === "True") {
+        for (const name of attachment.listeners) {
+          const list = attached.get(name);
+          if (list && !list.includes(route)) list.push(route);
+        }
+      }
+      const previous = findParent(route, ref)?.conditions;
+      ours.push({
+        parentRef: ref,
+        controllerName: CONTROLLER_NAME,
+        conditions: mergeConditions(
+          previous,
+          [attachment.accepted, rule.resolvedRefs],
+          { generation: route.metadata.generation ?? 0, now: options.now },
+        ),
+      });
+    }
+    const update = routeUpdate(route, gateway, ours);
+    if (update) routeStatuses.push(update);
+  }
+
+  // Gateway Accepted
+  const validListeners = verdicts.filter((v) => v.valid);
+  const invalidNames = verdicts.filter((v) => !v.valid).map((v) =>
+    v.listener.name
+  );
+  let accepted: ConditionSpec;
+  if (!params.ok) {
+    accepted = {
+      type: "Accepted",
+      status: "False",
+      reason: "InvalidParameters",
+      message:
+        `GatewayClass ${gateway.spec.gatewayClassName}: ${params.message}`,
+    };
+  } else if (assignment.notAccepted) {
+    accepted = assignment.notAccepted;
+  } else if (validListeners.length === 0) {
+    accepted = {
+      type: "Accepted",
+      status: "False",
+      reason: "ListenersNotValid",
+      message: `no valid listener: ${
+        invalidNames.join(", ") || "none defined"
+      }`,
+    };
+  } else if (invalidNames.length > 0) {
+    accepted = {
+      type: "Accepted",
+      status: "True",
+      reason: "ListenersNotValid",
+      message: `listeners ${invalidNames.join(", ")} are not valid; accepted: ${
+        validListeners.map((v) => v.listener.name).join(", ")
+      }`,
+    };
+  } else {
+    accepted = {
+      type: "Accepted",
+      status: "True",
+      reason: "Accepted",
+      message: "Gateway accepted",
+    };
+  }
+
+  // the table, then Programmed
+  let table: TableAction;
+  let programmed: ConditionSpec;
+  if (accepted.status === "False") {
+    // a class config typo must not take traffic down: keep the last table
+    table = params.ok ? { action: "delete" } : { action: "keep" };
+    programmed = {
+      type: "Programmed",
+      status: "False",
+      reason: "Invalid",
+      message: `not accepted: ${accepted.message}`,
+    };
+  } else if (assignment.addresses.length === 0 && assignment.notProgrammed) {
+    table = { action: "delete" };
+    programmed = assignment.notProgrammed;
+  } else {
+    const spec = tableSpec(validListeners, attached, rules, {
+      addresses: assignment.addresses,
+      localBackendsOnly: config.localBackendsOnly ?? false,
+    });
+    table = { action: "apply", table: routingTable(gateway, spec) };
+    programmed = assignment.notProgrammed ??
+      dataplaneProgrammed(gatewayKey, spec, snapshot);
+  }
+
+  const gatewayConditions = mergeConditions(
+    gateway.status?.conditions as Partial<Condition>[] | undefined,
+    [accepted, programmed],
+    { generation, now: options.now },
+  );
+  const listeners = verdicts.map((v) =>
+    listenerStatus(v, gateway, {
+      attachedRoutes: attached.get(v.listener.name)?.length ?? 0,
+      gatewayProgrammed: programmed,
+      generation,
+      now: options.now,
+    })
+  );
+  const status: GatewayStatus = {
+    addresses: assignment.addresses.map((value) => ({
+      type: "IPAddress",
+      value,
+    })),
+    conditions: gatewayConditions,
+    listeners,
+  };
+  events.push(...changeEvents(gateway, status));
+  return {
+    gatewayKey,
+    managed: true,
+    status,
+    table,
+    routeStatuses,
+    finalizer: gateway.metadata?.finalizers?.includes(GATEWAY_FINALIZER)
+      ? "none"
+      : "add",
+    events,
+  };
+}
+
+function cleanup(
+  gatewayKey: string,
+  gateway: Gateway | undefined,
+  snapshot: Snapshot,
+  _options: { now: string },
+): ReconcileResult {
+  const [namespace = "", name = ""] = gatewayKey.split("/");
+  const ghost = gateway ?? ({ metadata: { namespace, name } } as Gateway);
+  const routeStatuses: RouteStatusUpdate[] = [];
+  for (const route of snapshot.routes.values()) {
+    const update = routeUpdate(route, ghost, []);
+    if (update) routeStatuses.push(update);
+  }
+  return {
+    gatewayKey,
+    managed: false,
+    table: { action: "delete" },
+    routeStatuses,
+    finalizer: gateway?.metadata?.finalizers?.includes(GATEWAY_FINALIZER)
+      ? "remove"
+      : "none",
+    events: [],
+  };
+}
+
+/** Routes with a parentRef to the Gateway, or a blixt entry for it to clean up. */
+function candidateRoutes(gateway: Gateway, snapshot: Snapshot): L4Route[] {
+  const out: L4Route[] = [];
+  for (const route of snapshot.routes.values()) {
+    const refers = (route.spec?.parentRefs ?? []).some((r) =>
+      refersToGateway(r, { route, gateway })
+    );
+    const listed = (route.status?.parents ?? []).some((p) =>
+      p.controllerName === CONTROLLER_NAME &&
+      refersToGateway(p.parentRef, { route, gateway })
+    );
+    if (refers || listed) out.push(route);
+  }
+  return out;
+}
+
+function sameRef(
+  a: RouteParentStatus["parentRef"],
+  b: RouteParentStatus["parentRef"],
+  route: L4Route,
+): boolean {
+  return (a.group ?? GATEWAY_GROUP) === (b.group ?? GATEWAY_GROUP) &&
+    (a.kind ?? "Gateway") === (b.kind ?? "Gateway") &&
+    a.name === b.name &&
+    (a.namespace ?? route.metadata.namespace) ===
+      (b.namespace ?? route.metadata.namespace) &&
+    a.sectionName === b.sectionName && a.port === b.port;
+}
+
+function findParent(route: L4Route, ref: RouteParentStatus["parentRef"]) {
+  return route.status?.parents?.find((p) =>
+    p.controllerName === CONTROLLER_NAME && sameRef(p.parentRef, ref, route)
+  );
+}
+
+/**
+ * The route's new parents list: our entries for this Gateway replaced by
+ * `ours`, everything else (other controllers, our other Gateways) untouched;
+ * undefined when nothing changes.
+ */
+function routeUpdate(
+  route: L4Route,
+  gateway: Gateway,
+  ours: RouteParentStatus[],
+): RouteStatusUpdate | undefined {
+  const before = route.status?.parents ?? [];
+  const mine = (p: RouteParentStatus) =>
+    p.controllerName === CONTROLLER_NAME &&
+    refersToGateway(p.parentRef, { route, gateway });
+  const after: RouteParentStatus[] = [];
+  const pending = [...ours];
+  for (const p of before) {
+    if (!mine(p)) {
+      after.push(p);
+      continue;
+    }
+    const i = pending.findIndex((o) =>
+      sameRef(o.parentRef, p.parentRef, route)
+    );
+    if (i >= 0) after.push(...pending.splice(i, 1)); // keep the entry's place
+  }
+  after.push(...pending);
+  if (isDeepStrictEqual(after, before)) return undefined;
+  return {
+    kind: route.kind,
+    apiVersion: route.apiVersion,
+    namespace: route.metadata.namespace,
+    name: route.metadata.name,
+    ...(route.metadata.resourceVersion === undefined
+      ? {}
+      : { resourceVersion: route.metadata.resourceVersion }),
+    parents: after.slice(0, 32), // the API caps the list at 32 parents
+  };
+}
+
+/** Oldest first (creationTimestamp, then namespace/name): GEP-2644/2645 precedence. */
+function compareRouteAge(a: L4Route, b: L4Route): number {
+  const ta = a.metadata.creationTimestamp ?? "",
+    tb = b.metadata.creationTimestamp ?? "";
+  if (ta !== tb) return ta < tb ? -1 : 1;
+  const ka = `${a.metadata.namespace}/${a.metadata.name}`;
+  const kb = `${b.metadata.namespace}/${b.metadata.name}`;
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+function tableSpec(
+  listeners: readonly ListenerVerdict[],
+  attached: Map<string, L4Route[]>,
+  rules: Map<L4Route, ResolvedRule>,
+  options: { addresses: string[]; localBackendsOnly: boolean },
+): RoutingTableSpec {
+  const entries: RoutingTableEntry[] = [];
+  for (const address of options.addresses) {
+    const family = parseIp(address)?.family ?? 4;
+    for (const v of listeners) {
+      const winner =
+        [...attached.get(v.listener.name) ?? []].sort(compareRouteAge)[0];
+      const weighted = winner === undefined
+        ? { backends: [], rejectWeight: 0 }
+        : weighBackends(rules.get(winner)?.refs ?? [], family);
+      entries.push({
+        address,
+        port: v.listener.port,
+        protocol: v.listener.protocol as "TCP" | "UDP",
+        listener: v.listener.name,
+        ...(winner === undefined ? {} : {
+          route: {
+            kind: winner.kind,
+            namespace: winner.metadata.namespace,
+            name: winner.metadata.name,
+          },
+        }),
+        backends: weighted.backends,
+        rejectWeight: weighted.rejectWeight,
+      });
+    }
+  }
+  entries.sort((a, b) =>
+    a.address.localeCompare(b.address) || a.port - b.port ||
+    a.protocol.localeCompare(b.protocol)
+  );
+  return {
+    addresses: options.addresses,
+    localBackendsOnly: options.localBackendsOnly,
+    entries,
+  };
+}
+
+function routingTable(gateway: Gateway, spec: RoutingTableSpec): RoutingTable {
+  return {
+    apiVersion: API_VERSION,
+    kind: ROUTING_TABLE_KIND,
+    metadata: {
+      name: gateway.metadata?.name ?? "",
+      namespace: gateway.metadata?.namespace ?? "",
+      labels: { ...PART_OF_LABEL },
+      ownerReferences: [{
+        apiVersion: `${GATEWAY_GROUP}/v1`,
+        kind: "Gateway",
+        name: gateway.metadata?.name ?? "",
+        uid: gateway.metadata?.uid ?? "",
+        controller: true,
+        blockOwnerDeletion: true,
+      }],
+    },
+    spec,
+  };
+}
+
+/**
+ * Programmed only once every ready node's DataplaneNode reports the current
+ * generation of the table as programmed; a table not yet written (or written
+ * with another spec) is pending.
+ */
+function dataplaneProgrammed(
+  gatewayKey: string,
+  spec: RoutingTableSpec,
+  snapshot: Snapshot,
+): ConditionSpec {
+  const pending = (message: string): ConditionSpec => ({
+    type: "Programmed",
+    status: "False",
+    reason: "Pending",
+    message,
+  });
+  const current = snapshot.routingTables.get(gatewayKey);
+  if (current === undefined || !isDeepStrictEqual(current.spec, spec)) {
+    return pending("waiting for the RoutingTable to be written");
+  }
+  const generation = current.metadata.generation ?? 0;
+  const ready = [...snapshot.nodes.values()].filter((n) =>
+    n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+  );
+  if (ready.length === 0) return pending("no ready node to program");
+  const [namespace = "", name = ""] = gatewayKey.split("/");
+  const waiting: string[] = [];
+  for (const node of ready) {
+    const nodeName = node.metadata?.name ?? "";
+    const dpn = snapshot.dataplaneNodes.get(nodeName);
+    if (dpn === undefined) {
+      waiting.push(`${nodeName}: no DataplaneNode (agent not running?)`);
+      continue;
+    }
+    const done = programmedGeneration(dpn, { namespace, name });
+    if (done !== generation) {
+      const errors = dpn.status?.tables?.find((t) =>
+        t.namespace === namespace && t.name === name
+      )?.errors ?? [];
+      waiting.push(
+        `${nodeName}: generation ${done ?? "none"} of ${generation}${
+          errors.length ? ` (${errors.join("; ")})` : ""
+        }`,
+      );
+    }
+  }
+  if (waiting.length > 0) {
+    return pending(
+      `RoutingTable generation ${generation} programmed on ${
+        ready.length - waiting.length
+      } of ${ready.length} ready nodes; waiting for ${waiting.join(", ")}`,
+    );
+  }
+  return {
+    type: "Programmed",
+    status: "True",
+    reason: "Programmed",
+    message:
+      `RoutingTable generation ${generation} programmed on ${ready.length} ready node${
+        ready.length > 1 ? "s" : ""
+      }`,
+  };
+}
+
+function listenerStatus(
+  v: ListenerVerdict,
+  gateway: Gateway,
+  context: {
+    attachedRoutes: number;
+    gatewayProgrammed: ConditionSpec;
+    generation: number;
+    now: string;
+  },
+): ListenerStatus {
+  let programmed: ConditionSpec;
+  if (!v.valid) {
+    programmed = {
+      type: "Programmed",
+      status: "False",
+      reason: "Invalid",
+      message: "listener is not valid, see its other conditions",
+    };
+  } else if (context.gatewayProgrammed.status === "True") {
+    programmed = {
+      type: "Programmed",
+      status: "True",
+      reason: "Programmed",
+      message: "programmed on every ready node",
+    };
+  } else {
+    programmed = {
+      type: "Programmed",
+      status: "False",
+      reason: context.gatewayProgrammed.reason === "Invalid"
+        ? "Invalid"
+        : "Pending",
+      message: context.gatewayProgrammed.message,
+    };
+  }
+  const previous = gateway.status?.listeners?.find((l) =>
+    l.name === v.listener.name
+  )
+    ?.conditions as Partial<Condition>[] | undefined;
+  return {
+    name: v.listener.name,
+    supportedKinds: v.supportedKinds,
+    attachedRoutes: context.attachedRoutes,
+    conditions: mergeConditions(
+      previous,
+      [v.accepted, v.conflicted, v.resolvedRefs, programmed],
+      { generation: context.generation, now: context.now },
+    ),
+  };
+}
+
+function changeEvents(gateway: Gateway, status: GatewayStatus): GatewayEvent[] {
+  const events: GatewayEvent[] = [];
+  const before = (gateway.status?.addresses ?? []).map((a) => a.value);
+  const after = status.addresses.map((a) => a.value);
+  if (after.length > 0 && !isDeepStrictEqual(before, after)) {
+    events.push({
+      type: "Normal",
+      reason: "AddressAssigned",
+      message: `addresses ${after.join(", ")}`,
+    });
+  }
+  const programmed = findCondition(status.conditions, "Programmed");
+  const wasProgrammed = findCondition(
+    gateway.status?.conditions as Partial<Condition>[] | undefined,
+    "Programmed",
+  );
+  if (
+    programmed?.reason === "AddressNotAssigned" ||
+    programmed?.reason === "AddressNotUsable"
+  ) {
+    if (wasProgrammed?.reason !== programmed.reason) {
+      events.push({
+        type: "Warning",
+        reason: programmed.reason,
+        message: programmed.message,
+      });
+    }
+  }
+  for (const l of status.listeners) {
+    const c = findCondition(l.conditions, "Conflicted");
+    const old = gateway.status?.listeners?.find((p) => p.name === l.name);
+    const was = findCondition(
+      old?.conditions as Partial<Condition>[] | undefined,
+      "Conflicted",
+    );
+    if (c?.status === "True" && was?.status !== "True") {
+      events.push({
+        type: "Warning",
+        reason: "ListenerConflict",
+        message: `${l.name}: ${c.message}`,
+      });
+    }
+  }
+  return events;
+}

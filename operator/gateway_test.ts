@@ -1,0 +1,1100 @@
+// reconcile(gateway) as a specification: each test sets up the cluster, runs
+// one reconcile, and checks what a user reads with kubectl (conditions as
+// Type=Status/Reason) and what the data plane gets (RoutingTable entries).
+import assert from "node:assert/strict";
+import { reconcile, type ReconcileResult } from "./gateway.ts";
+import { reconcileGatewayClass } from "./gateway_class.ts";
+import {
+  createSnapshot,
+  type Snapshot,
+  type SnapshotObject,
+} from "./snapshot.ts";
+import {
+  blixtClass,
+  BUNDLE,
+  classConfig,
+  dataplaneNode,
+  endpointSlice,
+  gateway,
+  gatewayClass,
+  gatewayShows,
+  listener,
+  listenerShows,
+  namespace,
+  node,
+  NOW,
+  referenceGrant,
+  route,
+  routeShows,
+  service,
+  shown,
+} from "./_test_objects.ts";
+import type { RoutingTable } from "../api/mod.ts";
+
+function snapshotOf(objects: SnapshotObject[]): Snapshot {
+  return createSnapshot(objects, { crdBundleVersions: BUNDLE });
+}
+
+function run(objects: SnapshotObject[], key = "default/gw"): ReconcileResult {
+  return reconcile(key, snapshotOf(objects), { now: NOW });
+}
+
+function tableOf(result: ReconcileResult): RoutingTable {
+  assert.equal(
+    result.table.action,
+    "apply",
+    JSON.stringify(result.status?.conditions),
+  );
+  return (result.table as { table: RoutingTable }).table;
+}
+
+const tcp = (name = "tcp", port = 5000) => listener(name, port, "TCP");
+const gwRef = (
+  extra: { sectionName?: string; port?: number; namespace?: string } = {},
+) => ({
+  name: "gw",
+  ...extra,
+});
+const backend = (name: string, port = 80, weight?: number, ns?: string) => ({
+  name,
+  port,
+  ...(weight === undefined ? {} : { weight }),
+  ...(ns === undefined ? {} : { namespace: ns }),
+});
+const webService = [
+  service("web", [{ port: 80, name: "http" }]),
+  endpointSlice("web", [{ port: 8080, name: "http" }], [
+    { ip: "198.19.0.1", node: "n1" },
+    { ip: "198.19.0.2", node: "n2" },
+  ]),
+];
+
+// --- GatewayClass ----------------------------------------------------------
+
+Deno.test("a GatewayClass with blixt's controllerName is Accepted, with SupportedVersion and its features", () => {
+  const status = reconcileGatewayClass("blixt", snapshotOf(blixtClass()), {
+    now: NOW,
+  });
+  assert.ok(status);
+  assert.equal(shown(status.conditions, "Accepted"), "Accepted=True/Accepted");
+  assert.equal(
+    shown(status.conditions, "SupportedVersion"),
+    "SupportedVersion=True/SupportedVersion",
+  );
+  assert.deepEqual(status.supportedFeatures.map((f) => f.name), [
+    "Gateway",
+    "GatewayAddressEmpty",
+    "GatewayStaticAddresses",
+    "ReferenceGrant",
+    "TCPRoute",
+    "UDPRoute",
+  ]);
+  assert.equal(status.conditions[0]?.observedGeneration, 1);
+});
+
+Deno.test("a GatewayClass of another controller gets no status from blixt", () => {
+  const other = gatewayClass("other");
+  other.spec.controllerName = "example.com/other";
+  assert.equal(
+    reconcileGatewayClass("other", snapshotOf([other]), { now: NOW }),
+    null,
+  );
+});
+
+Deno.test("a GatewayClass whose parametersRef is wrong is Accepted=False/InvalidParameters", () => {
+  const cases: [string, SnapshotObject[]][] = [
+    ["config missing", [blixtClass()[0] as SnapshotObject]],
+    ["wrong kind", [
+      gatewayClass("blixt", {
+        parametersRef: {
+          group: "",
+          kind: "ConfigMap",
+          name: "x",
+          namespace: "d",
+        },
+      }),
+    ]],
+    ["namespace on a cluster-scoped kind", [
+      gatewayClass("blixt", {
+        parametersRef: {
+          group: "blixt.dev",
+          kind: "GatewayClassConfig",
+          name: "blixt-config",
+          namespace: "d",
+        },
+      }),
+      classConfig(["198.18.0.0/29"]),
+    ]],
+    ["pool not a CIDR", [
+      blixtClass()[0] as SnapshotObject,
+      classConfig(["198.18.0.0"]),
+    ]],
+  ];
+  for (const [what, objects] of cases) {
+    const status = reconcileGatewayClass("blixt", snapshotOf(objects), {
+      now: NOW,
+    });
+    assert.equal(
+      shown(status?.conditions, "Accepted"),
+      "Accepted=False/InvalidParameters",
+      what,
+    );
+  }
+});
+
+Deno.test("a GatewayClass seeing Gateway API CRDs of another bundle version is SupportedVersion=False, still Accepted", () => {
+  const s = createSnapshot(blixtClass(), {
+    crdBundleVersions: { "gateways.gateway.networking.k8s.io": "v1.5.0" },
+  });
+  const status = reconcileGatewayClass("blixt", s, { now: NOW });
+  assert.equal(
+    shown(status?.conditions, "SupportedVersion"),
+    "SupportedVersion=False/UnsupportedVersion",
+  );
+  assert.equal(shown(status?.conditions, "Accepted"), "Accepted=True/Accepted");
+});
+
+Deno.test("a Gateway of a class with invalid parameters is Accepted=False/InvalidParameters and its last table is kept", () => {
+  const r = run([blixtClass()[0] as SnapshotObject, gateway("gw", [tcp()])]);
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=False/InvalidParameters");
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Invalid");
+  assert.equal(r.table.action, "keep");
+});
+
+// --- Listeners -------------------------------------------------------------
+
+Deno.test("TCP and UDP listeners are accepted, each with its route kind", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp(), listener("udp", 5353, "UDP")]),
+  ]);
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/Accepted");
+  for (const name of ["tcp", "udp"]) {
+    assert.equal(listenerShows(r, name, "Accepted"), "Accepted=True/Accepted");
+    assert.equal(
+      listenerShows(r, name, "Conflicted"),
+      "Conflicted=False/NoConflicts",
+    );
+    assert.equal(
+      listenerShows(r, name, "ResolvedRefs"),
+      "ResolvedRefs=True/ResolvedRefs",
+    );
+  }
+  assert.deepEqual(r.status?.listeners.map((l) => l.supportedKinds), [
+    [{ group: "gateway.networking.k8s.io", kind: "TCPRoute" }],
+    [{ group: "gateway.networking.k8s.io", kind: "UDPRoute" }],
+  ]);
+});
+
+Deno.test("HTTP, HTTPS and TLS listeners are Accepted=False/UnsupportedProtocol and the Gateway says ListenersNotValid", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [
+      tcp(),
+      listener("http", 80, "HTTP"),
+      listener("https", 443, "HTTPS"),
+      listener("tls", 8443, "TLS"),
+    ]),
+  ]);
+  for (const name of ["http", "https", "tls"]) {
+    assert.equal(
+      listenerShows(r, name, "Accepted"),
+      "Accepted=False/UnsupportedProtocol",
+      name,
+    );
+    assert.equal(
+      listenerShows(r, name, "Programmed"),
+      "Programmed=False/Invalid",
+      name,
+    );
+  }
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/ListenersNotValid");
+  assert.deepEqual(tableOf(r).spec.entries.map((e) => e.listener), ["tcp"]);
+});
+
+Deno.test("a Gateway with only unsupported listeners is Accepted=False/ListenersNotValid and gets no table", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [listener("http", 80, "HTTP")]),
+  ]);
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=False/ListenersNotValid");
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Invalid");
+  assert.equal(r.table.action, "delete");
+});
+
+Deno.test("two TCP (or two UDP) listeners on one port are both Conflicted=True/ProtocolConflict and neither is accepted", () => {
+  for (const protocol of ["TCP", "UDP"]) {
+    const r = run([
+      ...blixtClass(),
+      gateway("gw", [
+        listener("a", 7000, protocol),
+        listener("b", 7000, protocol),
+        tcp("c", 7001),
+      ]),
+    ]);
+    for (const name of ["a", "b"]) {
+      assert.equal(
+        listenerShows(r, name, "Conflicted"),
+        "Conflicted=True/ProtocolConflict",
+      );
+      assert.equal(
+        listenerShows(r, name, "Accepted"),
+        "Accepted=False/PortUnavailable",
+      );
+    }
+    assert.equal(
+      gatewayShows(r, "Accepted"),
+      "Accepted=True/ListenersNotValid",
+    );
+    assert.deepEqual(tableOf(r).spec.entries.map((e) => e.listener), ["c"]);
+    assert.ok(r.events.some((e) => e.reason === "ListenerConflict"));
+  }
+});
+
+Deno.test("TCP and UDP listeners on the same port are distinct and both accepted", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [listener("t", 53, "TCP"), listener("u", 53, "UDP")]),
+  ]);
+  assert.equal(
+    listenerShows(r, "t", "Conflicted"),
+    "Conflicted=False/NoConflicts",
+  );
+  assert.equal(
+    listenerShows(r, "u", "Conflicted"),
+    "Conflicted=False/NoConflicts",
+  );
+  assert.deepEqual(
+    tableOf(r).spec.entries.map((e) => `${e.port}/${e.protocol}`),
+    ["53/TCP", "53/UDP"],
+  );
+});
+
+Deno.test("allowedRoutes.kinds with kinds the protocol cannot carry is ResolvedRefs=False/InvalidRouteKinds, listing only the valid kinds", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [
+      listener("mixed", 5000, "TCP", {
+        kinds: [{ kind: "HTTPRoute" }, { kind: "TCPRoute" }],
+      }),
+      listener("wrong", 5001, "TCP", { kinds: [{ kind: "UDPRoute" }] }),
+      listener("fine", 5002, "TCP", {
+        kinds: [{ group: "gateway.networking.k8s.io", kind: "TCPRoute" }],
+      }),
+    ]),
+  ]);
+  assert.equal(
+    listenerShows(r, "mixed", "ResolvedRefs"),
+    "ResolvedRefs=False/InvalidRouteKinds",
+  );
+  assert.equal(
+    listenerShows(r, "wrong", "ResolvedRefs"),
+    "ResolvedRefs=False/InvalidRouteKinds",
+  );
+  assert.equal(
+    listenerShows(r, "fine", "ResolvedRefs"),
+    "ResolvedRefs=True/ResolvedRefs",
+  );
+  assert.deepEqual(
+    r.status?.listeners.map((l) => l.supportedKinds.map((k) => k.kind)),
+    [["TCPRoute"], [], ["TCPRoute"]],
+  );
+});
+
+// --- Addresses ---------------------------------------------------------------
+
+Deno.test("a static IPAddress in spec.addresses is used as is", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()], {
+      addresses: [{ type: "IPAddress", value: "198.18.5.5" }],
+    }),
+  ]);
+  assert.deepEqual(r.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.5.5",
+  }]);
+  assert.deepEqual(tableOf(r).spec.addresses, ["198.18.5.5"]);
+});
+
+Deno.test("without spec.addresses the Gateway gets the lowest free pool address, and keeps it", () => {
+  const r = run([...blixtClass(), gateway("gw", [tcp()])]);
+  assert.deepEqual(r.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.1",
+  }]);
+  assert.ok(r.events.some((e) => e.reason === "AddressAssigned"));
+  const again = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()], {
+      status: { addresses: [{ type: "IPAddress", value: "198.18.0.4" }] },
+    }),
+  ]);
+  assert.deepEqual(again.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.4",
+  }]);
+  assert.equal(
+    again.events.filter((e) => e.reason === "AddressAssigned").length,
+    0,
+  );
+});
+
+Deno.test("an IPAddress entry without a value is filled from the pool", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()], { addresses: [{ type: "IPAddress" }] }),
+  ]);
+  assert.deepEqual(r.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.1",
+  }]);
+});
+
+Deno.test("pool addresses are never given twice: the older Gateway keeps a contested address", () => {
+  const older = gateway("old", [tcp()], {
+    created: "2026-01-01T00:00:00Z",
+    status: { addresses: [{ value: "198.18.0.1" }] },
+  });
+  const newer = gateway("gw", [tcp()], {
+    created: "2026-01-02T00:00:00Z",
+    status: { addresses: [{ value: "198.18.0.1" }] },
+  });
+  const r = run([...blixtClass(), older, newer]);
+  assert.deepEqual(r.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.2",
+  }]);
+  const o = run([...blixtClass(), older, newer], "default/old");
+  assert.deepEqual(o.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.1",
+  }]);
+});
+
+Deno.test("an address is released when its Gateway is deleted", () => {
+  const first = gateway("first", [tcp()], {
+    status: { addresses: [{ value: "198.18.0.1" }] },
+  });
+  const gw = gateway("gw", [tcp()], { created: "2026-01-03T00:00:00Z" });
+  assert.deepEqual(run([...blixtClass(), first, gw]).status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.2",
+  }]);
+  assert.deepEqual(run([...blixtClass(), gw]).status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.0.1",
+  }]);
+});
+
+Deno.test("an exhausted pool makes the Gateway Programmed=False/AddressNotAssigned, with a Warning event", () => {
+  const others = [1, 2].map((i) =>
+    gateway(`g${i}`, [tcp()], {
+      status: { addresses: [{ value: `198.18.0.${i}` }] },
+    })
+  );
+  const gw = gateway("gw", [tcp()], { created: "2026-01-09T00:00:00Z" });
+  const r = run([...blixtClass(["198.18.0.0/30"]), ...others, gw]);
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/Accepted");
+  assert.equal(
+    gatewayShows(r, "Programmed"),
+    "Programmed=False/AddressNotAssigned",
+  );
+  assert.match(
+    r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "",
+    /exhausted/,
+  );
+  assert.ok(
+    r.events.some((e) =>
+      e.type === "Warning" && e.reason === "AddressNotAssigned"
+    ),
+  );
+  assert.equal(r.table.action, "delete");
+});
+
+Deno.test("a Hostname (or any non-IPAddress) address makes the Gateway Accepted=False/UnsupportedAddress", () => {
+  for (const type of ["Hostname", "NamedAddress", "example.com/custom"]) {
+    const r = run([
+      ...blixtClass(),
+      gateway("gw", [tcp()], {
+        addresses: [{ type, value: "lb.example.com" }],
+      }),
+    ]);
+    assert.equal(
+      gatewayShows(r, "Accepted"),
+      "Accepted=False/UnsupportedAddress",
+      type,
+    );
+    assert.equal(r.table.action, "delete");
+  }
+});
+
+Deno.test("a static address already held by an older Gateway is Programmed=False/AddressNotUsable and left out of status", () => {
+  const holder = gateway("holder", [tcp()], {
+    addresses: [{ value: "198.18.9.9" }],
+  });
+  const gw = gateway("gw", [tcp()], {
+    created: "2026-01-05T00:00:00Z",
+    addresses: [{ value: "198.18.9.9" }, { value: "198.18.9.10" }],
+  });
+  const r = run([...blixtClass(), holder, gw]);
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/Accepted");
+  assert.equal(
+    gatewayShows(r, "Programmed"),
+    "Programmed=False/AddressNotUsable",
+  );
+  assert.deepEqual(r.status?.addresses, [{
+    type: "IPAddress",
+    value: "198.18.9.10",
+  }]);
+});
+
+// --- Programmed ----------------------------------------------------------------
+
+function programmedWorld(
+  extra: SnapshotObject[],
+  tableGeneration: number,
+): SnapshotObject[] {
+  const base = [
+    ...blixtClass(),
+    gateway("gw", [tcp()], { addresses: [{ value: "198.18.0.10" }] }),
+  ];
+  const spec = tableOf(run(base)).spec;
+  const table: RoutingTable = {
+    apiVersion: "blixt.dev/v1alpha1",
+    kind: "RoutingTable",
+    metadata: { name: "gw", namespace: "default", generation: tableGeneration },
+    spec,
+  };
+  return [...base, table, ...extra];
+}
+
+Deno.test("Programmed waits for the RoutingTable to be written", () => {
+  const r = run([...blixtClass(), gateway("gw", [tcp()]), node("n1")]);
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Pending");
+  assert.equal(
+    listenerShows(r, "tcp", "Programmed"),
+    "Programmed=False/Pending",
+  );
+});
+
+Deno.test("Programmed is True only once every ready node's DataplaneNode reports the table's current generation", () => {
+  const gen = 3;
+  const t = (g: number) => ({
+    namespace: "default",
+    name: "gw",
+    programmedGeneration: g,
+  });
+  const cases: [string, SnapshotObject[], string][] = [
+    ["no nodes", [], "Programmed=False/Pending"],
+    ["one node behind", [
+      node("n1"),
+      node("n2"),
+      dataplaneNode("n1", [t(3)]),
+      dataplaneNode("n2", [t(2)]),
+    ], "Programmed=False/Pending"],
+    ["a ready node without an agent", [
+      node("n1"),
+      node("n2"),
+      dataplaneNode("n1", [t(3)]),
+    ], "Programmed=False/Pending"],
+    ["all ready nodes current", [
+      node("n1"),
+      node("n2"),
+      dataplaneNode("n1", [t(3)]),
+      dataplaneNode("n2", [t(3)]),
+    ], "Programmed=True/Programmed"],
+    ["a not-ready node does not count", [
+      node("n1"),
+      node("n2", false),
+      dataplaneNode("n1", [t(3)]),
+    ], "Programmed=True/Programmed"],
+  ];
+  for (const [what, extra, want] of cases) {
+    const r = run(programmedWorld(extra, gen));
+    assert.equal(gatewayShows(r, "Programmed"), want, what);
+    if (want.includes("True")) {
+      assert.equal(
+        listenerShows(r, "tcp", "Programmed"),
+        "Programmed=True/Programmed",
+      );
+    }
+  }
+});
+
+Deno.test("an agent's error for the table shows in the Programmed message", () => {
+  const r = run(
+    programmedWorld([
+      node("n1"),
+      dataplaneNode("n1", [{
+        namespace: "default",
+        name: "gw",
+        programmedGeneration: 1,
+        errors: ["map full"],
+      }]),
+    ], 2),
+  );
+  assert.match(
+    r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "",
+    /n1: generation 1 of 2 \(map full\)/,
+  );
+});
+
+Deno.test("every condition carries observedGeneration, and lastTransitionTime moves only when the status changes", () => {
+  const gw = gateway("gw", [tcp()], { generation: 7 });
+  const first = run([...blixtClass(), gw]);
+  for (
+    const c of [
+      ...first.status?.conditions ?? [],
+      ...first.status?.listeners.flatMap((l) => l.conditions) ?? [],
+    ]
+  ) {
+    assert.equal(c.observedGeneration, 7, c.type);
+  }
+  const earlier = "2025-12-01T00:00:00Z";
+  const seen = (first.status?.conditions ?? []).map((c) => ({
+    ...c,
+    lastTransitionTime: earlier,
+  }));
+  const again = reconcile(
+    "default/gw",
+    snapshotOf([...blixtClass(), { ...gw, status: { conditions: seen } }]),
+    { now: NOW },
+  );
+  const lt = (r: ReconcileResult, type: string) =>
+    r.status?.conditions.find((c) => c.type === type)?.lastTransitionTime;
+  assert.equal(
+    lt(again, "Accepted"),
+    earlier,
+    "unchanged Accepted keeps its time",
+  );
+  const flipped = seen.map((c) =>
+    c.type === "Accepted" ? { ...c, status: "False" } : c
+  );
+  const third = reconcile(
+    "default/gw",
+    snapshotOf([...blixtClass(), { ...gw, status: { conditions: flipped } }]),
+    { now: NOW },
+  );
+  assert.equal(lt(third, "Accepted"), NOW, "a changed status gets a new time");
+});
+
+Deno.test("conditions of other controllers on the Gateway are kept", () => {
+  const foreign = {
+    type: "example.com/Audited",
+    status: "True",
+    reason: "Ok",
+    message: "",
+    lastTransitionTime: "2025-01-01T00:00:00Z",
+  };
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()], { status: { conditions: [foreign] } }),
+  ]);
+  assert.deepEqual(
+    r.status?.conditions.find((c) => c.type === foreign.type),
+    foreign,
+  );
+});
+
+// --- Routes: attachment ----------------------------------------------------------
+
+Deno.test("a parentRef with sectionName, port, both, or neither attaches to the matching listeners", () => {
+  const gw = gateway("gw", [
+    tcp("a", 5000),
+    tcp("b", 5001),
+    listener("u", 5000, "UDP"),
+  ]);
+  const cases: [string, object, string[]][] = [
+    ["sectionName", gwRef({ sectionName: "b" }), ["b"]],
+    ["port", gwRef({ port: 5000 }), ["a"]],
+    ["both", gwRef({ sectionName: "a", port: 5000 }), ["a"]],
+    ["neither: every compatible listener", gwRef(), ["a", "b"]],
+  ];
+  for (const [what, ref, listeners] of cases) {
+    const r = run([
+      ...blixtClass(),
+      gw,
+      ...webService,
+      route("TCPRoute", "r", [ref as never], [backend("web")]),
+    ]);
+    assert.equal(
+      routeShows(r, "r", "Accepted"),
+      "Accepted=True/Accepted",
+      what,
+    );
+    assert.deepEqual(
+      r.status?.listeners.filter((l) => l.attachedRoutes > 0).map((l) =>
+        l.name
+      ),
+      listeners,
+      what,
+    );
+  }
+});
+
+Deno.test("a parentRef naming no listener of the Gateway is Accepted=False/NoMatchingParent", () => {
+  const gw = gateway("gw", [tcp("a", 5000)]);
+  for (
+    const ref of [
+      gwRef({ sectionName: "nope" }),
+      gwRef({ port: 9999 }),
+      gwRef({ sectionName: "a", port: 5001 }),
+    ]
+  ) {
+    const r = run([
+      ...blixtClass(),
+      gw,
+      route("TCPRoute", "r", [ref], [backend("web")]),
+    ]);
+    assert.equal(
+      routeShows(r, "r", "Accepted"),
+      "Accepted=False/NoMatchingParent",
+    );
+    assert.equal(r.status?.listeners[0]?.attachedRoutes, 0);
+  }
+});
+
+Deno.test("a TCPRoute pointed at a UDP (or HTTP) listener is Accepted=False/NotAllowedByListeners and not counted", () => {
+  const gw = gateway("gw", [
+    listener("u", 5000, "UDP"),
+    listener("h", 80, "HTTP"),
+  ]);
+  for (const sectionName of ["u", "h"]) {
+    const r = run([
+      ...blixtClass(),
+      gw,
+      route("TCPRoute", "r", [gwRef({ sectionName })], [backend("web")]),
+    ]);
+    assert.equal(
+      routeShows(r, "r", "Accepted"),
+      "Accepted=False/NotAllowedByListeners",
+      sectionName,
+    );
+    assert.deepEqual(r.status?.listeners.map((l) => l.attachedRoutes), [0, 0]);
+  }
+});
+
+Deno.test("allowedRoutes.namespaces: Same, All, Selector and None decide which namespaces may attach", () => {
+  const cases: [string, object | undefined, string, boolean][] = [
+    ["Same (default), same namespace", undefined, "default", true],
+    ["Same (default), other namespace", undefined, "team", false],
+    ["All", { from: "All" }, "team", true],
+    [
+      "Selector matching",
+      { from: "Selector", selector: { matchLabels: { gw: "yes" } } },
+      "team",
+      true,
+    ],
+    [
+      "Selector by expression",
+      {
+        from: "Selector",
+        selector: {
+          matchExpressions: [{ key: "gw", operator: "In", values: ["yes"] }],
+        },
+      },
+      "team",
+      true,
+    ],
+    [
+      "Selector not matching",
+      { from: "Selector", selector: { matchLabels: { gw: "no" } } },
+      "team",
+      false,
+    ],
+    ["None", { from: "None" }, "default", false],
+  ];
+  for (const [what, namespaces, routeNs, allowed] of cases) {
+    const gw = gateway("gw", [
+      listener(
+        "tcp",
+        5000,
+        "TCP",
+        namespaces === undefined
+          ? undefined
+          : { namespaces: namespaces as never },
+      ),
+    ]);
+    const r = run([
+      ...blixtClass(),
+      gw,
+      namespace("team", { gw: "yes" }),
+      namespace("default"),
+      route("TCPRoute", "r", [gwRef({ namespace: "default" })], [
+        backend("web"),
+      ], { namespace: routeNs }),
+    ]);
+    assert.equal(
+      routeShows(r, "r", "Accepted"),
+      allowed
+        ? "Accepted=True/Accepted"
+        : "Accepted=False/NotAllowedByListeners",
+      what,
+    );
+    assert.equal(r.status?.listeners[0]?.attachedRoutes, allowed ? 1 : 0, what);
+  }
+});
+
+Deno.test("a route with more than one rule is Accepted=False/UnsupportedValue", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()]),
+    route("TCPRoute", "r", [gwRef()], [backend("web")], { rules: 2 }),
+  ]);
+  assert.equal(
+    routeShows(r, "r", "Accepted"),
+    "Accepted=False/UnsupportedValue",
+  );
+});
+
+Deno.test("route status: only blixt's entries for this Gateway change; other controllers' entries stay", () => {
+  const r0 = route("TCPRoute", "r", [gwRef(), { name: "elsewhere" }], [
+    backend("web"),
+  ]);
+  const foreign = {
+    parentRef: { name: "elsewhere" },
+    controllerName: "example.com/other",
+    conditions: [],
+  };
+  const stale = {
+    parentRef: { name: "gw", sectionName: "gone" },
+    controllerName: "blixt.dev/gateway-controller",
+    conditions: [],
+  };
+  r0.status = { parents: [foreign, stale] };
+  const r = run([...blixtClass(), gateway("gw", [tcp()]), ...webService, r0]);
+  const parents = r.routeStatuses.find((u) => u.name === "r")?.parents ?? [];
+  assert.deepEqual(
+    parents.map((p) =>
+      `${p.controllerName}:${p.parentRef.name}:${p.parentRef.sectionName ?? ""}`
+    ),
+    [
+      "example.com/other:elsewhere:",
+      "blixt.dev/gateway-controller:gw:",
+    ],
+  );
+});
+
+Deno.test("nothing is written to a route whose status is already right", () => {
+  const objects = [
+    ...blixtClass(),
+    gateway("gw", [tcp()]),
+    ...webService,
+    route("TCPRoute", "r", [gwRef()], [backend("web")]),
+  ];
+  const first = run(objects);
+  const r = objects.at(-1) as ReturnType<typeof route>;
+  r.status = { parents: first.routeStatuses[0]?.parents ?? [] };
+  assert.deepEqual(run(objects).routeStatuses, []);
+});
+
+// --- Routes: several on one listener --------------------------------------------
+
+Deno.test("several routes on one listener are all Accepted and counted; the oldest carries the traffic", () => {
+  const objects = [
+    ...blixtClass(),
+    gateway("gw", [tcp()]),
+    ...webService,
+    service("other", [{ port: 80 }]),
+    endpointSlice("other", [{ port: 9090 }], [{ ip: "198.19.9.9" }]),
+    route("TCPRoute", "newer", [gwRef()], [backend("other")], {
+      created: "2026-01-02T00:00:00Z",
+    }),
+    route("TCPRoute", "older", [gwRef()], [backend("web")], {
+      created: "2026-01-01T00:00:00Z",
+    }),
+  ];
+  const r = run(objects);
+  assert.equal(routeShows(r, "newer", "Accepted"), "Accepted=True/Accepted");
+  assert.equal(routeShows(r, "older", "Accepted"), "Accepted=True/Accepted");
+  assert.equal(r.status?.listeners[0]?.attachedRoutes, 2);
+  assert.deepEqual(tableOf(r).spec.entries[0]?.route, {
+    kind: "TCPRoute",
+    namespace: "default",
+    name: "older",
+  });
+});
+
+Deno.test("between routes created at the same second, namespace/name decides", () => {
+  const objects = [
+    ...blixtClass(),
+    gateway("gw", [
+      listener("tcp", 5000, "TCP", { namespaces: { from: "All" } }),
+    ]),
+    route(
+      "TCPRoute",
+      "a",
+      [gwRef({ namespace: "default" })],
+      [backend("web")],
+      { namespace: "zeta" },
+    ),
+    route(
+      "TCPRoute",
+      "b",
+      [gwRef({ namespace: "default" })],
+      [backend("web")],
+      { namespace: "alpha" },
+    ),
+  ];
+  assert.deepEqual(
+    tableOf(run(objects)).spec.entries[0]?.route?.namespace,
+    "alpha",
+  );
+});
+
+// --- Backends -----------------------------------------------------------------------
+
+Deno.test("a backendRef resolves through the Service port to the EndpointSlice port of the same name (named targetPort)", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()], { addresses: [{ value: "198.18.0.10" }] }),
+    ...webService,
+    route("TCPRoute", "r", [gwRef()], [backend("web")]),
+  ]);
+  const entry = tableOf(r).spec.entries[0];
+  assert.deepEqual(entry, {
+    address: "198.18.0.10",
+    port: 5000,
+    protocol: "TCP",
+    listener: "tcp",
+    route: { kind: "TCPRoute", namespace: "default", name: "r" },
+    rejectWeight: 0,
+    backends: [
+      {
+        ip: "198.19.0.1",
+        port: 8080,
+        weight: 500000,
+        node: "n1",
+        state: "Ready",
+        service: { namespace: "default", name: "web", port: 80 },
+      },
+      {
+        ip: "198.19.0.2",
+        port: 8080,
+        weight: 500000,
+        node: "n2",
+        state: "Ready",
+        service: { namespace: "default", name: "web", port: 80 },
+      },
+    ],
+  });
+  assert.equal(
+    routeShows(r, "r", "ResolvedRefs"),
+    "ResolvedRefs=True/ResolvedRefs",
+  );
+});
+
+Deno.test("ready endpoints take new flows; serving-but-terminating ones keep only existing flows; not-ready ones are left out", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()]),
+    service("web", [{ port: 80 }]),
+    endpointSlice("web", [{ port: 8080 }], [
+      { ip: "198.19.0.1" },
+      { ip: "198.19.0.2", ready: false, serving: true, terminating: true },
+      { ip: "198.19.0.3", ready: false, serving: false, terminating: true },
+      { ip: "198.19.0.4", ready: false, serving: false },
+    ]),
+    route("TCPRoute", "r", [gwRef()], [backend("web")]),
+  ]);
+  assert.deepEqual(
+    tableOf(r).spec.entries[0]?.backends.map((b) =>
+      `${b.ip} ${b.state} ${b.weight}`
+    ),
+    [
+      "198.19.0.1 Ready 1000000",
+      "198.19.0.2 Serving 0",
+      "198.19.0.3 Terminating 0",
+    ],
+  );
+});
+
+Deno.test("weights split traffic across all backendRefs of the rule, then evenly across each ref's ready endpoints", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [listener("udp", 53, "UDP")]),
+    service("a", [{ port: 53, protocol: "UDP" }]),
+    endpointSlice("a", [{ port: 5353, protocol: "UDP" }], [
+      { ip: "198.19.1.1" },
+      { ip: "198.19.1.2" },
+    ]),
+    service("b", [{ port: 53, protocol: "UDP" }]),
+    endpointSlice("b", [{ port: 5353, protocol: "UDP" }], [{
+      ip: "198.19.2.1",
+    }]),
+    route("UDPRoute", "r", [gwRef()], [
+      backend("a", 53, 3),
+      backend("b", 53, 1),
+    ]),
+  ]);
+  const e = tableOf(r).spec.entries[0];
+  assert.deepEqual(e?.backends.map((b) => `${b.ip}:${b.port} ${b.weight}`), [
+    "198.19.1.1:5353 375000",
+    "198.19.1.2:5353 375000",
+    "198.19.2.1:5353 250000",
+  ]);
+  assert.equal(e?.rejectWeight, 0);
+});
+
+Deno.test("invalid backendRefs become the reject share, in proportion to their weight, with the ResolvedRefs reason", () => {
+  const cases: [string, SnapshotObject[], object, string][] = [
+    [
+      "missing Service",
+      [],
+      backend("nope", 80, 1),
+      "ResolvedRefs=False/BackendNotFound",
+    ],
+    [
+      "port not on the Service",
+      [],
+      backend("web", 81, 1),
+      "ResolvedRefs=False/BackendNotFound",
+    ],
+    ["other kind", [], {
+      group: "example.com",
+      kind: "Bucket",
+      name: "b",
+      weight: 1,
+    }, "ResolvedRefs=False/InvalidKind"],
+    [
+      "cross-namespace without a grant",
+      [service("far", [{ port: 80 }], "other")],
+      backend("far", 80, 1, "other"),
+      "ResolvedRefs=False/RefNotPermitted",
+    ],
+  ];
+  for (const [what, extra, bad, want] of cases) {
+    const r = run([
+      ...blixtClass(),
+      gateway("gw", [tcp()]),
+      ...webService,
+      ...extra,
+      route("TCPRoute", "r", [gwRef()], [backend("web", 80, 3), bad as never]),
+    ]);
+    assert.equal(routeShows(r, "r", "ResolvedRefs"), want, what);
+    assert.equal(
+      routeShows(r, "r", "Accepted"),
+      "Accepted=True/Accepted",
+      what,
+    );
+    const e = tableOf(r).spec.entries[0];
+    assert.equal(e?.rejectWeight, 250000, what);
+    assert.deepEqual(e?.backends.map((b) => b.weight), [375000, 375000], what);
+  }
+});
+
+Deno.test("a cross-namespace backendRef is allowed by a ReferenceGrant for the route's kind and namespace", () => {
+  const objects = (grant: SnapshotObject) => [
+    ...blixtClass(),
+    gateway("gw", [tcp()]),
+    service("far", [{ port: 80 }], "other"),
+    endpointSlice("far", [{ port: 80 }], [{ ip: "198.19.3.3" }], {
+      namespace: "other",
+    }),
+    grant,
+    route("TCPRoute", "r", [gwRef()], [backend("far", 80, 1, "other")]),
+  ];
+  const granted = run(
+    objects(referenceGrant("other", "TCPRoute", "default", "far")),
+  );
+  assert.equal(
+    routeShows(granted, "r", "ResolvedRefs"),
+    "ResolvedRefs=True/ResolvedRefs",
+  );
+  assert.equal(tableOf(granted).spec.entries[0]?.backends.length, 1);
+  const wrongKind = run(
+    objects(referenceGrant("other", "UDPRoute", "default")),
+  );
+  assert.equal(
+    routeShows(wrongKind, "r", "ResolvedRefs"),
+    "ResolvedRefs=False/RefNotPermitted",
+  );
+  const wrongName = run(
+    objects(referenceGrant("other", "TCPRoute", "default", "near")),
+  );
+  assert.equal(
+    routeShows(wrongName, "r", "ResolvedRefs"),
+    "ResolvedRefs=False/RefNotPermitted",
+  );
+});
+
+Deno.test("a Service without ready endpoints resolves, but its share of traffic is rejected", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [tcp()]),
+    service("web", [{ port: 80 }]),
+    route("TCPRoute", "r", [gwRef()], [backend("web")]),
+  ]);
+  assert.equal(
+    routeShows(r, "r", "ResolvedRefs"),
+    "ResolvedRefs=True/ResolvedRefs",
+  );
+  assert.equal(tableOf(r).spec.entries[0]?.rejectWeight, 1_000_000);
+});
+
+Deno.test("a listener without routes is still programmed, rejecting all its traffic", () => {
+  const e =
+    tableOf(run([...blixtClass(), gateway("gw", [tcp()])])).spec.entries[0];
+  assert.deepEqual({
+    backends: e?.backends,
+    rejectWeight: e?.rejectWeight,
+    route: e?.route,
+  }, { backends: [], rejectWeight: 0, route: undefined });
+});
+
+Deno.test("the table is owned by the Gateway, labelled part-of blixt, and carries the class's local-only option", () => {
+  const objects = [
+    gatewayClass("blixt", {
+      parametersRef: {
+        group: "blixt.dev",
+        kind: "GatewayClassConfig",
+        name: "blixt-config",
+      },
+    }),
+    classConfig(["198.18.0.0/29"], true),
+    gateway("gw", [tcp()]),
+  ];
+  const t = tableOf(run(objects));
+  assert.equal(t.metadata.ownerReferences?.[0]?.uid, "uid-gw");
+  assert.equal(t.metadata.ownerReferences?.[0]?.controller, true);
+  assert.deepEqual(t.metadata.labels, { "app.kubernetes.io/part-of": "blixt" });
+  assert.equal(t.spec.localBackendsOnly, true);
+});
+
+// --- Lifecycle -------------------------------------------------------------------------
+
+Deno.test("a managed Gateway gets the finalizer; a deleted one loses its table, its route entries and the finalizer", () => {
+  const gw = gateway("gw", [tcp()]);
+  assert.equal(run([...blixtClass(), gw]).finalizer, "add");
+  const r0 = route("TCPRoute", "r", [gwRef()], [backend("web")]);
+  r0.status = {
+    parents: [{
+      parentRef: { name: "gw" },
+      controllerName: "blixt.dev/gateway-controller",
+      conditions: [],
+    }],
+  };
+  const deleting = {
+    ...gw,
+    metadata: {
+      ...gw.metadata,
+      deletionTimestamp: NOW,
+      finalizers: ["blixt.dev/routing-table"],
+    },
+  };
+  const r = run([...blixtClass(), deleting as never, r0]);
+  assert.equal(r.managed, false);
+  assert.equal(r.table.action, "delete");
+  assert.equal(r.finalizer, "remove");
+  assert.deepEqual(r.routeStatuses[0]?.parents, []);
+});
+
+Deno.test("a Gateway of another controller's class is left alone", () => {
+  const other = gatewayClass("blixt");
+  other.spec.controllerName = "example.com/other";
+  const r = run([other, gateway("gw", [tcp()])]);
+  assert.equal(r.managed, false);
+  assert.equal(r.status, undefined);
+  assert.equal(r.finalizer, "none");
+});

@@ -1,0 +1,127 @@
+/**
+ * A work queue of keys, as controllers use: a key queued many times is
+ * processed once (de-duplication), never by two workers at once (in-flight
+ * exclusion: re-added while processing, it is queued again when done), and a
+ * key that fails is retried after a per-key exponential backoff.
+ *
+ * @module
+ */
+
+/** Backoff of one key: base * 2^failures, capped. */
+export interface BackoffOptions {
+  /** First retry delay in ms. */
+  baseMs?: number;
+  /** Longest delay in ms. */
+  maxMs?: number;
+}
+
+/**
+ * The queue. `get()` waits for a key; the caller must call `done(key)` after
+ * processing, then `forget(key)` on success or `retry(key)` on failure.
+ *
+ * @example
+ * ```ts
+ * const queue = new WorkQueue();
+ * queue.add("default/gw");
+ * const key = await queue.get();
+ * try { await work(key); queue.forget(key); } catch { queue.retry(key); }
+ * finally { queue.done(key); }
+ * ```
+ */
+export class WorkQueue {
+  #queue: string[] = [];
+  #queued = new Set<string>();
+  #processing = new Set<string>();
+  #dirty = new Set<string>();
+  #failures = new Map<string, number>();
+  #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  #waiters: ((key: string | undefined) => void)[] = [];
+  #shutDown = false;
+  readonly #baseMs: number;
+  readonly #maxMs: number;
+
+  /** A queue with the given backoff (defaults: 50 ms doubling to 5 min). */
+  constructor(options: BackoffOptions = {}) {
+    this.#baseMs = options.baseMs ?? 50;
+    this.#maxMs = options.maxMs ?? 300_000;
+  }
+
+  /** Keys waiting (not in flight, not in backoff). */
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues a key unless it is queued already; a key in flight is queued when done. */
+  add(key: string): void {
+    if (this.#shutDown) return;
+    if (this.#processing.has(key)) {
+      this.#dirty.add(key);
+      return;
+    }
+    if (this.#queued.has(key)) return;
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      this.#processing.add(key);
+      waiter(key);
+      return;
+    }
+    this.#queued.add(key);
+    this.#queue.push(key);
+  }
+
+  /** The next key, marked in flight; undefined once the queue is shut down. */
+  get(): Promise<string | undefined> {
+    const key = this.#queue.shift();
+    if (key !== undefined) {
+      this.#queued.delete(key);
+      this.#processing.add(key);
+      return Promise.resolve(key);
+    }
+    if (this.#shutDown) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Marks a key processed; if it was added meanwhile, it is queued again. */
+  done(key: string): void {
+    this.#processing.delete(key);
+    if (this.#dirty.delete(key)) this.add(key);
+  }
+
+  /** Clears a key's failure count after success. */
+  forget(key: string): void {
+    this.#failures.delete(key);
+  }
+
+  /** Failures of a key since its last success. */
+  failures(key: string): number {
+    return this.#failures.get(key) ?? 0;
+  }
+
+  /** Delay the next retry of a key would get, in ms. */
+  backoffMs(key: string): number {
+    const n = this.failures(key);
+    return Math.min(this.#maxMs, this.#baseMs * 2 ** n);
+  }
+
+  /** Queues a failed key again after its backoff, which then doubles. */
+  retry(key: string): number {
+    if (this.#shutDown) return 0;
+    const delay = this.backoffMs(key);
+    this.#failures.set(key, this.failures(key) + 1);
+    if (this.#timers.has(key)) return delay; // one pending retry is enough
+    const timer = setTimeout(() => {
+      this.#timers.delete(key);
+      this.add(key);
+    }, delay);
+    this.#timers.set(key, timer);
+    return delay;
+  }
+
+  /** Stops the queue: pending retries are cancelled and waiting `get()`s return undefined. */
+  shutdown(): void {
+    this.#shutDown = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    for (const w of this.#waiters.splice(0)) w(undefined);
+  }
+}

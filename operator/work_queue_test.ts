@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { WorkQueue } from "./work_queue.ts";
+
+Deno.test("a key added many times before it is taken is processed once", async () => {
+  const q = new WorkQueue();
+  for (let i = 0; i < 5; i++) q.add("default/gw");
+  q.add("default/other");
+  assert.equal(q.length, 2);
+  assert.equal(await q.get(), "default/gw");
+  assert.equal(await q.get(), "default/other");
+  assert.equal(q.length, 0);
+  q.shutdown();
+});
+
+Deno.test("a key added while in flight is not handed to a second worker, and comes back once done", async () => {
+  const q = new WorkQueue();
+  q.add("k");
+  const key = await q.get();
+  q.add("k");
+  q.add("k");
+  assert.equal(q.length, 0, "not queued while in flight");
+  q.done(key as string);
+  assert.equal(q.length, 1);
+  assert.equal(await q.get(), "k");
+  q.shutdown();
+});
+
+Deno.test("a waiting worker gets the next key added", async () => {
+  const q = new WorkQueue();
+  const next = q.get();
+  q.add("k");
+  assert.equal(await next, "k");
+  q.shutdown();
+});
+
+Deno.test("failures back off exponentially per key, up to the cap, and success resets the count", () => {
+  const q = new WorkQueue({ baseMs: 10, maxMs: 100 });
+  const delays = [1, 2, 3, 4, 5].map(() => q.retry("bad"));
+  assert.deepEqual(delays, [10, 20, 40, 80, 100]);
+  assert.equal(q.backoffMs("good"), 10, "other keys are unaffected");
+  q.forget("bad");
+  assert.equal(q.backoffMs("bad"), 10);
+  q.shutdown();
+});
+
+Deno.test("a retried key comes back after its backoff", async () => {
+  const q = new WorkQueue({ baseMs: 5 });
+  q.retry("k");
+  const started = performance.now();
+  assert.equal(await q.get(), "k");
+  assert.ok(performance.now() - started >= 4);
+  q.shutdown();
+});
+
+Deno.test("shutdown releases waiting workers and cancels pending retries", async () => {
+  const q = new WorkQueue({ baseMs: 60_000 });
+  q.retry("k");
+  const waiting = q.get();
+  q.shutdown();
+  assert.equal(await waiting, undefined);
+  q.add("x");
+  assert.equal(await q.get(), undefined);
+});
