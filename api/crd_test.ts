@@ -8,10 +8,7 @@ import { parseCidr, parseIp } from "./ip_address.ts";
 import { PART_OF_LABEL, type Validated } from "./meta.ts";
 import { type RoutingTable, validateRoutingTable } from "./routing_table.ts";
 import { type DataplaneNode, validateDataplaneNode } from "./dataplane_node.ts";
-import {
-  type GatewayClassConfig,
-  validateGatewayClassConfig,
-} from "./gateway_class_config.ts";
+import { type GatewayClassConfig, validateGatewayClassConfig } from "./gateway_class_config.ts";
 
 type Schema = {
   type?: string;
@@ -62,9 +59,7 @@ function schemaErrors(schema: Schema, value: unknown, path = ""): string[] {
     if (schema.maxItems !== undefined && value.length > schema.maxItems) {
       out.push(`${path}: too many items`);
     }
-    value.forEach((v, i) =>
-      out.push(...schemaErrors(schema.items ?? {}, v, `${path}[${i}]`))
-    );
+    value.forEach((v, i) => out.push(...schemaErrors(schema.items ?? {}, v, `${path}[${i}]`)));
   } else if (t === "string") {
     if (typeof value !== "string") return [`${path}: not a string`];
     if (value.length < (schema.minLength ?? 0)) out.push(`${path}: too short`);

@@ -7,12 +7,7 @@
  * @module
  */
 import { FieldErrors, type JsonObject } from "./_field_checks.ts";
-import {
-  API_VERSION,
-  type Condition,
-  type ObjectMeta,
-  type Validated,
-} from "./meta.ts";
+import { API_VERSION, type Condition, type ObjectMeta, type Validated } from "./meta.ts";
 import { PROTOCOLS } from "./routing_table.ts";
 
 /** Kind name. */
@@ -249,7 +244,6 @@ export function programmedGeneration(
   node: DataplaneNode,
   table: { namespace: string; name: string },
 ): number | undefined {
-  return node.status?.tables?.find((t) =>
-    t.namespace === table.namespace && t.name === table.name
-  )?.programmedGeneration;
+  return node.status?.tables?.find((t) => t.namespace === table.namespace && t.name === table.name)
+    ?.programmedGeneration;
 }

@@ -76,9 +76,7 @@ export function validateGatewayClassConfig(
         if (typeof p.cidr !== "string" || parseCidr(p.cidr) === null) {
           e.add(
             `${path}.cidr`,
-            `must be a CIDR prefix such as 198.18.0.0/24, got ${
-              JSON.stringify(p.cidr)
-            }`,
+            `must be a CIDR prefix such as 198.18.0.0/24, got ${JSON.stringify(p.cidr)}`,
           );
         }
       });

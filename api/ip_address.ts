@@ -105,9 +105,7 @@ export function formatIp(ip: IpAddress): string {
   }
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${
-    hex.slice(bestStart + bestLen).join(":")
-  }`;
+  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
 }
 
 /** Returns the canonical form of an address, or null when it is not one. */

@@ -125,9 +125,7 @@ export interface RoutingTable {
 export function entryKey(
   entry: Pick<RoutingTableEntry, "address" | "port" | "protocol">,
 ): string {
-  const host = entry.address.includes(":")
-    ? `[${entry.address}]`
-    : entry.address;
+  const host = entry.address.includes(":") ? `[${entry.address}]` : entry.address;
   return `${host}:${entry.port}/${entry.protocol}`;
 }
 
@@ -204,9 +202,7 @@ function checkEntry(
   addresses: Set<string>,
   e: FieldErrors,
 ): void {
-  const family = typeof entry.address === "string"
-    ? parseIp(entry.address)?.family
-    : undefined;
+  const family = typeof entry.address === "string" ? parseIp(entry.address)?.family : undefined;
   if (e.ip(entry.address, `${path}.address`)) {
     if (!addresses.has(canonicalIp(entry.address as string) as string)) {
       e.add(`${path}.address`, "must be one of spec.addresses");

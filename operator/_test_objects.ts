@@ -291,8 +291,6 @@ export function routeShows(
   index = 0,
 ): string {
   const r = result.routeStatuses.find((u) => u.name === routeName);
-  const ours = r?.parents.filter((p) =>
-    p.controllerName === "blixt.dev/gateway-controller"
-  );
+  const ours = r?.parents.filter((p) => p.controllerName === "blixt.dev/gateway-controller");
   return shown(ours?.[index]?.conditions, type);
 }

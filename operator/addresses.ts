@@ -6,12 +6,7 @@
  *
  * @module
  */
-import {
-  canonicalIp,
-  formatIp,
-  type GatewayClassConfigSpec,
-  parseCidr,
-} from "../api/mod.ts";
+import { canonicalIp, formatIp, type GatewayClassConfigSpec, parseCidr } from "../api/mod.ts";
 import type { ConditionSpec } from "./conditions.ts";
 import { isOurClass } from "./gateway_class.ts";
 import { type Gateway, objectKey, type Snapshot } from "./snapshot.ts";
@@ -66,9 +61,7 @@ export function assignAddresses(
   options: { config: GatewayClassConfigSpec },
 ): AddressAssignment {
   const requested = gateway.spec.addresses ?? [];
-  const unsupported = requested.filter((a) =>
-    (a.type ?? "IPAddress") !== "IPAddress"
-  );
+  const unsupported = requested.filter((a) => (a.type ?? "IPAddress") !== "IPAddress");
   if (unsupported.length > 0) {
     return {
       addresses: [],
@@ -106,9 +99,7 @@ export function assignAddresses(
       unusable.push(`${ip} is in use by Gateway ${gatewayKey(holder)}`);
     } else if (!addresses.includes(ip)) addresses.push(ip);
   }
-  const wanted = requested.length === 0
-    ? 1
-    : requested.filter((a) => !a.value).length;
+  const wanted = requested.length === 0 ? 1 : requested.filter((a) => !a.value).length;
   let notAssigned: string | undefined;
   if (wanted > 0) {
     const picked = allocate(gateway, wanted, {

@@ -238,9 +238,7 @@ export function weighBackends(
   const merged = new Map<string, Backend>();
   let reject = 0;
   for (const ref of refs) {
-    const endpoints = ref.endpoints.filter((e) =>
-      parseIp(e.ip)?.family === family
-    );
+    const endpoints = ref.endpoints.filter((e) => parseIp(e.ip)?.family === family);
     const ready = endpoints.filter((e) => e.state === "Ready").length;
     if (ref.invalid !== undefined || ready === 0) reject += ref.weight;
     for (const e of endpoints) {
@@ -270,9 +268,7 @@ export function weighBackends(
     }
   }
   for (const b of merged.values()) if (b.state !== "Ready") b.weight = 0;
-  const backends = [...merged.values()].sort((a, b) =>
-    compareIp(a.ip, b.ip) || a.port - b.port
-  );
+  const backends = [...merged.values()].sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port);
   return {
     backends,
     rejectWeight: total > 0 ? Math.round(MAX_WEIGHT * reject / total) : 0,

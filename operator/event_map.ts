@@ -66,9 +66,7 @@ function gatewaysOfRoutes(
 
 function nodeReady(o: SnapshotObject | undefined): boolean | undefined {
   if (o === undefined || o.kind !== "Node") return undefined;
-  return o.status?.conditions?.some((c) =>
-    c.type === "Ready" && c.status === "True"
-  ) ?? false;
+  return o.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
 /**
@@ -119,9 +117,7 @@ export function gatewaysForEvent(
         ...gatewaysOfRoutes(
           snapshot,
           (_r, ns, name) =>
-            objects.some((x) =>
-              x.metadata?.namespace === ns && x.metadata?.name === name
-            ),
+            objects.some((x) => x.metadata?.namespace === ns && x.metadata?.name === name),
         ),
       );
       break;
@@ -170,20 +166,14 @@ export function gatewaysForEvent(
       }
       break;
     case "DataplaneNode": {
-      const before = event.old?.kind === "DataplaneNode"
-        ? event.old
-        : undefined;
+      const before = event.old?.kind === "DataplaneNode" ? event.old : undefined;
       const after = event.new?.kind === "DataplaneNode" ? event.new : undefined;
       const beforeKeys = new Set(
-        (before?.status?.tables ?? []).map((t) =>
-          objectKey(t.namespace, t.name)
-        ),
+        (before?.status?.tables ?? []).map((t) => objectKey(t.namespace, t.name)),
       );
       for (const t of after?.status?.tables ?? []) {
         const k = objectKey(t.namespace, t.name);
-        const old = before?.status?.tables?.find((x) =>
-          objectKey(x.namespace, x.name) === k
-        );
+        const old = before?.status?.tables?.find((x) => objectKey(x.namespace, x.name) === k);
         // counters-only updates wake nobody
         if (
           old &&
@@ -195,9 +185,7 @@ export function gatewaysForEvent(
       }
       for (const k of beforeKeys) {
         if (
-          !after?.status?.tables?.some((t) =>
-            objectKey(t.namespace, t.name) === k
-          )
+          !after?.status?.tables?.some((t) => objectKey(t.namespace, t.name) === k)
         ) {
           keys.push(k);
         }

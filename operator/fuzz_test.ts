@@ -38,11 +38,9 @@ const PER_WORLD = 4;
 
 Deno.test(`reconcile survives ${GATEWAYS} random Gateways and gives every object a status`, () => {
   const random = prng(20260201);
-  const pick = <T>(items: readonly T[]): T =>
-    items[Math.floor(random() * items.length)] as T;
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
   const chance = (p: number) => random() < p;
-  const int = (lo: number, hi: number) =>
-    lo + Math.floor(random() * (hi - lo + 1));
+  const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const namespaces = ["default", "team", "other"];
   const ports = [53, 80, 5000, 5001, 65535];
   let reconciled = 0;
@@ -59,9 +57,7 @@ Deno.test(`reconcile survives ${GATEWAYS} random Gateways and gives every object
     }));
     objects.push(
       classConfig(
-        validParams
-          ? [pick(["198.18.0.0/30", "198.18.0.0/29", "2001:db8::/126"])]
-          : ["not-a-cidr"],
+        validParams ? [pick(["198.18.0.0/30", "198.18.0.0/29", "2001:db8::/126"])] : ["not-a-cidr"],
       ),
     );
     for (const ns of namespaces) {
@@ -113,17 +109,15 @@ Deno.test(`reconcile survives ${GATEWAYS} random Gateways and gives every object
               : undefined,
           ),
       );
-      const addresses = chance(0.6)
-        ? undefined
-        : Array.from({ length: int(1, 3) }, () =>
-          pick([
-            {
-              type: "IPAddress",
-              value: pick(["198.18.0.1", "198.18.7.7", "2001:db8::1"]),
-            },
-            { type: "IPAddress" },
-            { type: "Hostname", value: "lb.example.com" },
-          ]));
+      const addresses = chance(0.6) ? undefined : Array.from({ length: int(1, 3) }, () =>
+        pick([
+          {
+            type: "IPAddress",
+            value: pick(["198.18.0.1", "198.18.7.7", "2001:db8::1"]),
+          },
+          { type: "IPAddress" },
+          { type: "Hostname", value: "lb.example.com" },
+        ]));
       const name = `gw${g}`;
       const ns = pick(namespaces);
       objects.push(gateway(name, listeners, {

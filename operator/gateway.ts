@@ -21,11 +21,7 @@ import {
 } from "../api/mod.ts";
 import { assignAddresses } from "./addresses.ts";
 import { type ResolvedRule, resolveRule, weighBackends } from "./backends.ts";
-import {
-  type ConditionSpec,
-  findCondition,
-  mergeConditions,
-} from "./conditions.ts";
+import { type ConditionSpec, findCondition, mergeConditions } from "./conditions.ts";
 import { classParameters, isOurClass } from "./gateway_class.ts";
 import { judgeListeners, type ListenerVerdict } from "./listeners.ts";
 import { attachRoute, refersToGateway } from "./route_attachment.ts";
@@ -191,17 +187,14 @@ export function reconcile(
 
   // Gateway Accepted
   const validListeners = verdicts.filter((v) => v.valid);
-  const invalidNames = verdicts.filter((v) => !v.valid).map((v) =>
-    v.listener.name
-  );
+  const invalidNames = verdicts.filter((v) => !v.valid).map((v) => v.listener.name);
   let accepted: ConditionSpec;
   if (!params.ok) {
     accepted = {
       type: "Accepted",
       status: "False",
       reason: "InvalidParameters",
-      message:
-        `GatewayClass ${gateway.spec.gatewayClassName}: ${params.message}`,
+      message: `GatewayClass ${gateway.spec.gatewayClassName}: ${params.message}`,
     };
   } else if (assignment.notAccepted) {
     accepted = assignment.notAccepted;
@@ -210,9 +203,7 @@ export function reconcile(
       type: "Accepted",
       status: "False",
       reason: "ListenersNotValid",
-      message: `no valid listener: ${
-        invalidNames.join(", ") || "none defined"
-      }`,
+      message: `no valid listener: ${invalidNames.join(", ") || "none defined"}`,
     };
   } else if (invalidNames.length > 0) {
     accepted = {
@@ -285,9 +276,7 @@ export function reconcile(
     status,
     table,
     routeStatuses,
-    finalizer: gateway.metadata?.finalizers?.includes(GATEWAY_FINALIZER)
-      ? "none"
-      : "add",
+    finalizer: gateway.metadata?.finalizers?.includes(GATEWAY_FINALIZER) ? "none" : "add",
     events,
   };
 }
@@ -310,9 +299,7 @@ function cleanup(
     managed: false,
     table: { action: "delete" },
     routeStatuses,
-    finalizer: gateway?.metadata?.finalizers?.includes(GATEWAY_FINALIZER)
-      ? "remove"
-      : "none",
+    finalizer: gateway?.metadata?.finalizers?.includes(GATEWAY_FINALIZER) ? "remove" : "none",
     events: [],
   };
 }
@@ -373,9 +360,7 @@ function routeUpdate(
       after.push(p);
       continue;
     }
-    const i = pending.findIndex((o) =>
-      sameRef(o.parentRef, p.parentRef, route)
-    );
+    const i = pending.findIndex((o) => sameRef(o.parentRef, p.parentRef, route));
     if (i >= 0) after.push(...pending.splice(i, 1)); // keep the entry's place
   }
   after.push(...pending);
@@ -412,8 +397,7 @@ function tableSpec(
   for (const address of options.addresses) {
     const family = parseIp(address)?.family ?? 4;
     for (const v of listeners) {
-      const winner =
-        [...attached.get(v.listener.name) ?? []].sort(compareRouteAge)[0];
+      const winner = [...attached.get(v.listener.name) ?? []].sort(compareRouteAge)[0];
       const weighted = winner === undefined
         ? { backends: [], rejectWeight: 0 }
         : weighBackends(rules.get(winner)?.refs ?? [], family);
@@ -523,10 +507,9 @@ function dataplaneProgrammed(
     type: "Programmed",
     status: "True",
     reason: "Programmed",
-    message:
-      `RoutingTable generation ${generation} programmed on ${ready.length} ready node${
-        ready.length > 1 ? "s" : ""
-      }`,
+    message: `RoutingTable generation ${generation} programmed on ${ready.length} ready node${
+      ready.length > 1 ? "s" : ""
+    }`,
   };
 }
 
@@ -559,15 +542,11 @@ function listenerStatus(
     programmed = {
       type: "Programmed",
       status: "False",
-      reason: context.gatewayProgrammed.reason === "Invalid"
-        ? "Invalid"
-        : "Pending",
+      reason: context.gatewayProgrammed.reason === "Invalid" ? "Invalid" : "Pending",
       message: context.gatewayProgrammed.message,
     };
   }
-  const previous = gateway.status?.listeners?.find((l) =>
-    l.name === v.listener.name
-  )
+  const previous = gateway.status?.listeners?.find((l) => l.name === v.listener.name)
     ?.conditions as Partial<Condition>[] | undefined;
   return {
     name: v.listener.name,

@@ -97,9 +97,7 @@ export function classParameters(
 }
 
 function supportedVersion(snapshot: Snapshot): ConditionSpec {
-  const versions = [...snapshot.crdBundleVersions].sort(([a], [b]) =>
-    a.localeCompare(b)
-  );
+  const versions = [...snapshot.crdBundleVersions].sort(([a], [b]) => a.localeCompare(b));
   const supported = SUPPORTED_BUNDLE_VERSIONS.join(", ");
   if (versions.length === 0) {
     return {

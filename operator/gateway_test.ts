@@ -4,11 +4,7 @@
 import assert from "node:assert/strict";
 import { reconcile, type ReconcileResult } from "./gateway.ts";
 import { reconcileGatewayClass } from "./gateway_class.ts";
-import {
-  createSnapshot,
-  type Snapshot,
-  type SnapshotObject,
-} from "./snapshot.ts";
+import { createSnapshot, type Snapshot, type SnapshotObject } from "./snapshot.ts";
 import {
   blixtClass,
   BUNDLE,
@@ -405,9 +401,7 @@ Deno.test("an exhausted pool makes the Gateway Programmed=False/AddressNotAssign
     /exhausted/,
   );
   assert.ok(
-    r.events.some((e) =>
-      e.type === "Warning" && e.reason === "AddressNotAssigned"
-    ),
+    r.events.some((e) => e.type === "Warning" && e.reason === "AddressNotAssigned"),
   );
   assert.equal(r.table.action, "delete");
 });
@@ -568,9 +562,7 @@ Deno.test("every condition carries observedGeneration, and lastTransitionTime mo
     earlier,
     "unchanged Accepted keeps its time",
   );
-  const flipped = seen.map((c) =>
-    c.type === "Accepted" ? { ...c, status: "False" } : c
-  );
+  const flipped = seen.map((c) => c.type === "Accepted" ? { ...c, status: "False" } : c);
   const third = reconcile(
     "default/gw",
     snapshotOf([...blixtClass(), { ...gw, status: { conditions: flipped } }]),
@@ -624,9 +616,7 @@ Deno.test("a parentRef with sectionName, port, both, or neither attaches to the 
       what,
     );
     assert.deepEqual(
-      r.status?.listeners.filter((l) => l.attachedRoutes > 0).map((l) =>
-        l.name
-      ),
+      r.status?.listeners.filter((l) => l.attachedRoutes > 0).map((l) => l.name),
       listeners,
       what,
     );
@@ -711,9 +701,7 @@ Deno.test("allowedRoutes.namespaces: Same, All, Selector and None decide which n
         "tcp",
         5000,
         "TCP",
-        namespaces === undefined
-          ? undefined
-          : { namespaces: namespaces as never },
+        namespaces === undefined ? undefined : { namespaces: namespaces as never },
       ),
     ]);
     const r = run([
@@ -727,9 +715,7 @@ Deno.test("allowedRoutes.namespaces: Same, All, Selector and None decide which n
     ]);
     assert.equal(
       routeShows(r, "r", "Accepted"),
-      allowed
-        ? "Accepted=True/Accepted"
-        : "Accepted=False/NotAllowedByListeners",
+      allowed ? "Accepted=True/Accepted" : "Accepted=False/NotAllowedByListeners",
       what,
     );
     assert.equal(r.status?.listeners[0]?.attachedRoutes, allowed ? 1 : 0, what);
@@ -766,9 +752,7 @@ Deno.test("route status: only blixt's entries for this Gateway change; other con
   const r = run([...blixtClass(), gateway("gw", [tcp()]), ...webService, r0]);
   const parents = r.routeStatuses.find((u) => u.name === "r")?.parents ?? [];
   assert.deepEqual(
-    parents.map((p) =>
-      `${p.controllerName}:${p.parentRef.name}:${p.parentRef.sectionName ?? ""}`
-    ),
+    parents.map((p) => `${p.controllerName}:${p.parentRef.name}:${p.parentRef.sectionName ?? ""}`),
     [
       "example.com/other:elsewhere:",
       "blixt.dev/gateway-controller:gw:",
@@ -899,9 +883,7 @@ Deno.test("ready endpoints take new flows; serving-but-terminating ones keep onl
     route("TCPRoute", "r", [gwRef()], [backend("web")]),
   ]);
   assert.deepEqual(
-    tableOf(r).spec.entries[0]?.backends.map((b) =>
-      `${b.ip} ${b.state} ${b.weight}`
-    ),
+    tableOf(r).spec.entries[0]?.backends.map((b) => `${b.ip} ${b.state} ${b.weight}`),
     [
       "198.19.0.1 Ready 1000000",
       "198.19.0.2 Serving 0",
@@ -1034,8 +1016,7 @@ Deno.test("a Service without ready endpoints resolves, but its share of traffic 
 });
 
 Deno.test("a listener without routes is still programmed, rejecting all its traffic", () => {
-  const e =
-    tableOf(run([...blixtClass(), gateway("gw", [tcp()])])).spec.entries[0];
+  const e = tableOf(run([...blixtClass(), gateway("gw", [tcp()])])).spec.entries[0];
   assert.deepEqual({
     backends: e?.backends,
     rejectWeight: e?.rejectWeight,

@@ -60,14 +60,12 @@ export function judgeListeners(gateway: Gateway): ListenerVerdict[] {
         type: "ResolvedRefs",
         status: "False",
         reason: "InvalidRouteKinds",
-        message:
-          `route kinds not supported on a ${listener.protocol} listener: ${
-            invalidKinds.join(", ")
-          }`,
+        message: `route kinds not supported on a ${listener.protocol} listener: ${
+          invalidKinds.join(", ")
+        }`,
       };
-    const peers =
-      (samePortProtocol.get(`${listener.port}/${listener.protocol}`) ??
-        []).filter((n) => n !== listener.name);
+    const peers = (samePortProtocol.get(`${listener.port}/${listener.protocol}`) ??
+      []).filter((n) => n !== listener.name);
     const conflicted: ConditionSpec = peers.length > 0
       ? {
         type: "Conflicted",
@@ -97,9 +95,7 @@ export function judgeListeners(gateway: Gateway): ListenerVerdict[] {
         type: "Accepted",
         status: "False",
         reason: "PortUnavailable",
-        message: `port ${listener.port}/${listener.protocol} is also used by ${
-          peers.join(", ")
-        }`,
+        message: `port ${listener.port}/${listener.protocol} is also used by ${peers.join(", ")}`,
       };
     } else {
       accepted = {
@@ -125,9 +121,7 @@ function routeKinds(listener: Listener, kind: RouteKind | undefined) {
   const requested = listener.allowedRoutes?.kinds ?? [];
   if (requested.length === 0) {
     return {
-      supportedKinds: kind === undefined
-        ? []
-        : [{ group: GATEWAY_GROUP, kind }],
+      supportedKinds: kind === undefined ? [] : [{ group: GATEWAY_GROUP, kind }],
       invalidKinds: [],
     };
   }

@@ -80,10 +80,9 @@ export function attachRoute(
         type: "Accepted",
         status: "False",
         reason: "NoMatchingParent",
-        message:
-          `Gateway ${context.gateway.metadata?.name} has no listener with ${
-            wanted || "any name"
-          }`,
+        message: `Gateway ${context.gateway.metadata?.name} has no listener with ${
+          wanted || "any name"
+        }`,
       },
     };
   }
@@ -116,9 +115,7 @@ export function attachRoute(
       type: "Accepted",
       status: "True",
       reason: "Accepted",
-      message: `attached to listener${listeners.length > 1 ? "s" : ""} ${
-        listeners.join(", ")
-      }`,
+      message: `attached to listener${listeners.length > 1 ? "s" : ""} ${listeners.join(", ")}`,
     },
   };
 }

@@ -10,18 +10,8 @@ import type { IGatewayClass } from "@kubernetes-models/gateway-api/gateway.netwo
 import type { IReferenceGrant } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/ReferenceGrant";
 import type { IParentReference } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/ParentReference";
 import type { IBackendRef } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/BackendRef";
-import type {
-  V1EndpointSlice,
-  V1Namespace,
-  V1Node,
-  V1Service,
-} from "@kubernetes/client-node";
-import type {
-  Condition,
-  DataplaneNode,
-  GatewayClassConfig,
-  RoutingTable,
-} from "../api/mod.ts";
+import type { V1EndpointSlice, V1Namespace, V1Node, V1Service } from "@kubernetes/client-node";
+import type { Condition, DataplaneNode, GatewayClassConfig, RoutingTable } from "../api/mod.ts";
 
 /** Gateway API group. */
 export const GATEWAY_GROUP = "gateway.networking.k8s.io";
@@ -179,9 +169,7 @@ function nsName(o: { metadata?: { namespace?: string; name?: string } }) {
 
 function sliceServiceKey(slice: V1EndpointSlice): string | undefined {
   const svc = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-  return svc === undefined
-    ? undefined
-    : objectKey(slice.metadata?.namespace ?? "", svc);
+  return svc === undefined ? undefined : objectKey(slice.metadata?.namespace ?? "", svc);
 }
 
 /** Adds or replaces an object in the snapshot. */
