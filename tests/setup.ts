@@ -88,6 +88,14 @@ async function ensureNpmPackages(log: (line: string) => void): Promise<void> {
   log("npm packages cached (deno.lock)");
 }
 
+/** Puts the cluster's kubectl on PATH when the machine has none. */
+async function ensureKubectl(kube: string, log: (line: string) => void): Promise<void> {
+  const found = await run(["sh", "-c", "command -v kubectl"], { allowFailure: true });
+  if (found.code === 0) return;
+  await Deno.symlink(kube, "/usr/local/bin/kubectl");
+  log(`kubectl: linked /usr/local/bin/kubectl to ${kube} (multi-call: kubectl by name)`);
+}
+
 /** Runs every setup step; `log` receives one line per step. */
 export async function setup(
   log: (line: string) => void = () => {},
@@ -101,6 +109,7 @@ export async function setup(
       ? `built kube-apiserver and etcd in ${(kube.ms / 1000).toFixed(0)} s: ${kube.path}`
       : `kube-apiserver and etcd: cached at ${kube.path}`,
   );
+  await ensureKubectl(kube.path, log);
   const crds = await gatewayApiCrdDir("experimental");
   log(`Gateway API CRDs: ${crds.replace(/\/config\/crd\/experimental$/, "")}`);
 }

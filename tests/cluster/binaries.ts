@@ -80,8 +80,8 @@ export async function ensureKubeBinary(
   const dir = path.slice(0, path.lastIndexOf("/"));
   await Deno.mkdir(dir, { recursive: true });
   log(
-    `building kube-apiserver and etcd from their Go modules into ${dir} ` +
-      `(cold: about 10 minutes on 2 cores; cached afterwards)`,
+    `building kube-apiserver, etcd and kubectl from their Go modules into ${dir} ` +
+      `(cold: about 7 minutes on 2 cores; cached afterwards)`,
   );
   const started = performance.now();
   const tmp = `${path}.build-${Deno.pid}`;

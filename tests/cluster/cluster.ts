@@ -29,6 +29,7 @@ import {
   GATEWAY_API_VERSION,
   type GatewayApiChannel,
   gatewayApiCrdFiles,
+  kubeBinaryPath,
 } from "./binaries.ts";
 import {
   ip,
@@ -184,16 +185,14 @@ export class Cluster {
     return (await run(command, { netns })).stdout;
   }
 
-  /** Runs kubectl against this cluster and returns its stdout. */
-  async kubectl(
-    args: string[],
-    options: { stdin?: string } = {},
-  ): Promise<string> {
-    return (await run(
-      ["kubectl", "--kubeconfig", this.kubeconfig, ...args],
-      options,
-    ))
-      .stdout;
+  /**
+   * Runs kubectl (the one built with the API server, same version) against
+   * this cluster and returns its stdout.
+   */
+  async kubectl(args: string[], options: { stdin?: string } = {}): Promise<string> {
+    const kube = await kubeBinaryPath();
+    const res = await run([kube, "kubectl", "--kubeconfig", this.kubeconfig, ...args], options);
+    return res.stdout;
   }
 
   /** The pods this cluster has. */
