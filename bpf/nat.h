@@ -3,6 +3,7 @@
 #ifndef BLIXT_NAT_H
 #define BLIXT_NAT_H
 
+#include "csum.h"
 #include "parse.h"
 
 #define IP_CSUM_OFF (L3_OFF + offsetof(struct iphdr, check))
@@ -40,7 +41,7 @@ static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct pac
 	struct l4_ports old_ports, new_ports;
 	__u64 csum_flags;
 	__u32 csum_off;
-	__s64 diff;
+	__u32 diff;
 
 	if ((void *)(ip + 1) > data_end)
 		return -1;
@@ -62,18 +63,14 @@ static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct pac
 
 	csum_off = l4_csum_off(p, &csum_flags);
 	if (old_addrs[0] != new_addrs[0] || old_addrs[1] != new_addrs[1]) {
-		diff = bpf_csum_diff(old_addrs, sizeof(old_addrs), new_addrs, sizeof(new_addrs), 0);
-		if (diff < 0)
-			return -1;
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, 0, diff, 0))
-			return -1;
+		diff = csum_diff2(old_addrs[0], old_addrs[1], new_addrs[0], new_addrs[1]);
+		/* The IP header is never offloaded: update its checksum in place. */
+		ip->check = csum_update(ip->check, diff);
 		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | csum_flags))
 			return -1;
 	}
 	if (old_ports.sport != new_ports.sport || old_ports.dport != new_ports.dport) {
-		diff = bpf_csum_diff((__be32 *)&old_ports, 4, (__be32 *)&new_ports, 4, 0);
-		if (diff < 0)
-			return -1;
+		diff = csum_add32(~*(__u32 *)&old_ports, *(__u32 *)&new_ports);
 		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, csum_flags))
 			return -1;
 	}

@@ -64,8 +64,8 @@ struct flow_value {
 	__u8 reserved;
 	__u32 service_id;
 	__u32 backend_id;
-	__u64 created;		/* bpf_ktime_get_ns() */
-	__u64 last_seen;	/* bpf_ktime_get_ns(), refreshed at most every CT_REFRESH_NS */
+	__u64 created;		/* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE) */
+	__u64 last_seen;	/* same clock, refreshed at most every CT_REFRESH_NS */
 };
 
 /* Per-CPU traffic counters of one service or one backend. */
