@@ -124,7 +124,10 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 				   __u64 now)
 {
 	if (v->kind == CT_KIND_REPLY) {
-		ct_on_reply(v, p, now);
+		if (ct_on_reply(v, p, now)) {
+			bpf_map_delete_elem(&conntrack, &p->key);
+			return TC_ACT_OK;
+		}
 		count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
 	} else if (v->kind == CT_KIND_SNAT) {
 		if (now - v->last_seen > CT_REFRESH_NS)

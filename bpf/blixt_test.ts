@@ -1012,3 +1012,61 @@ Deno.test("packet: other traffic is left alone; malformed packets to a VIP are d
     assert.equal(dp.maps.conntrack().length, 0, "nothing was tracked");
   });
 });
+
+Deno.test("packet: after a flow closes, a direct connection on the same tuple is left alone", async () => {
+  await withDataplane((dp) => {
+    const synAck = pkt({
+      src: BE1,
+      dst: CLIENT,
+      tcp: tcp(8080, 40701, TCP.SYN | TCP.ACK),
+    });
+    const fixtures: Fixture[] = [
+      {
+        description: "a flow through the VIP",
+        hook: "ingress",
+        input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40701, 80, TCP.SYN) }),
+        expected: pkt({
+          src: CLIENT,
+          dst: BE1,
+          tcp: tcp(40701, 8080, TCP.SYN),
+        }),
+        verdict: TC_ACT.OK,
+      },
+      {
+        description: "its SYN-ACK leaves as VIP:80",
+        hook: "egress",
+        input: synAck,
+        expected: pkt({
+          src: VIP,
+          dst: CLIENT,
+          tcp: tcp(80, 40701, TCP.SYN | TCP.ACK),
+        }),
+        verdict: TC_ACT.OK,
+      },
+      {
+        description: "the client resets it",
+        hook: "ingress",
+        input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40701, 80, TCP.RST) }),
+        expected: pkt({
+          src: CLIENT,
+          dst: BE1,
+          tcp: tcp(40701, 8080, TCP.RST),
+        }),
+        verdict: TC_ACT.OK,
+      },
+      {
+        description:
+          "the SYN-ACK of a direct connection from the same port is not translated",
+        hook: "egress",
+        input: synAck,
+        expected: "unchanged",
+        verdict: TC_ACT.OK,
+      },
+    ];
+    for (const f of fixtures) check(dp, f);
+    const left = dp.maps.conntrack().filter((e) =>
+      e.value.kind === CT_KIND.REPLY
+    );
+    assert.equal(left.length, 0, "the stale reply entry is gone");
+  });
+});

@@ -63,27 +63,38 @@ static __always_inline void ct_primary_key(struct flow_key *k, const struct flow
 	k->dir = DIR_INGRESS;
 }
 
-/* Tell the primary entry about a reply: it establishes or closes the flow. */
-static __always_inline void ct_on_reply(struct flow_value *reply, const struct packet *p, __u64 now)
+/*
+ * Tell the primary entry about a reply: it establishes or closes the flow.
+ * Returns -1 when the reply entry is stale (its flow is gone, or closed and
+ * this is a new handshake on the same tuple, e.g. a client that reuses its
+ * port to reach the backend directly): the caller drops the entry and leaves
+ * the packet alone. Checked on handshakes and at most once per CT_REFRESH_NS.
+ */
+static __always_inline int ct_on_reply(struct flow_value *reply, const struct packet *p, __u64 now)
 {
 	struct flow_key pk;
 	struct flow_value *primary;
+	int syn = p->tcp_flags & TCPF_SYN;
+	int refresh = now - reply->last_seen > CT_REFRESH_NS;
 	__u8 state;
 
-	if (now - reply->last_seen > CT_REFRESH_NS)
-		reply->last_seen = now;
-	if ((reply->flags & CT_F_REPLIED) && !(p->tcp_flags & (TCPF_FIN | TCPF_RST)))
-		return;
+	if (!refresh && !syn && (reply->flags & CT_F_REPLIED) &&
+	    !(p->tcp_flags & (TCPF_FIN | TCPF_RST)))
+		return 0;
 	ct_primary_key(&pk, reply, p->key.proto, p->key.family);
 	primary = bpf_map_lookup_elem(&conntrack, &pk);
-	if (!primary)
-		return;
+	if (!primary || primary->kind != CT_KIND_DNAT || primary->backend_id != reply->backend_id ||
+	    ct_expired(primary, p->key.proto, now) || (syn && primary->state >= CT_CLOSING))
+		return -1;
+	if (refresh)
+		reply->last_seen = now;
 	if (p->key.proto == IPPROTO_TCP)
 		state = ct_next_state(primary->state, p->tcp_flags, 1);
 	else
 		state = CT_ESTABLISHED;
 	ct_touch(primary, state, now);
 	reply->flags |= CT_F_REPLIED;
+	return 0;
 }
 
 /* Whether an existing reply entry may be overwritten by a new flow's SNAT port. */
