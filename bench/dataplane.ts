@@ -186,8 +186,11 @@ async function measure(
   host: string,
   seconds: number,
 ): Promise<Sample> {
+  // A hung client must fail the benchmark, not stall it.
+  const limit = ["timeout", String(seconds + 15)];
   const iperf = JSON.parse(
     await topo.exec("client", [
+      ...limit,
       "iperf3",
       "-c",
       host,
@@ -200,10 +203,25 @@ async function measure(
   );
   const gbps = iperf.end.sum_received.bits_per_second / 1e9;
   const crr = JSON.parse(
-    await topo.exec("client", [l4, "crr", host, "9000", String(seconds), "4"]),
+    await topo.exec("client", [
+      ...limit,
+      l4,
+      "crr",
+      host,
+      "9000",
+      String(seconds),
+      "4",
+    ]),
   );
   const rr = JSON.parse(
-    await topo.exec("client", [l4, "rr", host, "9000", String(seconds)]),
+    await topo.exec("client", [
+      ...limit,
+      l4,
+      "rr",
+      host,
+      "9000",
+      String(seconds),
+    ]),
   );
   if (crr.failed > crr.connections / 100) {
     throw new Error(`crr to ${host}: ${crr.failed} failed`);
