@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { buildBpf } from "../../bpf/build.ts";
+import { EVENTS, LIBBPF_OPTS, LIMITS, SHARED_STRUCTS } from "./layout.ts";
+import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name?: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: { name: string; type_id: number; bits_offset: number }[];
+}
+
+async function btfTypes(object: string): Promise<Map<number, BtfType>> {
+  const out = await new Deno.Command("bpftool", {
+    args: ["-j", "btf", "dump", "file", object],
+    stdout: "piped",
+  }).output();
+  assert.ok(out.success, "bpftool btf dump");
+  const types: BtfType[] =
+    JSON.parse(new TextDecoder().decode(out.stdout)).types;
+  return new Map(types.map((t) => [t.id, t]));
+}
+
+function btfSize(types: Map<number, BtfType>, id: number): number {
+  const t = types.get(id);
+  if (!t) throw new Error(`BTF type ${id} missing`);
+  if (t.kind === "TYPEDEF" || t.kind === "VOLATILE" || t.kind === "CONST") {
+    return btfSize(types, t.type_id!);
+  }
+  if (t.kind === "ARRAY") return btfSize(types, t.type_id!) * t.nr_elems!;
+  return t.size!;
+}
+
+Deno.test("layout: every shared struct matches the compiled object's BTF", async () => {
+  const types = await btfTypes(await buildBpf());
+  for (const s of SHARED_STRUCTS) {
+    const btf = [...types.values()].find((t) =>
+      t.kind === "STRUCT" && t.name === s.name
+    );
+    assert.ok(btf, `struct ${s.name} is in the BTF`);
+    assert.equal(btf.size, s.size, `sizeof(struct ${s.name})`);
+    assert.deepEqual(
+      btf.members!.map((
+        m,
+      ) => [m.name, m.bits_offset / 8, btfSize(types, m.type_id)]),
+      s.fields.map((f) => [f.name, f.offset, f.size]),
+      `members of struct ${s.name} (name, offset, size)`,
+    );
+  }
+});
+
+Deno.test("layout: libbpf option structs match libbpf's headers (C probe)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "blixt-probe-" });
+  try {
+    const lines = [
+      "#include <stdio.h>",
+      "#include <stddef.h>",
+      "#include <bpf/bpf.h>",
+      "#include <bpf/libbpf.h>",
+      "int main(void) {",
+    ];
+    for (const [name, layout] of Object.entries(LIBBPF_OPTS)) {
+      lines.push(`printf("${name} size %zu\\n", sizeof(struct ${name}));`);
+      for (const f of Object.keys(layout.fields)) {
+        lines.push(
+          `printf("${name} ${f} %zu %zu\\n", offsetof(struct ${name}, ${f}), sizeof(((struct ${name} *)0)->${f}));`,
+        );
+      }
+    }
+    lines.push("return 0; }");
+    await Deno.writeTextFile(`${dir}/probe.c`, lines.join("\n"));
+    const cc = await new Deno.Command("clang", {
+      args: [`${dir}/probe.c`, "-o", `${dir}/probe`],
+      stderr: "piped",
+    }).output();
+    assert.ok(cc.success, new TextDecoder().decode(cc.stderr));
+    const run = await new Deno.Command(`${dir}/probe`, { stdout: "piped" })
+      .output();
+    const got = new TextDecoder().decode(run.stdout).trim().split("\n");
+    const want: string[] = [];
+    for (const [name, layout] of Object.entries(LIBBPF_OPTS)) {
+      want.push(`${name} size ${layout.size}`);
+      for (const [f, { offset, size }] of Object.entries(layout.fields)) {
+        want.push(`${name} ${f} ${offset} ${size}`);
+      }
+    }
+    assert.deepEqual(got, want);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("layout: map capacities and event names match bpf/consts.h", async () => {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-layout-${Deno.pid}`;
+  const dp = Dataplane.load({ pinDir });
+  try {
+    const o = dp.object;
+    assert.equal(o.map("services").maxEntries, LIMITS.MAX_SERVICE_KEYS);
+    assert.equal(o.map("backends").maxEntries, LIMITS.MAX_BACKENDS);
+    assert.equal(o.map("maglev").maxEntries, LIMITS.MAX_SERVICES);
+    assert.equal(o.map("conntrack").maxEntries, LIMITS.CT_MAX);
+    assert.equal(o.map("service_stats").maxEntries, LIMITS.MAX_SERVICES);
+    assert.equal(o.map("events").maxEntries, EVENTS.length);
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
+});

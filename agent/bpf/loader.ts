@@ -1,0 +1,286 @@
+/**
+ * Loads the data plane, pins its maps and links under a bpffs directory and
+ * attaches it to an interface: a tcx link where the kernel has tcx (6.6+),
+ * clsact + `bpf_tc_attach` otherwise. A restarted or upgraded loader reuses
+ * the pinned maps and swaps its program into the pinned links atomically,
+ * so established flows keep going.
+ *
+ * @example
+ * ```ts
+ * const dp = Dataplane.load({ pinDir: "/sys/fs/bpf/blixt" });
+ * dp.attach("eth0");
+ * dp.maps.setConfig({ nodeAddr: "198.18.192.1" });
+ * dp.close(); // links and maps stay pinned
+ * ```
+ *
+ * @module
+ */
+
+import {
+  check,
+  closeFd,
+  cstr,
+  ifIndex,
+  inNetns,
+  lib,
+  LibbpfError,
+  opts,
+} from "./libbpf.ts";
+import { DataplaneMaps } from "./maps.ts";
+import { BpfObject } from "./object.ts";
+
+/** Default object path: bpf/blixt.o of this checkout (see bpf/build.ts). */
+export const DEFAULT_OBJECT =
+  new URL("../../bpf/blixt.o", import.meta.url).pathname;
+
+/** enum bpf_attach_type values of tcx (kernel 6.6; absent from libbpf 1.1's headers). */
+const BPF_TCX_INGRESS = 46;
+const BPF_TCX_EGRESS = 47;
+/** enum bpf_tc_attach_point */
+const BPF_TC_INGRESS = 1;
+const BPF_TC_EGRESS = 2;
+const BPF_TC_F_REPLACE = 1;
+/** handle and priority of blixt's clsact filters. */
+const TC_HANDLE = 0xb1;
+const TC_PRIORITY = 0xb1;
+
+const EEXIST = 17;
+const ENOENT = 2;
+/** errnos meaning "this kernel has no tcx". */
+const NO_TCX = new Set([22, /* EINVAL */ 95, /* EOPNOTSUPP */ 38 /* ENOSYS */]);
+
+/** How the program is attached to an interface. */
+export type AttachMode = "tcx" | "tc";
+
+/** Options of {@linkcode Dataplane.load}. */
+export interface LoadOptions {
+  /** bpffs directory of this data plane's pins (maps and links). */
+  pinDir: string;
+  /** Compiled object; default {@linkcode DEFAULT_OBJECT}. */
+  objectPath?: string;
+  /** Conntrack capacity (must equal the pinned map's, if any). */
+  conntrackEntries?: number;
+}
+
+/** Options of {@linkcode Dataplane.attach}. */
+export interface AttachOptions {
+  /** "auto" (default): tcx, falling back to clsact; or force one. */
+  mode?: "auto" | AttachMode;
+  /** Network namespace of the interface, e.g. `/run/netns/NAME`. */
+  netns?: string;
+}
+
+/** Mounts bpffs at /sys/fs/bpf unless something is mounted there. */
+export async function ensureBpffs(): Promise<void> {
+  const mounts = await Deno.readTextFile("/proc/mounts");
+  if (mounts.split("\n").some((l) => l.split(" ")[1] === "/sys/fs/bpf")) return;
+  const out = await new Deno.Command("mount", {
+    args: ["-t", "bpf", "bpf", "/sys/fs/bpf"],
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`mount bpffs: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A loaded data plane: the object, its programs and its typed maps. */
+export class Dataplane {
+  /** The loaded object (fds of programs and maps). */
+  readonly object: BpfObject;
+  /** Typed access to the maps. */
+  readonly maps: DataplaneMaps;
+  /** Pin directory. */
+  readonly pinDir: string;
+  /** fd of blixt_ingress. */
+  readonly ingressFd: number;
+  /** fd of blixt_egress. */
+  readonly egressFd: number;
+
+  private constructor(object: BpfObject, pinDir: string) {
+    this.object = object;
+    this.pinDir = pinDir;
+    this.maps = new DataplaneMaps(object);
+    this.ingressFd = object.programFd("blixt_ingress");
+    this.egressFd = object.programFd("blixt_egress");
+  }
+
+  /**
+   * Loads the object with every map pinned under `pinDir` (reused when
+   * already pinned there with the same definition).
+   */
+  static load(options: LoadOptions): Dataplane {
+    Deno.mkdirSync(options.pinDir, { recursive: true });
+    const maxEntries: Record<string, number> = {};
+    if (options.conntrackEntries) {
+      maxEntries.conntrack = options.conntrackEntries;
+    }
+    const object = BpfObject.open(options.objectPath ?? DEFAULT_OBJECT, {
+      pinDir: options.pinDir,
+      maxEntries,
+    });
+    try {
+      return new Dataplane(object, options.pinDir);
+    } catch (e) {
+      object.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Attaches ingress and egress programs to `ifname`. An existing pinned tcx
+   * link gets the new program by `bpf_link_update` (no gap); an existing
+   * clsact filter is replaced in place.
+   */
+  attach(ifname: string, options: AttachOptions = {}): AttachMode {
+    const run = () => this.#attach(ifname, options.mode ?? "auto");
+    return options.netns ? inNetns(options.netns, run) : run();
+  }
+
+  /** Detaches from `ifname` (tcx links and clsact filters alike). */
+  detach(ifname: string, options: { netns?: string } = {}): void {
+    const run = () => {
+      for (const dir of ["ingress", "egress"] as const) {
+        const pin = this.#linkPin(ifname, dir);
+        if (exists(pin)) {
+          const fd = check(
+            "bpf_obj_get",
+            () => lib().bpf_obj_get(cstr(pin)),
+            pin,
+          );
+          try {
+            check("bpf_link_detach", () => lib().bpf_link_detach(fd), pin);
+          } finally {
+            closeFd(fd);
+          }
+          Deno.removeSync(pin);
+        }
+        this.#tcDetach(ifname, dir);
+      }
+    };
+    if (options.netns) inNetns(options.netns, run);
+    else run();
+  }
+
+  /** Closes fds; everything pinned stays in the kernel and keeps forwarding. */
+  close(): void {
+    this.object.close();
+  }
+
+  #linkPin(ifname: string, dir: "ingress" | "egress"): string {
+    return `${this.pinDir}/link_${ifname}_${dir}`;
+  }
+
+  #attach(ifname: string, mode: "auto" | AttachMode): AttachMode {
+    const ifindex = ifIndex(ifname);
+    if (mode !== "tc") {
+      try {
+        this.#attachTcx(ifname, ifindex, "ingress", this.ingressFd);
+        this.#attachTcx(ifname, ifindex, "egress", this.egressFd);
+        return "tcx";
+      } catch (e) {
+        if (
+          mode === "tcx" || !(e instanceof LibbpfError) || !NO_TCX.has(e.errno)
+        ) throw e;
+      }
+    }
+    this.#attachTc(ifindex, BPF_TC_INGRESS, this.ingressFd);
+    this.#attachTc(ifindex, BPF_TC_EGRESS, this.egressFd);
+    return "tc";
+  }
+
+  #attachTcx(
+    ifname: string,
+    ifindex: number,
+    dir: "ingress" | "egress",
+    progFd: number,
+  ): void {
+    const pin = this.#linkPin(ifname, dir);
+    const b = lib();
+    if (exists(pin)) {
+      const fd = check("bpf_obj_get", () => b.bpf_obj_get(cstr(pin)), pin);
+      try {
+        check(
+          "bpf_link_update",
+          () => b.bpf_link_update(fd, progFd, null),
+          pin,
+        );
+      } finally {
+        closeFd(fd);
+      }
+      return;
+    }
+    const type = dir === "ingress" ? BPF_TCX_INGRESS : BPF_TCX_EGRESS;
+    const fd = check(
+      "bpf_link_create",
+      () => b.bpf_link_create(progFd, ifindex, type, null),
+      `tcx ${dir} of ${ifname}`,
+    );
+    try {
+      check("bpf_obj_pin", () => b.bpf_obj_pin(fd, cstr(pin)), pin);
+    } catch (e) {
+      b.bpf_link_detach(fd);
+      throw e;
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  #attachTc(ifindex: number, point: number, progFd: number): void {
+    const b = lib();
+    const hook = opts("bpf_tc_hook", { ifindex, attach_point: point });
+    const rc = b.bpf_tc_hook_create(hook);
+    if (rc < 0 && -rc !== EEXIST) {
+      check("bpf_tc_hook_create", () => rc, `ifindex ${ifindex}`);
+    }
+    const o = opts("bpf_tc_opts", {
+      prog_fd: progFd,
+      flags: BPF_TC_F_REPLACE,
+      handle: TC_HANDLE,
+      priority: TC_PRIORITY,
+    });
+    check(
+      "bpf_tc_attach",
+      () => b.bpf_tc_attach(hook, o),
+      `ifindex ${ifindex}`,
+    );
+  }
+
+  #tcDetach(ifname: string, dir: "ingress" | "egress"): void {
+    let ifindex: number;
+    try {
+      ifindex = ifIndex(ifname);
+    } catch {
+      return; // the interface is gone, and its filters with it
+    }
+    const hook = opts("bpf_tc_hook", {
+      ifindex,
+      attach_point: dir === "ingress" ? BPF_TC_INGRESS : BPF_TC_EGRESS,
+    });
+    const o = opts("bpf_tc_opts", { handle: TC_HANDLE, priority: TC_PRIORITY });
+    const rc = lib().bpf_tc_detach(hook, o);
+    if (rc < 0 && -rc !== ENOENT && -rc !== 22) {
+      check("bpf_tc_detach", () => rc, ifname);
+    }
+  }
+}
+
+/** Removes a pin directory and everything pinned in it (maps go when unused). */
+export function removePins(pinDir: string): void {
+  try {
+    for (const e of Deno.readDirSync(pinDir)) {
+      Deno.removeSync(`${pinDir}/${e.name}`);
+    }
+    Deno.removeSync(pinDir);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Weighted Maglev consistent hashing (Eisenbud et al., NSDI 2016), computed
+ * in user space, and the flow hash the data plane uses to index the table.
+ *
+ * Every node builds the same table from the same backends: the permutation
+ * of a backend depends only on its identity (`key`, e.g. `ip:port`), never on
+ * the node-local backend id stored in the slots.
+ *
+ * @module
+ */
+
+import { BACKEND_REJECT, FLOW_HASH_SEED, LIMITS, parseIPv4 } from "./layout.ts";
+
+/**
+ * Slots of every Maglev table: 65537, a prime, kept constant because
+ * changing the size of a table remaps nearly every flow. It is >= 100 x the
+ * backends of a service up to 655 backends; past that the spread gets
+ * coarser (each backend still gets ~M/N slots) but nothing breaks.
+ */
+export const MAGLEV_SIZE: number = LIMITS.MAGLEV_MAX;
+
+/** One entry of a Maglev table: a backend (or the reject share) and its weight. */
+export interface MaglevEntry {
+  /** Stable identity shared by all nodes, e.g. `198.18.201.11:8080/TCP`. */
+  key: string;
+  /** Node-local backend id written into the slots (BACKEND_REJECT for rejects). */
+  id: number;
+  /** Relative weight; 0 takes no slots (no new flows). */
+  weight: number;
+}
+
+/** A 32-bit FNV-1a hash of a string with a seed mixed in first. */
+function strHash(s: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  // final avalanche so nearby keys get unrelated offsets
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * Builds a weighted Maglev table of `size` slots (a prime). Returns an empty
+ * table when no entry has weight > 0: the service has no usable backend.
+ *
+ * @example
+ * ```ts
+ * const t = maglevTable([
+ *   { key: "10.0.0.1:80", id: 1, weight: 70 },
+ *   { key: "10.0.0.2:80", id: 2, weight: 30 },
+ * ]);
+ * ```
+ */
+export function maglevTable(
+  entries: readonly MaglevEntry[],
+  size = MAGLEV_SIZE,
+): Uint32Array {
+  for (const e of entries) {
+    if (!Number.isInteger(e.weight) || e.weight < 0) {
+      throw new RangeError(
+        `maglev: weight of ${e.key} must be a non-negative integer`,
+      );
+    }
+  }
+  const live = entries.filter((e) => e.weight > 0).sort((a, b) =>
+    a.key < b.key ? -1 : a.key > b.key ? 1 : 0
+  );
+  if (live.length === 0) return new Uint32Array(0);
+  for (let i = 1; i < live.length; i++) {
+    if (live[i]!.key === live[i - 1]!.key) {
+      throw new RangeError(`maglev: duplicate ${live[i]!.key}`);
+    }
+  }
+  const n = live.length;
+  const offset = new Uint32Array(n);
+  const skip = new Uint32Array(n);
+  const next = new Uint32Array(n);
+  const credit = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    offset[i] = strHash(live[i]!.key, 0x6d61676c) % size;
+    skip[i] = (strHash(live[i]!.key, 0x65760001) % (size - 1)) + 1;
+  }
+  const maxWeight = Math.max(...live.map((e) => e.weight));
+  const table = new Uint32Array(size);
+  const taken = new Uint8Array(size);
+  let filled = 0;
+  // Each round a backend earns weight/maxWeight turns; a turn claims the next
+  // free slot of its permutation. Slots end up proportional to weights.
+  while (filled < size) {
+    for (let i = 0; i < n && filled < size; i++) {
+      credit[i]! += live[i]!.weight;
+      while (credit[i]! >= maxWeight && filled < size) {
+        credit[i]! -= maxWeight;
+        let c = (offset[i]! + next[i]! * skip[i]!) % size;
+        while (taken[c]) {
+          next[i]!++;
+          c = (offset[i]! + next[i]! * skip[i]!) % size;
+        }
+        taken[c] = 1;
+        table[c] = live[i]!.id;
+        next[i]!++;
+        filled++;
+      }
+    }
+  }
+  return table;
+}
+
+/** The reject share as a Maglev entry. */
+export function rejectEntry(weight: number): MaglevEntry {
+  return { key: "reject", id: BACKEND_REJECT, weight };
+}
+
+function rotl(x: number, r: number): number {
+  return ((x << r) | (x >>> (32 - r))) >>> 0;
+}
+
+function hashWord(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = rotl(k, 15);
+  k = Math.imul(k, 0x1b873593);
+  h = (h ^ k) >>> 0;
+  h = rotl(h, 13);
+  return (Math.imul(h, 5) + 0xe6546b64) >>> 0;
+}
+
+/** A flow's client-side 5-tuple (IPv4). */
+export interface FlowTuple {
+  /** Client address. */
+  saddr: string;
+  /** VIP. */
+  daddr: string;
+  /** Client port. */
+  sport: number;
+  /** Service port. */
+  dport: number;
+  /** 6 (TCP) or 17 (UDP). */
+  proto: number;
+}
+
+/** The data plane's flow_hash() (bpf/maglev.h): which slot a flow lands in. */
+export function flowHash(t: FlowTuple): number {
+  const s = parseIPv4(t.saddr);
+  const d = parseIPv4(t.daddr);
+  if (s === undefined || d === undefined) {
+    throw new RangeError("flowHash: IPv4 only");
+  }
+  let h = FLOW_HASH_SEED;
+  for (const w of [s, 0, 0, 0, d, 0, 0, 0]) h = hashWord(h, w);
+  h = hashWord(h, ((t.sport << 16) | t.dport) >>> 0);
+  h = hashWord(h, t.proto);
+  h = (h ^ 40) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h = (h ^ (h >>> 13)) >>> 0;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  return h;
+}
+
+/** The backend id the data plane picks for a new flow with `table`. */
+export function pickBackend(table: Uint32Array, t: FlowTuple): number {
+  if (table.length === 0) return BACKEND_REJECT;
+  return table[flowHash(t) % table.length]!;
+}

@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import {
+  type FlowTuple,
+  MAGLEV_SIZE,
+  maglevTable,
+  pickBackend,
+  rejectEntry,
+} from "./maglev.ts";
+
+/** 100,000 synthetic client flows to one VIP. */
+function flows(n = 100_000): FlowTuple[] {
+  const out: FlowTuple[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push({
+      saddr: `198.18.${192 + ((i >>> 16) & 63)}.${(i >>> 8) & 255}`,
+      daddr: "198.18.200.1",
+      sport: 1024 + (i & 0xffff) % 60000,
+      dport: 80,
+      proto: 6,
+    });
+  }
+  return out;
+}
+
+function backends(n: number, weight = 1) {
+  return Array.from({ length: n }, (_, i) => ({
+    key: `198.18.201.${10 + i}:8080/TCP`,
+    id: i + 1,
+    weight,
+  }));
+}
+
+Deno.test("maglev: the table size is a prime >= 100 x backends for up to 655 backends", () => {
+  for (let d = 2; d * d <= MAGLEV_SIZE; d++) {
+    assert.notEqual(MAGLEV_SIZE % d, 0);
+  }
+  assert.ok(MAGLEV_SIZE >= 100 * 655);
+});
+
+Deno.test("maglev: removing 1 of 10 backends remaps at most 1/10 + 1% of flows", () => {
+  const all = backends(10);
+  const before = maglevTable(all);
+  const after = maglevTable(all.filter((b) => b.id !== 4));
+  let moved = 0;
+  let movedFromOthers = 0;
+  for (const f of flows()) {
+    const a = pickBackend(before, f);
+    const b = pickBackend(after, f);
+    if (a !== b) {
+      moved++;
+      if (a !== 4) movedFromOthers++;
+    }
+  }
+  const n = 100_000;
+  assert.ok(moved <= n * (0.1 + 0.01), `moved ${moved} of ${n}`);
+  assert.ok(
+    movedFromOthers <= n * 0.01,
+    `moved ${movedFromOthers} flows of remaining backends`,
+  );
+});
+
+Deno.test("maglev: weights 70/30/0 give 70/30/0 +-2% of flows", () => {
+  const table = maglevTable([
+    { key: "a:1/TCP", id: 1, weight: 70 },
+    { key: "b:1/TCP", id: 2, weight: 30 },
+    { key: "c:1/TCP", id: 3, weight: 0 },
+  ]);
+  const count = new Map<number, number>();
+  for (const f of flows()) {
+    const id = pickBackend(table, f);
+    count.set(id, (count.get(id) ?? 0) + 1);
+  }
+  const share = (id: number) => (count.get(id) ?? 0) / 100_000;
+  assert.ok(Math.abs(share(1) - 0.7) <= 0.02, `share of 70: ${share(1)}`);
+  assert.ok(Math.abs(share(2) - 0.3) <= 0.02, `share of 30: ${share(2)}`);
+  assert.equal(share(3), 0);
+});
+
+Deno.test("maglev: the reject share takes its weight of slots", () => {
+  const table = maglevTable([
+    { key: "a:1/TCP", id: 1, weight: 3 },
+    rejectEntry(1),
+  ]);
+  const rejects = table.filter((id) => id === 0).length / table.length;
+  assert.ok(Math.abs(rejects - 0.25) < 0.01, `reject share ${rejects}`);
+});
+
+Deno.test("maglev: tables depend on backend identity, not input order or ids", () => {
+  const a = maglevTable(backends(5));
+  const b = maglevTable(backends(5).reverse());
+  assert.deepEqual(a, b);
+  const renumbered = maglevTable(
+    backends(5).map((x) => ({ ...x, id: x.id + 100 })),
+  );
+  assert.deepEqual(renumbered.map((id) => id - 100), a);
+});
+
+Deno.test("maglev: no live backend gives an empty table; bad weights are refused", () => {
+  assert.equal(maglevTable([{ key: "a", id: 1, weight: 0 }]).length, 0);
+  assert.throws(
+    () => maglevTable([{ key: "a", id: 1, weight: -1 }]),
+    RangeError,
+  );
+  assert.throws(
+    () =>
+      maglevTable([{ key: "a", id: 1, weight: 1 }, {
+        key: "a",
+        id: 2,
+        weight: 1,
+      }]),
+    RangeError,
+  );
+});

@@ -1,0 +1,381 @@
+/**
+ * Data-plane benchmarks, printed as JSON lines (see DESIGN.md):
+ *
+ * - ns per packet of blixt_ingress by `bpf_prog_test_run_opts` (repeat 1e6):
+ *   established TCP, new TCP flow, established UDP, and a pass-through packet;
+ * - VIP vs direct ratios in the test topology (bpf/testing/topology.ts) for
+ *   throughput (iperf3), short connections/s and request/response latency
+ *   (bench/tools/l4bench.c), with a kube-proxy-style nftables DNAT of the same
+ *   service in the same topology as the peer.
+ *
+ * deno task bench dataplane [--seconds 5] [--rounds 3] [--repeat 1000000] [--only packet|traffic]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { buildBpf } from "../bpf/build.ts";
+import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
+import { testRun } from "../agent/bpf/object.ts";
+import { buildPacket, TCP } from "../bpf/testing/packet.ts";
+import { NET, run, Topology, UPLINK } from "../bpf/testing/topology.ts";
+
+/** One benchmark result line. */
+export interface BenchLine {
+  /** Metric name. */
+  name: string;
+  /** Measured value. */
+  value: number;
+  /** Unit of value. */
+  unit: string;
+  /** Which direction is better. */
+  better: "higher" | "lower";
+  /** The peer measured in the same run. */
+  peer?: string;
+  /** The peer's value. */
+  peer_value?: number;
+  /** value / peer_value. */
+  ratio?: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function round(x: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function emit(line: BenchLine): void {
+  console.log(JSON.stringify(line));
+}
+
+// ---------------------------------------------------------------- per packet
+
+/**
+ * Per-packet cost by test runs. A repeated run sees its own output, so the
+ * services form cycles (VIP:80 -> BE:8080 and BE:8080 -> VIP:80) and every
+ * run takes the measured path: established runs hit conntrack and are
+ * translated; "syn" runs send SYN|FIN, which leaves the flow closing, so the
+ * next SYN|FIN re-creates it through the full new-flow path (Maglev pick,
+ * two conntrack inserts, translation).
+ */
+async function packetBench(repeat: number, samples: number): Promise<void> {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-bench-${Deno.pid}`;
+  const dp = Dataplane.load({ pinDir, conntrackEntries: 65536 });
+  try {
+    const m = dp.maps;
+    const CLIENT = "198.18.192.10", VIP = "198.18.200.1", BE = "198.18.201.11";
+    m.setConfig({ nodeAddr: "198.18.192.1" });
+    m.setBackend(1, { addr: BE, port: 8080 });
+    m.setBackend(2, { addr: VIP, port: 80 });
+    m.setBackend(3, { addr: BE, port: 5353 });
+    m.setBackend(4, { addr: VIP, port: 53 });
+    m.setService({ addr: VIP, port: 80, protocol: "TCP" }, {
+      id: 1,
+      backends: [{ id: 1, weight: 1 }],
+    });
+    m.setService({ addr: BE, port: 8080, protocol: "TCP" }, {
+      id: 2,
+      backends: [{ id: 2, weight: 1 }],
+    });
+    m.setService({ addr: VIP, port: 53, protocol: "UDP" }, {
+      id: 3,
+      backends: [{ id: 3, weight: 1 }],
+    });
+    m.setService({ addr: BE, port: 5353, protocol: "UDP" }, {
+      id: 4,
+      backends: [{ id: 4, weight: 1 }],
+    });
+    const payload = new Uint8Array(64);
+    const cases = {
+      tcp_established: buildPacket({
+        src: CLIENT,
+        dst: VIP,
+        tcp: { sport: 40000, dport: 80, flags: TCP.ACK },
+        payload,
+      }),
+      tcp_syn: buildPacket({
+        src: CLIENT,
+        dst: VIP,
+        tcp: { sport: 40001, dport: 80, flags: TCP.SYN | TCP.FIN },
+      }),
+      udp: buildPacket({
+        src: CLIENT,
+        dst: VIP,
+        udp: { sport: 40002, dport: 53 },
+        payload,
+      }),
+      passthrough: buildPacket({
+        src: CLIENT,
+        dst: "198.18.203.1",
+        tcp: { sport: 40003, dport: 80, flags: TCP.ACK },
+        payload,
+      }),
+    };
+    // Create the flows of both halves of each cycle once.
+    for (const pkt of [cases.tcp_established, cases.udp]) {
+      const once = testRun(dp.ingressFd, pkt);
+      testRun(dp.ingressFd, once.data as Uint8Array<ArrayBuffer>);
+    }
+    const results: Record<string, number> = {};
+    for (const [name, pkt] of Object.entries(cases)) {
+      const runs: number[] = [];
+      for (let i = 0; i < samples; i++) {
+        runs.push(testRun(dp.ingressFd, pkt, { repeat }).durationNs);
+      }
+      results[name] = median(runs);
+    }
+    const flows = m.serviceCounters(1).new_flows;
+    if (flows < BigInt(repeat)) {
+      throw new Error(`tcp_syn created only ${flows} flows`);
+    }
+    for (const name of ["tcp_established", "tcp_syn", "udp", "passthrough"]) {
+      emit({
+        name: `ns_per_packet_${name}`,
+        value: results[name]!,
+        unit: "ns",
+        better: "lower",
+      });
+    }
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
+}
+
+// ---------------------------------------------------------------- traffic
+
+const L4BENCH_SRC = new URL("./tools/l4bench.c", import.meta.url).pathname;
+const CACHE = new URL("../.cache/bench/", import.meta.url).pathname;
+
+async function buildL4bench(): Promise<string> {
+  await Deno.mkdir(CACHE, { recursive: true });
+  const bin = `${CACHE}l4bench`;
+  await run(["clang", "-O2", "-Wall", "-pthread", L4BENCH_SRC, "-o", bin]);
+  return bin;
+}
+
+function nftRules(): string {
+  // What kube-proxy's nftables mode does for one ClusterIP-style service
+  // with one local endpoint: DNAT in prerouting, conntrack un-NATs replies.
+  return `table ip bxdp_bench {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr ${NET.vip} tcp dport { 9000, 5201 } dnat to ${NET.be1}
+  }
+}
+`;
+}
+
+interface Sample {
+  gbps: number;
+  connPerS: number;
+  p50: number;
+  p99: number;
+}
+
+async function measure(
+  topo: Topology,
+  l4: string,
+  host: string,
+  seconds: number,
+): Promise<Sample> {
+  // A hung client must fail the benchmark, not stall it.
+  const limit = ["timeout", String(seconds + 15)];
+  const iperf = JSON.parse(
+    await topo.exec("client", [
+      ...limit,
+      "iperf3",
+      "-c",
+      host,
+      "-p",
+      "5201",
+      "-t",
+      String(seconds),
+      "-J",
+    ]),
+  );
+  const gbps = iperf.end.sum_received.bits_per_second / 1e9;
+  const crr = JSON.parse(
+    await topo.exec("client", [
+      ...limit,
+      l4,
+      "crr",
+      host,
+      "9000",
+      String(seconds),
+      "4",
+    ]),
+  );
+  const rr = JSON.parse(
+    await topo.exec("client", [
+      ...limit,
+      l4,
+      "rr",
+      host,
+      "9000",
+      String(seconds),
+    ]),
+  );
+  if (crr.failed > crr.connections / 100) {
+    throw new Error(`crr to ${host}: ${crr.failed} failed`);
+  }
+  return { gbps, connPerS: crr.conn_per_s, p50: rr.p50_us, p99: rr.p99_us };
+}
+
+async function trafficBench(seconds: number, rounds: number): Promise<void> {
+  await buildBpf();
+  await ensureBpffs();
+  const l4 = await buildL4bench();
+  const topo = await Topology.create();
+  const pinDir = `/sys/fs/bpf/blixt-test-bench-${topo.id}`;
+  const node1 = topo.nsPath("node1");
+  const dp = Dataplane.load({ pinDir, conntrackEntries: 262144 });
+  try {
+    dp.maps.setConfig({ nodeAddr: NET.node1 });
+    dp.maps.setBackend(1, { addr: NET.be1, port: 9000 });
+    dp.maps.setBackend(2, { addr: NET.be1, port: 5201 });
+    dp.maps.setService({ addr: NET.vip, port: 9000, protocol: "TCP" }, {
+      id: 1,
+      backends: [{ id: 1, weight: 1 }],
+    });
+    dp.maps.setService({ addr: NET.vip, port: 5201, protocol: "TCP" }, {
+      id: 2,
+      backends: [{ id: 2, weight: 1 }],
+    });
+    const server = topo.spawn("be1", [l4, "serve", "9000"]);
+    const reader = server.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    const first = await reader.read();
+    if (!first.value?.startsWith("ready")) {
+      throw new Error("l4bench server did not start");
+    }
+    reader.releaseLock();
+    topo.spawn("be1", ["iperf3", "-s", "-p", "5201"]);
+    await new Promise((r) => setTimeout(r, 500));
+    // TIME_WAIT of server-side closes must not starve the client of ports.
+    await topo.exec("client", ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+
+    const samples: Record<
+      "blixt" | "nftables",
+      { vip: Sample; direct: Sample }[]
+    > = {
+      blixt: [],
+      nftables: [],
+    };
+    for (let r = 0; r < rounds; r++) {
+      for (const mode of ["blixt", "nftables"] as const) {
+        if (mode === "blixt") {
+          await topo.exec("node1", [
+            "nft",
+            "delete",
+            "table",
+            "ip",
+            "bxdp_bench",
+          ], { allowFail: true });
+          dp.attach(UPLINK, { netns: node1 });
+        } else {
+          dp.detach(UPLINK, { netns: node1 });
+          const file = await Deno.makeTempFile({ suffix: ".nft" });
+          await Deno.writeTextFile(file, nftRules());
+          try {
+            await topo.exec("node1", ["nft", "-f", file]);
+          } finally {
+            await Deno.remove(file);
+          }
+        }
+        const vip = await measure(topo, l4, NET.vip, seconds);
+        const direct = await measure(topo, l4, NET.be1, seconds);
+        samples[mode].push({ vip, direct });
+        console.error(
+          `round ${r + 1}/${rounds} ${mode}: ${
+            JSON.stringify({ vip, direct })
+          }`,
+        );
+      }
+    }
+
+    const ratio = (mode: "blixt" | "nftables", k: keyof Sample) =>
+      median(samples[mode].map((s) => s.vip[k] / s.direct[k]));
+    const metrics: [string, keyof Sample, "higher" | "lower"][] = [
+      ["throughput_ratio_vip_vs_direct", "gbps", "higher"],
+      ["conn_rate_ratio_vip_vs_direct", "connPerS", "higher"],
+      ["rr_latency_p50_ratio_vip_vs_direct", "p50", "lower"],
+      ["rr_latency_p99_ratio_vip_vs_direct", "p99", "lower"],
+    ];
+    for (const [name, k, better] of metrics) {
+      const value = ratio("blixt", k);
+      const peer = ratio("nftables", k);
+      emit({
+        name,
+        value: round(value),
+        unit: "ratio",
+        better,
+        peer: "nftables_dnat",
+        peer_value: round(peer),
+        ratio: round(value / peer),
+      });
+    }
+    const raw: [string, keyof Sample, string, "higher" | "lower"][] = [
+      ["throughput_vip", "gbps", "Gbit/s", "higher"],
+      ["conn_rate_vip", "connPerS", "conn/s", "higher"],
+      ["rr_latency_p50_vip", "p50", "us", "lower"],
+      ["rr_latency_p99_vip", "p99", "us", "lower"],
+    ];
+    for (const [name, k, unit, better] of raw) {
+      const value = median(samples.blixt.map((s) => s.vip[k]));
+      const peer = median(samples.nftables.map((s) => s.vip[k]));
+      emit({
+        name,
+        value: round(value),
+        unit,
+        better,
+        peer: "nftables_dnat",
+        peer_value: round(peer),
+        ratio: round(value / peer),
+      });
+      const direct = median(samples.blixt.map((s) => s.direct[k]));
+      emit({
+        name: name.replace("_vip", "_direct"),
+        value: round(direct),
+        unit,
+        better,
+      });
+    }
+  } finally {
+    try {
+      dp.detach(UPLINK, { netns: node1 });
+    } catch {
+      // the namespace goes below anyway
+    }
+    dp.close();
+    await topo.destroy();
+    removePins(pinDir);
+  }
+}
+
+/** Runs the data-plane benchmarks with command-line arguments. */
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      seconds: { type: "string", default: "5" },
+      rounds: { type: "string", default: "3" },
+      repeat: { type: "string", default: "1000000" },
+      samples: { type: "string", default: "5" },
+      only: { type: "string" },
+    },
+  });
+  if (values.only !== "traffic") {
+    await packetBench(Number(values.repeat), Number(values.samples));
+  }
+  if (values.only !== "packet") {
+    await trafficBench(Number(values.seconds), Number(values.rounds));
+  }
+}

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * blixt: layer-4 load balancer on TC ingress and egress of a node's uplink.
+ * The packet path is drawn in bpf/README.md.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "parse.h"
+#include "maglev.h"
+#include "conntrack.h"
+#include "nat.h"
+#include "reject.h"
+#include "icmp.h"
+#include "counters.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Whether an IPv4 address is a VIP (any port): the agent keeps a marker entry per address. */
+static __always_inline int is_vip(__be32 addr)
+{
+	struct service_key k;
+
+	__builtin_memset(&k, 0, sizeof(k));
+	k.addr[0] = addr;
+	k.family = FAMILY_V4;
+	return bpf_map_lookup_elem(&services, &k) != 0;
+}
+
+/* Whether a tracked flow's backend still exists as it was when the flow was created. */
+static __always_inline int backend_alive(const struct flow_value *v)
+{
+	__u32 id = v->backend_id;
+	struct backend *be = bpf_map_lookup_elem(&backends, &id);
+
+	return be && (be->flags & BE_F_ACTIVE) && be->addr[0] == v->daddr[0] &&
+	       be->port == v->dport;
+}
+
+/* Reject a new flow's first packet; a subprogram of its own for stack room. */
+static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u32 service_id)
+{
+	int rc;
+
+	count_reject(service_id, skb->len);
+	if (p->key.proto == IPPROTO_TCP) {
+		rc = reject_tcp(skb, p);
+		count_event(rc == TC_ACT_REDIRECT ? EV_REJECT_TCP : EV_REJECT_FAILED);
+	} else {
+		rc = reject_udp(skb, p);
+		count_event(rc == TC_ACT_REDIRECT ? EV_REJECT_UDP : EV_REJECT_FAILED);
+	}
+	return rc;
+}
+
+/* Returned by new_flow() when the packet must be rejected. */
+#define NEW_FLOW_REJECT (-2)
+
+/* A packet to a service without a live conntrack entry: pick a backend, track, translate. */
+static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
+				    const struct service_value *svc, __u64 now)
+{
+	struct flow_value reply, v; /* v: the SNAT entry, then the DNAT entry */
+	struct flow_key k;
+	struct backend *be;
+	__u32 hash = flow_hash(&p->key);
+	__u32 bid = maglev_pick(svc, hash);
+	__u32 zero = 0;
+	__be16 nat_port;
+
+	if (bid == BACKEND_REJECT)
+		return NEW_FLOW_REJECT;
+	be = bpf_map_lookup_elem(&backends, &bid);
+	if (!be || !(be->flags & BE_F_ACTIVE))
+		return NEW_FLOW_REJECT;
+
+	/* Packets towards the client leave as VIP:port. */
+	ct_value(&reply, CT_KIND_REPLY, p->key.daddr[0], p->key.dport, p->key.saddr[0],
+		 p->key.sport, svc->id, bid, now);
+	if ((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) {
+		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {
+			count_event(EV_SNAT_EXHAUSTED);
+			return TC_ACT_SHOT;
+		}
+		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
+			 svc->id, bid, now);
+		ct_key(&k, p->key.saddr[0], p->key.sport, be->addr[0], be->port, p->key.proto,
+		       DIR_EGRESS);
+		if (bpf_map_update_elem(&conntrack, &k, &v, BPF_ANY))
+			goto fail;
+	} else {
+		ct_key(&k, be->addr[0], be->port, p->key.saddr[0], p->key.sport, p->key.proto,
+		       DIR_EGRESS);
+		if (bpf_map_update_elem(&conntrack, &k, &reply, BPF_ANY))
+			goto fail;
+	}
+
+	ct_value(&v, CT_KIND_DNAT, p->key.saddr[0], p->key.sport, be->addr[0], be->port,
+		 svc->id, bid, now);
+	/* A flow met mid-stream (after a restart lost the entry) is already established. */
+	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCPF_SYN))
+		v.state = CT_ESTABLISHED;
+	if (p->key.proto == IPPROTO_TCP)
+		v.state = ct_next_state(v.state, p->tcp_flags, 0);
+	if (bpf_map_update_elem(&conntrack, &p->key, &v, BPF_ANY))
+		goto fail;
+
+	count_flow(svc->id, bid, skb->len, 0, 1);
+	if (rewrite_tuple(skb, p, &v))
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+fail:
+	count_event(EV_CT_CREATE_FAILED);
+	return TC_ACT_SHOT;
+}
+
+/* A packet of a tracked flow at the hook that owns its entry. */
+static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, struct flow_value *v,
+				   __u64 now)
+{
+	if (v->kind == CT_KIND_REPLY) {
+		if (ct_on_reply(v, p, now)) {
+			bpf_map_delete_elem(&conntrack, &p->key);
+			return TC_ACT_OK;
+		}
+		count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
+	} else if (v->kind == CT_KIND_SNAT) {
+		if (now - v->last_seen > CT_REFRESH_NS)
+			v->last_seen = now;
+	} else {
+		ct_touch(v, p->key.proto == IPPROTO_TCP ? ct_next_state(v->state, p->tcp_flags, 0)
+							: v->state,
+			 now);
+		count_flow(v->service_id, v->backend_id, skb->len, 0, 0);
+	}
+	if (rewrite_tuple(skb, p, v))
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+}
+
+static __always_inline int process(struct __sk_buff *skb, __u8 dir)
+{
+	struct packet p;
+	struct service_key sk;
+	struct service_value *svc;
+	struct flow_value *v;
+	__u64 now;
+	int rc = parse_packet(skb, &p, dir);
+
+	switch (rc) {
+	case PARSE_OK:
+		break;
+	case PARSE_ICMP:
+		return icmp_translate(skb, &p, dir);
+	case PARSE_FRAGMENT:
+		/* Later fragments carry no ports: no fragment to a VIP can be routed right. */
+		if (dir == DIR_INGRESS && is_vip(p.key.daddr[0])) {
+			count_event(EV_FRAG_DROPPED);
+			return TC_ACT_SHOT;
+		}
+		return TC_ACT_OK;
+	case PARSE_TRUNCATED_L4:
+		if (dir == DIR_INGRESS && is_vip(p.key.daddr[0])) {
+			count_event(EV_MALFORMED_DROPPED);
+			return TC_ACT_SHOT;
+		}
+		return TC_ACT_OK;
+	default:
+		return TC_ACT_OK;
+	}
+
+	v = bpf_map_lookup_elem(&conntrack, &p.key);
+	if (!v && dir != DIR_INGRESS)
+		return TC_ACT_OK; /* the common egress case: read no clock */
+	now = bpf_ktime_get_coarse_ns(); /* ~4 ms resolution, half the cost of the fine clock */
+	if (v && v->kind != CT_KIND_DNAT)
+		return tracked(skb, &p, v, now);
+	if (dir != DIR_INGRESS)
+		return TC_ACT_OK;
+	if (v) {
+		int reopened = p.key.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN) &&
+			       !(p.tcp_flags & TCPF_ACK) && v->state >= CT_CLOSING;
+
+		if (!ct_expired(v, p.key.proto, now) && !reopened) {
+			if (backend_alive(v))
+				return tracked(skb, &p, v, now);
+			count_event(EV_BACKEND_GONE);
+		}
+	}
+
+	__builtin_memset(&sk, 0, sizeof(sk));
+	sk.addr[0] = p.key.daddr[0];
+	sk.port = p.key.dport;
+	sk.proto = p.key.proto;
+	sk.family = FAMILY_V4;
+	svc = bpf_map_lookup_elem(&services, &sk);
+	if (!svc || (svc->flags & SVC_F_VIP_MARKER))
+		return TC_ACT_OK;
+	rc = new_flow(skb, &p, svc, now);
+	if (rc == NEW_FLOW_REJECT)
+		return reject(skb, &p, svc->id);
+	return rc;
+}
+
+SEC("tc")
+int blixt_ingress(struct __sk_buff *skb)
+{
+	return process(skb, DIR_INGRESS);
+}
+
+SEC("tc")
+int blixt_egress(struct __sk_buff *skb)
+{
+	return process(skb, DIR_EGRESS);
+}

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Constants shared by the blixt TC program's headers. Mirrored in agent/bpf/layout.ts. */
+#ifndef BLIXT_CONSTS_H
+#define BLIXT_CONSTS_H
+
+#include <linux/types.h>
+
+/* Map capacities. The loader may lower CT_MAX before load (pinned maps must match). */
+#define MAX_SERVICES 4096
+#define MAX_SERVICE_KEYS 8192
+#define MAX_BACKENDS 65536
+#define MAGLEV_MAX 65537 /* the largest Maglev table, a prime; every inner table has this many slots */
+#define CT_MAX 262144
+
+/* Address families in keys (the kernel's AF_* values). */
+#define FAMILY_V4 2
+#define FAMILY_V6 10
+
+/* Backend id 0 is never a backend: in a Maglev table it means "reject this share". */
+#define BACKEND_REJECT 0
+
+/* service_value.flags */
+#define SVC_F_VIP_MARKER (1 << 0)  /* port 0 / proto 0 entry: this address is a VIP */
+#define SVC_F_KEEP_CLIENT (1 << 1) /* never SNAT, even for remote backends (local-only Gateways) */
+
+/* backend.flags */
+#define BE_F_ACTIVE (1 << 0) /* the slot holds a backend */
+#define BE_F_REMOTE (1 << 1) /* on another node: reached with the source translated to this node */
+
+/* flow_key.dir: the hook that sees the tuple. */
+#define DIR_INGRESS 0
+#define DIR_EGRESS 1
+
+/* flow_value.kind: what the entry does to a packet. */
+#define CT_KIND_DNAT 1  /* client -> VIP at ingress: to the backend (the flow's primary entry) */
+#define CT_KIND_SNAT 2  /* client -> remote backend at egress: source becomes node:port */
+#define CT_KIND_REPLY 3 /* backend -> client or node:port: back to VIP -> client */
+
+/* flow_value.state: a small subset of the kernel's conntrack states. */
+#define CT_NEW 0         /* TCP SYN seen / UDP unreplied */
+#define CT_ESTABLISHED 1 /* a reply was seen (UDP: "stream") */
+#define CT_CLOSING 2     /* a FIN was seen */
+#define CT_CLOSED 3      /* a RST was seen */
+
+/* flow_value.flags */
+#define CT_F_REPLIED (1 << 0) /* reply entry: the primary already knows a reply was seen */
+
+/* Timeouts in nanoseconds, the kernel's nf_conntrack defaults. */
+#define NS_PER_SEC 1000000000ULL
+#define TCP_TIMEOUT_SYN_SENT (120 * NS_PER_SEC)
+#define TCP_TIMEOUT_ESTABLISHED (432000 * NS_PER_SEC)
+#define TCP_TIMEOUT_CLOSING (120 * NS_PER_SEC) /* fin_wait / time_wait */
+#define TCP_TIMEOUT_CLOSED (10 * NS_PER_SEC)
+#define UDP_TIMEOUT (30 * NS_PER_SEC)
+#define UDP_TIMEOUT_STREAM (120 * NS_PER_SEC)
+/* last_seen is refreshed at most this often, to keep writes off the fast path. */
+#define CT_REFRESH_NS NS_PER_SEC
+
+/* SNAT source-port search: at most this many candidates per new remote flow. */
+#define SNAT_TRIES 32
+
+/* Seed of the flow hash; the agent's flowHash() uses the same. */
+#define FLOW_HASH_SEED 0x626c7874 /* "blxt" */
+
+/* Indexes of the per-CPU event counters. */
+enum dp_event {
+	EV_FRAG_DROPPED = 0,	/* fragment to a VIP address: dropped */
+	EV_MALFORMED_DROPPED,	/* truncated L4 header to a VIP address: dropped */
+	EV_REJECT_TCP,		/* RST sent for a service with no usable backend */
+	EV_REJECT_UDP,		/* ICMP port unreachable sent */
+	EV_REJECT_FAILED,	/* could not build the reject packet: dropped */
+	EV_ICMP_TRANSLATED,	/* ICMP error from a backend translated to the client */
+	EV_SNAT_EXHAUSTED,	/* no free SNAT port: dropped */
+	EV_BACKEND_GONE,	/* tracked flow's backend was removed: picked again */
+	EV_CT_CREATE_FAILED,	/* conntrack insert failed: dropped */
+	EV_MAX,
+};
+
+#endif

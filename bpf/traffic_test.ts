@@ -1,0 +1,307 @@
+/**
+ * Traffic tests: real TCP connections and UDP datagrams between network
+ * namespaces through the program attached to node1's uplink (see the
+ * diagram in testing/topology.ts). Clients use connected sockets, which
+ * accept replies only from the address they sent to: a reply that did not
+ * come from VIP:port never reaches them.
+ */
+import assert from "node:assert/strict";
+import { buildBpf } from "./build.ts";
+import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
+import { NET, run, Topology, UPLINK } from "./testing/topology.ts";
+
+const TESTING = new URL("./testing/", import.meta.url).pathname;
+const DENO = Deno.execPath();
+const CT_ENTRIES = 65536;
+
+const ID = { be1: 1, be2: 2, be3: 3, be1u: 11, be2u: 12, be3u: 13 };
+const SVC = { tcp: 1, udp: 2, tcpNone: 3, udpNone: 4 };
+const TCP80 = { addr: NET.vip, port: 80, protocol: "TCP" } as const;
+
+function program(dp: Dataplane): void {
+  const m = dp.maps;
+  m.setConfig({ nodeAddr: NET.node1 });
+  m.setBackend(ID.be1, { addr: NET.be1, port: 8080 });
+  m.setBackend(ID.be2, { addr: NET.be2, port: 8080 });
+  m.setBackend(ID.be3, { addr: NET.be3, port: 8080, remote: true });
+  m.setBackend(ID.be1u, { addr: NET.be1, port: 5353 });
+  m.setBackend(ID.be2u, { addr: NET.be2, port: 5353 });
+  m.setBackend(ID.be3u, { addr: NET.be3, port: 5353, remote: true });
+  const all = (ids: number[]) => ids.map((id) => ({ id, weight: 1 }));
+  m.setService(TCP80, { id: SVC.tcp, backends: all([ID.be1, ID.be2, ID.be3]) });
+  m.setService({ addr: NET.vip, port: 53, protocol: "UDP" }, {
+    id: SVC.udp,
+    backends: all([ID.be1u, ID.be2u, ID.be3u]),
+  });
+  m.setService({ addr: NET.vip, port: 81, protocol: "TCP" }, {
+    id: SVC.tcpNone,
+    backends: [],
+  });
+  m.setService({ addr: NET.vip, port: 54, protocol: "UDP" }, {
+    id: SVC.udpNone,
+    backends: [],
+  });
+}
+
+/** One TCP exchange through bash's /dev/tcp: the answer line, or the error. */
+function tcpOnce(t: Topology, port: number, msg: string): Promise<string> {
+  return t.exec("client", [
+    "timeout",
+    "5",
+    "bash",
+    "-c",
+    `exec 2>&1; exec 3<>/dev/tcp/${NET.vip}/${port} && echo ${msg} >&3 && head -n1 <&3`,
+  ], { allowFail: true }).then((s) => s.trim());
+}
+
+/** One UDP exchange over a connected socket; a second send reports ICMP errors. */
+async function udpOnce(
+  t: Topology,
+  port: number,
+  msg: string,
+): Promise<string> {
+  const out = await new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      t.ns.client,
+      "timeout",
+      "3",
+      "bash",
+      "-c",
+      `exec 3<>/dev/udp/${NET.vip}/${port}; echo ${msg} >&3; sleep 0.3; ` +
+      `echo ${msg} >&3 || exit 9; timeout 1 head -n1 <&3`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (out.code === 9) {
+    return `refused: ${new TextDecoder().decode(out.stderr).trim()}`;
+  }
+  return text;
+}
+
+/** Reads stdout of a child line by line. */
+function lineReader(child: Deno.ChildProcess): () => Promise<string> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  return async () => {
+    while (!buf.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("child closed stdout");
+      buf += value;
+    }
+    const i = buf.indexOf("\n");
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    return line;
+  };
+}
+
+async function linkProgId(pin: string): Promise<number> {
+  const out = JSON.parse(
+    await run(["bpftool", "-j", "link", "show", "pinned", pin]),
+  );
+  return out.prog_id;
+}
+
+Deno.test("traffic: VIP service over real namespaces", async (t) => {
+  await buildBpf();
+  await ensureBpffs();
+  const topo = await Topology.create();
+  const pinDir = `/sys/fs/bpf/blixt-test-traffic-${topo.id}`;
+  let dp: Dataplane | undefined;
+  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  try {
+    dp = Dataplane.load({ pinDir, conntrackEntries: CT_ENTRIES });
+    const mode = dp.attach(UPLINK, { netns: topo.nsPath("node1") });
+    assert.equal(mode, "tcx", "kernel 6.18 has tcx");
+    program(dp);
+    for (const be of ["be1", "be2", "be3"] as const) {
+      const child = topo.spawn(be, [
+        DENO,
+        "run",
+        "-A",
+        "--unstable-net",
+        `${TESTING}echo_server.ts`,
+        be,
+      ]);
+      assert.equal(await lineReader(child)(), "ready");
+    }
+
+    await t.step(
+      "TCP through the VIP reaches every backend; remote sees node1's address",
+      async () => {
+        const seen = new Map<string, string>();
+        for (let i = 0; i < 40 && seen.size < 3; i++) {
+          const answer = await tcpOnce(topo, 80, `hello${i}`);
+          const [name, , , from] = answer.split(" ");
+          assert.match(answer, /^be[123] hello\d+ from /, answer);
+          seen.set(name!, from!);
+        }
+        assert.deepEqual([...seen.keys()].sort(), ["be1", "be2", "be3"]);
+        assert.equal(
+          seen.get("be1"),
+          NET.client,
+          "a local backend sees the client",
+        );
+        assert.equal(
+          seen.get("be2"),
+          NET.client,
+          "a local backend sees the client",
+        );
+        assert.equal(
+          seen.get("be3"),
+          NET.node1,
+          "the remote backend sees node1",
+        );
+      },
+    );
+
+    await t.step(
+      "UDP through the VIP reaches every backend and replies come from the VIP",
+      async () => {
+        const seen = new Set<string>();
+        for (let i = 0; i < 40 && seen.size < 3; i++) {
+          const answer = await udpOnce(topo, 53, `dns${i}`);
+          assert.match(answer, /^be[123] dns\d+ from /, answer);
+          seen.add(answer.split(" ")[0]!);
+        }
+        assert.deepEqual([...seen].sort(), ["be1", "be2", "be3"]);
+      },
+    );
+
+    await t.step(
+      "no backend: TCP is reset, UDP gets port unreachable",
+      async () => {
+        const tcp = await tcpOnce(topo, 81, "x");
+        assert.match(tcp, /Connection refused/, tcp);
+        const udp = await udpOnce(topo, 54, "x");
+        assert.match(udp, /^refused: .*Connection refused/, udp);
+        const ev = dp!.maps.events();
+        assert.ok(ev.reject_tcp >= 1n && ev.reject_udp >= 1n);
+      },
+    );
+
+    // One long-lived connection through the next two steps.
+    const client = topo.spawn("client", [
+      DENO,
+      "run",
+      "-A",
+      `${TESTING}line_client.ts`,
+      NET.vip,
+      "80",
+    ]);
+    const next = lineReader(client);
+    writer = client.stdin.getWriter();
+    const ask = async (msg: string) => {
+      await writer!.write(new TextEncoder().encode(`${msg}\n`));
+      return await next();
+    };
+    assert.equal(await next(), "connected");
+
+    await t.step(
+      "a table change does not break an open TCP connection",
+      async () => {
+        const first = await ask("one");
+        const backend = first.split(" ")[0]!;
+        assert.match(first, /^be[123] one/);
+        // Take the serving backend out of rotation (weight 0): no new flows, open ones stay.
+        const weights = [ID.be1, ID.be2, ID.be3].map((id) => ({
+          id,
+          weight: `be${id}` === backend ? 0 : 1,
+        }));
+        dp!.maps.setService(TCP80, { id: SVC.tcp, backends: weights });
+        assert.equal((await ask("two")).split(" ")[0], backend);
+        for (let i = 0; i < 8; i++) {
+          const other = await tcpOnce(topo, 80, `new${i}`);
+          assert.notEqual(
+            other.split(" ")[0],
+            backend,
+            "new connections avoid the drained backend",
+          );
+        }
+      },
+    );
+
+    await t.step(
+      "a loader restart does not break an open TCP connection",
+      async () => {
+        const before = await ask("three");
+        const backend = before.split(" ")[0]!;
+        const pin = `${pinDir}/link_${UPLINK}_ingress`;
+        const progBefore = await linkProgId(pin);
+        dp!.close();
+        dp = undefined;
+        const mode = await run([
+          DENO,
+          "run",
+          "-A",
+          `${TESTING}restart_loader.ts`,
+          pinDir,
+          topo.nsPath("node1"),
+          UPLINK,
+          String(CT_ENTRIES),
+        ]);
+        assert.equal(mode.trim(), "tcx");
+        assert.notEqual(
+          await linkProgId(pin),
+          progBefore,
+          "the new program runs in the pinned link",
+        );
+        assert.equal(
+          (await ask("four")).split(" ")[0],
+          backend,
+          "same connection, same backend",
+        );
+        const fresh = await tcpOnce(topo, 80, "after");
+        assert.match(
+          fresh,
+          /^be[123] after/,
+          "new connections work with the reused maps",
+        );
+        dp = Dataplane.load({ pinDir, conntrackEntries: CT_ENTRIES });
+      },
+    );
+
+    await t.step(
+      "the clsact fallback (kernels without tcx) carries the same traffic",
+      async () => {
+        const node1 = topo.nsPath("node1");
+        dp!.detach(UPLINK, { netns: node1 });
+        assert.equal(dp!.attach(UPLINK, { mode: "tc", netns: node1 }), "tc");
+        const filters = await topo.exec("node1", [
+          "tc",
+          "filter",
+          "show",
+          "dev",
+          UPLINK,
+          "ingress",
+        ]);
+        assert.match(filters, /blixt_ingress/);
+        assert.match(await tcpOnce(topo, 80, "clsact"), /^be[123] clsact/);
+        dp!.detach(UPLINK, { netns: node1 });
+        const after = await topo.exec("node1", [
+          "tc",
+          "filter",
+          "show",
+          "dev",
+          UPLINK,
+          "ingress",
+        ]);
+        assert.doesNotMatch(after, /blixt_ingress/);
+      },
+    );
+  } finally {
+    await writer?.close().catch(() => {});
+    try {
+      dp?.detach(UPLINK, { netns: topo.nsPath("node1") });
+    } catch {
+      // the namespace goes below anyway
+    }
+    dp?.close();
+    await topo.destroy();
+    removePins(pinDir);
+  }
+});
