@@ -294,9 +294,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
         const direct = await measure(topo, l4, NET.be1, seconds);
         samples[mode].push({ vip, direct });
         console.error(
-          `round ${r + 1}/${rounds} ${mode}: ${
-            JSON.stringify({ vip, direct })
-          }`,
+          `round ${r + 1}/${rounds} ${mode}: ${JSON.stringify({ vip, direct })}`,
         );
       }
     }

@@ -144,9 +144,9 @@ function check(dp: Dataplane, f: Fixture): Uint8Array {
   assert.deepEqual(
     withoutChecksums(out.data),
     withoutChecksums(expected),
-    `${where} output frame\n got ${
-      JSON.stringify(decodePacket(out.data))
-    }\nwant ${JSON.stringify(decodePacket(expected))}`,
+    `${where} output frame\n got ${JSON.stringify(decodePacket(out.data))}\nwant ${
+      JSON.stringify(decodePacket(expected))
+    }`,
   );
   assert.deepEqual(checksumErrors(out.data), [], `${where} checksums`);
   return out.data;
@@ -157,9 +157,7 @@ async function withDataplane(
 ): Promise<void> {
   await buildBpf();
   await ensureBpffs();
-  const pinDir = `/sys/fs/bpf/blixt-test-pkt-${Deno.pid}-${
-    crypto.randomUUID().slice(0, 8)
-  }`;
+  const pinDir = `/sys/fs/bpf/blixt-test-pkt-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const dp = Dataplane.load({ pinDir, conntrackEntries: 4096 });
   try {
     setup(dp);
@@ -187,8 +185,7 @@ Deno.test("packet: local backend, TCP and UDP, both directions", async () => {
     const payload = new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n");
     const fixtures: Fixture[] = [
       {
-        description:
-          "a SYN to VIP:80 is DNATed to the local backend, client address kept",
+        description: "a SYN to VIP:80 is DNATed to the local backend, client address kept",
         hook: "ingress",
         input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40001, 80, TCP.SYN) }),
         expected: pkt({
@@ -231,8 +228,7 @@ Deno.test("packet: local backend, TCP and UDP, both directions", async () => {
         verdict: TC_ACT.OK,
       },
       {
-        description:
-          "a SYN with IP options (4 NOPs) is translated, options kept",
+        description: "a SYN with IP options (4 NOPs) is translated, options kept",
         hook: "ingress",
         input: pkt({
           src: CLIENT,
@@ -302,9 +298,7 @@ Deno.test("packet: local backend, TCP and UDP, both directions", async () => {
     ];
     for (const f of fixtures) check(dp, f);
     const flows = dp.maps.conntrack();
-    const primary = flows.find((e) =>
-      e.key.sport === 40001 && e.value.kind === CT_KIND.DNAT
-    );
+    const primary = flows.find((e) => e.key.sport === 40001 && e.value.kind === CT_KIND.DNAT);
     assert.equal(
       primary?.value.state,
       CT_STATE.ESTABLISHED,
@@ -323,8 +317,7 @@ Deno.test("packet: remote backend gets the node's address and a port of its own"
     const snatPorts: number[] = [];
     for (const cport of [40101, 40102]) {
       check(dp, {
-        description:
-          `SYN from :${cport} to VIP2:80 is DNATed to the remote backend`,
+        description: `SYN from :${cport} to VIP2:80 is DNATed to the remote backend`,
         hook: "ingress",
         input: pkt({ src: CLIENT, dst: VIP2, tcp: tcp(cport, 80, TCP.SYN) }),
         expected: pkt({
@@ -361,8 +354,7 @@ Deno.test("packet: remote backend gets the node's address and a port of its own"
       });
       snatPorts.push(d.sport!);
       check(dp, {
-        description:
-          `the remote SYN-ACK to node:${d.sport} is sent to the client as VIP2:80`,
+        description: `the remote SYN-ACK to node:${d.sport} is sent to the client as VIP2:80`,
         hook: "ingress",
         input: pkt({
           src: BE3,
@@ -461,8 +453,7 @@ Deno.test("packet: no backend gets a TCP reset or ICMP port unreachable from the
     });
     const fixtures: Fixture[] = [
       {
-        description:
-          "a SYN to VIP:81 (no backends) is answered with RST+ACK from VIP:81",
+        description: "a SYN to VIP:81 (no backends) is answered with RST+ACK from VIP:81",
         hook: "ingress",
         input: pkt({
           src: CLIENT,
@@ -484,8 +475,7 @@ Deno.test("packet: no backend gets a TCP reset or ICMP port unreachable from the
         verdict: TC_ACT.REDIRECT,
       },
       {
-        description:
-          "a data segment with ACK and IP options is answered with RST, seq = its ack",
+        description: "a data segment with ACK and IP options is answered with RST, seq = its ack",
         hook: "ingress",
         input: pkt({
           src: CLIENT,
@@ -505,16 +495,14 @@ Deno.test("packet: no backend gets a TCP reset or ICMP port unreachable from the
         verdict: TC_ACT.REDIRECT,
       },
       {
-        description:
-          "a RST to a service without backends is dropped, never answered",
+        description: "a RST to a service without backends is dropped, never answered",
         hook: "ingress",
         input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40304, 81, TCP.RST) }),
         expected: "unchanged",
         verdict: TC_ACT.SHOT,
       },
       {
-        description:
-          "UDP to VIP:54 (no backends) gets ICMP port unreachable from the VIP",
+        description: "UDP to VIP:54 (no backends) gets ICMP port unreachable from the VIP",
         hook: "ingress",
         input: pkt({
           src: CLIENT,
@@ -568,8 +556,7 @@ Deno.test("packet: the data plane picks the backend Maglev predicts, rejects inc
       seen.add(id);
       const be = members.find((m) => m.id === id)!;
       check(dp, {
-        description:
-          `flow from :${sport} goes to backend ${id} as flowHash() predicts`,
+        description: `flow from :${sport} goes to backend ${id} as flowHash() predicts`,
         hook: "ingress",
         input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(sport, 83, TCP.SYN) }),
         expected: pkt({
@@ -644,10 +631,8 @@ Deno.test("packet: the data plane picks the backend Maglev predicts, rejects inc
 Deno.test("packet: a flow keeps its backend across table changes until the backend goes", async () => {
   await withDataplane((dp) => {
     const svc = { addr: VIP, port: 80, protocol: "TCP" } as const;
-    const syn = (sport: number) =>
-      pkt({ src: CLIENT, dst: VIP, tcp: tcp(sport, 80, TCP.SYN) });
-    const ack = (sport: number) =>
-      pkt({ src: CLIENT, dst: VIP, tcp: tcp(sport, 80, TCP.ACK) });
+    const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP, tcp: tcp(sport, 80, TCP.SYN) });
+    const ack = (sport: number) => pkt({ src: CLIENT, dst: VIP, tcp: tcp(sport, 80, TCP.ACK) });
     const to = (addr: string, sport: number, flags: number) =>
       pkt({ src: CLIENT, dst: addr, tcp: tcp(sport, 8080, flags) });
     check(dp, {
@@ -720,8 +705,7 @@ Deno.test("packet: ICMP errors from a local backend are translated back to the c
       verdict: TC_ACT.OK,
     });
     check(dp, {
-      description:
-        "the backend's frag-needed quoting client->be1 TCP leaves as about client->VIP",
+      description: "the backend's frag-needed quoting client->be1 TCP leaves as about client->VIP",
       hook: "egress",
       input: pkt({
         src: BE1,
@@ -759,8 +743,7 @@ Deno.test("packet: ICMP errors from a local backend are translated back to the c
       verdict: TC_ACT.OK,
     });
     check(dp, {
-      description:
-        "the backend's port unreachable is about VIP:53 for the client",
+      description: "the backend's port unreachable is about VIP:53 for the client",
       hook: "egress",
       input: pkt({
         src: BE1,
@@ -953,8 +936,7 @@ Deno.test("packet: other traffic is left alone; malformed packets to a VIP are d
         verdict: TC_ACT.OK,
       },
       {
-        description:
-          "IP total length beyond the frame passes to the kernel, which drops it",
+        description: "IP total length beyond the frame passes to the kernel, which drops it",
         hook: "ingress",
         input: pkt({
           src: CLIENT,
@@ -967,8 +949,7 @@ Deno.test("packet: other traffic is left alone; malformed packets to a VIP are d
       },
       // (the kernel's test runner refuses IPv4 frames shorter than an IP header)
       {
-        description:
-          "an IP header without its TCP header, to a VIP, is dropped",
+        description: "an IP header without its TCP header, to a VIP, is dropped",
         hook: "ingress",
         input: pkt({ src: CLIENT, dst: VIP, proto: 6 }),
         expected: "unchanged",
@@ -1055,8 +1036,7 @@ Deno.test("packet: after a flow closes, a direct connection on the same tuple is
         verdict: TC_ACT.OK,
       },
       {
-        description:
-          "the SYN-ACK of a direct connection from the same port is not translated",
+        description: "the SYN-ACK of a direct connection from the same port is not translated",
         hook: "egress",
         input: synAck,
         expected: "unchanged",
@@ -1064,9 +1044,7 @@ Deno.test("packet: after a flow closes, a direct connection on the same tuple is
       },
     ];
     for (const f of fixtures) check(dp, f);
-    const left = dp.maps.conntrack().filter((e) =>
-      e.value.kind === CT_KIND.REPLY
-    );
+    const left = dp.maps.conntrack().filter((e) => e.value.kind === CT_KIND.REPLY);
     assert.equal(left.length, 0, "the stale reply entry is gone");
   });
 });

@@ -81,9 +81,7 @@ export async function buildBpf(options: BuildOptions = {}): Promise<string> {
   if (!out.success) {
     await Deno.remove(tmp).catch(() => {});
     throw new Error(
-      `clang failed building ${BPF_OBJECT}:\n${
-        new TextDecoder().decode(out.stderr)
-      }`,
+      `clang failed building ${BPF_OBJECT}:\n${new TextDecoder().decode(out.stderr)}`,
     );
   }
   await Deno.rename(tmp, BPF_OBJECT);

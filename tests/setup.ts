@@ -5,7 +5,7 @@
  *
  * - Debian packages (apt-get, as root): compilers and tools for the BPF
  *   program, iproute2, traffic tools, nftables, openssl;
- * - bpffs mounted at /sys/fs/bpf;
+ * - bpffs mounted at /sys/fs/bpf, and the BPF program compiled (bpf/blixt.o);
  * - the npm packages of deno.json (into Deno's cache, as deno.lock pins them);
  * - the local cluster's binaries, built from their Go modules (cached);
  * - the Gateway API CRDs at the pinned version.
@@ -14,7 +14,9 @@
  */
 
 import { ensureKubeBinary, gatewayApiCrdDir } from "./cluster/binaries.ts";
-import { mountsUnder, run } from "./cluster/host.ts";
+import { run } from "./cluster/host.ts";
+import { buildBpf } from "../bpf/build.ts";
+import { ensureBpffs } from "../agent/bpf/loader.ts";
 
 /** Debian packages the project needs (Debian 12 names). */
 export const DEBIAN_PACKAGES = [
@@ -77,12 +79,6 @@ async function ensureDebianPackages(
   });
 }
 
-async function ensureBpffs(log: (line: string) => void): Promise<void> {
-  if ((await mountsUnder("/sys/fs/bpf")).includes("/sys/fs/bpf")) return;
-  log("mounting bpffs at /sys/fs/bpf");
-  await run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"]);
-}
-
 async function ensureNpmPackages(log: (line: string) => void): Promise<void> {
   await run([Deno.execPath(), "install", "--frozen"], { cwd: repoRoot });
   log("npm packages cached (deno.lock)");
@@ -101,7 +97,9 @@ export async function setup(
   log: (line: string) => void = () => {},
 ): Promise<void> {
   await ensureDebianPackages(log);
-  await ensureBpffs(log);
+  await ensureBpffs();
+  log("bpffs mounted at /sys/fs/bpf");
+  log(`BPF program: ${await buildBpf()}`);
   await ensureNpmPackages(log);
   const kube = await ensureKubeBinary(log);
   log(

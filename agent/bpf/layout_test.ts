@@ -19,8 +19,7 @@ async function btfTypes(object: string): Promise<Map<number, BtfType>> {
     stdout: "piped",
   }).output();
   assert.ok(out.success, "bpftool btf dump");
-  const types: BtfType[] =
-    JSON.parse(new TextDecoder().decode(out.stdout)).types;
+  const types: BtfType[] = JSON.parse(new TextDecoder().decode(out.stdout)).types;
   return new Map(types.map((t) => [t.id, t]));
 }
 
@@ -37,9 +36,7 @@ function btfSize(types: Map<number, BtfType>, id: number): number {
 Deno.test("layout: every shared struct matches the compiled object's BTF", async () => {
   const types = await btfTypes(await buildBpf());
   for (const s of SHARED_STRUCTS) {
-    const btf = [...types.values()].find((t) =>
-      t.kind === "STRUCT" && t.name === s.name
-    );
+    const btf = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === s.name);
     assert.ok(btf, `struct ${s.name} is in the BTF`);
     assert.equal(btf.size, s.size, `sizeof(struct ${s.name})`);
     assert.deepEqual(

@@ -142,9 +142,7 @@ export class LibbpfError extends Error {
   constructor(op: string, errno: number, log: string, detail?: string) {
     const tail = log.trim().split("\n").slice(-12).join("\n");
     super(
-      `${op}${detail ? ` (${detail})` : ""}: ${
-        errnoText(errno)
-      } (errno ${errno})` +
+      `${op}${detail ? ` (${detail})` : ""}: ${errnoText(errno)} (errno ${errno})` +
         (tail ? `\n${tail}` : ""),
     );
     this.name = "LibbpfError";
@@ -290,10 +288,9 @@ export function opts(
   const view = new DataView(buf.buffer);
   view.setBigUint64(0, BigInt(layout.size), true);
   for (const [field, value] of Object.entries(fields)) {
-    const f =
-      (layout.fields as Record<string, { offset: number; size: number }>)[
-        field
-      ];
+    const f = (layout.fields as Record<string, { offset: number; size: number }>)[
+      field
+    ];
     if (!f) throw new Error(`${name} has no field ${field}`);
     if (f.size === 8) {
       const v = typeof value === "bigint"

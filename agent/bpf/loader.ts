@@ -16,22 +16,12 @@
  * @module
  */
 
-import {
-  check,
-  closeFd,
-  cstr,
-  ifIndex,
-  inNetns,
-  lib,
-  LibbpfError,
-  opts,
-} from "./libbpf.ts";
+import { check, closeFd, cstr, ifIndex, inNetns, lib, LibbpfError, opts } from "./libbpf.ts";
 import { DataplaneMaps } from "./maps.ts";
 import { BpfObject } from "./object.ts";
 
 /** Default object path: bpf/blixt.o of this checkout (see bpf/build.ts). */
-export const DEFAULT_OBJECT =
-  new URL("../../bpf/blixt.o", import.meta.url).pathname;
+export const DEFAULT_OBJECT = new URL("../../bpf/blixt.o", import.meta.url).pathname;
 
 /** enum bpf_attach_type values of tcx (kernel 6.6; absent from libbpf 1.1's headers). */
 const BPF_TCX_INGRESS = 46;

@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  type FlowTuple,
-  MAGLEV_SIZE,
-  maglevTable,
-  pickBackend,
-  rejectEntry,
-} from "./maglev.ts";
+import { type FlowTuple, MAGLEV_SIZE, maglevTable, pickBackend, rejectEntry } from "./maglev.ts";
 
 /** 100,000 synthetic client flows to one VIP. */
 function flows(n = 100_000): FlowTuple[] {

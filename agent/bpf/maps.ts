@@ -26,12 +26,7 @@ import {
   serviceValue,
   SVC_F,
 } from "./layout.ts";
-import {
-  MAGLEV_SIZE,
-  type MaglevEntry,
-  maglevTable,
-  rejectEntry,
-} from "./maglev.ts";
+import { MAGLEV_SIZE, type MaglevEntry, maglevTable, rejectEntry } from "./maglev.ts";
 import { BpfMap, createMap, MAP_TYPE, numPossibleCpus } from "./object.ts";
 
 /** A service address as clients use it. */

@@ -6,21 +6,8 @@
  * @module
  */
 
-import {
-  check,
-  checkPtr,
-  closeFd,
-  cstr,
-  lib,
-  LibbpfError,
-  opts,
-  optsField,
-} from "./libbpf.ts";
-import {
-  SK_BUFF_IFINDEX,
-  SK_BUFF_INGRESS_IFINDEX,
-  SK_BUFF_SIZE,
-} from "./layout.ts";
+import { check, checkPtr, closeFd, cstr, lib, LibbpfError, opts, optsField } from "./libbpf.ts";
+import { SK_BUFF_IFINDEX, SK_BUFF_INGRESS_IFINDEX, SK_BUFF_SIZE } from "./layout.ts";
 
 /** `BPF_ANY`: create or update. */
 export const BPF_ANY = 0n;
@@ -95,9 +82,7 @@ export class BpfMap {
 
   /** Bytes of a whole value as the syscall sees it (all CPUs for per-CPU maps). */
   get fullValueSize(): number {
-    return this.perCpu
-      ? Math.ceil(this.valueSize / 8) * 8 * numPossibleCpus()
-      : this.valueSize;
+    return this.perCpu ? Math.ceil(this.valueSize / 8) * 8 * numPossibleCpus() : this.valueSize;
   }
 
   /** Creates or updates one element. */
@@ -335,8 +320,7 @@ export class BpfObject {
           const m = obj.#mapPtr(name);
           check(
             "bpf_map__set_pin_path",
-            () =>
-              lib().bpf_map__set_pin_path(m, cstr(`${options.pinDir}/${name}`)),
+            () => lib().bpf_map__set_pin_path(m, cstr(`${options.pinDir}/${name}`)),
             name,
           );
         }

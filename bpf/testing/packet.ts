@@ -356,11 +356,7 @@ export function withoutChecksums(frame: Uint8Array): Uint8Array {
     const innerIhl = (f[inner]! & 15) * 4;
     const innerProto = f[inner + 9];
     norm(
-      innerProto === 17
-        ? inner + innerIhl + 6
-        : innerProto === 6
-        ? inner + innerIhl + 16
-        : -1,
+      innerProto === 17 ? inner + innerIhl + 6 : innerProto === 6 ? inner + innerIhl + 16 : -1,
     );
   }
   return f;

@@ -117,8 +117,7 @@ export class Topology {
     for (const name of Object.values(ns)) {
       await run(["ip", "netns", "add", name]);
     }
-    const ip = (role: keyof Topology["ns"], ...args: string[]) =>
-      this.exec(role, ["ip", ...args]);
+    const ip = (role: keyof Topology["ns"], ...args: string[]) => this.exec(role, ["ip", ...args]);
     const sysctl = (role: keyof Topology["ns"], kv: string) =>
       this.exec(role, ["sysctl", "-qw", kv]);
     const veth = (a: string, aNs: string, b: string, bNs: string) =>
