@@ -495,6 +495,7 @@ export async function clusterUp(
     for (const node of cluster.nodes) {
       await ensureNode(cluster, node, kc);
     }
+    await routeGatewayPool(plan);
     log(`${plan.nodes.length} nodes Ready`);
     return cluster;
   });
@@ -759,6 +760,16 @@ async function ensureNode(
   await ip(["route", "replace", node.podCIDR, "via", node.ip]);
   await ensureBpffs(node.bpffs);
   await registerNode(kc, node);
+}
+
+/**
+ * Routes the Gateway address pool from the host to the nodes, spread over
+ * all of them (ECMP), as a router in front of a cluster would: a Gateway
+ * address then reaches whichever node's data plane the route picks.
+ */
+async function routeGatewayPool(plan: ClusterPlan): Promise<void> {
+  const hops = plan.nodes.flatMap((n) => ["nexthop", "via", n.ip]);
+  await ip(["route", "replace", plan.gatewayPool, ...hops]);
 }
 
 async function ensureBpffs(dir: string): Promise<void> {

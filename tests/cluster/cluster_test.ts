@@ -135,6 +135,10 @@ Deno.test("local cluster: up from nothing, kubectl, pods, up twice, down leaves 
           assert.equal(node.spec.podCIDR, plan.podCIDR);
           assert.ok(node.status.addresses.some((a) => a.address === plan.ip));
         }
+        const pool = await ip(["route", "show", cluster.plan.gatewayPool]);
+        for (const node of cluster.nodes) {
+          assert.match(pool, new RegExp(`nexthop via ${node.ip.replaceAll(".", "\\.")} `));
+        }
         const table = await cluster.kubectl(["get", "nodes"]);
         assert.match(table, /node-1\s+Ready/);
         assert.match(table, /node-2\s+Ready/);
