@@ -14,8 +14,8 @@
  */
 
 import { stringify as toYaml } from "yaml";
-import { parseAllDocuments } from "yaml";
-import { applyObject, k8s, type KubeObject, loadKubeConfig } from "../../kube/client.ts";
+import { applyObject, k8s, loadKubeConfig } from "../../kube/client.ts";
+import { applyManifestFiles } from "../../kube/manifests.ts";
 import {
   addressPlan,
   type ClusterPlan,
@@ -681,28 +681,8 @@ async function installGatewayApiCrds(
   channel: GatewayApiChannel,
   log: (line: string) => void,
 ): Promise<void> {
-  const crdNames: string[] = [];
-  for (const file of await gatewayApiCrdFiles(channel)) {
-    for (const doc of parseAllDocuments(await Deno.readTextFile(file))) {
-      const obj = doc.toJS() as KubeObject | null;
-      if (!obj?.kind) continue;
-      await applyObject(kc, obj, { fieldManager: FIELD_MANAGER, force: true });
-      if (obj.kind === "CustomResourceDefinition" && obj.metadata?.name) {
-        crdNames.push(obj.metadata.name);
-      }
-    }
-  }
-  const api = kc.makeApiClient(k8s.ApiextensionsV1Api);
-  await waitFor("Gateway API CRDs", async () => {
-    for (const name of crdNames) {
-      const crd = await api.readCustomResourceDefinition({ name });
-      const established = crd.status?.conditions?.some((c) =>
-        c.type === "Established" && c.status === "True"
-      );
-      if (!established) return false;
-    }
-    return true;
-  }, { timeoutMs: 60_000 });
+  const files = await gatewayApiCrdFiles(channel);
+  await applyManifestFiles(kc, files, { fieldManager: FIELD_MANAGER });
   log(`Gateway API ${GATEWAY_API_VERSION} CRDs (${channel}) Established`);
 }
 
