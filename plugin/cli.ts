@@ -149,7 +149,7 @@ function print(
   if (flags.output === "json") {
     io.stdout(JSON.stringify(model, null, 2) + "\n");
   } else if (flags.output === "yaml") {
-    io.stdout(toYaml(model));
+    io.stdout(toYaml(model, { lineWidth: 0 })); // 0: never fold long messages
   } else {
     const color = useColor(io.isTerminal, io.env);
     io.stdout(

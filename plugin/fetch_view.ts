@@ -92,6 +92,19 @@ export function readError(err: unknown, what: string): ReadError {
     );
   }
   const message = err instanceof Error ? err.message : String(err);
+  // node-fetch: "request to URL failed, reason: connect ECONNREFUSED ..."; the same
+  // for every request, so the message does not depend on which one failed first
+  const unreachable = /^request to (\S+) failed, reason: (.*)$/s.exec(message);
+  if (unreachable) {
+    let server = unreachable[1] as string;
+    try {
+      server = new URL(server).origin;
+    } catch { /* keep the URL as it is */ }
+    return new ReadError(
+      `error: cannot reach the API server at ${server}: ${unreachable[2]}`,
+      EXIT_ERROR,
+    );
+  }
   return new ReadError(`error: reading ${what}: ${message}`, EXIT_ERROR);
 }
 

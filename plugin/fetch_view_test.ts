@@ -31,8 +31,17 @@ Deno.test("API errors become kubectl-like messages with exit code 1", () => {
     e.message,
     'Error from server (Forbidden): gateways.gateway.networking.k8s.io is forbidden: User "u" cannot list',
   );
-  const down = readError(new Error("connect ECONNREFUSED 127.0.0.1:1"), "gateways");
-  assert.equal(down.message, "error: reading gateways: connect ECONNREFUSED 127.0.0.1:1");
+  const down = readError(
+    new Error(
+      "request to https://127.0.0.1:1/api/v1/nodes failed, reason: connect ECONNREFUSED 127.0.0.1:1",
+    ),
+    "nodes",
+  );
+  assert.equal(
+    down.message,
+    "error: cannot reach the API server at https://127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1",
+  );
+  assert.equal(readError(new Error("boom"), "nodes").message, "error: reading nodes: boom");
   assert.equal(
     readError(new k8s.ApiException(401, "Unauthorized", undefined, {}), "nodes").message,
     "Error from server (Unauthorized): reading nodes",

@@ -251,7 +251,11 @@ function gatewayReport(gateway: Gateway, view: ClusterView): GatewayReport {
       };
       listeners.push(listener);
     }
-    if (entry.route !== undefined) listener.route = { ...entry.route };
+    if (entry.route !== undefined) {
+      // fields in the schema's order, whatever order the API server returned
+      const { kind, namespace, name } = entry.route;
+      listener.route = { kind, namespace, name };
+    }
     const shares = entryShares(entry);
     const counters = frontendCounters(entry, view);
     listener.frontends.push({
@@ -263,7 +267,9 @@ function gatewayReport(gateway: Gateway, view: ClusterView): GatewayReport {
         share: round(shares.backends[i] ?? 0),
         state: b.state,
         node: b.node ?? null,
-        service: b.service === undefined ? null : { ...b.service },
+        service: b.service === undefined
+          ? null
+          : { namespace: b.service.namespace, name: b.service.name, port: b.service.port },
         counters: counters?.backends.get(hostPort(b.ip, b.port)) ?? null,
       })),
       rejectWeight: entry.rejectWeight,
