@@ -128,7 +128,11 @@ function sameRef(a: ParentReference, b: ParentReference, route: L4Route): boolea
  * reported status and the listeners it selects. Listener attachment is the
  * operator's `attachRoute`, run over the Gateway's spec.
  */
-export function attachments(route: L4Route, gateway: Gateway, view: ClusterView): Attachment[] {
+export function attachments(
+  route: L4Route,
+  context: { gateway: Gateway; view: ClusterView },
+): Attachment[] {
+  const { gateway, view } = context;
   const refs = (route.spec?.parentRefs ?? []).filter((ref) =>
     refersToGateway(ref, { route, gateway })
   );

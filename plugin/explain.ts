@@ -165,7 +165,7 @@ export function explainRoute(route: L4Route, view: ClusterView): RouteExplanatio
       continue;
     }
     const listeners = new Set<string>();
-    for (const a of attachments(route, gateway, view)) {
+    for (const a of attachments(route, { gateway, view })) {
       const sel = [
         a.ref.sectionName === undefined ? "" : `sectionName ${a.ref.sectionName}`,
         a.ref.port === undefined ? "" : `port ${a.ref.port}`,

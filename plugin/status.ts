@@ -210,7 +210,7 @@ function gatewayReport(gateway: Gateway, view: ClusterView): GatewayReport {
       namespace: route.metadata.namespace,
       name: route.metadata.name,
     };
-    for (const a of attachments(route, gateway, view)) {
+    for (const a of attachments(route, { gateway, view })) {
       add(route.kind, ref.namespace, ref.name, a.reported?.conditions);
       if (condition(a.reported?.conditions, "Accepted")?.status !== "True") continue;
       for (const l of a.listeners) {

@@ -134,3 +134,24 @@ Deno.test("status: -A adds a NAMESPACE column first; wide adds node, service and
   assert.deepEqual(tables[1]?.headers.slice(-3), ["NODE READY", "OBSERVED", "ERRORS"]);
   assert.deepEqual(tables[2]?.headers.slice(-3), ["REASON", "AGE", "MESSAGE"]);
 });
+
+Deno.test("status, nodes and explain take sparse objects (no status anywhere) without throwing", async () => {
+  const { buildNodes } = await import("./nodes.ts");
+  const { explainRoute } = await import("./explain.ts");
+  const view = scenarioView();
+  for (const g of view.gateways) delete g.status;
+  for (const r of view.routes) delete r.status;
+  for (const d of view.dataplaneNodes) delete d.status;
+  view.nodes = undefined;
+  view.gatewayClasses = undefined;
+  const report = buildStatus(view);
+  assert.equal(report.gateways.length, 3);
+  const gw = report.gateways.find((g) => g.name === "gw");
+  assert.deepEqual(gw?.nodes.map((n) => [n.node, n.agentReady, n.inSync]), [
+    ["node-1", "Unknown", false], // an agent that has not reported yet
+    ["node-2", "Unknown", false],
+  ]);
+  statusTables(report, { wide: true, allNamespaces: true, now: new Date(NOW) });
+  assert.equal(buildNodes(view).nodes.length, 2);
+  for (const r of view.routes) explainRoute(r, view);
+});

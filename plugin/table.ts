@@ -77,11 +77,6 @@ export function renderTable(
   return out;
 }
 
-/** Wraps text in a colour's escape codes when `enabled`. */
-export function paint(text: string, color: Color, enabled: boolean): string {
-  return enabled ? `${ANSI[color]}${text}${RESET}` : text;
-}
-
 /**
  * Whether to colour output, as kubectl-like tools decide: only on a
  * terminal, never with `NO_COLOR` set (any value, see no-color.org) or
