@@ -208,6 +208,7 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
     io.stdout(HELP[command] ?? "");
     return EXIT.ok;
   }
+  if (flags.client && command !== "version") return usage(io, "unknown flag: --client", command);
   try {
     switch (command) {
       case "status":

@@ -44,6 +44,7 @@ Deno.test("usage errors exit 2 with kubectl's hint on stderr and nothing on stdo
     [["status", "a", "b"], /at most one GATEWAY/],
     [["status", "gw", "-A"], /cannot be used with -A/],
     [["nodes", "extra"], /takes no arguments/],
+    [["status", "--client"], /unknown flag: --client/],
     [["explain"], /explain needs a route/],
     [["explain", "service/x"], /is not one of route, tcproute, udproute/],
     [["explain", "route", "web", "-A"], /use -n, not -A/],
