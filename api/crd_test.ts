@@ -115,6 +115,8 @@ const sampleNode: DataplaneNode = {
       observedGeneration: 1,
       lastTransitionTime: now,
     }],
+    lastSyncTime: now,
+    maps: [{ name: "backends", entries: 2, capacity: 65536 }],
     tables: [{
       namespace: "default",
       name: "gw",
@@ -196,6 +198,8 @@ const kinds: {
       ["no nodeName", "spec.nodeName", DELETE],
       ["negative counter", "status.counters.services.0.packets", -1],
       ["counter port 0", "status.counters.services.0.port", 0],
+      ["negative map usage", "status.maps.0.entries", -1],
+      ["map without capacity", "status.maps.0.capacity", DELETE],
       [
         "table without generation",
         "status.tables.0.observedGeneration",

@@ -7,14 +7,14 @@
 import assert from "node:assert/strict";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { applyObject } from "../kube/client.ts";
-import { applyManifestFiles, parseManifests } from "../kube/manifests.ts";
+import { parseManifests } from "../kube/manifests.ts";
+import { applyBlixtCrds } from "../manifests/crds.ts";
 import { reconcile } from "./gateway.ts";
 import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
 import { writeGatewayClassStatus, writeResult } from "./writer.ts";
 
 const NAME = "operator-test";
-const crdDir = new URL("../manifests/crds/", import.meta.url).pathname;
 
 /** A blixt class with a pool, a Gateway, an echo Service with one endpoint, and a TCPRoute. */
 function objects(pool: string, endpoint: string) {
@@ -85,8 +85,7 @@ Deno.test("operator writer: a reconciled Gateway reads right in kubectl", async 
   try {
     const cluster = await clusterUp({ name: NAME, nodes: 1 });
     const kc = cluster.kubeConfig();
-    const crds = [...Deno.readDirSync(crdDir)].map((e) => `${crdDir}${e.name}`).sort();
-    await applyManifestFiles(kc, crds, { fieldManager: "blixt-test" });
+    await applyBlixtCrds(kc, { fieldManager: "blixt-test" });
     const pool = cluster.plan.gatewayPool;
     for (const obj of objects(pool, "198.18.1.2")) {
       await applyObject(kc, obj, { fieldManager: "blixt-test", force: true });
