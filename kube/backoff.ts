@@ -14,6 +14,8 @@ export interface BackoffOptions {
   maxMs?: number;
   /** Growth per failure (default 2). */
   factor?: number;
+  /** Source of the jitter, in [0, 1) (default Math.random). */
+  random?: () => number;
 }
 
 /**
@@ -27,11 +29,8 @@ export interface BackoffOptions {
  * backoffDelay(10); // between 15 and 30 s
  * ```
  */
-export function backoffDelay(
-  attempt: number,
-  options: BackoffOptions = {},
-  random: () => number = Math.random,
-): number {
+export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {
+  const random = options.random ?? Math.random;
   const initial = options.initialMs ?? 800;
   const max = options.maxMs ?? 30_000;
   const factor = options.factor ?? 2;

@@ -9,13 +9,13 @@ import { backoffDelay, childController, sleep } from "./backoff.ts";
 Deno.test("backoffDelay: doubles from 800 ms up to 30 s, jittered within the upper half", () => {
   const low = () => 0;
   const high = () => 0.999999;
-  assert.equal(backoffDelay(1, {}, low), 400);
-  assert.ok(backoffDelay(1, {}, high) < 800);
-  assert.equal(backoffDelay(2, {}, low), 800);
-  assert.equal(backoffDelay(3, {}, low), 1600);
-  assert.equal(backoffDelay(20, {}, low), 15_000, "capped at 30 s nominal");
-  assert.ok(backoffDelay(20, {}, high) < 30_000);
-  assert.equal(backoffDelay(3, { initialMs: 100, maxMs: 250, factor: 3 }, low), 125);
+  assert.equal(backoffDelay(1, { random: low }), 400);
+  assert.ok(backoffDelay(1, { random: high }) < 800);
+  assert.equal(backoffDelay(2, { random: low }), 800);
+  assert.equal(backoffDelay(3, { random: low }), 1600);
+  assert.equal(backoffDelay(20, { random: low }), 15_000, "capped at 30 s nominal");
+  assert.ok(backoffDelay(20, { random: high }) < 30_000);
+  assert.equal(backoffDelay(3, { initialMs: 100, maxMs: 250, factor: 3, random: low }), 125);
 });
 
 Deno.test("backoffDelay: clients that fail together retry at different times", () => {
