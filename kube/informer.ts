@@ -435,22 +435,22 @@ export class Informer<T extends k8s.KubernetesObject = KubeObject> {
       await streamJsonLines(
         this.#kc,
         collectionPath(resource, this.#options.namespace),
-        (doc) => {
-          if (stream.signal.aborted) return;
-          const event = doc as WatchEvent;
-          if (event.type === "ERROR") {
-            const status = event.object as Status;
-            const code = status.code ?? 500;
-            if (mustRelist(code, status.reason ?? "", status.message ?? "")) expired = true;
-            else failure = new WatchStatusError(code, status.message ?? "watch error", status);
-            stream.abort();
-            return;
-          }
-          events++;
-          this.#lastEventAt = performance.now();
-          this.#apply(event);
-        },
         {
+          onLine: (doc) => {
+            if (stream.signal.aborted) return;
+            const event = doc as WatchEvent;
+            if (event.type === "ERROR") {
+              const status = event.object as Status;
+              const code = status.code ?? 500;
+              if (mustRelist(code, status.reason ?? "", status.message ?? "")) expired = true;
+              else failure = new WatchStatusError(code, status.message ?? "watch error", status);
+              stream.abort();
+              return;
+            }
+            events++;
+            this.#lastEventAt = performance.now();
+            this.#apply(event);
+          },
           query: {
             watch: true,
             resourceVersion: this.#resourceVersion,

@@ -31,6 +31,8 @@ export interface RequestOptions {
 
 /** Options of {@link streamJsonLines}. */
 export interface StreamOptions {
+  /** Called with each line's JSON document (a watch event). */
+  onLine: (doc: unknown) => void;
   query?: Record<string, string | number | boolean | undefined>;
   /** Ends the stream (the promise resolves). */
   signal?: AbortSignal | undefined;
@@ -207,15 +209,14 @@ export async function requestJson<T = unknown>(
 }
 
 /**
- * Streams a response of one JSON document a line (a watch), calling `onLine`
+ * Streams a response of one JSON document a line (a watch), calling `options.onLine`
  * for each, until the server ends it (resolves), `signal` aborts it
  * (resolves) or it fails (rejects; a non-2xx answer as an {@link ApiError}).
  */
 export async function streamJsonLines(
   kc: k8s.KubeConfig,
   path: string,
-  onLine: (doc: unknown) => void,
-  options: StreamOptions = {},
+  options: StreamOptions,
 ): Promise<void> {
   const controller = new AbortController();
   if (options.signal?.aborted) return;
@@ -260,7 +261,7 @@ export async function streamJsonLines(
         while ((newline = pending.indexOf("\n")) >= 0) {
           const line = pending.slice(0, newline).trim();
           pending = pending.slice(newline + 1);
-          if (line !== "") onLine(JSON.parse(line));
+          if (line !== "") options.onLine(JSON.parse(line));
         }
       }
     } finally {
