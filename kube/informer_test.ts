@@ -257,10 +257,17 @@ Deno.test("informer: list+watch of real objects, through restarts, partitions an
         const { informer, events, logs } = recordingInformer(kc, {
           apiVersion: "v1",
           kind: "ConfigMap",
-        }, { namespace: ns });
+          // Pages of two: the lists here take several requests with a continue token.
+        }, { namespace: ns, pageSize: 2 });
         informer.start();
         try {
           await informer.synced;
+          assert.deepEqual(names(informer.list(ns)), [
+            "changed",
+            "deleted-after",
+            "deleted-in-etcd",
+            "kept",
+          ]);
           events.length = 0;
           const killedAt = performance.now();
           await killApiServer(cluster);
