@@ -876,6 +876,10 @@ export async function clusterDown(
   for (const ns of await listNetns()) {
     if (ns.startsWith(`blixt-${name}-node-`)) await removeNetns(ns);
   }
+  // Whatever else runs against this cluster (an operator, a test's helper) goes too.
+  for (const pid of await processesMentioning(`${dir}/`)) {
+    if (pid !== state?.apiserverPid && pid !== state?.etcdPid) await stopProcess(pid);
+  }
   if (state) {
     await stopProcess(state.apiserverPid);
     await stopProcess(state.etcdPid);
@@ -901,6 +905,17 @@ export async function clusterDown(
   await removeIfEmpty(`${runDir()}/slots`);
   await removeIfEmpty(runDir());
   log(`cluster ${name} is down`);
+}
+
+/** Pids of the processes (other than this one) whose command line contains `text`. */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.replaceAll("\0", " ").includes(text)) pids.push(Number(entry.name));
+  }
+  return pids;
 }
 
 async function slotOf(name: string): Promise<number | undefined> {
