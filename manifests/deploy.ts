@@ -112,8 +112,11 @@ export interface ObjectChange {
 
 /** The line kubectl would print for `change`. */
 export function changeLine(change: ObjectChange, options: { dryRun?: boolean } = {}): string {
-  const dry = options.dryRun ? " (server dry run)" : "";
-  return `${change.ref} ${change.outcome}${dry}${change.note ? ` (${change.note})` : ""}`;
+  const notes = [
+    ...(options.dryRun ? ["server dry run"] : []),
+    ...(change.note ? [change.note] : []),
+  ];
+  return `${change.ref} ${change.outcome}${notes.length ? ` (${notes.join("; ")})` : ""}`;
 }
 
 /** Options of {@linkcode deploy}. */
@@ -263,6 +266,8 @@ export async function deploy(
     log(changeLine(change, { dryRun }));
   };
 
+  // Before anything changes: nothing can be created in a namespace on its way out.
+  await refuseTerminatingNamespace(kc);
   const gatewayApi = planGatewayApiCrds(
     await installedGatewayApiCrds(kc),
     GATEWAY_API_VERSION,
@@ -297,7 +302,6 @@ export async function deploy(
     }
   }
 
-  await refuseTerminatingNamespace(kc);
   for (const obj of blixtManifests(options)) record(await applyTracked(kc, obj, { dryRun }));
 
   if (dryRun) return { gatewayApi, changes, wait: "dry-run" };
@@ -310,7 +314,8 @@ async function refuseTerminatingNamespace(kc: k8s.KubeConfig): Promise<void> {
     const ns = await kc.makeApiClient(k8s.CoreV1Api).readNamespace({ name: NAMESPACE });
     if (ns.metadata?.deletionTimestamp) {
       throw new Error(
-        `namespace ${NAMESPACE} is being deleted (since ${ns.metadata.deletionTimestamp}); ` +
+        `namespace ${NAMESPACE} is being deleted (since ` +
+          `${new Date(ns.metadata.deletionTimestamp).toISOString()}); ` +
           `deploy again once it is gone: kubectl get namespace ${NAMESPACE}`,
       );
     }

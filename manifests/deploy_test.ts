@@ -580,6 +580,8 @@ spec: { nodeName: node-1 }
           assert.ok(await exists(kc, crd), objectRef(crd));
         }
         assert.deepEqual(await undeploy(kc, {}), [], "a second undeploy deletes nothing");
+        // The local cluster has no namespace controller: blixt-system stays Terminating.
+        await assert.rejects(deploy(kc, {}), /namespace blixt-system is being deleted/);
       });
 
       await t.step("undeploy --crds removes blixt's CRDs, never the Gateway API's", async () => {

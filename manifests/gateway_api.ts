@@ -95,7 +95,9 @@ export function planGatewayApiCrds(
     return {
       action: "install",
       channel: options.channel ?? "experimental",
-      reason: `the cluster has no Gateway API CRDs: installing ${pinned}`,
+      reason: `the cluster has no Gateway API CRDs: installing ${pinned} (${
+        options.channel ?? "experimental"
+      })`,
     };
   }
   const channel = options.channel ??
