@@ -80,6 +80,8 @@ const OPERATOR_CHECKS: Check[] = [
   ["create", "leases.coordination.k8s.io", "yes", { namespace: NS }],
   ["get", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
   ["update", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
+  ["watch", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
+  ["list", "leases.coordination.k8s.io", "no", { namespace: NS }],
   // and no more
   ["get", "secrets", "no"],
   ["list", "secrets", "no", { namespace: NS }],
