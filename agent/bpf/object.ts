@@ -277,6 +277,42 @@ export function createMap(
   return new BpfMap(name, fd, { ...shape, perCpu: false }, true);
 }
 
+/** A map by fd, its shape read from the kernel (`struct bpf_map_info`). */
+function mapFromFd(fd: number, name: string): BpfMap {
+  const info = new Uint8Array(88);
+  const len = new Uint32Array([info.length]);
+  try {
+    check(
+      "bpf_obj_get_info_by_fd",
+      () => lib().bpf_obj_get_info_by_fd(fd, info, new Uint8Array(len.buffer)),
+      name,
+    );
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  const v = new DataView(info.buffer);
+  const type = v.getUint32(0, true);
+  return new BpfMap(name, fd, {
+    keySize: v.getUint32(8, true),
+    valueSize: v.getUint32(12, true),
+    maxEntries: v.getUint32(16, true),
+    perCpu: type === MAP_TYPE.PERCPU_ARRAY || type === MAP_TYPE.PERCPU_HASH,
+  }, true);
+}
+
+/** Opens a map by kernel id (e.g. an inner map); the caller closes it. */
+export function openMapById(id: number, name: string): BpfMap {
+  const fd = check("bpf_map_get_fd_by_id", () => lib().bpf_map_get_fd_by_id(id), `${name} #${id}`);
+  return mapFromFd(fd, name);
+}
+
+/** Opens a map pinned at `path` on bpffs; the caller closes it. */
+export function openPinnedMap(path: string): BpfMap {
+  const fd = check("bpf_obj_get", () => lib().bpf_obj_get(cstr(path)), path);
+  return mapFromFd(fd, path.slice(path.lastIndexOf("/") + 1));
+}
+
 /** Options of {@linkcode BpfObject.open}. */
 export interface OpenOptions {
   /** Pin every map under this bpffs directory, reusing maps already pinned there. */
