@@ -4,13 +4,12 @@
  *
  * @module
  */
-import { parse } from "yaml";
+import { applyBlixtCrds } from "../manifests/crds.ts";
 import { applyObject, k8s, type KubeObject } from "../kube/client.ts";
 import type { Cluster } from "../tests/cluster/cluster.ts";
 import type { DataplaneNode, RoutingTable } from "../api/mod.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
-const CRDS = new URL("../manifests/crds/", import.meta.url).pathname;
 
 /** Polls `check` until it returns a value that is not undefined/false, or fails after `timeoutMs`. */
 export async function eventually<T>(
@@ -32,17 +31,9 @@ export async function eventually<T>(
   throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
-/** Applies blixt's CRDs and waits until they are Established. */
+/** Applies blixt's CRDs and waits until they are served. */
 export async function installCrds(kc: k8s.KubeConfig): Promise<void> {
-  const api = kc.makeApiClient(k8s.ApiextensionsV1Api);
-  for await (const e of Deno.readDir(CRDS)) {
-    const crd = parse(await Deno.readTextFile(`${CRDS}${e.name}`)) as KubeObject;
-    await applyObject(kc, crd, { fieldManager: "agent-test", force: true });
-    await eventually(`CRD ${crd.metadata!.name} Established`, async () => {
-      const got = await api.readCustomResourceDefinition({ name: crd.metadata!.name! });
-      return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
-    });
-  }
+  await applyBlixtCrds(kc, { fieldManager: "agent-test" });
 }
 
 /** Writes a RoutingTable (server-side apply, as the operator would) and returns its generation. */

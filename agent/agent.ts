@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { DataplaneNodeStatus, ServiceCounters } from "../api/mod.ts";
+import type { DataplaneNodeStatus, MapUsage, ServiceCounters } from "../api/mod.ts";
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
 import { computeDesiredState, type LastProgrammed, type TableOutcome } from "./desired_state.ts";
 import { errorText, type Logger } from "./log.ts";
@@ -81,6 +81,7 @@ export class Agent {
   #statusTimer: ReturnType<typeof setTimeout> | undefined;
   #lastTick = Date.now();
   #objectReady = false;
+  #lastSyncTime: string | undefined;
   #lastLogged = new Map<string, string>();
 
   /** An agent over `options.maps`; {@linkcode Agent.start} runs it. */
@@ -174,6 +175,9 @@ export class Agent {
       this.#o.metrics.inc("blixt_agent_syncs_total", "Syncs of the maps with the tables.", {
         labels: { result: "ok" },
       });
+      if (stats.operations > 0 || this.#lastSyncTime === undefined) {
+        this.#lastSyncTime = new Date().toISOString();
+      }
       if (stats.operations > 0) {
         this.#o.log("info", "maps synced", { ...stats, ms: Math.round(seconds * 1000) });
       }
@@ -253,6 +257,8 @@ export class Agent {
       programmed: this.#programmedGeneration,
       applyError: this.#applyError,
       synced: this.#synced,
+      lastSyncTime: this.#lastSyncTime,
+      maps: this.#mapUsage(),
     }, this.#lastStatus);
     if (this.#counters) status.counters = this.#counters;
     this.#lastStatus = status;
@@ -315,32 +321,30 @@ export class Agent {
     }
   }
 
+  /** Entries in use and capacity of the maps the agent fills. */
+  #mapUsage(): MapUsage[] {
+    const cap = this.#o.maps.capacity();
+    let backends = 0;
+    const addrs = new Set<string>();
+    for (const s of this.#programmer.services.values()) {
+      backends += s.backends.size;
+      addrs.add(s.address.addr);
+    }
+    const services = this.#programmer.services.size;
+    return [
+      { name: "backends", entries: backends, capacity: cap.backendIds },
+      { name: "maglev", entries: services, capacity: cap.serviceIds },
+      { name: "services", entries: services + addrs.size, capacity: cap.serviceKeys },
+    ];
+  }
+
   #registerMetrics(): void {
     const m = this.#o.metrics;
     m.collect(() => {
-      const cap = this.#o.maps.capacity();
-      let backends = 0;
-      for (const s of this.#programmer.services.values()) backends += s.backends.size;
-      const addrs = new Set([...this.#programmer.services.values()].map((s) => s.address.addr));
-      const used = {
-        services: this.#programmer.services.size,
-        service_keys: this.#programmer.services.size + addrs.size,
-        backends,
-      };
-      const capacity = {
-        services: cap.serviceIds,
-        service_keys: cap.serviceKeys,
-        backends: cap.backendIds,
-      };
-      for (const k of Object.keys(used) as (keyof typeof used)[]) {
-        m.set("blixt_agent_map_entries", "Entries in use per map.", {
-          labels: { map: k },
-          value: used[k],
-        });
-        m.set("blixt_agent_map_capacity", "Capacity per map.", {
-          labels: { map: k },
-          value: capacity[k],
-        });
+      for (const u of this.#mapUsage()) {
+        const labels = { map: u.name };
+        m.set("blixt_agent_map_entries", "Entries in use per map.", { labels, value: u.entries });
+        m.set("blixt_agent_map_capacity", "Capacity per map.", { labels, value: u.capacity });
       }
       m.clear("blixt_agent_tables");
       const byResult = new Map<string, number>();

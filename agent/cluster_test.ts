@@ -136,6 +136,8 @@ Deno.test("agent in the local cluster", async (t) => {
         assert.deepEqual([...seen].sort(), ["echo-a", "echo-b"]);
         assert.equal(podOf(await udpEcho(vip, 53, "dns?")), "echo-c");
         const dn = (await dataplaneNode(kc, n1.name))!;
+        assert.ok(dn.status!.lastSyncTime, "lastSyncTime is set");
+        assert.deepEqual(dn.status!.maps!.find((m) => m.name === "backends")?.entries, 3);
         assert.deepEqual(dn.status!.tables!.map((x) => [x.name, x.entries, x.backends]), [[
           "gw",
           2,
@@ -315,7 +317,7 @@ Deno.test("agent in the local cluster", async (t) => {
       assert.equal((await agent.get("/healthz"))[0], 200);
       const [, text] = await agent.get("/metrics");
       assert.match(text, /^blixt_agent_tables\{result="programmed"\} 1$/m);
-      assert.match(text, /^blixt_agent_map_entries\{map="services"\} 3$/m);
+      assert.match(text, /^blixt_agent_map_entries\{map="maglev"\} 3$/m);
       // The host's ECMP route sends the flows to one node or the other: one of them counted.
       const both = text + (await agents[1]!.get("/metrics"))[1];
       const frontend = `${vip}:80/TCP`.replaceAll(".", "\\.");

@@ -10,6 +10,7 @@ import {
   DATAPLANE_CONDITIONS,
   DATAPLANE_REASONS,
   type DataplaneNodeStatus,
+  type MapUsage,
   type ServiceCounters,
   type TableStatus,
 } from "../api/mod.ts";
@@ -30,6 +31,10 @@ export interface StatusInput {
   applyError?: string | undefined;
   /** False until the first sync. */
   synced: boolean;
+  /** When the maps were last brought in line with the tables. */
+  lastSyncTime?: string | undefined;
+  /** Fill of the maps. */
+  maps?: MapUsage[];
 }
 
 const REASON_OF: Record<Exclude<TableResult, "programmed">, string> = {
@@ -117,6 +122,8 @@ export function buildStatus(
         now,
       ),
     ],
+    ...(input.lastSyncTime ? { lastSyncTime: input.lastSyncTime } : {}),
+    ...(input.maps ? { maps: input.maps } : {}),
     tables,
   };
 }

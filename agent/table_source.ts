@@ -6,9 +6,9 @@
  * @module
  */
 import { type k8s, loadKubeConfig } from "../kube/client.ts";
+import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { GROUP, ROUTING_TABLE_PLURAL, VERSION } from "../api/mod.ts";
-import { errorText, type Logger } from "./log.ts";
-import * as kube from "@kubernetes/client-node";
+import type { Logger } from "./log.ts";
 
 /** A cache of RoutingTables. */
 export interface TableSource {
@@ -25,67 +25,26 @@ export interface TableSource {
 }
 
 /**
- * RoutingTables from the API server by list+watch (client-node's ListWatch,
- * restarted with a capped backoff after an error; it re-lists on 410).
- * To be replaced by kube/informer.ts once that is on main.
+ * RoutingTables from the API server through kube/informer.ts (list+watch
+ * with bookmarks, re-list on 410 Gone, reconnect with backoff), without
+ * managed fields in the cache.
  */
-export function kubeTableSource(
-  kc: k8s.KubeConfig,
-  options: { log: Logger; backoffMs?: [number, number] },
-): TableSource {
-  const api = kc.makeApiClient(kube.CustomObjectsApi);
-  const path = `/apis/${GROUP}/${VERSION}/${ROUTING_TABLE_PLURAL}`;
-  const list = async () =>
-    await api.listClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: ROUTING_TABLE_PLURAL,
-    }) as kube.KubernetesListObject<kube.KubernetesObject>;
-  const informer = kube.makeInformer(kc, path, list);
-  const listeners: (() => void)[] = [];
-  const [minMs, maxMs] = options.backoffMs ?? [500, 30_000];
-  let delay = minMs;
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let resolveSynced!: () => void;
-  const synced = new Promise<void>((r) => resolveSynced = r);
-  const changed = () => {
-    for (const fn of listeners) fn();
-  };
-  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, changed);
-  let startedAt = 0;
-  const restart = () => {
-    if (stopped) return;
-    startedAt = Date.now();
-    // start() resolves once the list is in the cache and the watch is open
-    // (its "connect" event comes before the list, too early to sync from).
-    informer.start().then(() => {
-      resolveSynced();
-      changed(); // a re-list may have changed the cache without events
-    }, (e) => onError(e));
-  };
-  const onError = (e: unknown) => {
-    if (stopped) return;
-    if (Date.now() - startedAt > 10_000) delay = minMs; // it worked for a while
-    options.log("warn", "RoutingTable watch failed, retrying", {
-      error: errorText(e),
-      retryMs: delay,
-    });
-    clearTimeout(timer);
-    timer = setTimeout(restart, delay);
-    delay = Math.min(maxMs, delay * 2);
-  };
-  informer.on("error", onError);
+export function kubeTableSource(kc: k8s.KubeConfig, options: { log: Logger }): TableSource {
+  const informer = new Informer(kc, {
+    apiVersion: `${GROUP}/${VERSION}`,
+    plural: ROUTING_TABLE_PLURAL,
+  }, {
+    transform: dropManagedFields,
+    log: ({ level, msg, ...fields }) => options.log(level, msg, fields),
+  });
   return {
-    synced,
-    list: () => [...informer.list()],
-    onChange: (fn) => listeners.push(fn),
-    start: restart,
-    stop: async () => {
-      stopped = true;
-      clearTimeout(timer);
-      await informer.stop();
+    synced: informer.synced,
+    list: () => informer.list(),
+    onChange: (fn) => {
+      for (const event of ["add", "update", "delete"] as const) informer.on(event, () => fn());
     },
+    start: () => void informer.start(),
+    stop: () => informer.stop(),
   };
 }
 

@@ -106,10 +106,27 @@ export interface CountersSnapshot {
   services: ServiceCounters[];
 }
 
+/** How full one BPF map is: what bounds how much a node can program. */
+export interface MapUsage {
+  /** Map name, e.g. `services`, `backends`, `maglev`, `conntrack`. */
+  name: string;
+  /** Entries in use. */
+  entries: number;
+  /** The map's `max_entries`. */
+  capacity: number;
+}
+
 /** Observed state of a node's data plane. */
 export interface DataplaneNodeStatus {
   /** `Ready` and `Degraded`. */
   conditions?: Condition[];
+  /**
+   * When the agent last finished bringing the maps in line with the tables
+   * (a change programmed, or the reconcile at start), RFC 3339.
+   */
+  lastSyncTime?: string;
+  /** Fill of the maps against their capacity, sorted by name. */
+  maps?: MapUsage[];
   /** One per RoutingTable the agent knows, sorted by namespace/name. */
   tables?: TableStatus[];
   /** Latest counters. */
@@ -181,6 +198,18 @@ function checkStatus(status: JsonObject, e: FieldErrors): void {
         });
       });
     }
+  }
+  if (status.lastSyncTime !== undefined) {
+    e.string(status.lastSyncTime, "status.lastSyncTime", { minLength: 1 });
+  }
+  if (status.maps !== undefined && e.array(status.maps, "status.maps")) {
+    status.maps.forEach((m, i) => {
+      const p = `status.maps[${i}]`;
+      if (!e.object(m, p)) return;
+      e.string(m.name, `${p}.name`, { minLength: 1 });
+      e.integer(m.entries, `${p}.entries`, 0, COUNT_MAX);
+      e.integer(m.capacity, `${p}.capacity`, 0, COUNT_MAX);
+    });
   }
   if (status.tables !== undefined && e.array(status.tables, "status.tables")) {
     status.tables.forEach((t, i) => {

@@ -3,7 +3,9 @@
  * (RFC 2544's benchmarking range), so nothing a test sends can be mistaken
  * for, or routed to, a real network.
  *
- * Cluster slot k (0..3) owns 198.18.(32k).0/19:
+ * Cluster slot k owns a /19: 198.18.(32k).0/19 for k = 0..3 and
+ * 198.19.(32(k-4)).0/19 for k = 4..7. Below, `N.(32k+i)` is the third and
+ * fourth octet within that block:
  *
  * | block                | use                                   |
  * | -------------------- | ------------------------------------- |
@@ -13,13 +15,13 @@
  * | 198.18.(32k+24).0/24 | Gateway address pool (routed to nodes) |
  *
  * 198.18.128.0/17 is left to tests without a cluster (data plane tests use
- * 198.18.192.0/18) and 198.19.0.0/16 is unused.
+ * 198.18.192.0/18) and 198.19.128.0/17 is unused.
  *
  * @module
  */
 
 /** Most clusters that can exist side by side on one machine. */
-export const MAX_SLOTS = 4;
+export const MAX_SLOTS = 8;
 /** Most nodes one cluster can have (one /24 of pods each). */
 export const MAX_NODES = 14;
 
@@ -52,7 +54,7 @@ export interface ClusterPlan {
 }
 
 function octet3(slot: number, offset: number): string {
-  return `198.18.${32 * slot + offset}`;
+  return slot < 4 ? `198.18.${32 * slot + offset}` : `198.19.${32 * (slot - 4) + offset}`;
 }
 
 /**

@@ -15,7 +15,7 @@ Deno.test("address plan: slot 0 with two nodes", () => {
   );
 });
 
-Deno.test("address plan: slots never overlap and stay inside 198.18.0.0/17", () => {
+Deno.test("address plan: slots never overlap and stay inside 198.18.0.0/17 and 198.19.0.0/17", () => {
   const seen = new Set<string>();
   for (let slot = 0; slot < MAX_SLOTS; slot++) {
     const plan = addressPlan(slot, MAX_NODES);
@@ -29,10 +29,8 @@ Deno.test("address plan: slots never overlap and stay inside 198.18.0.0/17", () 
       assert.ok(!seen.has(block), `${block} is used twice`);
       seen.add(block);
       const third = Number(block.split(".")[2]);
-      assert.ok(
-        block.startsWith("198.18.") && third < 128,
-        `${block} is inside 198.18.0.0/17`,
-      );
+      const inside = (block.startsWith("198.18.") || block.startsWith("198.19.")) && third < 128;
+      assert.ok(inside, `${block} is inside 198.18.0.0/17 or 198.19.0.0/17`);
     }
   }
 });
@@ -43,6 +41,7 @@ Deno.test("address plan: out-of-range slots, node counts and pod hosts are refus
   assert.throws(() => addressPlan(0, MAX_NODES + 1), RangeError);
   const node = addressPlan(1, 1).nodes[0]!;
   assert.equal(podAddress(node, 2), "198.18.33.2");
+  assert.equal(addressPlan(5, 1).bridgeIP, "198.19.32.1");
   assert.throws(() => podAddress(node, 1), RangeError);
   assert.throws(() => podAddress(node, 255), RangeError);
 });

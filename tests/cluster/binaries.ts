@@ -178,7 +178,7 @@ export async function gatewayApiCrdFiles(
   const dir = await gatewayApiCrdDir(channel);
   const files: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && entry.name.endsWith(".yaml")) {
+    if (entry.isFile && entry.name.endsWith(".yaml") && entry.name !== "kustomization.yaml") {
       files.push(`${dir}/${entry.name}`);
     }
   }

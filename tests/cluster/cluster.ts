@@ -14,8 +14,8 @@
  */
 
 import { stringify as toYaml } from "yaml";
-import { parseAllDocuments } from "yaml";
-import { applyObject, k8s, type KubeObject, loadKubeConfig } from "../../kube/client.ts";
+import { applyObject, k8s, loadKubeConfig } from "../../kube/client.ts";
+import { applyManifestFiles } from "../../kube/manifests.ts";
 import {
   addressPlan,
   type ClusterPlan,
@@ -681,28 +681,8 @@ async function installGatewayApiCrds(
   channel: GatewayApiChannel,
   log: (line: string) => void,
 ): Promise<void> {
-  const crdNames: string[] = [];
-  for (const file of await gatewayApiCrdFiles(channel)) {
-    for (const doc of parseAllDocuments(await Deno.readTextFile(file))) {
-      const obj = doc.toJS() as KubeObject | null;
-      if (!obj?.kind) continue;
-      await applyObject(kc, obj, { fieldManager: FIELD_MANAGER, force: true });
-      if (obj.kind === "CustomResourceDefinition" && obj.metadata?.name) {
-        crdNames.push(obj.metadata.name);
-      }
-    }
-  }
-  const api = kc.makeApiClient(k8s.ApiextensionsV1Api);
-  await waitFor("Gateway API CRDs", async () => {
-    for (const name of crdNames) {
-      const crd = await api.readCustomResourceDefinition({ name });
-      const established = crd.status?.conditions?.some((c) =>
-        c.type === "Established" && c.status === "True"
-      );
-      if (!established) return false;
-    }
-    return true;
-  }, { timeoutMs: 60_000 });
+  const files = await gatewayApiCrdFiles(channel);
+  await applyManifestFiles(kc, files, { fieldManager: FIELD_MANAGER });
   log(`Gateway API ${GATEWAY_API_VERSION} CRDs (${channel}) Established`);
 }
 
@@ -896,6 +876,10 @@ export async function clusterDown(
   for (const ns of await listNetns()) {
     if (ns.startsWith(`blixt-${name}-node-`)) await removeNetns(ns);
   }
+  // Whatever else runs against this cluster (an operator, a test's helper) goes too.
+  for (const pid of await processesMentioning(`${dir}/`)) {
+    if (pid !== state?.apiserverPid && pid !== state?.etcdPid) await stopProcess(pid);
+  }
   if (state) {
     await stopProcess(state.apiserverPid);
     await stopProcess(state.etcdPid);
@@ -921,6 +905,17 @@ export async function clusterDown(
   await removeIfEmpty(`${runDir()}/slots`);
   await removeIfEmpty(runDir());
   log(`cluster ${name} is down`);
+}
+
+/** Pids of the processes (other than this one) whose command line contains `text`. */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.replaceAll("\0", " ").includes(text)) pids.push(Number(entry.name));
+  }
+  return pids;
 }
 
 async function slotOf(name: string): Promise<number | undefined> {

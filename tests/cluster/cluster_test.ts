@@ -9,16 +9,19 @@ import { clusterDown, clusterUp, getCluster, runDir } from "./cluster.ts";
 import { tcpEcho, udpEcho } from "./echo_client.ts";
 import { parseEchoReply } from "./echo_server.ts";
 import { ip, listNetns, run } from "./host.ts";
+import { kubeBinaryPath } from "./binaries.ts";
 import { applyObject, k8s } from "../../kube/client.ts";
 
 const NAME = "test-cluster";
 const mainTs = new URL("./main.ts", import.meta.url).pathname;
 
-/** What a cluster could leave on the host, as listed by the host's tools. */
+/**
+ * What a cluster could leave on the host, as listed by the host's tools,
+ * narrowed to what bears the cluster's name (other clusters may come and go
+ * on the same machine meanwhile). Links are checked by ifindex instead.
+ */
 interface HostSnapshot {
   netns: string[];
-  links: string[];
-  routes: string[];
   mounts: string[];
   processes: string[];
   stateDirs: string[];
@@ -26,9 +29,6 @@ interface HostSnapshot {
 
 async function hostSnapshot(name: string): Promise<HostSnapshot> {
   const mine = (s: string) => s.includes(`blixt-${name}-`) || s.includes(`/clusters/${name}`);
-  const links = (JSON.parse(await ip(["-j", "link", "show"])) as { ifname: string }[])
-    .map((l) => l.ifname).sort();
-  const routes = (await ip(["route", "show"])).split("\n").filter((l) => l !== "").sort();
   const mounts = (await Deno.readTextFile("/proc/self/mounts")).split("\n")
     .filter(mine).sort();
   const processes: string[] = [];
@@ -46,12 +46,19 @@ async function hostSnapshot(name: string): Promise<HostSnapshot> {
   }
   return {
     netns: (await listNetns()).filter(mine).sort(),
-    links,
-    routes,
     mounts,
     processes: processes.sort(),
     stateDirs,
   };
+}
+
+/** The host's links as `ifindex name` (ifindexes are never reused soon). */
+async function hostLinks(): Promise<Map<number, string>> {
+  const links = JSON.parse(await ip(["-j", "link", "show"])) as {
+    ifindex: number;
+    ifname: string;
+  }[];
+  return new Map(links.map((l) => [l.ifindex, l.ifname]));
 }
 
 /** Inodes of the network namespaces of cluster `name` (to find stray processes). */
@@ -88,10 +95,12 @@ interface NodeList {
   }[];
 }
 
-Deno.test("local cluster: up from nothing, kubectl, pods, up twice, down leaves nothing", async (t) => {
+Deno.test("local cluster: up from nothing, kubectl, pods, a second cluster, up twice, down leaves nothing", async (t) => {
   await clusterDown(NAME);
   const before = await hostSnapshot(NAME);
+  const linksBefore = await hostLinks();
   let inodes = new Set<number>();
+  let linksMade: string[] = [];
   try {
     await t.step(
       "cluster:up prints KUBECONFIG=<absolute path> as its last line",
@@ -307,6 +316,46 @@ Deno.test("local cluster: up from nothing, kubectl, pods, up twice, down leaves 
       assert.match(names, /namespace\/r2/);
     });
 
+    await t.step("a node's namespace reaches the API server (where agents will run)", async () => {
+      const kube = await kubeBinaryPath();
+      const node = cluster.nodes[1]!;
+      const out = await cluster.exec(node.netns, [
+        kube,
+        "kubectl",
+        "--kubeconfig",
+        cluster.kubeconfig,
+        "get",
+        "node",
+        node.name,
+        "-o",
+        "name",
+      ]);
+      assert.equal(out.trim(), `node/${node.name}`);
+    });
+
+    await t.step("a second cluster, standard channel, runs beside it", async () => {
+      const name = "test-standard";
+      try {
+        const other = await clusterUp({ name, nodes: 1, channel: "standard" });
+        assert.notEqual(other.plan.slot, cluster.plan.slot);
+        assert.notEqual(other.server, cluster.server);
+        const groups = JSON.parse(
+          await other.kubectl(["get", "--raw", "/apis/gateway.networking.k8s.io"]),
+        ) as { versions: { version: string }[] };
+        const versions = groups.versions.map((v) => v.version);
+        assert.ok(versions.includes("v1"));
+        assert.ok(!versions.includes("v1alpha2"), `v1alpha2 is not served (served: ${versions})`);
+        const v1 = await other.kubectl(["get", "--raw", "/apis/gateway.networking.k8s.io/v1"]);
+        assert.match(v1, /"tcproutes"/);
+        assert.match(v1, /"udproutes"/);
+        assert.match(await other.kubectl(["get", "nodes", "--no-headers"]), /^node-1\s+Ready/);
+        assert.match(await cluster.kubectl(["get", "nodes"]), /node-2\s+Ready/, "first still up");
+      } finally {
+        await clusterDown(name);
+      }
+      assert.equal(await getCluster(name), undefined);
+    });
+
     await t.step("cluster:up a second time is harmless", async () => {
       const stateBefore = JSON.parse(
         await Deno.readTextFile(`${cluster.dir}/cluster.json`),
@@ -345,6 +394,12 @@ Deno.test("local cluster: up from nothing, kubectl, pods, up twice, down leaves 
     });
 
     inodes = await netnsInodes(NAME);
+    const linksUp = await hostLinks();
+    linksMade = [...linksUp].filter(([i]) => !linksBefore.has(i)).map(([i, n]) => `${i} ${n}`);
+    const slot = (await getCluster(NAME))!.plan.slot;
+    assert.ok(
+      linksMade.includes(`${[...linksUp].find(([, n]) => n === `blx${slot}`)?.[0]} blx${slot}`),
+    );
   } finally {
     await clusterDown(NAME);
   }
@@ -361,33 +416,4 @@ Deno.test("local cluster: up from nothing, kubectl, pods, up twice, down leaves 
       );
     },
   );
-});
-
-Deno.test("local cluster: the standard channel serves TCPRoute and UDPRoute at v1 only", async () => {
-  const name = "test-standard";
-  try {
-    const cluster = await clusterUp({ name, nodes: 1, channel: "standard" });
-    const v1 = await cluster.kubectl([
-      "get",
-      "--raw",
-      "/apis/gateway.networking.k8s.io/v1",
-    ]);
-    assert.match(v1, /"tcproutes"/);
-    assert.match(v1, /"udproutes"/);
-    const groups = JSON.parse(
-      await cluster.kubectl([
-        "get",
-        "--raw",
-        "/apis/gateway.networking.k8s.io",
-      ]),
-    ) as { versions: { version: string }[] };
-    const versions = groups.versions.map((v) => v.version);
-    assert.ok(versions.includes("v1"));
-    assert.ok(!versions.includes("v1alpha2"), `v1alpha2 is not served (served: ${versions})`);
-    const nodes = await cluster.kubectl(["get", "nodes", "--no-headers"]);
-    assert.match(nodes, /^node-1\s+Ready/);
-  } finally {
-    await clusterDown(name);
-  }
-  assert.equal(await getCluster(name), undefined);
 });

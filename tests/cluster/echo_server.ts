@@ -7,7 +7,9 @@
  * where `<peer>` is the client address as the server saw it (`ip:port`).
  * UDP: every datagram `D` is answered with `<name> <peer> D`.
  *
- * Run: `deno run -A echo_server.ts --name NAME [--port 8080]`.
+ * Run: `deno run -A --unstable-net echo_server.ts --name NAME [--port 8080]`
+ * (`--tcp-port` / `--udp-port` set the two apart). It prints one line
+ * starting with `ready` once both sockets listen.
  *
  * @module
  */
@@ -67,19 +69,13 @@ async function serveTcpConnection(
   }
 }
 
-async function serveTcp(name: string, port: number): Promise<void> {
-  const listener = Deno.listen({ hostname: "0.0.0.0", port, transport: "tcp" });
+async function serveTcp(name: string, listener: Deno.TcpListener): Promise<void> {
   for await (const conn of listener) {
     serveTcpConnection(name, conn);
   }
 }
 
-async function serveUdp(name: string, port: number): Promise<void> {
-  const socket = Deno.listenDatagram({
-    hostname: "0.0.0.0",
-    port,
-    transport: "udp",
-  });
+async function serveUdp(name: string, socket: Deno.DatagramConn): Promise<void> {
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
   for await (const [data, addr] of socket) {
@@ -95,10 +91,15 @@ if (import.meta.main) {
     options: {
       name: { type: "string" },
       port: { type: "string", default: "8080" },
+      "tcp-port": { type: "string" },
+      "udp-port": { type: "string" },
     },
   });
   const name = values.name ?? Deno.hostname();
-  const port = Number(values.port);
-  console.log(`echo server ${name} listening on tcp and udp port ${port}`);
-  await Promise.all([serveTcp(name, port), serveUdp(name, port)]);
+  const tcpPort = Number(values["tcp-port"] ?? values.port);
+  const udpPort = Number(values["udp-port"] ?? values.port);
+  const listener = Deno.listen({ hostname: "0.0.0.0", port: tcpPort, transport: "tcp" });
+  const socket = Deno.listenDatagram({ hostname: "0.0.0.0", port: udpPort, transport: "udp" });
+  console.log(`ready: echo server ${name} on tcp port ${tcpPort} and udp port ${udpPort}`);
+  await Promise.all([serveTcp(name, listener), serveUdp(name, socket)]);
 }

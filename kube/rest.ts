@@ -1,0 +1,278 @@
+/**
+ * Raw JSON requests to the API server, with the transport and credentials of
+ * `@kubernetes/client-node` (client certificates, bearer and exec-plugin
+ * tokens, CA, proxies) but without its typed (de)serialisation: objects stay
+ * exactly as the API server sent them (timestamps as strings, MicroTime's six
+ * digits intact), and every request can be aborted, also while connecting.
+ *
+ * @module
+ */
+
+import "./_no_deprecation_warnings.ts";
+import http from "node:http";
+import https from "node:https";
+import { k8s } from "./client.ts";
+
+/** Options of {@link requestJson}. */
+export interface RequestOptions {
+  /** HTTP method (default GET). */
+  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  /** Query parameters; `undefined` values are left out. */
+  query?: Record<string, string | number | boolean | undefined>;
+  /** Request body, sent as JSON. */
+  body?: unknown;
+  /** Content-Type of the body (default `application/json`). */
+  contentType?: string;
+  /** Aborts the request, also while it connects. */
+  signal?: AbortSignal | undefined;
+  /** Gives up after this long (default 30 s; 0 for never). */
+  timeoutMs?: number;
+}
+
+/** Options of {@link streamJsonLines}. */
+export interface StreamOptions {
+  /** Called with each line's JSON document (a watch event). */
+  onLine: (doc: unknown) => void;
+  query?: Record<string, string | number | boolean | undefined>;
+  /** Ends the stream (the promise resolves). */
+  signal?: AbortSignal | undefined;
+  /** Aborts with an {@link IdleTimeoutError} when nothing arrives for this long (0 for never). */
+  idleTimeoutMs?: number;
+}
+
+/** A stream on which nothing arrived for its idle timeout: the connection may be dead. */
+export class IdleTimeoutError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "IdleTimeoutError";
+  }
+}
+
+/** A request that got no 2xx: the status code and the API server's Status object. */
+export class ApiError extends k8s.ApiException<unknown> {
+  /** `reason` of the Status (e.g. `Conflict`, `Expired`, `NotFound`). */
+  readonly reason: string;
+  constructor(code: number, message: string, body: unknown) {
+    super(code, message, body, {});
+    const status = body as { reason?: unknown } | undefined;
+    this.reason = typeof status?.reason === "string" ? status.reason : "";
+    this.name = "ApiError";
+  }
+}
+
+function buildUrl(
+  kc: k8s.KubeConfig,
+  path: string,
+  query: Record<string, string | number | boolean | undefined> | undefined,
+): URL {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error("the kubeconfig names no cluster for its current context");
+  const url = new URL(cluster.server.replace(/\/+$/, "") + path);
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value !== undefined) url.searchParams.set(key, String(value));
+  }
+  return url;
+}
+
+/** Opens a request with the kubeconfig's credentials; the caller reads the response. */
+async function open(
+  kc: k8s.KubeConfig,
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal,
+): Promise<http.IncomingMessage> {
+  // A fresh agent per request (client-node makes one per call too): no idle
+  // kept-alive socket outlives the request.
+  const opts: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  signal.throwIfAborted();
+  const mod = url.protocol === "http:" ? http : https;
+  return await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = mod.request(url, {
+      method,
+      agent: opts.agent,
+      headers: { ...(opts.headers ?? {}), ...headers },
+      ...(opts.auth ? { auth: opts.auth } : {}),
+    });
+    req.on("error", (err) => {
+      unlink();
+      reject(err);
+    });
+    req.on("response", (res) => {
+      // From here the reader owns the abort; destroying the response ends it.
+      unlink();
+      if (signal.aborted) {
+        res.destroy();
+        reject(abortError(signal));
+        return;
+      }
+      resolve(res);
+    });
+    const unlink = whenAborted(signal, () => req.destroy(abortError(signal)));
+    req.end(body);
+  });
+}
+
+/**
+ * Calls `fn` when `signal` aborts, or at once if it already has (a listener
+ * added to an aborted signal would never run); returns a function that unlinks it.
+ */
+function whenAborted(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    fn();
+    return () => {};
+  }
+  signal.addEventListener("abort", fn, { once: true });
+  return () => signal.removeEventListener("abort", fn);
+}
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException("aborted", "AbortError");
+}
+
+async function readBody(res: http.IncomingMessage, signal: AbortSignal): Promise<string> {
+  const unlink = whenAborted(signal, () => res.destroy(abortError(signal)));
+  try {
+    const chunks: Buffer[] = [];
+    for await (const chunk of res) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  } finally {
+    unlink();
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function errorFrom(status: number, body: unknown): ApiError {
+  const message = typeof (body as { message?: unknown })?.message === "string"
+    ? (body as { message: string }).message
+    : `HTTP ${status}`;
+  return new ApiError(status, message, body);
+}
+
+/**
+ * Sends one request and returns the parsed JSON body; throws an
+ * {@link ApiError} for a non-2xx answer.
+ *
+ * @example
+ * ```ts
+ * const lease = await requestJson(kc, "/apis/coordination.k8s.io/v1/namespaces/ns/leases/x");
+ * ```
+ */
+export async function requestJson<T = unknown>(
+  kc: k8s.KubeConfig,
+  path: string,
+  options: RequestOptions = {},
+): Promise<T> {
+  const controller = new AbortController();
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timer = timeoutMs > 0
+    ? setTimeout(
+      () => controller.abort(new Error(`${options.method ?? "GET"} ${path}: timed out`)),
+      timeoutMs,
+    )
+    : undefined;
+  const unlinkCaller = options.signal
+    ? whenAborted(options.signal, () => controller.abort(options.signal?.reason))
+    : () => {};
+  try {
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (body !== undefined) {
+      headers["Content-Type"] = options.contentType ?? "application/json";
+    }
+    const res = await open(
+      kc,
+      buildUrl(kc, path, options.query),
+      options.method ?? "GET",
+      headers,
+      body,
+      controller.signal,
+    );
+    const text = await readBody(res, controller.signal);
+    const status = res.statusCode ?? 0;
+    const json = parseJson(text);
+    if (status < 200 || status > 299) throw errorFrom(status, json);
+    return json as T;
+  } finally {
+    clearTimeout(timer);
+    unlinkCaller();
+  }
+}
+
+/**
+ * Streams a response of one JSON document a line (a watch), calling `options.onLine`
+ * for each, until the server ends it (resolves), `signal` aborts it
+ * (resolves) or it fails (rejects; a non-2xx answer as an {@link ApiError}).
+ */
+export async function streamJsonLines(
+  kc: k8s.KubeConfig,
+  path: string,
+  options: StreamOptions,
+): Promise<void> {
+  const controller = new AbortController();
+  if (options.signal?.aborted) return;
+  const unlinkCaller = options.signal
+    ? whenAborted(options.signal, () => controller.abort(options.signal?.reason))
+    : () => {};
+  let idle: ReturnType<typeof setTimeout> | undefined;
+  const idleMs = options.idleTimeoutMs ?? 0;
+  const armIdle = () => {
+    if (idleMs <= 0) return;
+    clearTimeout(idle);
+    idle = setTimeout(
+      () => controller.abort(new IdleTimeoutError(`${path}: nothing received for ${idleMs} ms`)),
+      idleMs,
+    );
+  };
+  try {
+    armIdle();
+    const res = await open(
+      kc,
+      buildUrl(kc, path, options.query),
+      "GET",
+      { Accept: "application/json" },
+      undefined,
+      controller.signal,
+    );
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      throw errorFrom(status, parseJson(await readBody(res, controller.signal)));
+    }
+    const unlinkStream = whenAborted(
+      controller.signal,
+      () => res.destroy(abortError(controller.signal)),
+    );
+    try {
+      const decoder = new TextDecoder();
+      let pending = "";
+      for await (const chunk of res) {
+        armIdle();
+        pending += decoder.decode(chunk as Uint8Array, { stream: true });
+        let newline: number;
+        while ((newline = pending.indexOf("\n")) >= 0) {
+          const line = pending.slice(0, newline).trim();
+          pending = pending.slice(newline + 1);
+          if (line !== "") options.onLine(JSON.parse(line));
+        }
+      }
+    } finally {
+      unlinkStream();
+    }
+  } catch (err) {
+    // Stopped by the caller: the end of the stream, not a failure.
+    if (options.signal?.aborted) return;
+    throw err;
+  } finally {
+    clearTimeout(idle);
+    unlinkCaller();
+  }
+}

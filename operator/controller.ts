@@ -1,0 +1,236 @@
+/**
+ * The operator's loop: informers fill one snapshot, events map to Gateway
+ * keys on a work queue, workers reconcile a key from the snapshot and the
+ * writer writes the result. Informers run on every replica (a standby has a
+ * warm cache); workers run only on the leader.
+ *
+ * ```
+ * informers (one per kind) ──put/remove──> Snapshot
+ *      │ gatewaysForEvent / class events
+ *      v
+ * WorkQueue ──get──> worker (leader only) ──reconcile──> writeResult ──> API server
+ *      ^                    │ conflict / error
+ *      └──── retry(key) ────┘ (per-key exponential backoff)
+ * ```
+ *
+ * @module
+ */
+
+import { type k8s, type KubeObject } from "../kube/client.ts";
+import { Informer } from "../kube/informer.ts";
+import { LeaderElector } from "../kube/leader_election.ts";
+import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
+import { gatewaysForEvent, managedGateways } from "./event_map.ts";
+import { reconcile } from "./gateway.ts";
+import { reconcileGatewayClass } from "./gateway_class.ts";
+import { watchedResources } from "./resources.ts";
+import {
+  emptySnapshot,
+  GATEWAY_GROUP,
+  putObject,
+  removeObject,
+  type Snapshot,
+  type SnapshotObject,
+} from "./snapshot.ts";
+import { WorkQueue } from "./work_queue.ts";
+import { ConflictError, writeGatewayClassStatus, writeResult } from "./writer.ts";
+
+/** Prefix of queue keys that name a GatewayClass rather than a Gateway. */
+const CLASS_KEY = "class:";
+
+/** Options of {@linkcode Operator}. */
+export interface OperatorOptions {
+  /** This replica's name in the Lease (e.g. the pod name). */
+  identity: string;
+  /** Namespace of the leader-election Lease (default `blixt-system`). */
+  leaseNamespace?: string;
+  /** Lease timings in ms (defaults 15 s / 10 s / 2 s). */
+  lease?: { durationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  /** Concurrent workers (default 4). */
+  workers?: number;
+  /** Log sink (default JSON lines on stderr). */
+  log?: Log;
+}
+
+/** Counters the operator exposes as metrics. */
+export interface OperatorStats {
+  reconciles: number;
+  errors: number;
+  conflicts: number;
+  /** Reconcile+write durations in ms, most recent last (bounded). */
+  latenciesMs: number[];
+}
+
+/** The operator: start it, await {@linkcode Operator.synced}, stop it on shutdown. */
+export class Operator {
+  readonly snapshot: Snapshot = emptySnapshot();
+  readonly queue = new WorkQueue();
+  readonly stats: OperatorStats = { reconciles: 0, errors: 0, conflicts: 0, latenciesMs: [] };
+  readonly #kc: k8s.KubeConfig;
+  readonly #options: OperatorOptions;
+  readonly #log: Log;
+  #informers: Informer[] = [];
+  #elector: LeaderElector | undefined;
+  #workers: Promise<void>[] = [];
+  #synced = false;
+  #leading: AbortSignal | undefined;
+  #stopped = false;
+
+  constructor(kc: k8s.KubeConfig, options: OperatorOptions) {
+    this.#kc = kc;
+    this.#options = options;
+    this.#log = options.log ?? jsonLog;
+  }
+
+  /** Whether every informer has listed once. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Whether this replica leads (and so writes). */
+  get leading(): boolean {
+    return this.#leading !== undefined && !this.#leading.aborted;
+  }
+
+  /** Starts informers and leader election; resolves once the caches are synced. */
+  async start(): Promise<void> {
+    for (const resource of await watchedResources(this.#kc)) {
+      const informer = new Informer(this.#kc, {
+        apiVersion: resource.apiVersion,
+        kind: resource.kind,
+        plural: resource.plural,
+      }, { log: this.#log });
+      const typed = (o: KubeObject) =>
+        ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
+      informer.on("add", (o) => this.#observe(undefined, typed(o)));
+      informer.on("update", (o, old) => this.#observe(typed(old), typed(o)));
+      informer.on("delete", (o) => this.#observe(typed(o), undefined));
+      this.#informers.push(informer.start());
+    }
+    const crds = new Informer(this.#kc, {
+      apiVersion: "apiextensions.k8s.io/v1",
+      plural: "customresourcedefinitions",
+    }, { log: this.#log });
+    crds.on("add", (o) => this.#observeCrd(o, true));
+    crds.on("update", (o) => this.#observeCrd(o, true));
+    crds.on("delete", (o) => this.#observeCrd(o, false));
+    this.#informers.push(crds.start());
+    await Promise.all(this.#informers.map((i) => i.synced));
+    this.#synced = true;
+    for (const key of managedGateways(this.snapshot)) this.queue.add(key);
+    for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
+    this.#log({ level: "info", msg: "caches synced", gateways: this.snapshot.gateways.size });
+
+    const lease = this.#options.lease ?? {};
+    this.#elector = new LeaderElector(this.#kc, {
+      namespace: this.#options.leaseNamespace ?? "blixt-system",
+      name: "blixt-operator",
+    }, {
+      identity: this.#options.identity,
+      ...(lease.durationMs ? { leaseDurationMs: lease.durationMs } : {}),
+      ...(lease.renewDeadlineMs ? { renewDeadlineMs: lease.renewDeadlineMs } : {}),
+      ...(lease.retryPeriodMs ? { retryPeriodMs: lease.retryPeriodMs } : {}),
+      log: this.#log,
+      onStartedLeading: (signal) => this.#lead(signal),
+    });
+    this.#elector.start();
+  }
+
+  /**
+   * Stops workers, leader election and informers; idempotent. `release:
+   * false` leaves the Lease to expire, as a crashed leader would.
+   */
+  async stop(options: { release?: boolean } = {}): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.queue.shutdown();
+    await this.#elector?.stop({ release: options.release ?? true });
+    await Promise.all(this.#workers);
+    await Promise.all(this.#informers.map((i) => i.stop()));
+  }
+
+  #observe(old: SnapshotObject | undefined, now: SnapshotObject | undefined): void {
+    if (now) putObject(this.snapshot, now);
+    else if (old) removeObject(this.snapshot, old);
+    if (!this.#synced) return;
+    for (
+      const key of gatewaysForEvent(
+        { ...(old ? { old } : {}), ...(now ? { new: now } : {}) },
+        this.snapshot,
+      )
+    ) {
+      this.queue.add(key);
+    }
+    const kind = (now ?? old)?.kind;
+    if (kind === "GatewayClass" || kind === "GatewayClassConfig") {
+      for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
+    }
+  }
+
+  #observeCrd(crd: KubeObject, present: boolean): void {
+    const spec = crd.spec as { group?: string } | undefined;
+    const name = crd.metadata?.name;
+    if (spec?.group !== GATEWAY_GROUP || !name) return;
+    const version = crd.metadata?.annotations?.["gateway.networking.k8s.io/bundle-version"];
+    if (present && version) this.snapshot.crdBundleVersions.set(name, version);
+    else this.snapshot.crdBundleVersions.delete(name);
+    if (!this.#synced) return;
+    for (const gc of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + gc);
+  }
+
+  #lead(signal: AbortSignal): void {
+    this.#leading = signal;
+    this.#log({ level: "info", msg: "leading", identity: this.#options.identity });
+    // Everything again: the previous leader may have died between a read and a write.
+    for (const key of managedGateways(this.snapshot)) this.queue.add(key);
+    for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
+    const workers = this.#options.workers ?? 4;
+    for (let i = 0; i < workers; i++) this.#workers.push(this.#work(signal));
+  }
+
+  async #work(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      if (signal.aborted) {
+        // Not ours to write any more; the new leader reconciles everything anyway.
+        this.queue.done(key);
+        return;
+      }
+      const started = performance.now();
+      try {
+        await this.#reconcileKey(key);
+        this.queue.forget(key);
+      } catch (err) {
+        if (err instanceof ConflictError) this.stats.conflicts++;
+        else {
+          this.stats.errors++;
+          this.#log({ level: "warn", msg: "reconcile failed", key, error: errorMessage(err) });
+        }
+        this.queue.retry(key);
+      } finally {
+        this.queue.done(key);
+        this.stats.reconciles++;
+        this.stats.latenciesMs.push(performance.now() - started);
+        if (this.stats.latenciesMs.length > 4096) this.stats.latenciesMs.splice(0, 2048);
+      }
+    }
+  }
+
+  async #reconcileKey(key: string): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    if (key.startsWith(CLASS_KEY)) {
+      const name = key.slice(CLASS_KEY.length);
+      const status = reconcileGatewayClass(name, this.snapshot, { now });
+      if (status) {
+        await writeGatewayClassStatus(this.#kc, name, { snapshot: this.snapshot, status });
+      }
+      return;
+    }
+    const result = reconcile(key, this.snapshot, { now });
+    const report = await writeResult(this.#kc, result, { snapshot: this.snapshot });
+    if (report.gatewayStatus || report.table !== "unchanged" || report.routeStatuses > 0) {
+      this.#log({ level: "info", msg: "reconciled", gateway: key, ...report });
+    }
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The kinds the operator reads, where the API server serves them, and a
+ * one-shot lister that fills a {@linkcode Snapshot} from the server (the
+ * informers keep one up to date instead; tests and `kubectl blixt explain`
+ * use the lister).
+ *
+ * @module
+ */
+
+import { apiStatus, k8s } from "../kube/client.ts";
+import { API_VERSION } from "../api/meta.ts";
+import {
+  emptySnapshot,
+  GATEWAY_GROUP,
+  putObject,
+  type Snapshot,
+  type SnapshotObject,
+} from "./snapshot.ts";
+
+/** One kind the operator lists and watches. */
+export interface WatchedResource {
+  apiVersion: string;
+  kind: SnapshotObject["kind"];
+  plural: string;
+  namespaced: boolean;
+}
+
+/** Route kinds, whose version depends on what the cluster serves. */
+const ROUTES = [
+  { kind: "TCPRoute", plural: "tcproutes" },
+  { kind: "UDPRoute", plural: "udproutes" },
+] as const;
+
+/** Kinds whose version does not depend on the cluster. */
+const FIXED: WatchedResource[] = [
+  {
+    apiVersion: `${GATEWAY_GROUP}/v1`,
+    kind: "GatewayClass",
+    plural: "gatewayclasses",
+    namespaced: false,
+  },
+  {
+    apiVersion: API_VERSION,
+    kind: "GatewayClassConfig",
+    plural: "gatewayclassconfigs",
+    namespaced: false,
+  },
+  { apiVersion: `${GATEWAY_GROUP}/v1`, kind: "Gateway", plural: "gateways", namespaced: true },
+  {
+    apiVersion: `${GATEWAY_GROUP}/v1`,
+    kind: "ReferenceGrant",
+    plural: "referencegrants",
+    namespaced: true,
+  },
+  { apiVersion: "v1", kind: "Service", plural: "services", namespaced: true },
+  {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    plural: "endpointslices",
+    namespaced: true,
+  },
+  { apiVersion: "v1", kind: "Namespace", plural: "namespaces", namespaced: false },
+  { apiVersion: "v1", kind: "Node", plural: "nodes", namespaced: false },
+  { apiVersion: API_VERSION, kind: "DataplaneNode", plural: "dataplanenodes", namespaced: false },
+  { apiVersion: API_VERSION, kind: "RoutingTable", plural: "routingtables", namespaced: true },
+];
+
+/**
+ * The version of the Gateway API group that serves `plural`, preferring v1
+ * over v1alpha2; undefined when the cluster serves neither.
+ */
+export async function routeVersion(
+  kc: k8s.KubeConfig,
+  plural: string,
+): Promise<string | undefined> {
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  for (const version of ["v1", "v1alpha2"]) {
+    try {
+      await api.listClusterCustomObject({ group: GATEWAY_GROUP, version, plural, limit: 1 });
+      return version;
+    } catch (err) {
+      if (apiStatus(err) === 404) continue;
+      throw err;
+    }
+  }
+  return undefined;
+}
+
+/** The kinds to read on this cluster, routes at the version it serves. */
+export async function watchedResources(kc: k8s.KubeConfig): Promise<WatchedResource[]> {
+  const resources = [...FIXED];
+  for (const route of ROUTES) {
+    const version = await routeVersion(kc, route.plural);
+    if (version) {
+      resources.push({
+        apiVersion: `${GATEWAY_GROUP}/${version}`,
+        kind: route.kind,
+        plural: route.plural,
+        namespaced: true,
+      });
+    }
+  }
+  return resources;
+}
+
+/** Lists every object of `resource` (all namespaces), each with its kind and apiVersion. */
+export async function listResource(
+  kc: k8s.KubeConfig,
+  resource: WatchedResource,
+): Promise<SnapshotObject[]> {
+  const api = kc.makeApiClient(k8s.KubernetesObjectApi);
+  try {
+    const list = await api.list(resource.apiVersion, resource.kind);
+    return (list.items ?? []).map((o) =>
+      ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject
+    );
+  } catch (err) {
+    // A kind the cluster does not serve (e.g. blixt's CRDs not installed yet) is empty.
+    if (apiStatus(err) === 404) return [];
+    throw err;
+  }
+}
+
+/** `gateway.networking.k8s.io/bundle-version` of each Gateway API CRD, by CRD name. */
+export async function gatewayApiBundleVersions(kc: k8s.KubeConfig): Promise<Map<string, string>> {
+  const crds = await kc.makeApiClient(k8s.ApiextensionsV1Api).listCustomResourceDefinition();
+  const versions = new Map<string, string>();
+  for (const crd of crds.items) {
+    if (crd.spec.group !== GATEWAY_GROUP) continue;
+    const v = crd.metadata?.annotations?.["gateway.networking.k8s.io/bundle-version"];
+    if (v && crd.metadata?.name) versions.set(crd.metadata.name, v);
+  }
+  return versions;
+}
+
+/** Reads everything the operator reads, once, into a new snapshot. */
+export async function listSnapshot(kc: k8s.KubeConfig): Promise<Snapshot> {
+  const snapshot = emptySnapshot();
+  for (const resource of await watchedResources(kc)) {
+    for (const obj of await listResource(kc, resource)) putObject(snapshot, obj);
+  }
+  for (const [name, version] of await gatewayApiBundleVersions(kc)) {
+    snapshot.crdBundleVersions.set(name, version);
+  }
+  return snapshot;
+}

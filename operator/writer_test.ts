@@ -1,0 +1,179 @@
+/**
+ * The operator's core and writer against a real API server: objects read
+ * from the server, reconciled, written back; what kubectl then shows is what
+ * the Gateway API asks for.
+ */
+
+import assert from "node:assert/strict";
+import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
+import { applyObject } from "../kube/client.ts";
+import { parseManifests } from "../kube/manifests.ts";
+import { applyBlixtCrds } from "../manifests/crds.ts";
+import { reconcile } from "./gateway.ts";
+import { reconcileGatewayClass } from "./gateway_class.ts";
+import { listSnapshot } from "./resources.ts";
+import { writeGatewayClassStatus, writeResult } from "./writer.ts";
+
+const NAME = "operator-test";
+
+/** A blixt class with a pool, a Gateway, an echo Service with one endpoint, and a TCPRoute. */
+function objects(pool: string, endpoint: string) {
+  return parseManifests(`
+apiVersion: blixt.dev/v1alpha1
+kind: GatewayClassConfig
+metadata: { name: blixt-config }
+spec:
+  addressPools: [{ name: local, cidr: ${pool} }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: blixt }
+spec:
+  controllerName: blixt.dev/gateway-controller
+  parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt-config }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: shop }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: edge, namespace: shop }
+spec:
+  gatewayClassName: blixt
+  listeners:
+  - { name: tcp, port: 80, protocol: TCP }
+  - { name: web, port: 443, protocol: HTTPS }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo, namespace: shop }
+spec:
+  ports: [{ name: echo, port: 80, targetPort: 8080, protocol: TCP }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-1
+  namespace: shop
+  labels: { kubernetes.io/service-name: echo }
+addressType: IPv4
+ports: [{ name: echo, port: 8080, protocol: TCP }]
+endpoints:
+- addresses: ["${endpoint}"]
+  nodeName: node-1
+  conditions: { ready: true, serving: true, terminating: false }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: { name: echo, namespace: shop }
+spec:
+  parentRefs: [{ name: edge, sectionName: tcp }]
+  rules: [{ backendRefs: [{ name: echo, port: 80 }] }]
+`);
+}
+
+interface Cond {
+  type: string;
+  status: string;
+  reason: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+Deno.test("operator writer: a reconciled Gateway reads right in kubectl", async (t) => {
+  try {
+    const cluster = await clusterUp({ name: NAME, nodes: 1 });
+    const kc = cluster.kubeConfig();
+    await applyBlixtCrds(kc, { fieldManager: "blixt-test" });
+    const pool = cluster.plan.gatewayPool;
+    for (const obj of objects(pool, "198.18.1.2")) {
+      await applyObject(kc, obj, { fieldManager: "blixt-test", force: true });
+    }
+    const getJson = async (args: string[]) =>
+      JSON.parse(await cluster.kubectl([...args, "-o", "json"]));
+
+    await t.step(
+      "one reconcile writes class, Gateway and route status, table and finalizer",
+      async () => {
+        let snapshot = await listSnapshot(kc);
+        const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+        const classStatus = reconcileGatewayClass("blixt", snapshot, { now });
+        assert.ok(classStatus);
+        assert.ok(await writeGatewayClassStatus(kc, "blixt", { snapshot, status: classStatus }));
+        const first = reconcile("shop/edge", snapshot, { now });
+        const report = await writeResult(kc, first, { snapshot });
+        assert.equal(report.finalizer, "added");
+        assert.equal(report.table, "applied");
+        // The finalizer changed the Gateway: a level-based second pass from fresh objects settles.
+        snapshot = await listSnapshot(kc);
+        await writeResult(kc, reconcile("shop/edge", snapshot, { now }), { snapshot });
+      },
+    );
+
+    await t.step("GatewayClass: Accepted and SupportedVersion True, features listed", async () => {
+      const gc = await getJson(["get", "gatewayclass", "blixt"]);
+      const conds = gc.status.conditions as Cond[];
+      assert.equal(conds.find((c) => c.type === "Accepted")?.status, "True");
+      assert.equal(conds.find((c) => c.type === "SupportedVersion")?.status, "True");
+      assert.ok(conds.every((c) => c.observedGeneration === gc.metadata.generation));
+      assert.ok(Array.isArray(gc.status.supportedFeatures));
+    });
+
+    await t.step("Gateway: Accepted with ListenersNotValid, address from the pool", async () => {
+      const gw = await getJson(["get", "gateway", "edge", "-n", "shop"]);
+      const accepted = (gw.status.conditions as Cond[]).find((c) => c.type === "Accepted");
+      assert.deepEqual([accepted?.status, accepted?.reason], ["True", "ListenersNotValid"]);
+      const address = gw.status.addresses?.[0]?.value as string;
+      assert.ok(address?.startsWith(pool.replace(/0\/24$/, "")), `address ${address} from ${pool}`);
+      const [tcp, web] = gw.status.listeners as {
+        name: string;
+        attachedRoutes: number;
+        conditions: Cond[];
+      }[];
+      assert.equal(tcp?.name, "tcp");
+      assert.equal(tcp?.attachedRoutes, 1);
+      assert.equal(tcp?.conditions.find((c) => c.type === "Accepted")?.status, "True");
+      const webAccepted = web?.conditions.find((c) => c.type === "Accepted");
+      assert.deepEqual([webAccepted?.status, webAccepted?.reason], [
+        "False",
+        "UnsupportedProtocol",
+      ]);
+      assert.ok(gw.metadata.finalizers.includes("blixt.dev/routing-table"));
+    });
+
+    await t.step("TCPRoute: our parent entry Accepted and ResolvedRefs", async () => {
+      const route = await getJson(["get", "tcproute", "echo", "-n", "shop"]);
+      const parents = route.status.parents as { controllerName: string; conditions: Cond[] }[];
+      assert.equal(parents.length, 1);
+      assert.equal(parents[0]?.controllerName, "blixt.dev/gateway-controller");
+      for (const type of ["Accepted", "ResolvedRefs"]) {
+        assert.equal(parents[0]?.conditions.find((c) => c.type === type)?.status, "True", type);
+      }
+    });
+
+    await t.step("RoutingTable: owned by the Gateway, the endpoint as backend", async () => {
+      const table = await getJson(["get", "routingtable", "edge", "-n", "shop"]);
+      assert.equal(table.metadata.ownerReferences?.[0]?.kind, "Gateway");
+      assert.equal(table.metadata.ownerReferences?.[0]?.name, "edge");
+      const text = JSON.stringify(table.spec);
+      assert.match(text, /198\.18\.1\.2/);
+      assert.match(text, /8080/);
+    });
+
+    await t.step("a reconcile with nothing new writes nothing, times are kept", async () => {
+      const before = await getJson(["get", "gateway", "edge", "-n", "shop"]);
+      const snapshot = await listSnapshot(kc);
+      const later = new Date(Date.now() + 60_000).toISOString().replace(/\.\d+Z$/, "Z");
+      const report = await writeResult(kc, reconcile("shop/edge", snapshot, { now: later }), {
+        snapshot,
+      });
+      assert.equal(report.gatewayStatus, false);
+      assert.equal(report.routeStatuses, 0);
+      const after = await getJson(["get", "gateway", "edge", "-n", "shop"]);
+      assert.equal(after.metadata.resourceVersion, before.metadata.resourceVersion);
+    });
+  } finally {
+    await clusterDown(NAME);
+  }
+});
