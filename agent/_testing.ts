@@ -82,13 +82,13 @@ export class FakeMaps implements MapWriter {
     this.#op("clearBackends", ids.join(","));
     for (const id of ids) this.backends.delete(id);
   }
-  writeMaglev(id: number, table: Uint32Array): void {
-    this.#op("writeMaglev", `${id}`);
-    this.tables.set(id, table);
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[]): void {
+    this.#op("writeMaglevs", tables.map((t) => t.id).join(","));
+    for (const t of tables) this.tables.set(t.id, t.table);
   }
-  deleteMaglev(id: number): void {
-    this.#op("deleteMaglev", `${id}`);
-    this.tables.delete(id);
+  deleteMaglevs(ids: readonly number[]): void {
+    this.#op("deleteMaglevs", ids.join(","));
+    for (const id of ids) this.tables.delete(id);
   }
   putService(addr: ServiceAddress, entry: ServiceEntry): void {
     this.#op("putService", this.#key(addr));

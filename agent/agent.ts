@@ -7,7 +7,13 @@
  */
 import type { DataplaneNodeStatus, MapUsage, ServiceCounters } from "../api/mod.ts";
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
-import { computeDesiredState, type LastProgrammed, type TableOutcome } from "./desired_state.ts";
+import {
+  computeDesiredState,
+  type DesiredService,
+  type LastProgrammed,
+  type TableCache,
+  type TableOutcome,
+} from "./desired_state.ts";
 import { errorText, type Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 import type { StatusWriter } from "./node_status_writer.ts";
@@ -22,8 +28,8 @@ export type AgentMaps = Pick<
   | "listBackends"
   | "writeBackends"
   | "clearBackends"
-  | "writeMaglev"
-  | "deleteMaglev"
+  | "writeMaglevs"
+  | "deleteMaglevs"
   | "putService"
   | "deleteServiceEntry"
   | "putVipMarker"
@@ -63,6 +69,7 @@ export class Agent {
   readonly #programmer: Programmer;
   readonly #lastProgrammed = new Map<string, LastProgrammed>();
   readonly #programmedGeneration = new Map<string, number>();
+  readonly #tableCache: TableCache = new Map();
   #tables: TableOutcome[] = [];
   #applyError: string | undefined;
   #synced = false;
@@ -82,6 +89,7 @@ export class Agent {
   #lastTick = Date.now();
   #objectReady = false;
   #lastSyncTime: string | undefined;
+  #countersDigest = -1;
   #lastLogged = new Map<string, string>();
 
   /** An agent over `options.maps`; {@linkcode Agent.start} runs it. */
@@ -139,6 +147,7 @@ export class Agent {
       lastProgrammed: this.#lastProgrammed,
       programmedFrontends: new Set(this.#programmer.services.keys()),
       capacity: this.#o.maps.capacity(),
+      cache: this.#tableCache,
     });
     this.#tables = desired.tables;
     try {
@@ -146,16 +155,25 @@ export class Agent {
       this.#applyError = undefined;
       this.#retryMs = 0;
       const names = new Set<string>();
+      const byTable = new Map<string, DesiredService[]>();
+      for (const s of desired.services.values()) {
+        const list = byTable.get(s.table);
+        if (list) list.push(s);
+        else byTable.set(s.table, [s]);
+      }
       for (const t of desired.tables) {
         const name = `${t.namespace}/${t.name}`;
         names.add(name);
         if (t.result === "programmed" || t.result === "conflict") {
           this.#lastProgrammed.set(name, {
             generation: t.generation,
-            services: [...desired.services.values()].filter((s) => s.table === name),
+            services: byTable.get(name) ?? [],
           });
         }
         if (t.result === "programmed") this.#programmedGeneration.set(name, t.generation);
+      }
+      for (const name of [...this.#tableCache.keys()]) {
+        if (!names.has(name)) this.#tableCache.delete(name);
       }
       for (const name of [...this.#lastProgrammed.keys()]) {
         if (!names.has(name)) {
@@ -175,6 +193,7 @@ export class Agent {
       this.#o.metrics.inc("blixt_agent_syncs_total", "Syncs of the maps with the tables.", {
         labels: { result: "ok" },
       });
+      if (stats.operations > 0) this.#countersDigest = -1; // services changed: recount
       if (stats.operations > 0 || this.#lastSyncTime === undefined) {
         this.#lastSyncTime = new Date().toISOString();
       }
@@ -312,7 +331,17 @@ export class Agent {
     this.#lastTick = Date.now();
     if (this.#stopped) return;
     try {
-      const services = countersOf(this.#programmer.services.values(), this.#totals());
+      // Every backend packet is also a service packet: when the (small) service
+      // array did not move, the (large) backend array is not read at all.
+      const serviceTotals = this.#o.maps.allCounters("service");
+      let digest = 0;
+      for (const t of serviceTotals.values()) digest += t.packets + t.replyPackets + t.rejected;
+      if (digest === this.#countersDigest) return;
+      this.#countersDigest = digest;
+      const services = countersOf(this.#programmer.services.values(), {
+        services: serviceTotals,
+        backends: this.#o.maps.allCounters("backend"),
+      });
       if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
       this.#counters = { collectedAt: new Date().toISOString(), services };
       this.#statusChanged();

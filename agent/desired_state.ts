@@ -99,6 +99,8 @@ export interface DesiredStateOptions {
   programmedFrontends: ReadonlySet<string>;
   /** Map capacity. */
   capacity: MapCapacity;
+  /** Reuse of unchanged tables' validation and services between calls. */
+  cache?: TableCache;
 }
 
 /** At most this many error lines per table: statuses stay small. */
@@ -195,6 +197,41 @@ interface Candidate {
   result?: TableResult;
 }
 
+/** A table validated and turned into services, cached by resourceVersion. */
+export interface ParsedTable {
+  /** The table when valid. */
+  valid?: RoutingTable;
+  /** Its services when valid. */
+  wanted: DesiredService[];
+  /** Validation errors. */
+  errors: string[];
+  /** Its addresses, canonical. */
+  addresses: string[];
+}
+
+/** Parsed tables by `namespace/name`, reused while the resourceVersion is the same. */
+export type TableCache = Map<string, { resourceVersion: string; parsed: ParsedTable }>;
+
+function parseTable(raw: unknown, node: string): ParsedTable {
+  const v = validateRoutingTable(raw);
+  if (v.ok) {
+    return {
+      valid: v.value,
+      wanted: tableServices(v.value, node),
+      errors: [],
+      addresses: v.value.spec.addresses.map((a) => canonicalIp(a) ?? a),
+    };
+  }
+  const lines = formatFieldErrors(v.errors).split("\n");
+  const errors = lines.slice(0, MAX_ERRORS);
+  if (lines.length > MAX_ERRORS) errors.push(`... and ${lines.length - MAX_ERRORS} more`);
+  const addrs = (raw as { spec?: { addresses?: unknown } }).spec?.addresses;
+  const addresses = Array.isArray(addrs)
+    ? addrs.filter((a): a is string => typeof a === "string").map((a) => canonicalIp(a) ?? a)
+    : [];
+  return { wanted: [], errors, addresses };
+}
+
 /**
  * Computes the desired map contents from raw RoutingTable objects (as read
  * from the API server, unvalidated).
@@ -226,21 +263,21 @@ export function computeDesiredState(
       fallback: options.lastProgrammed.get(name)?.services ?? [],
       wanted: [],
     };
-    const v = validateRoutingTable(raw);
-    if (v.ok) {
-      c.valid = v.value;
-      c.wanted = tableServices(v.value, options.node);
-      c.addresses = v.value.spec.addresses.map((a) => canonicalIp(a) ?? a);
+    const rv = (meta as { resourceVersion?: string } | undefined)?.resourceVersion;
+    const cached = rv !== undefined ? options.cache?.get(name) : undefined;
+    const parsed = cached && cached.resourceVersion === rv
+      ? cached.parsed
+      : parseTable(raw, options.node);
+    if (rv !== undefined && parsed !== cached?.parsed) {
+      options.cache?.set(name, { resourceVersion: rv, parsed });
+    }
+    c.addresses = parsed.addresses;
+    c.errors = [...parsed.errors];
+    if (parsed.valid) {
+      c.valid = parsed.valid;
+      c.wanted = parsed.wanted;
     } else {
       c.result = "invalid";
-      const lines = formatFieldErrors(v.errors).split("\n");
-      c.errors = lines.slice(0, MAX_ERRORS);
-      if (lines.length > MAX_ERRORS) c.errors.push(`... and ${lines.length - MAX_ERRORS} more`);
-      const addrs = (raw as { spec?: { addresses?: unknown } }).spec?.addresses;
-      if (Array.isArray(addrs)) {
-        c.addresses = addrs.filter((a): a is string => typeof a === "string")
-          .map((a) => canonicalIp(a) ?? a);
-      }
     }
     candidates.push(c);
   }

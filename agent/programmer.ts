@@ -33,10 +33,10 @@ export interface MapWriter {
   writeBackends(slots: readonly BackendSlot[]): void;
   /** Empties backend slots. */
   clearBackends(ids: readonly number[]): void;
-  /** Swaps in a Maglev table. */
-  writeMaglev(id: number, table: Uint32Array): void;
-  /** Removes a Maglev table. */
-  deleteMaglev(id: number): void;
+  /** Swaps in Maglev tables, each whole. */
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[]): void;
+  /** Removes Maglev tables. */
+  deleteMaglevs(ids: readonly number[]): void;
   /** Writes a services entry. */
   putService(addr: ServiceAddress, entry: ServiceEntry): void;
   /** Removes a services entry. */
@@ -93,11 +93,11 @@ export interface ApplyStats {
 /** A step of a plan, recorded for tests and executed in order. */
 export type Step =
   | { op: "deleteServiceEntry"; addr: ServiceAddress }
-  | { op: "deleteMaglev"; id: number }
+  | { op: "deleteMaglevs"; ids: number[] }
   | { op: "clearBackends"; ids: number[] }
   | { op: "resetCounters"; services: number[]; backends: number[] }
   | { op: "writeBackends"; slots: BackendSlot[] }
-  | { op: "writeMaglev"; id: number; table: Uint32Array }
+  | { op: "writeMaglevs"; tables: { id: number; table: Uint32Array }[] }
   | { op: "putService"; addr: ServiceAddress; entry: ServiceEntry }
   | { op: "putVipMarker"; addr: string }
   | { op: "deleteVipMarker"; addr: string };
@@ -180,6 +180,8 @@ function frontendOf(a: ServiceAddress): string {
 export class Programmer {
   readonly #maps: MapWriter;
   #services = new Map<string, ProgrammedService>();
+  /** The desired service each programmed one was last written from: unchanged objects skip the diff. */
+  #source = new Map<string, DesiredService>();
   #vips = new Set<string>();
   #serviceIds: IdPool;
   #backendIds: IdPool;
@@ -207,6 +209,7 @@ export class Programmer {
     this.#serviceIds = new IdPool(c.serviceIds);
     this.#backendIds = new IdPool(c.backendIds);
     this.#services = new Map();
+    this.#source = new Map();
     const { frontends, vips } = this.#maps.listServices();
     const byId = new Map<number, ProgrammedService>();
     for (const f of frontends) {
@@ -255,6 +258,7 @@ export class Programmer {
 
     // 1. removed services
     const clearNow: number[] = [];
+    const dropTables: number[] = [];
     for (const [frontend, s] of this.#services) {
       if (desired.services.has(frontend)) continue;
       if (desired.keep.has(frontend)) {
@@ -262,10 +266,12 @@ export class Programmer {
         continue;
       }
       steps.push({ op: "deleteServiceEntry", addr: s.address });
-      steps.push({ op: "deleteMaglev", id: s.entry.id });
+      if (s.entry.tableSize > 0) dropTables.push(s.entry.id);
       for (const b of s.backends.values()) clearNow.push(b.id);
       stats.removed++;
     }
+    // Outer-map writes wait for an RCU grace period each: one batch per kind of write.
+    if (dropTables.length > 0) steps.push({ op: "deleteMaglevs", ids: dropTables });
     if (clearNow.length > 0) steps.push({ op: "clearBackends", ids: clearNow });
 
     // Ids of removed services are free from here on: their entries are gone.
@@ -279,10 +285,18 @@ export class Programmer {
     const slots: BackendSlot[] = [];
     const freshServices: number[] = [];
     const freshBackends: number[] = [];
-    const serviceSteps: Step[] = [];
+    // 3a entries that must change before their table, 3b tables, 3c entries after their table
+    const entriesBefore: Step[] = [];
+    const newTables: { id: number; table: Uint32Array }[] = [];
+    const emptied: number[] = [];
+    const entriesAfter: Step[] = [];
     const clearLater: number[] = [];
     for (const [frontend, d] of desired.services) {
       const old = this.#services.get(frontend);
+      if (old && this.#source.get(frontend) === d) {
+        next.set(frontend, old); // the same object as last time: nothing changed
+        continue;
+      }
       let id = old?.entry.id;
       if (id === undefined) {
         id = serviceIds.alloc();
@@ -314,9 +328,10 @@ export class Programmer {
       }
       const { entry, table: buildTable } = serviceEntry(id, d, backends);
       next.set(frontend, { frontend, address: d.address, entry, backends });
+      const put: Step = { op: "putService", addr: d.address, entry };
       if (!old) {
-        if (entry.tableSize > 0) serviceSteps.push({ op: "writeMaglev", id, table: buildTable() });
-        serviceSteps.push({ op: "putService", addr: d.address, entry });
+        if (entry.tableSize > 0) newTables.push({ id, table: buildTable() });
+        entriesAfter.push(put);
         stats.added++;
         continue;
       }
@@ -325,27 +340,29 @@ export class Programmer {
       const entryChanged = tableChanged || old.entry.keepClientAddress !== entry.keepClientAddress;
       if (!entryChanged) continue;
       stats.changed++;
-      const table = tableChanged ? buildTable() : new Uint32Array(0);
       if (!tableChanged) {
-        serviceSteps.push({ op: "putService", addr: d.address, entry });
-      } else if (table.length === 0) {
-        serviceSteps.push({ op: "putService", addr: d.address, entry });
-        serviceSteps.push({ op: "deleteMaglev", id });
-      } else if (table.length >= old.entry.tableSize) {
+        entriesBefore.push(put);
+      } else if (entry.tableSize === 0) {
+        entriesBefore.push(put); // size 0 rejects before the table goes
+        if (old.entry.tableSize > 0) emptied.push(id);
+      } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
-        serviceSteps.push({ op: "writeMaglev", id, table });
-        serviceSteps.push({ op: "putService", addr: d.address, entry });
+        newTables.push({ id, table: buildTable() });
+        entriesAfter.push(put);
       } else {
         // Smaller size first: it indexes inside the old, bigger table.
-        serviceSteps.push({ op: "putService", addr: d.address, entry });
-        serviceSteps.push({ op: "writeMaglev", id, table });
+        entriesBefore.push(put);
+        newTables.push({ id, table: buildTable() });
       }
     }
     if (freshServices.length > 0 || freshBackends.length > 0) {
       steps.push({ op: "resetCounters", services: freshServices, backends: freshBackends });
     }
     if (slots.length > 0) steps.push({ op: "writeBackends", slots });
-    steps.push(...serviceSteps);
+    steps.push(...entriesBefore);
+    if (emptied.length > 0) steps.push({ op: "deleteMaglevs", ids: emptied });
+    if (newTables.length > 0) steps.push({ op: "writeMaglevs", tables: newTables });
+    steps.push(...entriesAfter);
 
     // New VIP markers after their services, so a VIP never swallows traffic it cannot serve.
     const liveAddrs = new Set([...next.values()].map((s) => s.address.addr));
@@ -378,6 +395,8 @@ export class Programmer {
       throw e;
     }
     this.#services = plan.next;
+    this.#source = new Map();
+    for (const [frontend, d] of desired.services) this.#source.set(frontend, d);
     this.#vips = new Set([...plan.next.values()].map((s) => s.address.addr));
     const c = this.#maps.capacity();
     this.#serviceIds = new IdPool(c.serviceIds);
@@ -394,8 +413,8 @@ export class Programmer {
     switch (step.op) {
       case "deleteServiceEntry":
         return m.deleteServiceEntry(step.addr);
-      case "deleteMaglev":
-        return m.deleteMaglev(step.id);
+      case "deleteMaglevs":
+        return m.deleteMaglevs(step.ids);
       case "clearBackends":
         return m.clearBackends(step.ids);
       case "resetCounters":
@@ -403,8 +422,8 @@ export class Programmer {
         return m.resetBackendCounters(step.backends);
       case "writeBackends":
         return m.writeBackends(step.slots);
-      case "writeMaglev":
-        return m.writeMaglev(step.id, step.table);
+      case "writeMaglevs":
+        return m.writeMaglevs(step.tables);
       case "putService":
         return m.putService(step.addr, step.entry);
       case "putVipMarker":

@@ -33,7 +33,7 @@ Deno.test("programmer: a new service appears only after its backends and Maglev 
     "resetServiceCounters 1",
     "resetBackendCounters 1,2",
     "writeBackends 1=198.18.1.2,2=198.18.1.3",
-    "writeMaglev 1",
+    "writeMaglevs 1",
     `putService ${F}`,
     "putVipMarker 198.18.100.1",
   ]);
@@ -51,14 +51,14 @@ Deno.test("programmer: applying the same tables again writes nothing", () => {
 Deno.test("programmer: a removed backend leaves the table before its slot is cleared", () => {
   const { maps, p } = setup(table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3")] }]));
   p.apply(desired(maps, table("gw", [{ backends: [be("198.18.1.2")] }])));
-  assert.deepEqual(maps.ops, ["writeMaglev 1", `putService ${F}`, "clearBackends 2"]);
+  assert.deepEqual(maps.ops, ["writeMaglevs 1", `putService ${F}`, "clearBackends 2"]);
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2"]);
 });
 
 Deno.test("programmer: a weight change rebuilds only that table; weight 0 keeps the slot", () => {
   const { maps, p } = setup(table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3")] }]));
   p.apply(desired(maps, table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3", 0)] }])));
-  assert.deepEqual(maps.ops, ["writeMaglev 1", `putService ${F}`]);
+  assert.deepEqual(maps.ops, ["writeMaglevs 1", `putService ${F}`]);
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2"]);
   assert.equal(maps.backends.size, 2, "the drained backend keeps its slot for tracked flows");
 });
@@ -68,7 +68,7 @@ Deno.test("programmer: a shrinking table lowers table_size before the smaller ta
   const { maps, p } = setup(table("gw", [{ backends: many }]));
   assert.equal(maps.services.get(F)!.entry.tableSize, 4093);
   p.apply(desired(maps, table("gw", [{ backends: many.slice(0, 2) }])));
-  assert.deepEqual(maps.ops.slice(0, 2), [`putService ${F}`, "writeMaglev 1"]);
+  assert.deepEqual(maps.ops.slice(0, 2), [`putService ${F}`, "writeMaglevs 1"]);
   assert.equal(maps.services.get(F)!.entry.tableSize, 1021);
 });
 
@@ -77,7 +77,7 @@ Deno.test("programmer: a removed service stops matching before its table and bac
   p.apply(desired(maps));
   assert.deepEqual(maps.ops, [
     `deleteServiceEntry ${F}`,
-    "deleteMaglev 1",
+    "deleteMaglevs 1",
     "clearBackends 1",
     "deleteVipMarker 198.18.100.1",
   ]);
@@ -96,7 +96,7 @@ Deno.test("programmer: after a failed map write the state is re-read and the nex
   const t1 = table("gw", [{ backends: [be("198.18.1.2")] }]);
   const { maps, p } = setup(t1);
   const t2 = table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3")] }]);
-  maps.failOn = "writeMaglev";
+  maps.failOn = "writeMaglevs";
   assert.throws(() => p.apply(desired(maps, t2)), /injected failure/);
   p.apply(desired(maps, t2));
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2", "198.18.1.3"]);

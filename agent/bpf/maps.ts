@@ -301,6 +301,57 @@ export class DataplaneMaps {
     }
   }
 
+  /**
+   * Swaps in many Maglev tables: fresh inner maps written first, then the
+   * outer map updated in batches. The kernel waits for an RCU grace period
+   * after each outer-map write call (so programs see the new table when it
+   * returns); one batch call waits once instead of once per service.
+   */
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 512): void {
+    for (let i = 0; i < tables.length; i += chunk) {
+      const part = tables.slice(i, i + chunk);
+      const inner: BpfMap[] = [];
+      try {
+        for (const { id, table } of part) {
+          checkId("service", id, LIMITS.MAX_SERVICES);
+          if (table.length === 0 || table.length > MAGLEV_SIZE) {
+            throw new RangeError(`Maglev table of ${table.length} slots`);
+          }
+          const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+            keySize: 4,
+            valueSize: 4,
+            maxEntries: table.length,
+            flags: BPF_F_INNER_MAP,
+          });
+          inner.push(m);
+          m.updateBatch(
+            slotKeys(table.length),
+            new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
+              ArrayBuffer
+            >,
+          );
+        }
+        const keys = Uint32Array.from(part, (t) => t.id);
+        const fds = Uint32Array.from(inner, (m) => m.fd);
+        this.#maps.map("maglev").updateBatch(
+          new Uint8Array(keys.buffer),
+          new Uint8Array(fds.buffer),
+        );
+      } finally {
+        for (const m of inner) m.close(); // the outer map holds the tables now
+      }
+    }
+  }
+
+  /**
+   * Removes many Maglev tables. Array-of-maps has no batch delete (ENOTSUPP),
+   * so each costs an RCU grace period; only removed services get here.
+   */
+  deleteMaglevs(ids: readonly number[]): void {
+    const outer = this.#maps.map("maglev");
+    for (const id of ids) outer.delete(u32(id));
+  }
+
   /** Reads service `id`'s Maglev table back (empty when it has none). */
   readMaglev(id: number): Uint32Array {
     const fdBytes = this.#maps.map("maglev").lookup(u32(id));
@@ -453,25 +504,35 @@ export class DataplaneMaps {
     const cpus = numPossibleCpus();
     const stride = Math.ceil(counters.size / 8) * 8;
     const out = new Map<number, CounterTotals>();
-    for (const [k, v] of m.entries(8192)) {
-      const words = new Uint32Array(v.buffer, v.byteOffset, v.byteLength / 4);
-      const t = [0, 0, 0, 0, 0, 0];
-      for (let c = 0; c < cpus; c++) {
-        const base = (c * stride) / 4;
-        for (let f = 0; f < 6; f++) {
-          t[f]! += words[base + 2 * f]! + words[base + 2 * f + 1]! * 4294967296;
+    const vsize = stride * cpus;
+    m.scan((keys, values, n) => {
+      const ids = new Uint32Array(keys.buffer, 0, n);
+      const words = new Uint32Array(values.buffer, 0, (n * vsize) / 4);
+      for (let i = 0; i < n; i++) {
+        const t = [0, 0, 0, 0, 0, 0];
+        let any = false;
+        for (let c = 0; c < cpus; c++) {
+          const base = (i * vsize + c * stride) / 4;
+          for (let f = 0; f < 6; f++) {
+            const lo = words[base + 2 * f]!;
+            const hi = words[base + 2 * f + 1]!;
+            if (lo | hi) {
+              any = true;
+              t[f]! += lo + hi * 4294967296;
+            }
+          }
         }
+        if (!any) continue;
+        out.set(ids[i]!, {
+          packets: t[0]!,
+          bytes: t[1]!,
+          replyPackets: t[2]!,
+          replyBytes: t[3]!,
+          newFlows: t[4]!,
+          rejected: t[5]!,
+        });
       }
-      if (t.every((x) => x === 0)) continue;
-      out.set(new DataView(k.buffer).getUint32(0, true), {
-        packets: t[0]!,
-        bytes: t[1]!,
-        replyPackets: t[2]!,
-        replyBytes: t[3]!,
-        newFlows: t[4]!,
-        rejected: t[5]!,
-      });
-    }
+    });
     return out;
   }
 

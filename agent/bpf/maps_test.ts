@@ -69,3 +69,16 @@ Deno.test("maps: services, VIP markers and backend slots are listed as written",
     assert.ok(m.capacity().backendIds >= 100_000);
   });
 });
+
+Deno.test("maps: Maglev tables are written and removed in batches", async () => {
+  await withMaps((dp) => {
+    const tables = [1, 2, 3].map((id) => ({
+      id,
+      table: maglevTable([{ key: `198.18.201.${id}:80`, id: id + 10, weight: 1 }], maglevSize(1)),
+    }));
+    dp.maps.writeMaglevs(tables, 2);
+    for (const t of tables) assert.deepEqual(dp.maps.readMaglev(t.id), t.table);
+    dp.maps.deleteMaglevs([1, 3]);
+    assert.deepEqual([1, 2, 3].map((id) => dp.maps.readMaglev(id).length), [0, 1021, 0]);
+  });
+});

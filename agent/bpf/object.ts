@@ -183,6 +183,42 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Reads every entry in chunks by `bpf_map_lookup_batch`, handing each
+   * chunk's packed keys and values to `fn` (no copy per entry: for scans of
+   * large arrays).
+   */
+  scan(
+    fn: (keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number) => void,
+    chunk = 8192,
+  ): void {
+    const vsize = this.fullValueSize;
+    const token = new Uint8Array(Math.max(8, this.keySize));
+    const count = new Uint32Array(1);
+    const batchOpts = opts("bpf_map_batch_opts", {});
+    const keys = new Uint8Array(this.keySize * chunk);
+    const values = new Uint8Array(vsize * chunk);
+    let first = true;
+    for (;;) {
+      count[0] = chunk;
+      const rc = lib().bpf_map_lookup_batch(
+        this.fd,
+        first ? null : token,
+        token,
+        keys,
+        values,
+        new Uint8Array(count.buffer),
+        batchOpts,
+      );
+      if (count[0]! > 0) fn(keys, values, count[0]!);
+      if (rc < 0) {
+        if (-rc === ENOENT) return;
+        throw new LibbpfError("bpf_map_lookup_batch", -rc, "", this.name);
+      }
+      first = false;
+    }
+  }
+
   /** Writes `count` entries at once (`bpf_map_update_batch`); keys/values are packed. */
   updateBatch(
     keys: Uint8Array<ArrayBuffer>,
