@@ -22,10 +22,11 @@ import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
 import { gatewaysForEvent, managedGateways } from "./event_map.ts";
 import { reconcile } from "./gateway.ts";
-import { reconcileGatewayClass } from "./gateway_class.ts";
+import { classFinalizer, reconcileGatewayClass } from "./gateway_class.ts";
 import { watchedResources } from "./resources.ts";
 import {
   emptySnapshot,
+  type Gateway,
   GATEWAY_GROUP,
   putObject,
   removeObject,
@@ -33,7 +34,12 @@ import {
   type SnapshotObject,
 } from "./snapshot.ts";
 import { WorkQueue } from "./work_queue.ts";
-import { ConflictError, writeGatewayClassStatus, writeResult } from "./writer.ts";
+import {
+  ConflictError,
+  setGatewayClassFinalizer,
+  writeGatewayClassStatus,
+  writeResult,
+} from "./writer.ts";
 
 /** Prefix of queue keys that name a GatewayClass rather than a Gateway. */
 const CLASS_KEY = "class:";
@@ -164,6 +170,15 @@ export class Operator {
     const kind = (now ?? old)?.kind;
     if (kind === "GatewayClass" || kind === "GatewayClassConfig") {
       for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
+    } else if (kind === "Gateway") {
+      // a Gateway coming or going decides the class's gateway-exists finalizer
+      const before = (old as Gateway | undefined)?.spec?.gatewayClassName;
+      const after = (now as Gateway | undefined)?.spec?.gatewayClassName;
+      if (before !== after || old === undefined || now === undefined) {
+        for (const name of new Set([before, after])) {
+          if (name !== undefined) this.queue.add(CLASS_KEY + name);
+        }
+      }
     }
   }
 
@@ -221,6 +236,15 @@ export class Operator {
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     if (key.startsWith(CLASS_KEY)) {
       const name = key.slice(CLASS_KEY.length);
+      const finalizer = classFinalizer(name, this.snapshot);
+      if (finalizer !== "none") {
+        // the patch moves the resourceVersion; its watch event brings the class back for status
+        await setGatewayClassFinalizer(this.#kc, name, {
+          snapshot: this.snapshot,
+          present: finalizer === "add",
+        });
+        return;
+      }
       const status = reconcileGatewayClass(name, this.snapshot, { now });
       if (status) {
         await writeGatewayClassStatus(this.#kc, name, { snapshot: this.snapshot, status });

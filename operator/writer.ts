@@ -22,7 +22,7 @@ import { apiStatus, applyObject, k8s, type KubeObject } from "../kube/client.ts"
 import { GROUP, VERSION } from "../api/meta.ts";
 import { ROUTING_TABLE_PLURAL } from "../api/routing_table.ts";
 import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./gateway.ts";
-import type { GatewayClassStatus } from "./gateway_class.ts";
+import { GATEWAY_CLASS_FINALIZER, type GatewayClassStatus } from "./gateway_class.ts";
 import { GATEWAY_GROUP, type Snapshot } from "./snapshot.ts";
 
 /** The field manager of everything the operator writes. */
@@ -269,6 +269,40 @@ export async function writeGatewayClassStatus(
         status: options.status,
       },
     });
+    return true;
+  } catch (err) {
+    if (apiStatus(err) === 404) return false;
+    rethrow(err, `GatewayClass ${name}`);
+  }
+}
+
+/**
+ * Adds or removes the gateway-exists finalizer of a GatewayClass (merge patch
+ * carrying the resourceVersion read, so a concurrent change is a conflict).
+ */
+export async function setGatewayClassFinalizer(
+  kc: k8s.KubeConfig,
+  name: string,
+  options: { snapshot: Snapshot; present: boolean },
+): Promise<boolean> {
+  const gc = options.snapshot.gatewayClasses.get(name);
+  if (!gc) return false;
+  const current = gc.metadata?.finalizers ?? [];
+  if (current.includes(GATEWAY_CLASS_FINALIZER) === options.present) return false;
+  const finalizers = options.present
+    ? [...current, GATEWAY_CLASS_FINALIZER]
+    : current.filter((f) => f !== GATEWAY_CLASS_FINALIZER);
+  try {
+    await kc.makeApiClient(k8s.CustomObjectsApi).patchClusterCustomObject(
+      {
+        group: GATEWAY_GROUP,
+        version: "v1",
+        plural: "gatewayclasses",
+        name,
+        body: { metadata: { finalizers, resourceVersion: gc.metadata?.resourceVersion } },
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+    );
     return true;
   } catch (err) {
     if (apiStatus(err) === 404) return false;
