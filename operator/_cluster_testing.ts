@@ -13,6 +13,7 @@ import type { GatewayApiChannel } from "../tests/cluster/binaries.ts";
 import { apiStatus, applyObject, k8s, type KubeObject } from "../kube/client.ts";
 import { parseManifests } from "../kube/manifests.ts";
 import { applyBlixtCrds } from "../manifests/crds.ts";
+import type { Log } from "../kube/log.ts";
 import { Operator } from "./controller.ts";
 
 /** Field manager of what the tests apply. */
@@ -52,7 +53,7 @@ export interface OperatorCluster {
 export async function withOperatorCluster(
   name: string,
   body: (oc: OperatorCluster) => Promise<void>,
-  options: { channel?: GatewayApiChannel; nodes?: number; workers?: number } = {},
+  options: { channel?: GatewayApiChannel; nodes?: number; workers?: number; log?: Log } = {},
 ): Promise<void> {
   let operator: Operator | undefined;
   try {
@@ -71,7 +72,7 @@ export async function withOperatorCluster(
     operator = new Operator(kc, {
       identity: `${name}-operator`,
       lease: { durationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500 },
-      log: () => {},
+      log: options.log ?? (() => {}),
       ...(options.workers ? { workers: options.workers } : {}),
     });
     await operator.start();
