@@ -11,6 +11,7 @@ const BENCHMARKS: Record<
   () => Promise<{ main(args: string[]): Promise<void> }>
 > = {
   dataplane: () => import("./dataplane.ts"),
+  operator: () => import("./operator.ts"),
 };
 
 if (import.meta.main) {

@@ -17,7 +17,7 @@
  */
 
 import { type k8s, type KubeObject } from "../kube/client.ts";
-import { Informer } from "../kube/informer.ts";
+import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
 import { gatewaysForEvent, managedGateways } from "./event_map.ts";
@@ -39,10 +39,13 @@ import {
   setGatewayClassFinalizer,
   writeGatewayClassStatus,
   writeResult,
+  writeRouteStatuses,
 } from "./writer.ts";
 
 /** Prefix of queue keys that name a GatewayClass rather than a Gateway. */
 const CLASS_KEY = "class:";
+/** Prefix of queue keys that write the route statuses of a Gateway. */
+const ROUTES_KEY = "routes:";
 
 /** Options of {@linkcode Operator}. */
 export interface OperatorOptions {
@@ -105,7 +108,7 @@ export class Operator {
         apiVersion: resource.apiVersion,
         kind: resource.kind,
         plural: resource.plural,
-      }, { log: this.#log });
+      }, { log: this.#log, transform: dropManagedFields });
       const typed = (o: KubeObject) =>
         ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
       informer.on("add", (o) => this.#observe(undefined, typed(o)));
@@ -251,9 +254,25 @@ export class Operator {
       }
       return;
     }
+    if (key.startsWith(ROUTES_KEY)) {
+      const gateway = key.slice(ROUTES_KEY.length);
+      const result = reconcile(gateway, this.snapshot, { now });
+      const written = await writeRouteStatuses(this.#kc, result, { snapshot: this.snapshot });
+      if (written > 0) this.#log({ level: "info", msg: "route status", gateway, written });
+      return;
+    }
     const result = reconcile(key, this.snapshot, { now });
-    const report = await writeResult(this.#kc, result, { snapshot: this.snapshot });
-    if (report.gatewayStatus || report.table !== "unchanged" || report.routeStatuses > 0) {
+    // other workers must see this decision before its status write lands
+    if (result.status) {
+      this.snapshot.addressDecisions.set(key, result.status.addresses.map((a) => a.value));
+    } else this.snapshot.addressDecisions.delete(key);
+    const report = await writeResult(this.#kc, result, {
+      snapshot: this.snapshot,
+      routeStatuses: false,
+    });
+    // Route statuses go to the back of the queue: every Gateway's table and status first.
+    if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
+    if (report.gatewayStatus || report.table !== "unchanged") {
       this.#log({ level: "info", msg: "reconciled", gateway: key, ...report });
     }
   }

@@ -183,6 +183,20 @@ Deno.test("a GatewayClass holds the gateway-exists finalizer exactly while Gatew
   }
 });
 
+Deno.test("an address decided for another Gateway, not yet in its status, is not handed out twice", () => {
+  const s = snapshotOf([
+    ...blixtClass(),
+    gateway("a", [tcp()]),
+    gateway("b", [tcp()], { created: "2026-01-01T00:00:01Z" }),
+  ]);
+  const a = reconcile("default/a", s, { now: NOW });
+  // what the controller records between reconcile and the status write
+  s.addressDecisions.set("default/a", a.status?.addresses.map((x) => x.value) ?? []);
+  const b = reconcile("default/b", s, { now: NOW });
+  assert.deepEqual(a.status?.addresses.map((x) => x.value), ["198.18.0.1"]);
+  assert.deepEqual(b.status?.addresses.map((x) => x.value), ["198.18.0.2"]);
+});
+
 // --- Listeners -------------------------------------------------------------
 
 Deno.test("TCP and UDP listeners are accepted, each with its route kind", () => {
