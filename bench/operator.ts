@@ -14,7 +14,7 @@
  *   converged and the endpoint changes are done.
  *
  * deno task bench operator [--gateways 100] [--routes 10000] [--changes 100]
- *   [--operator-log FILE]
+ *   [--operator-log FILE] [--operator-v8-flags FLAGS]
  *
  * @module
  */
@@ -82,6 +82,7 @@ export async function main(args: string[]): Promise<void> {
       routes: { type: "string", default: "10000" },
       changes: { type: "string", default: "100" },
       "operator-log": { type: "string" },
+      "operator-v8-flags": { type: "string" },
     },
   });
   const gateways = Number(values.gateways);
@@ -226,6 +227,7 @@ export async function main(args: string[]): Promise<void> {
       args: [
         "run",
         "-A",
+        ...(values["operator-v8-flags"] ? [`--v8-flags=${values["operator-v8-flags"]}`] : []),
         new URL("../operator/main.ts", import.meta.url).pathname,
         "--kubeconfig",
         cluster.kubeconfig,
