@@ -12,6 +12,7 @@ const BENCHMARKS: Record<
 > = {
   dataplane: () => import("./dataplane.ts"),
   agent: () => import("./agent.ts"),
+  operator: () => import("./operator.ts"),
 };
 
 if (import.meta.main) {

@@ -294,3 +294,13 @@ export function routeShows(
   const ours = r?.parents.filter((p) => p.controllerName === "blixt.dev/gateway-controller");
   return shown(ours?.[index]?.conditions, type);
 }
+
+/** mulberry32: small, seeded, good enough to pick test inputs. */
+export function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

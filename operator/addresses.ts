@@ -40,12 +40,13 @@ function staticValues(g: Gateway): string[] {
     .filter((v) => v !== "");
 }
 
-function claimedValues(g: Gateway): string[] {
+function claimedValues(g: Gateway, snapshot: Snapshot): string[] {
   const fromStatus = (g.status?.addresses ?? [])
     .filter((a) => (a.type ?? "IPAddress") === "IPAddress")
     .map((a) => canonicalIp(a.value) ?? "")
     .filter((v) => v !== "");
-  return [...new Set([...staticValues(g), ...fromStatus])];
+  const decided = snapshot.addressDecisions.get(gatewayKey(g)) ?? [];
+  return [...new Set([...staticValues(g), ...fromStatus, ...decided])];
 }
 
 /**
@@ -83,7 +84,7 @@ export function assignAddresses(
     if (!isOurClass(snapshot.gatewayClasses.get(other.spec.gatewayClassName))) {
       continue;
     }
-    for (const ip of claimedValues(other)) {
+    for (const ip of claimedValues(other, snapshot)) {
       const prev = holders.get(ip);
       if (prev === undefined || isOlder(other, prev)) holders.set(ip, other);
     }

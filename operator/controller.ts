@@ -17,15 +17,16 @@
  */
 
 import { type k8s, type KubeObject } from "../kube/client.ts";
-import { Informer } from "../kube/informer.ts";
+import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
 import { gatewaysForEvent, managedGateways } from "./event_map.ts";
 import { reconcile } from "./gateway.ts";
-import { reconcileGatewayClass } from "./gateway_class.ts";
+import { classFinalizer, reconcileGatewayClass } from "./gateway_class.ts";
 import { watchedResources } from "./resources.ts";
 import {
   emptySnapshot,
+  type Gateway,
   GATEWAY_GROUP,
   putObject,
   removeObject,
@@ -33,10 +34,18 @@ import {
   type SnapshotObject,
 } from "./snapshot.ts";
 import { WorkQueue } from "./work_queue.ts";
-import { ConflictError, writeGatewayClassStatus, writeResult } from "./writer.ts";
+import {
+  ConflictError,
+  setGatewayClassFinalizer,
+  writeGatewayClassStatus,
+  writeResult,
+  writeRouteStatuses,
+} from "./writer.ts";
 
 /** Prefix of queue keys that name a GatewayClass rather than a Gateway. */
 const CLASS_KEY = "class:";
+/** Prefix of queue keys that write the route statuses of a Gateway. */
+const ROUTES_KEY = "routes:";
 
 /** Options of {@linkcode Operator}. */
 export interface OperatorOptions {
@@ -99,7 +108,7 @@ export class Operator {
         apiVersion: resource.apiVersion,
         kind: resource.kind,
         plural: resource.plural,
-      }, { log: this.#log });
+      }, { log: this.#log, transform: dropManagedFields });
       const typed = (o: KubeObject) =>
         ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
       informer.on("add", (o) => this.#observe(undefined, typed(o)));
@@ -164,6 +173,15 @@ export class Operator {
     const kind = (now ?? old)?.kind;
     if (kind === "GatewayClass" || kind === "GatewayClassConfig") {
       for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
+    } else if (kind === "Gateway") {
+      // a Gateway coming or going decides the class's gateway-exists finalizer
+      const before = (old as Gateway | undefined)?.spec?.gatewayClassName;
+      const after = (now as Gateway | undefined)?.spec?.gatewayClassName;
+      if (before !== after || old === undefined || now === undefined) {
+        for (const name of new Set([before, after])) {
+          if (name !== undefined) this.queue.add(CLASS_KEY + name);
+        }
+      }
     }
   }
 
@@ -221,15 +239,40 @@ export class Operator {
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     if (key.startsWith(CLASS_KEY)) {
       const name = key.slice(CLASS_KEY.length);
+      const finalizer = classFinalizer(name, this.snapshot);
+      if (finalizer !== "none") {
+        // the patch moves the resourceVersion; its watch event brings the class back for status
+        await setGatewayClassFinalizer(this.#kc, name, {
+          snapshot: this.snapshot,
+          present: finalizer === "add",
+        });
+        return;
+      }
       const status = reconcileGatewayClass(name, this.snapshot, { now });
       if (status) {
         await writeGatewayClassStatus(this.#kc, name, { snapshot: this.snapshot, status });
       }
       return;
     }
+    if (key.startsWith(ROUTES_KEY)) {
+      const gateway = key.slice(ROUTES_KEY.length);
+      const result = reconcile(gateway, this.snapshot, { now });
+      const written = await writeRouteStatuses(this.#kc, result, { snapshot: this.snapshot });
+      if (written > 0) this.#log({ level: "info", msg: "route status", gateway, written });
+      return;
+    }
     const result = reconcile(key, this.snapshot, { now });
-    const report = await writeResult(this.#kc, result, { snapshot: this.snapshot });
-    if (report.gatewayStatus || report.table !== "unchanged" || report.routeStatuses > 0) {
+    // other workers must see this decision before its status write lands
+    if (result.status) {
+      this.snapshot.addressDecisions.set(key, result.status.addresses.map((a) => a.value));
+    } else this.snapshot.addressDecisions.delete(key);
+    const report = await writeResult(this.#kc, result, {
+      snapshot: this.snapshot,
+      routeStatuses: false,
+    });
+    // Route statuses go to the back of the queue: every Gateway's table and status first.
+    if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
+    if (report.gatewayStatus || report.table !== "unchanged") {
       this.#log({ level: "info", msg: "reconciled", gateway: key, ...report });
     }
   }

@@ -11,7 +11,7 @@ import { parseManifests } from "../kube/manifests.ts";
 import { applyBlixtCrds } from "../manifests/crds.ts";
 import { Operator } from "./controller.ts";
 
-const NAME = "operator-ctl-test";
+const NAME = "op2-test-ctl";
 const quiet = () => {};
 
 function scenario(pool: string): KubeObject[] {

@@ -70,6 +70,22 @@ function nodeReady(o: SnapshotObject | undefined): boolean | undefined {
 }
 
 /**
+ * Whether a Gateway event can change which addresses other Gateways may have:
+ * it came or went, is being deleted, changed class, or its requested or
+ * assigned addresses changed. A condition-only status write cannot.
+ */
+function addressesMayMove(event: WatchEvent): boolean {
+  const before = event.old?.kind === "Gateway" ? event.old : undefined;
+  const after = event.new?.kind === "Gateway" ? event.new : undefined;
+  if (before === undefined || after === undefined) return true;
+  return before.spec?.gatewayClassName !== after.spec?.gatewayClassName ||
+    (before.metadata?.deletionTimestamp === undefined) !==
+      (after.metadata?.deletionTimestamp === undefined) ||
+    !isDeepStrictEqual(before.spec?.addresses, after.spec?.addresses) ||
+    !isDeepStrictEqual(before.status?.addresses, after.status?.addresses);
+}
+
+/**
  * The Gateways an event may affect, sorted and unique. Looks at the event's
  * objects and the current snapshot (already holding the change or not: both work).
  */
@@ -89,7 +105,7 @@ export function gatewaysForEvent(
           objectKey(x.metadata?.namespace ?? "", x.metadata?.name ?? ""),
         );
       }
-      if (o.kind === "Gateway") {
+      if (o.kind === "Gateway" && addressesMayMove(event)) {
         // another Gateway's addresses decide which addresses are free
         keys.push(...managedGateways(snapshot));
       }

@@ -47,6 +47,21 @@ Deno.test("each kind of event wakes exactly the Gateways it can affect", () => {
     { old?: SnapshotObject; new?: SnapshotObject },
     string[],
   ][] = [
+    ["a new Gateway: every Gateway (it may take an address)", {
+      new: gateway("c", [listener("tcp", 5000)]),
+    }, ["default/a", "default/b", "default/c"]],
+    ["a Gateway's conditions only: that Gateway", {
+      old: world[2] as SnapshotObject,
+      new: gateway("a", [listener("tcp", 5000)], {
+        status: { conditions: [], listeners: [] },
+      }),
+    }, ["default/a"]],
+    ["a Gateway's assigned address: every Gateway", {
+      old: world[2] as SnapshotObject,
+      new: gateway("a", [listener("tcp", 5000)], {
+        status: { addresses: [{ type: "IPAddress", value: "198.18.0.1" }] },
+      }),
+    }, ["default/a", "default/b"]],
     ["a route: its parents", { new: world[4] as SnapshotObject }, [
       "default/a",
     ]],

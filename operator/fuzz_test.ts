@@ -18,20 +18,11 @@ import {
   namespace,
   node,
   NOW,
+  prng,
   referenceGrant,
   route,
   service,
 } from "./_test_objects.ts";
-
-/** mulberry32: small, seeded, good enough to pick test inputs. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const GATEWAYS = 1000;
 const PER_WORLD = 4;

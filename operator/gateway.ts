@@ -188,6 +188,7 @@ export function reconcile(
   // Gateway Accepted
   const validListeners = verdicts.filter((v) => v.valid);
   const invalidNames = verdicts.filter((v) => !v.valid).map((v) => v.listener.name);
+  const infrastructureRef = gateway.spec.infrastructure?.parametersRef;
   let accepted: ConditionSpec;
   if (!params.ok) {
     accepted = {
@@ -195,6 +196,16 @@ export function reconcile(
       status: "False",
       reason: "InvalidParameters",
       message: `GatewayClass ${gateway.spec.gatewayClassName}: ${params.message}`,
+    };
+  } else if (infrastructureRef !== undefined) {
+    // blixt has no per-Gateway parameters kind; the class's GatewayClassConfig says it all
+    accepted = {
+      type: "Accepted",
+      status: "False",
+      reason: "InvalidParameters",
+      message: `spec.infrastructure.parametersRef ${
+        infrastructureRef.group || "core"
+      }/${infrastructureRef.kind} ${infrastructureRef.name} is not supported: blixt takes its parameters from the GatewayClass`,
     };
   } else if (assignment.notAccepted) {
     accepted = assignment.notAccepted;
@@ -227,8 +238,8 @@ export function reconcile(
   let table: TableAction;
   let programmed: ConditionSpec;
   if (accepted.status === "False") {
-    // a class config typo must not take traffic down: keep the last table
-    table = params.ok ? { action: "delete" } : { action: "keep" };
+    // a parameters typo must not take traffic down: keep the last table
+    table = accepted.reason === "InvalidParameters" ? { action: "keep" } : { action: "delete" };
     programmed = {
       type: "Programmed",
       status: "False",
@@ -451,7 +462,8 @@ function routingTable(gateway: Gateway, spec: RoutingTableSpec): RoutingTable {
 }
 
 /**
- * Programmed only once every ready node's DataplaneNode reports the current
+ * Programmed only once every ready node running an agent (a Ready Node with a
+ * DataplaneNode), and at least one, has its DataplaneNode report the current
  * generation of the table as programmed; a table not yet written (or written
  * with another spec) is pending.
  */
@@ -471,19 +483,20 @@ function dataplaneProgrammed(
     return pending("waiting for the RoutingTable to be written");
   }
   const generation = current.metadata.generation ?? 0;
+  // Nodes that count: Ready ones whose agent has announced itself with a DataplaneNode. A node
+  // the agent does not run on (nodeSelector, taints) must not hold Programmed back forever.
   const ready = [...snapshot.nodes.values()].filter((n) =>
-    n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+    n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
+    snapshot.dataplaneNodes.has(n.metadata?.name ?? "")
   );
-  if (ready.length === 0) return pending("no ready node to program");
+  if (ready.length === 0) {
+    return pending("no ready node runs the blixt agent yet (no DataplaneNode for a Ready Node)");
+  }
   const [namespace = "", name = ""] = gatewayKey.split("/");
   const waiting: string[] = [];
   for (const node of ready) {
     const nodeName = node.metadata?.name ?? "";
-    const dpn = snapshot.dataplaneNodes.get(nodeName);
-    if (dpn === undefined) {
-      waiting.push(`${nodeName}: no DataplaneNode (agent not running?)`);
-      continue;
-    }
+    const dpn = snapshot.dataplaneNodes.get(nodeName)!;
     const done = programmedGeneration(dpn, { namespace, name });
     if (done !== generation) {
       const errors = dpn.status?.tables?.find((t) =>
@@ -500,7 +513,7 @@ function dataplaneProgrammed(
     return pending(
       `RoutingTable generation ${generation} programmed on ${
         ready.length - waiting.length
-      } of ${ready.length} ready nodes; waiting for ${waiting.join(", ")}`,
+      } of ${ready.length} ready nodes running the agent; waiting for ${waiting.join(", ")}`,
     );
   }
   return {
@@ -509,7 +522,7 @@ function dataplaneProgrammed(
     reason: "Programmed",
     message: `RoutingTable generation ${generation} programmed on ${ready.length} ready node${
       ready.length > 1 ? "s" : ""
-    }`,
+    } running the agent`,
   };
 }
 
@@ -536,7 +549,7 @@ function listenerStatus(
       type: "Programmed",
       status: "True",
       reason: "Programmed",
-      message: "programmed on every ready node",
+      message: "programmed on every ready node running the agent",
     };
   } else {
     programmed = {

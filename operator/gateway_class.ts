@@ -17,6 +17,9 @@ import {
 import { type ConditionSpec, mergeConditions } from "./conditions.ts";
 import type { GatewayClass, Snapshot } from "./snapshot.ts";
 
+/** Finalizer on a GatewayClass while Gateways use it, as Gateway API asks. */
+export const GATEWAY_CLASS_FINALIZER = "gateway-exists-finalizer.gateway.networking.k8s.io";
+
 /** Gateway API bundle versions (major.minor) this operator implements. */
 export const SUPPORTED_BUNDLE_VERSIONS = ["v1.6"] as const;
 
@@ -164,4 +167,28 @@ export function reconcileGatewayClass(
     conditions,
     supportedFeatures: SUPPORTED_FEATURES.map((name) => ({ name })),
   };
+}
+
+/**
+ * Whether a GatewayClass of ours needs the gateway-exists finalizer added or
+ * removed: it holds one while any Gateway names the class, so the class is not
+ * deleted from under them; "none" for other controllers' classes.
+ */
+export function classFinalizer(
+  name: string,
+  snapshot: Snapshot,
+): "add" | "remove" | "none" {
+  const gc = snapshot.gatewayClasses.get(name);
+  if (gc === undefined || !isOurClass(gc)) return "none";
+  let used = false;
+  for (const g of snapshot.gateways.values()) {
+    if (g.spec?.gatewayClassName === name) {
+      used = true;
+      break;
+    }
+  }
+  const has = gc.metadata?.finalizers?.includes(GATEWAY_CLASS_FINALIZER) ?? false;
+  if (used && !has) return "add";
+  if (!used && has) return "remove";
+  return "none";
 }

@@ -3,7 +3,7 @@
 // Type=Status/Reason) and what the data plane gets (RoutingTable entries).
 import assert from "node:assert/strict";
 import { reconcile, type ReconcileResult } from "./gateway.ts";
-import { reconcileGatewayClass } from "./gateway_class.ts";
+import { classFinalizer, GATEWAY_CLASS_FINALIZER, reconcileGatewayClass } from "./gateway_class.ts";
 import { createSnapshot, type Snapshot, type SnapshotObject } from "./snapshot.ts";
 import {
   blixtClass,
@@ -155,6 +155,46 @@ Deno.test("a Gateway of a class with invalid parameters is Accepted=False/Invali
   assert.equal(gatewayShows(r, "Accepted"), "Accepted=False/InvalidParameters");
   assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Invalid");
   assert.equal(r.table.action, "keep");
+});
+
+Deno.test("a Gateway with an infrastructure.parametersRef is Accepted=False/InvalidParameters: blixt takes none", () => {
+  const gw = gateway("gw", [tcp()]);
+  gw.spec.infrastructure = {
+    parametersRef: { group: "invalid.io", kind: "InvalidParameters", name: "invalid" },
+  };
+  const r = run([...blixtClass(), gw]);
+  assert.equal(gatewayShows(r, "Accepted"), "Accepted=False/InvalidParameters");
+  assert.equal(r.table.action, "keep");
+});
+
+Deno.test("a GatewayClass holds the gateway-exists finalizer exactly while Gateways use it", () => {
+  const held = gatewayClass("blixt");
+  held.metadata = { ...held.metadata, finalizers: [GATEWAY_CLASS_FINALIZER] };
+  const other = gatewayClass("other", { controllerName: "example.com/other" });
+  const cases: [string, SnapshotObject[], string, string][] = [
+    ["unused, none held", [gatewayClass("blixt")], "blixt", "none"],
+    ["used, none held", [gatewayClass("blixt"), gateway("gw", [tcp()])], "blixt", "add"],
+    ["used, held", [held, gateway("gw", [tcp()])], "blixt", "none"],
+    ["no longer used", [held], "blixt", "remove"],
+    ["another controller's class", [other, gateway("gw", [tcp()])], "other", "none"],
+  ];
+  for (const [what, objects, name, want] of cases) {
+    assert.equal(classFinalizer(name, snapshotOf(objects)), want, what);
+  }
+});
+
+Deno.test("an address decided for another Gateway, not yet in its status, is not handed out twice", () => {
+  const s = snapshotOf([
+    ...blixtClass(),
+    gateway("a", [tcp()]),
+    gateway("b", [tcp()], { created: "2026-01-01T00:00:01Z" }),
+  ]);
+  const a = reconcile("default/a", s, { now: NOW });
+  // what the controller records between reconcile and the status write
+  s.addressDecisions.set("default/a", a.status?.addresses.map((x) => x.value) ?? []);
+  const b = reconcile("default/b", s, { now: NOW });
+  assert.deepEqual(a.status?.addresses.map((x) => x.value), ["198.18.0.1"]);
+  assert.deepEqual(b.status?.addresses.map((x) => x.value), ["198.18.0.2"]);
 });
 
 // --- Listeners -------------------------------------------------------------
@@ -472,7 +512,7 @@ Deno.test("Programmed waits for the RoutingTable to be written", () => {
   );
 });
 
-Deno.test("Programmed is True only once every ready node's DataplaneNode reports the table's current generation", () => {
+Deno.test("Programmed is True only once every ready node running an agent reports the table's current generation", () => {
   const gen = 3;
   const t = (g: number) => ({
     namespace: "default",
@@ -487,11 +527,17 @@ Deno.test("Programmed is True only once every ready node's DataplaneNode reports
       dataplaneNode("n1", [t(3)]),
       dataplaneNode("n2", [t(2)]),
     ], "Programmed=False/Pending"],
-    ["a ready node without an agent", [
+    ["no ready node runs an agent", [node("n1"), node("n2")], "Programmed=False/Pending"],
+    ["a ready node without an agent (no DataplaneNode) is not waited for", [
       node("n1"),
       node("n2"),
       dataplaneNode("n1", [t(3)]),
-    ], "Programmed=False/Pending"],
+    ], "Programmed=True/Programmed"],
+    ["a DataplaneNode of a node that is gone does not count", [
+      node("n1"),
+      dataplaneNode("n1", [t(3)]),
+      dataplaneNode("gone", [t(1)]),
+    ], "Programmed=True/Programmed"],
     ["all ready nodes current", [
       node("n1"),
       node("n2"),

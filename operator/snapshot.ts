@@ -97,6 +97,12 @@ export interface Snapshot {
    * Gateway API CRD, by CRD name; for the SupportedVersion condition.
    */
   crdBundleVersions: Map<string, string>;
+  /**
+   * Addresses the operator has decided for a Gateway (by `namespace/name`) and
+   * may not have written to its status yet. Concurrent reconciles read them
+   * so two Gateways are never handed one address in the same moment.
+   */
+  addressDecisions: Map<string, string[]>;
 }
 
 /** Key of a namespaced object. */
@@ -143,6 +149,7 @@ export function emptySnapshot(): Snapshot {
     dataplaneNodes: new Map(),
     routingTables: new Map(),
     crdBundleVersions: new Map(),
+    addressDecisions: new Map(),
   };
 }
 
@@ -230,6 +237,7 @@ export function removeObject(s: Snapshot, o: SnapshotObject): void {
       break;
     case "Gateway":
       s.gateways.delete(nsName(o));
+      s.addressDecisions.delete(nsName(o));
       break;
     case "TCPRoute":
     case "UDPRoute":

@@ -22,7 +22,7 @@ import { apiStatus, applyObject, k8s, type KubeObject } from "../kube/client.ts"
 import { GROUP, VERSION } from "../api/meta.ts";
 import { ROUTING_TABLE_PLURAL } from "../api/routing_table.ts";
 import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./gateway.ts";
-import type { GatewayClassStatus } from "./gateway_class.ts";
+import { GATEWAY_CLASS_FINALIZER, type GatewayClassStatus } from "./gateway_class.ts";
 import { GATEWAY_GROUP, type Snapshot } from "./snapshot.ts";
 
 /** The field manager of everything the operator writes. */
@@ -59,12 +59,13 @@ function splitKey(key: string): { namespace: string; name: string } {
 
 /**
  * Writes everything `result` asks for, reading the objects it was computed
- * from out of `snapshot`. Throws {@linkcode ConflictError} on a lost race.
+ * from out of `snapshot` (route statuses only unless `routeStatuses: false`).
+ * Throws {@linkcode ConflictError} on a lost race.
  */
 export async function writeResult(
   kc: k8s.KubeConfig,
   result: ReconcileResult,
-  options: { snapshot: Snapshot },
+  options: { snapshot: Snapshot; routeStatuses?: boolean },
 ): Promise<WriteReport> {
   const api = kc.makeApiClient(k8s.CustomObjectsApi);
   const { namespace, name } = splitKey(result.gatewayKey);
@@ -88,11 +89,19 @@ export async function writeResult(
   }
 
   if (result.table.action === "apply") {
-    await applyObject(kc, result.table.table as unknown as KubeObject, {
-      fieldManager: FIELD_MANAGER,
-      force: true,
-    });
-    report.table = "applied";
+    const want = result.table.table;
+    const have = options.snapshot.routingTables.get(result.gatewayKey);
+    // an apply that changes nothing still costs the API server a request: skip it
+    const same = have !== undefined && isDeepStrictEqual(have.spec, want.spec) &&
+      isDeepStrictEqual(have.metadata.ownerReferences, want.metadata.ownerReferences) &&
+      Object.entries(want.metadata.labels ?? {}).every(([k, v]) => have.metadata.labels?.[k] === v);
+    if (!same) {
+      await applyObject(kc, want as unknown as KubeObject, {
+        fieldManager: FIELD_MANAGER,
+        force: true,
+      });
+      report.table = "applied";
+    }
   } else if (result.table.action === "delete") {
     if (options.snapshot.routingTables.has(result.gatewayKey)) {
       try {
@@ -131,37 +140,8 @@ export async function writeResult(
     }
   }
 
-  for (const update of result.routeStatuses) {
-    const plural = ROUTE_PLURALS[update.kind];
-    if (!plural) continue;
-    const route = options.snapshot.routes.get(
-      `${update.kind}/${update.namespace}/${update.name}`,
-    );
-    if (!route) continue;
-    const [, version = "v1"] = update.apiVersion.split("/");
-    try {
-      await api.replaceNamespacedCustomObjectStatus({
-        group: GATEWAY_GROUP,
-        version,
-        namespace: update.namespace,
-        plural,
-        name: update.name,
-        body: {
-          ...route,
-          apiVersion: update.apiVersion,
-          kind: update.kind,
-          metadata: {
-            ...route.metadata,
-            ...(update.resourceVersion ? { resourceVersion: update.resourceVersion } : {}),
-          },
-          status: { ...route.status, parents: update.parents },
-        },
-      });
-      report.routeStatuses++;
-    } catch (err) {
-      if (apiStatus(err) === 404) continue;
-      rethrow(err, `${update.kind} ${update.namespace}/${update.name}`);
-    }
+  if (options.routeStatuses ?? true) {
+    report.routeStatuses = await writeRouteStatuses(kc, result, options);
   }
 
   if (result.finalizer === "remove" && gateway) {
@@ -176,6 +156,73 @@ export async function writeResult(
     }
   }
   return report;
+}
+
+/**
+ * Writes only the route statuses of `result`, a few at a time (a Gateway with
+ * hundreds of routes does not wait for each round trip in turn); returns how
+ * many were written. Throws {@linkcode ConflictError} once all were tried.
+ */
+export async function writeRouteStatuses(
+  kc: k8s.KubeConfig,
+  result: ReconcileResult,
+  options: { snapshot: Snapshot },
+): Promise<number> {
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  let written = 0;
+  let conflict: ConflictError | undefined;
+  let next = 0;
+  await Promise.all(Array.from({ length: ROUTE_WRITERS }, async () => {
+    while (next < result.routeStatuses.length) {
+      const update = result.routeStatuses[next++]!;
+      try {
+        if (await writeRouteStatus(api, update, options.snapshot)) written++;
+      } catch (err) {
+        if (err instanceof ConflictError) conflict = err;
+        else throw err;
+      }
+    }
+  }));
+  if (conflict) throw conflict;
+  return written;
+}
+
+/** Route status writes in flight at once for one Gateway. */
+const ROUTE_WRITERS = 8;
+
+async function writeRouteStatus(
+  api: k8s.CustomObjectsApi,
+  update: ReconcileResult["routeStatuses"][number],
+  snapshot: Snapshot,
+): Promise<boolean> {
+  const plural = ROUTE_PLURALS[update.kind];
+  if (!plural) return false;
+  const route = snapshot.routes.get(`${update.kind}/${update.namespace}/${update.name}`);
+  if (!route) return false;
+  const [, version = "v1"] = update.apiVersion.split("/");
+  try {
+    await api.replaceNamespacedCustomObjectStatus({
+      group: GATEWAY_GROUP,
+      version,
+      namespace: update.namespace,
+      plural,
+      name: update.name,
+      body: {
+        ...route,
+        apiVersion: update.apiVersion,
+        kind: update.kind,
+        metadata: {
+          ...route.metadata,
+          ...(update.resourceVersion ? { resourceVersion: update.resourceVersion } : {}),
+        },
+        status: { ...route.status, parents: update.parents },
+      },
+    });
+    return true;
+  } catch (err) {
+    if (apiStatus(err) === 404) return false;
+    rethrow(err, `${update.kind} ${update.namespace}/${update.name}`);
+  }
 }
 
 async function setFinalizer(
@@ -269,6 +316,40 @@ export async function writeGatewayClassStatus(
         status: options.status,
       },
     });
+    return true;
+  } catch (err) {
+    if (apiStatus(err) === 404) return false;
+    rethrow(err, `GatewayClass ${name}`);
+  }
+}
+
+/**
+ * Adds or removes the gateway-exists finalizer of a GatewayClass (merge patch
+ * carrying the resourceVersion read, so a concurrent change is a conflict).
+ */
+export async function setGatewayClassFinalizer(
+  kc: k8s.KubeConfig,
+  name: string,
+  options: { snapshot: Snapshot; present: boolean },
+): Promise<boolean> {
+  const gc = options.snapshot.gatewayClasses.get(name);
+  if (!gc) return false;
+  const current = gc.metadata?.finalizers ?? [];
+  if (current.includes(GATEWAY_CLASS_FINALIZER) === options.present) return false;
+  const finalizers = options.present
+    ? [...current, GATEWAY_CLASS_FINALIZER]
+    : current.filter((f) => f !== GATEWAY_CLASS_FINALIZER);
+  try {
+    await kc.makeApiClient(k8s.CustomObjectsApi).patchClusterCustomObject(
+      {
+        group: GATEWAY_GROUP,
+        version: "v1",
+        plural: "gatewayclasses",
+        name,
+        body: { metadata: { finalizers, resourceVersion: gc.metadata?.resourceVersion } },
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+    );
     return true;
   } catch (err) {
     if (apiStatus(err) === 404) return false;

@@ -14,7 +14,7 @@ import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
 import { writeGatewayClassStatus, writeResult } from "./writer.ts";
 
-const NAME = "operator-test";
+const NAME = "op2-test-writer";
 
 /** A blixt class with a pool, a Gateway, an echo Service with one endpoint, and a TCPRoute. */
 function objects(pool: string, endpoint: string) {

@@ -1,0 +1,313 @@
+/**
+ * Operator benchmarks on the local cluster, printed as JSON lines:
+ *
+ * - `reconcile_10k_routes_ms`: 10,000 TCPRoutes over 100 Gateways (50 TCP
+ *   listeners each, 2 routes a listener) exist before the operator starts;
+ *   from starting `deno task operator` (a process of its own) to every
+ *   RoutingTable written complete (every entry with its route and backends),
+ *   as seen through a watch. `route_status_10k_ms`: to every route's status
+ *   written too.
+ * - `endpoint_change_to_table_ms_p50` / `_p99`: at that scale, from writing an
+ *   EndpointSlice (one endpoint added) to the Gateway's RoutingTable carrying
+ *   it, as seen through a watch.
+ * - `operator_rss_mib_at_10k`: the operator process's resident set once it has
+ *   converged and the endpoint changes are done.
+ *
+ * deno task bench operator [--gateways 100] [--routes 10000] [--changes 100]
+ *   [--operator-log FILE] [--operator-v8-flags FLAGS]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
+import { applyObject, k8s, type KubeObject } from "../kube/client.ts";
+import { dropManagedFields, Informer } from "../kube/informer.ts";
+import { applyBlixtCrds } from "../manifests/crds.ts";
+import type { BenchLine } from "./dataplane.ts";
+
+const CLUSTER = "op2-test-bench";
+const MANAGER = "blixt-bench";
+const LISTENERS = 50;
+const ENDPOINTS = 4;
+
+function emit(line: BenchLine): void {
+  console.log(JSON.stringify(line));
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+}
+
+function slice(ns: string, gw: number, extra: number): KubeObject {
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: {
+      name: `svc-${gw}-1`,
+      namespace: ns,
+      labels: { "kubernetes.io/service-name": `svc-${gw}` },
+    },
+    addressType: "IPv4",
+    ports: [{ name: "tcp", port: 8080, protocol: "TCP" }],
+    endpoints: Array.from({ length: ENDPOINTS + extra }, (_, i) => ({
+      addresses: [`198.19.${gw}.${i + 2}`],
+      nodeName: "node-1",
+      conditions: { ready: true, serving: true, terminating: false },
+    })),
+  };
+}
+
+/** Runs `fn` over `items` with `width` at once. */
+async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+async function rssMiB(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+/** Entry point of `deno task bench operator`. */
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      gateways: { type: "string", default: "100" },
+      routes: { type: "string", default: "10000" },
+      changes: { type: "string", default: "100" },
+      "operator-log": { type: "string" },
+      "operator-v8-flags": { type: "string" },
+    },
+  });
+  const gateways = Number(values.gateways);
+  const routes = Number(values.routes);
+  const changes = Number(values.changes);
+  const log = (msg: string) => console.error(`# ${msg}`);
+  let operator: Deno.ChildProcess | undefined;
+  const informers: Informer[] = [];
+  try {
+    const cluster = await clusterUp({ name: CLUSTER, nodes: 1 });
+    const kc = cluster.kubeConfig();
+    await applyBlixtCrds(kc, { fieldManager: MANAGER });
+    const objects = kc.makeApiClient(k8s.KubernetesObjectApi);
+    const create = async (obj: KubeObject) => {
+      try {
+        await objects.create(obj);
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409) throw err; // left from an earlier run
+      }
+    };
+    const setupStarted = performance.now();
+    for (
+      const obj of [
+        { apiVersion: "v1", kind: "Namespace", metadata: { name: "blixt-system" } },
+        {
+          apiVersion: "blixt.dev/v1alpha1",
+          kind: "GatewayClassConfig",
+          metadata: { name: "bench" },
+          spec: { addressPools: [{ name: "local", cidr: cluster.plan.gatewayPool }] },
+        },
+        {
+          apiVersion: "gateway.networking.k8s.io/v1",
+          kind: "GatewayClass",
+          metadata: { name: "blixt" },
+          spec: {
+            controllerName: "blixt.dev/gateway-controller",
+            parametersRef: { group: "blixt.dev", kind: "GatewayClassConfig", name: "bench" },
+          },
+        },
+      ] as KubeObject[]
+    ) await create(obj);
+    const nsOf = (gw: number) => `bench-${gw % 10}`;
+    for (let n = 0; n < 10; n++) {
+      await create({ apiVersion: "v1", kind: "Namespace", metadata: { name: `bench-${n}` } });
+    }
+    const perGateway: KubeObject[] = [];
+    for (let g = 0; g < gateways; g++) {
+      const ns = nsOf(g);
+      perGateway.push({
+        apiVersion: "gateway.networking.k8s.io/v1",
+        kind: "Gateway",
+        metadata: { name: `gw-${g}`, namespace: ns },
+        spec: {
+          gatewayClassName: "blixt",
+          listeners: Array.from({ length: LISTENERS }, (_, l) => ({
+            name: `l${l}`,
+            port: 10000 + l,
+            protocol: "TCP",
+          })),
+        },
+      });
+      perGateway.push({
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: `svc-${g}`, namespace: ns },
+        spec: { ports: [{ name: "tcp", port: 80, targetPort: 8080 }] },
+      });
+      perGateway.push(slice(ns, g, 0));
+    }
+    await pool(perGateway, 8, create);
+    const routeObjects = Array.from({ length: routes }, (_, r): KubeObject => {
+      const g = r % gateways;
+      return {
+        apiVersion: "gateway.networking.k8s.io/v1",
+        kind: "TCPRoute",
+        metadata: { name: `r-${r}`, namespace: nsOf(g) },
+        spec: {
+          parentRefs: [{
+            name: `gw-${g}`,
+            sectionName: `l${Math.floor(r / gateways) % LISTENERS}`,
+          }],
+          rules: [{ backendRefs: [{ name: `svc-${g}`, port: 80 }] }],
+        },
+      };
+    });
+    await pool(routeObjects, 16, create);
+    log(
+      `created ${gateways} Gateways and ${routes} TCPRoutes in ${
+        ((performance.now() - setupStarted) / 1000).toFixed(1)
+      } s`,
+    );
+
+    // what a user would watch: the tables, and the routes' status
+    const complete = new Set<string>();
+    let allTables: () => void = () => {};
+    const tablesDone = new Promise<void>((r) => allTables = r);
+    const seen = new Map<string, (table: KubeObject) => void>();
+    const tables = new Informer(kc, {
+      apiVersion: "blixt.dev/v1alpha1",
+      kind: "RoutingTable",
+      plural: "routingtables",
+    }, { log: () => {}, transform: dropManagedFields });
+    const onTable = (t: KubeObject) => {
+      const key = `${t.metadata?.namespace}/${t.metadata?.name}`;
+      const entries = (t.spec as { entries?: { route?: unknown; backends: unknown[] }[] })
+        ?.entries ?? [];
+      if (
+        entries.length === LISTENERS &&
+        entries.every((e) => e.route !== undefined && e.backends.length >= ENDPOINTS)
+      ) {
+        complete.add(key);
+        if (complete.size === gateways) allTables();
+      }
+      seen.get(key)?.(t);
+    };
+    tables.on("add", onTable);
+    tables.on("update", onTable);
+    informers.push(tables.start());
+    await tables.synced;
+
+    const statusDone = new Set<string>();
+    let allStatus: () => void = () => {};
+    const statusesDone = new Promise<void>((r) => allStatus = r);
+    const routeInformer = new Informer(kc, {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "TCPRoute",
+      plural: "tcproutes",
+    }, { log: () => {}, transform: dropManagedFields });
+    const onRoute = (r: KubeObject) => {
+      const parents = (r.status as { parents?: unknown[] } | undefined)?.parents ?? [];
+      if (parents.length > 0) statusDone.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
+      if (statusDone.size === routes) allStatus();
+    };
+    routeInformer.on("add", onRoute);
+    routeInformer.on("update", onRoute);
+    informers.push(routeInformer.start());
+    await routeInformer.synced;
+
+    const port = 18000 + Math.floor(Math.random() * 1000);
+    const started = performance.now();
+    operator = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        ...(values["operator-v8-flags"] ? [`--v8-flags=${values["operator-v8-flags"]}`] : []),
+        new URL("../operator/main.ts", import.meta.url).pathname,
+        "--kubeconfig",
+        cluster.kubeconfig,
+        "--health-port",
+        String(port),
+        "--identity",
+        "bench",
+      ],
+      stdout: "null",
+      stderr: values["operator-log"] ? "piped" : "null",
+    }).spawn();
+    if (values["operator-log"]) {
+      const file = await Deno.open(values["operator-log"], {
+        write: true,
+        create: true,
+        truncate: true,
+      });
+      operator.stderr.pipeTo(file.writable).catch(() => {});
+    }
+    await tablesDone;
+    const reconcileMs = performance.now() - started;
+    emit({
+      name: "reconcile_10k_routes_ms",
+      value: Math.round(reconcileMs),
+      unit: "ms",
+      better: "lower",
+    });
+    await statusesDone;
+    emit({
+      name: "route_status_10k_ms",
+      value: Math.round(performance.now() - started),
+      unit: "ms",
+      better: "lower",
+    });
+
+    const latencies: number[] = [];
+    for (let i = 0; i < changes; i++) {
+      const g = i % gateways;
+      const ns = nsOf(g);
+      const extra = 1 + Math.floor(i / gateways);
+      const ip = `198.19.${g}.${ENDPOINTS + extra + 1}`;
+      const key = `${ns}/gw-${g}`;
+      const arrived = new Promise<void>((resolve) => {
+        seen.set(key, (t) => {
+          if (JSON.stringify(t.spec).includes(`"${ip}"`)) resolve();
+        });
+      });
+      const t0 = performance.now();
+      await applyObject(kc, slice(ns, g, extra), { fieldManager: MANAGER, force: true });
+      await arrived;
+      latencies.push(performance.now() - t0);
+      seen.delete(key);
+    }
+    const round = (x: number) => Math.round(x * 10) / 10;
+    emit({
+      name: "endpoint_change_to_table_ms_p50",
+      value: round(quantile(latencies, 0.5)),
+      unit: "ms",
+      better: "lower",
+    });
+    emit({
+      name: "endpoint_change_to_table_ms_p99",
+      value: round(quantile(latencies, 0.99)),
+      unit: "ms",
+      better: "lower",
+    });
+    emit({
+      name: "operator_rss_mib_at_10k",
+      value: round(await rssMiB(operator.pid)),
+      unit: "MiB",
+      better: "lower",
+    });
+  } finally {
+    if (operator) {
+      try {
+        operator.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await operator.status;
+    }
+    for (const i of informers) await i.stop();
+    await clusterDown(CLUSTER);
+  }
+}
