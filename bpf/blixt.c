@@ -130,7 +130,7 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		}
 		count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
 	} else if (v->kind == CT_KIND_SNAT) {
-		if (now - v->last_seen > CT_REFRESH_NS)
+		if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 			v->last_seen = now;
 	} else {
 		ct_touch(v, p->key.proto == IPPROTO_TCP ? ct_next_state(v->state, p->tcp_flags, 0)
@@ -177,7 +177,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	v = bpf_map_lookup_elem(&conntrack, &p.key);
 	if (!v && dir != DIR_INGRESS)
 		return TC_ACT_OK; /* the common egress case: read no clock */
-	now = bpf_ktime_get_coarse_ns(); /* ~4 ms resolution, half the cost of the fine clock */
+	now = ct_now();
 	if (v && v->kind != CT_KIND_DNAT)
 		return tracked(skb, &p, v, now);
 	if (dir != DIR_INGRESS)

@@ -78,4 +78,10 @@ struct counters {
 	__u64 rejected;		/* packets answered with RST / ICMP unreachable */
 };
 
+/* The coarse clock as this CPU last read it: the value of the per-CPU clock map. */
+struct clock_cache {
+	__u64 jiffies;	/* bpf_jiffies64() when ns was read */
+	__u64 ns;	/* bpf_ktime_get_coarse_ns() then */
+};
+
 #endif

@@ -322,6 +322,15 @@ export const counters = defineStruct(
   ] as const,
 );
 
+/** The coarse clock as one CPU last read it (the per-CPU `clock` map; the program's own cache). */
+export const clockCache = defineStruct(
+  "clock_cache",
+  [
+    ["jiffies", "u64"],
+    ["ns", "u64"],
+  ] as const,
+);
+
 /** Decoded `struct service_key`. */
 export type ServiceKey = ReturnType<typeof serviceKey.decode>;
 /** Decoded `struct service_value`. */
@@ -346,6 +355,7 @@ export const SHARED_STRUCTS = [
   flowKey,
   flowValue,
   counters,
+  clockCache,
 ] as const;
 
 // ---- libbpf 1.1 option structs (x86-64), checked by a C probe ----

@@ -392,9 +392,10 @@ export const MAP_NAMES = [
   "service_stats",
   "backend_stats",
   "events",
+  "clock",
 ] as const;
 
-const PER_CPU_MAPS = new Set(["service_stats", "backend_stats", "events"]);
+const PER_CPU_MAPS = new Set(["service_stats", "backend_stats", "events", "clock"]);
 
 /** Options of {@linkcode testRun}. */
 export interface TestRunOptions {
