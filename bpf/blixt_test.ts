@@ -1048,3 +1048,116 @@ Deno.test("packet: after a flow closes, a direct connection on the same tuple is
     assert.equal(left.length, 0, "the stale reply entry is gone");
   });
 });
+
+Deno.test("packet: ICMP errors a client sends about a reply reach the backend", async () => {
+  await withDataplane((dp) => {
+    const ROUTER = "198.18.192.254";
+    // A reply the client got from the VIP, quoted whole by its ICMP error.
+    const quoteTcp = (src: string, sport: number, dst: string, dport: number) =>
+      buildIp({ src, dst, tcp: tcp(sport, dport, TCP.ACK, { seq: 7, ack: 1001 }) });
+    check(dp, {
+      description: "a TCP flow to the local backend",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40511, 80, TCP.SYN) }),
+      expected: pkt({ src: CLIENT, dst: BE1, tcp: tcp(40511, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "the client's frag-needed about VIP:80->client goes to be1, about be1:8080",
+      hook: "ingress",
+      input: pkt({
+        src: CLIENT,
+        dst: VIP,
+        icmp: { type: 3, code: 4, rest: 1200 },
+        payload: quoteTcp(VIP, 80, CLIENT, 40511),
+      }),
+      expected: pkt({
+        src: CLIENT,
+        dst: BE1,
+        icmp: { type: 3, code: 4, rest: 1200 },
+        payload: quoteTcp(BE1, 8080, CLIENT, 40511),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "a router's frag-needed on the client's side keeps the router as source",
+      hook: "ingress",
+      input: pkt({
+        src: ROUTER,
+        dst: VIP,
+        icmp: { type: 3, code: 4, rest: 1400 },
+        payload: quoteTcp(VIP, 80, CLIENT, 40511),
+      }),
+      expected: pkt({
+        src: ROUTER,
+        dst: BE1,
+        icmp: { type: 3, code: 4, rest: 1400 },
+        payload: quoteTcp(BE1, 8080, CLIENT, 40511),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "an error about a reply of no tracked flow passes untouched",
+      hook: "ingress",
+      input: pkt({
+        src: CLIENT,
+        dst: VIP,
+        icmp: { type: 3, code: 4, rest: 1200 },
+        payload: quoteTcp(VIP, 80, CLIENT, 49999),
+      }),
+      expected: "unchanged",
+      verdict: TC_ACT.OK,
+    });
+
+    // A remote backend's flow runs from node:port: the error must be about that.
+    check(dp, {
+      description: "UDP to VIP2:53 goes to the remote backend",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP2, udp: { sport: 40512, dport: 53 } }),
+      expected: pkt({ src: CLIENT, dst: BE3, udp: { sport: 40512, dport: 5353 } }),
+      verdict: TC_ACT.OK,
+    });
+    const out = testRun(
+      dp.egressFd,
+      pkt({ src: CLIENT, dst: BE3, udp: { sport: 40512, dport: 5353 } }),
+    );
+    const natPort = decodePacket(out.data).sport!;
+    const quoteUdp = (src: string, sport: number, dst: string, dport: number) =>
+      buildIp({ src, dst, udp: { sport, dport }, payload: new Uint8Array(12) });
+    check(dp, {
+      description: "the client's port unreachable about VIP2:53->client goes to be3 at ingress",
+      hook: "ingress",
+      input: pkt({
+        src: CLIENT,
+        dst: VIP2,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(VIP2, 53, CLIENT, 40512),
+      }),
+      expected: pkt({
+        src: CLIENT,
+        dst: BE3,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(BE3, 5353, NODE, natPort),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "and leaves the node from the node's address, as be3's flow knows it",
+      hook: "egress",
+      input: pkt({
+        src: CLIENT,
+        dst: BE3,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(BE3, 5353, NODE, natPort),
+      }),
+      expected: pkt({
+        src: NODE,
+        dst: BE3,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(BE3, 5353, NODE, natPort),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    assert.equal(dp.maps.events().icmp_translated, 4n);
+  });
+});
