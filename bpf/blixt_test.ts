@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
-import { CT_KIND, CT_STATE, PROTO } from "../agent/bpf/layout.ts";
+import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
 import { maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
 import {
   buildIp,
@@ -1159,5 +1159,162 @@ Deno.test("packet: ICMP errors a client sends about a reply reach the backend", 
       verdict: TC_ACT.OK,
     });
     assert.equal(dp.maps.events().icmp_translated, 4n);
+  });
+});
+
+/** Moves every conntrack entry's last use `seconds` into the past: time passes, no packet. */
+function idle(dp: Dataplane, seconds: number): void {
+  const ct = dp.object.map("conntrack");
+  for (const [key, bytes] of ct.entries()) {
+    const v = flowValue.decode(bytes);
+    // CLOCK_MONOTONIC_COARSE; going back past its zero wraps like the program's u64.
+    v.last_seen = BigInt.asUintN(64, v.last_seen - BigInt(seconds) * 1_000_000_000n);
+    v.created = BigInt.asUintN(64, v.created - BigInt(seconds) * 1_000_000_000n);
+    ct.update(key, flowValue.encode(v));
+  }
+}
+
+Deno.test("packet: conntrack entries expire after the kernel's timeouts, not before", async () => {
+  await withDataplane((dp) => {
+    // nf_conntrack defaults: TCP syn_sent 120 s, established 5 days, fin_wait 120 s,
+    // close 10 s; UDP 30 s, 120 s once replied ("stream").
+    const cases = [
+      { what: "TCP after a SYN", proto: PROTO.TCP, flags: [TCP.SYN], reply: false, timeout: 120 },
+      {
+        what: "TCP established",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN],
+        reply: true,
+        timeout: 432000,
+      },
+      {
+        what: "TCP after a FIN",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN, TCP.FIN | TCP.ACK],
+        reply: true,
+        timeout: 120,
+      },
+      {
+        what: "TCP after a RST",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN, TCP.RST],
+        reply: false,
+        timeout: 10,
+      },
+      { what: "UDP unreplied", proto: PROTO.UDP, flags: [0], reply: false, timeout: 30 },
+      { what: "UDP replied", proto: PROTO.UDP, flags: [0], reply: true, timeout: 120 },
+    ];
+    let sport = 40800;
+    for (const c of cases) {
+      for (const [idleFor, expired] of [[c.timeout - 1, false], [c.timeout + 1, true]] as const) {
+        sport++;
+        const dport = c.proto === PROTO.TCP ? 80 : 53;
+        const bport = c.proto === PROTO.TCP ? 8080 : 5353;
+        // The client's end of the flow, or the backend's.
+        const l4 = (flags: number, from: "client" | "backend") => {
+          const [src, dst] = from === "client" ? [sport, dport] : [bport, sport];
+          return c.proto === PROTO.TCP
+            ? { tcp: tcp(src, dst, flags) }
+            : { udp: { sport: src, dport: dst } };
+        };
+        const send = (flags: number) =>
+          testRun(dp.ingressFd, pkt({ src: CLIENT, dst: VIP, ...l4(flags, "client") }));
+        send(c.flags[0]!);
+        if (c.reply) {
+          const r = testRun(
+            dp.egressFd,
+            pkt({
+              src: BE1,
+              dst: CLIENT,
+              ...l4(c.proto === PROTO.TCP ? TCP.SYN | TCP.ACK : 0, "backend"),
+            }),
+          );
+          assert.equal(decodePacket(r.data).src, VIP, `[${c.what}] reply translated`);
+        }
+        for (const f of c.flags.slice(1)) send(f);
+        const svc = c.proto === PROTO.TCP ? S.tcp80 : S.udp53;
+        const before = dp.maps.serviceCounters(svc).new_flows;
+        idle(dp, idleFor);
+        // The backend's reply of an expired flow is no longer the VIP's.
+        const reply = testRun(
+          dp.egressFd,
+          pkt({ src: BE1, dst: CLIENT, ...l4(c.proto === PROTO.TCP ? TCP.ACK : 0, "backend") }),
+        );
+        assert.equal(
+          decodePacket(reply.data).src,
+          expired ? BE1 : VIP,
+          `[${c.what}, idle ${idleFor} s] reply ${expired ? "left alone" : "translated"}`,
+        );
+        // The client's next packet belongs to the flow, or starts a new one.
+        const out = send(c.proto === PROTO.TCP ? TCP.ACK : 0);
+        assert.equal(out.retval, TC_ACT.OK);
+        assert.equal(decodePacket(out.data).dst, BE1);
+        assert.equal(
+          dp.maps.serviceCounters(svc).new_flows - before,
+          expired ? 1n : 0n,
+          `[${c.what}, idle ${idleFor} s] ${expired ? "expired: a new flow" : "still tracked"}`,
+        );
+      }
+    }
+  });
+});
+
+Deno.test("packet: SNAT ports run out loudly and come back once their flow expires", async () => {
+  await withDataplane((dp) => {
+    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61001] });
+    const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
+    const natPort = (sport: number) => {
+      const out = testRun(
+        dp.egressFd,
+        pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
+      );
+      const d = decodePacket(out.data);
+      assert.equal(d.src, NODE);
+      return d.sport!;
+    };
+    for (const sport of [40901, 40902]) {
+      check(dp, {
+        description: `flow :${sport} to the remote backend gets one of the two SNAT ports`,
+        hook: "ingress",
+        input: syn(sport),
+        expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
+        verdict: TC_ACT.OK,
+      });
+    }
+    const ports = [natPort(40901), natPort(40902)].sort();
+    assert.deepEqual(ports, [61000, 61001]);
+    check(dp, {
+      description: "a third flow finds no free port: dropped, counted",
+      hook: "ingress",
+      input: syn(40903),
+      expected: "unchanged",
+      verdict: TC_ACT.SHOT,
+    });
+    assert.equal(dp.maps.events().snat_exhausted, 1n);
+    check(dp, {
+      description: "the client resets flow :40901",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP2, tcp: tcp(40901, 80, TCP.RST) }),
+      expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40901, 8080, TCP.RST) }),
+      verdict: TC_ACT.OK,
+    });
+    const freed = natPort(40901);
+    check(dp, {
+      description: "its port stays reserved while the closed flow is tracked (10 s)",
+      hook: "ingress",
+      input: syn(40904),
+      expected: "unchanged",
+      verdict: TC_ACT.SHOT,
+    });
+    idle(dp, 11);
+    check(dp, {
+      description: "once it expired, a new flow gets the port",
+      hook: "ingress",
+      input: syn(40904),
+      expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40904, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    assert.equal(natPort(40904), freed);
+    assert.equal(dp.maps.events().snat_exhausted, 2n);
   });
 });
