@@ -40,6 +40,15 @@ static __always_inline int backend_alive(const struct flow_value *v)
 	       be->port == v->dport;
 }
 
+/* Whether a packet at ingress came from one of this node's pods. */
+static __always_inline int from_pod(const struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	__u32 *flags = bpf_map_lookup_elem(&pod_ifaces, &ifindex);
+
+	return flags && (*flags & IFACE_F_PODS);
+}
+
 /* Reject a new flow's first packet; a subprogram of its own for stack room. */
 static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u32 service_id)
 {
@@ -80,7 +89,13 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 	/* Packets towards the client leave as VIP:port. */
 	ct_value(&reply, CT_KIND_REPLY, p->key.daddr[0], p->key.dport, p->key.saddr[0],
 		 p->key.sport, svc->id, bid, now);
-	if ((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) {
+	/*
+	 * Remote backends see the node as the client (kube-proxy's "Cluster"), unless the
+	 * service keeps client addresses. A client that is one of this node's pods is always
+	 * translated (hairpin): a local backend's reply would otherwise go straight back
+	 * over the pod network, never through the program, and not come from the VIP.
+	 */
+	if (from_pod(skb) || ((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT))) {
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
 		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {

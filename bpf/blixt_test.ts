@@ -1318,3 +1318,53 @@ Deno.test("packet: SNAT ports run out loudly and come back once their flow expir
     assert.equal(dp.maps.events().snat_exhausted, 2n);
   });
 });
+
+Deno.test("packet: a pod of this node reaching a VIP is source-translated (hairpin)", async () => {
+  await withDataplane((dp) => {
+    // Test runs see the loopback device (ifindex 1) as the packet's interface.
+    const POD_IFINDEX = 1;
+    const at = (hook: "ingress" | "egress", input: Uint8Array<ArrayBuffer>) =>
+      testRun(hook === "ingress" ? dp.ingressFd : dp.egressFd, input, { ifindex: POD_IFINDEX });
+    check(dp, {
+      description: "before the interface is marked, be2's flow keeps its address (a client)",
+      hook: "ingress",
+      input: pkt({ src: BE2, dst: VIP, tcp: tcp(40950, 80, TCP.SYN) }),
+      expected: pkt({ src: BE2, dst: BE1, tcp: tcp(40950, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    dp.maps.setPodInterface(POD_IFINDEX);
+    for (const [client, cport] of [[BE2, 40951], [BE1, 40952]] as const) {
+      const who = client === BE1 ? "be1 (its own backend)" : "be2";
+      const syn = at("ingress", pkt({ src: client, dst: VIP, tcp: tcp(cport, 80, TCP.SYN) }));
+      assert.equal(syn.retval, TC_ACT.OK);
+      assert.deepEqual(
+        decodePacket(syn.data),
+        decodePacket(pkt({ src: client, dst: BE1, tcp: tcp(cport, 8080, TCP.SYN) })),
+        `${who}: DNAT to be1`,
+      );
+      const out = at("egress", pkt({ src: client, dst: BE1, tcp: tcp(cport, 8080, TCP.SYN) }));
+      const d = decodePacket(out.data);
+      assert.equal(d.src, NODE, `${who}: the backend sees the node`);
+      assert.ok(d.sport! >= SNAT_PORTS[0] && d.sport! <= SNAT_PORTS[1]);
+      assert.deepEqual(checksumErrors(out.data), []);
+      const reply = at(
+        "ingress",
+        pkt({ src: BE1, dst: NODE, tcp: tcp(8080, d.sport!, TCP.SYN | TCP.ACK) }),
+      );
+      assert.deepEqual(
+        withoutChecksums(reply.data),
+        withoutChecksums(pkt({ src: VIP, dst: client, tcp: tcp(80, cport, TCP.SYN | TCP.ACK) })),
+        `${who}: be1's reply comes back from VIP:80`,
+      );
+      assert.deepEqual(checksumErrors(reply.data), []);
+    }
+    dp.maps.deletePodInterface(POD_IFINDEX);
+    check(dp, {
+      description: "once unmarked, new flows keep the client address again",
+      hook: "ingress",
+      input: pkt({ src: BE2, dst: VIP, tcp: tcp(40953, 80, TCP.SYN) }),
+      expected: pkt({ src: BE2, dst: BE1, tcp: tcp(40953, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+  });
+});

@@ -188,6 +188,7 @@ export const LIMITS = {
   MAX_BACKENDS: 65536,
   MAGLEV_MAX: 65537,
   CT_MAX: 262144,
+  MAX_POD_IFACES: 256,
 } as const;
 
 /** Address family values of keys. */
@@ -202,6 +203,8 @@ export const BACKEND_REJECT = 0;
 export const SVC_F = { VIP_MARKER: 1, KEEP_CLIENT: 2 } as const;
 /** backend.flags */
 export const BE_F = { ACTIVE: 1, REMOTE: 2 } as const;
+/** pod_ifaces values: what an interface faces. */
+export const IFACE_F = { PODS: 1 } as const;
 /** flow_key.dir */
 export const DIR = { INGRESS: 0, EGRESS: 1 } as const;
 /** flow_value.kind */

@@ -392,6 +392,7 @@ export const MAP_NAMES = [
   "service_stats",
   "backend_stats",
   "events",
+  "pod_ifaces",
   "clock",
 ] as const;
 
