@@ -87,7 +87,7 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		return NEW_FLOW_REJECT;
 
 	/* Packets towards the client leave as VIP:port. */
-	ct_value(&reply, CT_KIND_REPLY, p->key.daddr[0], p->key.dport, p->key.saddr[0],
+	ct_value(&reply, CT_KIND_REPLY, p->key.daddr, p->key.dport, p->key.saddr,
 		 p->key.sport, svc->id, bid, now);
 	/*
 	 * Remote backends see the node as the client (kube-proxy's "Cluster"), unless the
@@ -104,18 +104,18 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
 			 svc->id, bid, now);
-		ct_key(&k, p->key.saddr[0], p->key.sport, be->addr[0], be->port, p->key.proto,
+		ct_key(&k, p->key.saddr, p->key.sport, be->addr[0], be->port, p->key.proto,
 		       DIR_EGRESS);
 		if (bpf_map_update_elem(&conntrack, &k, &v, BPF_ANY))
 			goto fail;
 	} else {
-		ct_key(&k, be->addr[0], be->port, p->key.saddr[0], p->key.sport, p->key.proto,
+		ct_key(&k, be->addr[0], be->port, p->key.saddr, p->key.sport, p->key.proto,
 		       DIR_EGRESS);
 		if (bpf_map_update_elem(&conntrack, &k, &reply, BPF_ANY))
 			goto fail;
 	}
 
-	ct_value(&v, CT_KIND_DNAT, p->key.saddr[0], p->key.sport, be->addr[0], be->port,
+	ct_value(&v, CT_KIND_DNAT, p->key.saddr, p->key.sport, be->addr[0], be->port,
 		 svc->id, bid, now);
 	/* A flow met mid-stream (after a restart lost the entry) is already established. */
 	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCPF_SYN))
@@ -174,13 +174,13 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 		return icmp_translate(skb, &p, dir);
 	case PARSE_FRAGMENT:
 		/* Later fragments carry no ports: no fragment to a VIP can be routed right. */
-		if (dir == DIR_INGRESS && is_vip(p.key.daddr[0])) {
+		if (dir == DIR_INGRESS && is_vip(p.key.daddr)) {
 			count_event(EV_FRAG_DROPPED);
 			return TC_ACT_SHOT;
 		}
 		return TC_ACT_OK;
 	case PARSE_TRUNCATED_L4:
-		if (dir == DIR_INGRESS && is_vip(p.key.daddr[0])) {
+		if (dir == DIR_INGRESS && is_vip(p.key.daddr)) {
 			count_event(EV_MALFORMED_DROPPED);
 			return TC_ACT_SHOT;
 		}
@@ -209,7 +209,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	}
 
 	__builtin_memset(&sk, 0, sizeof(sk));
-	sk.addr[0] = p.key.daddr[0];
+	sk.addr[0] = p.key.daddr;
 	sk.port = p.key.dport;
 	sk.proto = p.key.proto;
 	sk.family = FAMILY_V4;

@@ -83,8 +83,8 @@ static __always_inline void ct_primary_key(struct flow_key *k, const struct flow
 					   __u8 proto, __u8 family)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	k->saddr[0] = reply->daddr[0];
-	k->daddr[0] = reply->saddr[0];
+	k->saddr = reply->daddr[0];
+	k->daddr = reply->saddr[0];
 	k->sport = reply->dport;
 	k->dport = reply->sport;
 	k->proto = proto;
@@ -164,8 +164,8 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
 				   __be16 dport, __u8 proto, __u8 dir)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	k->saddr[0] = saddr;
-	k->daddr[0] = daddr;
+	k->saddr = saddr;
+	k->daddr = daddr;
 	k->sport = sport;
 	k->dport = dport;
 	k->proto = proto;

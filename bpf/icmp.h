@@ -53,8 +53,8 @@ static __always_inline int icmp_lookup(const struct packet *p, const struct iphd
 	struct flow_key k;
 	struct flow_value *v, *snat;
 
-	n->outer_saddr = p->key.saddr[0];
-	n->outer_daddr = p->key.daddr[0];
+	n->outer_saddr = p->key.saddr;
+	n->outer_daddr = p->key.daddr;
 	n->inner_saddr = inner->saddr;
 	n->inner_daddr = inner->daddr;
 	n->inner_sport = ports->sport;
@@ -69,7 +69,7 @@ static __always_inline int icmp_lookup(const struct packet *p, const struct iphd
 		n->inner_daddr = v->saddr[0];
 		n->inner_dport = v->sport;
 		n->outer_daddr = v->daddr[0];
-		if (p->key.saddr[0] == inner->daddr)
+		if (p->key.saddr == inner->daddr)
 			n->outer_saddr = v->saddr[0];
 		return 1;
 	}
@@ -92,8 +92,8 @@ static __always_inline int icmp_lookup(const struct packet *p, const struct iphd
 	ct_key(&k, inner->saddr, ports->sport, inner->daddr, ports->dport, inner->protocol,
 	       DIR_INGRESS);
 	v = bpf_map_lookup_elem(&conntrack, &k);
-	if (!v || v->kind != CT_KIND_REPLY || p->key.daddr[0] != inner->saddr ||
-	    p->key.saddr[0] == inner->daddr)
+	if (!v || v->kind != CT_KIND_REPLY || p->key.daddr != inner->saddr ||
+	    p->key.saddr == inner->daddr)
 		return 0;
 	n->outer_saddr = inner->daddr;
 	n->inner = 0;
@@ -188,14 +188,14 @@ static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet 
 		return TC_ACT_SHOT;
 
 outer:
-	if (n.outer_saddr != p->key.saddr[0]) {
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->key.saddr[0], n.outer_saddr, 4) ||
+	if (n.outer_saddr != p->key.saddr) {
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->key.saddr, n.outer_saddr, 4) ||
 		    bpf_skb_store_bytes(skb, L3_OFF + offsetof(struct iphdr, saddr), &n.outer_saddr,
 					4, 0))
 			return TC_ACT_SHOT;
 	}
-	if (n.outer_daddr != p->key.daddr[0]) {
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->key.daddr[0], n.outer_daddr, 4) ||
+	if (n.outer_daddr != p->key.daddr) {
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->key.daddr, n.outer_daddr, 4) ||
 		    bpf_skb_store_bytes(skb, L3_OFF + offsetof(struct iphdr, daddr), &n.outer_daddr,
 					4, 0))
 			return TC_ACT_SHOT;

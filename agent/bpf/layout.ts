@@ -8,8 +8,8 @@
  * @module
  */
 
-/** Field types: host-order integers, network-order integers, 16-byte addresses. */
-export type FieldType = "u8" | "u16" | "u32" | "u64" | "be16" | "be32" | "addr";
+/** Field types: host-order integers, network-order integers, 16-byte and IPv4 addresses. */
+export type FieldType = "u8" | "u16" | "u32" | "u64" | "be16" | "be32" | "addr" | "ipv4";
 
 const SIZES: Record<FieldType, number> = {
   u8: 1,
@@ -19,12 +19,13 @@ const SIZES: Record<FieldType, number> = {
   be16: 2,
   be32: 4,
   addr: 16,
+  ipv4: 4,
 };
 const ALIGN: Record<FieldType, number> = { ...SIZES, addr: 4 };
 
 /** JavaScript value of each field type. */
 export type FieldValue<T extends FieldType> = T extends "u64" ? bigint
-  : T extends "addr" ? string
+  : T extends "addr" | "ipv4" ? string
   : number;
 
 /** One field with its computed offset. */
@@ -115,6 +116,12 @@ function writeField(view: DataView, f: FieldLayout, v: unknown): void {
     case "addr": {
       const bytes = addrBytes(String(v ?? "0.0.0.0"));
       for (let i = 0; i < 16; i++) view.setUint8(f.offset + i, bytes[i] ?? 0);
+      return;
+    }
+    case "ipv4": {
+      const n = parseIPv4(String(v ?? "0.0.0.0"));
+      if (n === undefined) throw new RangeError(`not an IPv4 address: ${JSON.stringify(v)}`);
+      return view.setUint32(f.offset, n, false);
     }
   }
 }
@@ -137,6 +144,8 @@ function readField(view: DataView, f: FieldLayout): unknown {
       const b = new Uint8Array(view.buffer, view.byteOffset + f.offset, 16);
       return addrString(b);
     }
+    case "ipv4":
+      return formatIPv4(view.getUint32(f.offset, false));
   }
 }
 
@@ -278,12 +287,12 @@ export const config = defineStruct(
   ] as const,
 );
 
-/** A packet's tuple as one hook sees it: the conntrack key. */
+/** A packet's IPv4 tuple as one hook sees it: the conntrack key (16 bytes). */
 export const flowKey = defineStruct(
   "flow_key",
   [
-    ["saddr", "addr"],
-    ["daddr", "addr"],
+    ["saddr", "ipv4"],
+    ["daddr", "ipv4"],
     ["sport", "be16"],
     ["dport", "be16"],
     ["proto", "u8"],
