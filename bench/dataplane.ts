@@ -1,14 +1,17 @@
 /**
  * Data-plane benchmarks, printed as JSON lines (see DESIGN.md):
  *
- * - ns per packet of blixt_ingress by `bpf_prog_test_run_opts` (repeat 1e6):
- *   established TCP, new TCP flow, established UDP, and a pass-through packet;
+ * - ns per packet of blixt_ingress by `bpf_prog_test_run_opts` (repeat 1e6,
+ *   median of `samples` interleaved runs): established TCP, new TCP flow,
+ *   established UDP, a pass-through packet, and an empty TC program (the floor);
  * - VIP vs direct ratios in the test topology (bpf/testing/topology.ts) for
  *   throughput (iperf3), short connections/s and request/response latency
- *   (bench/tools/l4bench.c), with a kube-proxy-style nftables DNAT of the same
- *   service in the same topology as the peer.
+ *   (bench/tools/l4bench.c), with kube-proxy's nftables rules for the same
+ *   service in the same topology as the peer; VIP and direct alternate in
+ *   1-second slices, each ratio is the median of per-round ratios.
  *
- * deno task bench dataplane [--seconds 5] [--rounds 3] [--repeat 1000000] [--only packet|traffic]
+ * deno task bench dataplane [--seconds 5] [--rounds 5] [--repeat 1000000] [--samples 9]
+ *   [--only packet|traffic]
  *
  * @module
  */
@@ -174,6 +177,18 @@ const L4BENCH_SRC = new URL("./tools/l4bench.c", import.meta.url).pathname;
 const EMPTY_TC_SRC = new URL("./tools/empty_tc.c", import.meta.url).pathname;
 const CACHE = new URL("../.cache/bench/", import.meta.url).pathname;
 
+/**
+ * Client and servers share one CPU (the last one, where there are two): left
+ * to the scheduler, whether they share a CPU changes ping-pong latency by 2-4x
+ * from one run to the next, and pinned apart, every wake-up of this VM's other
+ * vCPU costs tens of microseconds. On one CPU the figures measure what the
+ * load balancer costs that CPU, client, forwarding and server included.
+ */
+const CPUS = navigator.hardwareConcurrency;
+const BENCH_CPU = CPUS >= 2 ? ["taskset", "-c", String(CPUS - 1)] : [];
+const CLIENT_CPU = BENCH_CPU;
+const SERVER_CPU = BENCH_CPU;
+
 async function buildEmptyTc(): Promise<string> {
   await Deno.mkdir(CACHE, { recursive: true });
   const obj = `${CACHE}empty_tc.o`;
@@ -272,8 +287,8 @@ async function runClient(
   seconds: number,
   which: "iperf" | "crr" | "rr",
 ): Promise<Partial<Sample>> {
-  // A hung client must fail the benchmark, not stall it.
-  const limit = ["timeout", String(seconds + 15)];
+  // A hung client must fail the benchmark, not stall it; it runs on its own CPU.
+  const limit = ["timeout", String(seconds + 15), ...CLIENT_CPU];
   if (which === "iperf") {
     const out = await topo.exec("client", [
       ...limit,
@@ -305,10 +320,9 @@ async function runClient(
 
 /**
  * VIP and direct figures measured pairwise so that the load of the shared
- * cores hits both alike: iperf3 runs `seconds` to each target back to back;
- * connections/s and ping-pong alternate between the targets in 1-second
- * slices (`vipFirst` chooses who starts), and each figure is the mean over
- * its slices.
+ * cores hits both alike: each test alternates between the two targets in
+ * 1-second slices (`vipFirst` chooses who starts), `seconds` slices each, and
+ * each figure is the mean over its slices.
  */
 async function measurePair(
   topo: Topology,
@@ -318,8 +332,7 @@ async function measurePair(
 ): Promise<{ vip: Sample; direct: Sample }> {
   const order = vipFirst ? [NET.vip, NET.be1] : [NET.be1, NET.vip];
   const runs = new Map<string, Partial<Sample>[]>([[NET.vip, []], [NET.be1, []]]);
-  for (const host of order) runs.get(host)!.push(await runClient(topo, l4, host, seconds, "iperf"));
-  for (const which of ["crr", "rr"] as const) {
+  for (const which of ["iperf", "crr", "rr"] as const) {
     for (let slice = 0; slice < seconds; slice++) {
       const sliceOrder = slice % 2 ? [...order].reverse() : order;
       for (const host of sliceOrder) {
@@ -360,7 +373,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       id: 2,
       backends: [{ id: 2, weight: 1 }],
     });
-    const server = topo.spawn("be1", [l4, "serve", "9000"]);
+    const server = topo.spawn("be1", [...SERVER_CPU, l4, "serve", "9000"]);
     const reader = server.stdout.pipeThrough(new TextDecoderStream())
       .getReader();
     const first = await reader.read();
@@ -368,7 +381,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       throw new Error("l4bench server did not start");
     }
     reader.releaseLock();
-    topo.spawn("be1", ["iperf3", "-s", "-p", "5201"]);
+    topo.spawn("be1", [...SERVER_CPU, "iperf3", "-s", "-p", "5201"]);
     await new Promise((r) => setTimeout(r, 500));
     // TIME_WAIT of server-side closes must not starve the client of ports.
     await topo.exec("client", ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
@@ -476,7 +489,7 @@ export async function main(args: string[]): Promise<void> {
     args,
     options: {
       seconds: { type: "string", default: "5" },
-      rounds: { type: "string", default: "3" },
+      rounds: { type: "string", default: "5" },
       repeat: { type: "string", default: "1000000" },
       samples: { type: "string", default: "9" },
       only: { type: "string" },
