@@ -287,21 +287,28 @@ async function runClient(
   seconds: number,
   which: "iperf" | "crr" | "rr",
 ): Promise<Partial<Sample>> {
-  // A hung client must fail the benchmark, not stall it; it runs on its own CPU.
+  // A hung client must fail the benchmark, not stall it; it runs on the benchmark's CPU.
   const limit = ["timeout", String(seconds + 15), ...CLIENT_CPU];
   if (which === "iperf") {
-    const out = await topo.exec("client", [
-      ...limit,
-      "iperf3",
-      "-c",
-      host,
-      "-p",
-      "5201",
-      "-t",
-      String(seconds),
-      "-J",
-    ]);
-    return { gbps: JSON.parse(out).end.sum_received.bits_per_second / 1e9 };
+    // iperf3's server takes one test at a time and may still be closing the last one.
+    for (let attempt = 1;; attempt++) {
+      const out = JSON.parse(
+        await topo.exec("client", [
+          ...limit,
+          "iperf3",
+          "-c",
+          host,
+          "-p",
+          "5201",
+          "-t",
+          String(seconds),
+          "-J",
+        ], { allowFail: true }),
+      );
+      if (!out.error) return { gbps: out.end.sum_received.bits_per_second / 1e9 };
+      if (attempt === 5) throw new Error(`iperf3 to ${host}: ${out.error}`);
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
   }
   if (which === "crr") {
     const crr = JSON.parse(
