@@ -307,7 +307,7 @@ async function runClient(
       );
       if (!out.error) return { gbps: out.end.sum_received.bits_per_second / 1e9 };
       if (attempt === 5) throw new Error(`iperf3 to ${host}: ${out.error}`);
-      await new Promise((r) => setTimeout(r, 200 * attempt));
+      await new Promise((r) => setTimeout(r, 500 * attempt));
     }
   }
   if (which === "crr") {
@@ -327,9 +327,10 @@ async function runClient(
 
 /**
  * VIP and direct figures measured pairwise so that the load of the shared
- * cores hits both alike: each test alternates between the two targets in
- * 1-second slices (`vipFirst` chooses who starts), `seconds` slices each, and
- * each figure is the mean over its slices.
+ * cores hits both alike: iperf3 runs `seconds` to each target back to back;
+ * connections/s and ping-pong alternate between the targets in 1-second
+ * slices, `seconds` each (`vipFirst` chooses who starts), and each figure is
+ * the mean over its slices.
  */
 async function measurePair(
   topo: Topology,
@@ -339,7 +340,9 @@ async function measurePair(
 ): Promise<{ vip: Sample; direct: Sample }> {
   const order = vipFirst ? [NET.vip, NET.be1] : [NET.be1, NET.vip];
   const runs = new Map<string, Partial<Sample>[]>([[NET.vip, []], [NET.be1, []]]);
-  for (const which of ["iperf", "crr", "rr"] as const) {
+  // iperf3 runs whole: its server trips over tests that follow each other by the second.
+  for (const host of order) runs.get(host)!.push(await runClient(topo, l4, host, seconds, "iperf"));
+  for (const which of ["crr", "rr"] as const) {
     for (let slice = 0; slice < seconds; slice++) {
       const sliceOrder = slice % 2 ? [...order].reverse() : order;
       for (const host of sliceOrder) {
