@@ -325,19 +325,27 @@ async function runClient(
   return { p50: rr.p50_us, p99: rr.p99_us };
 }
 
+/** One round of one system: mean figures per target, and the VIP/direct ratio of each metric. */
+interface Round {
+  vip: Sample;
+  direct: Sample;
+  /** Median over the round's slice pairs of VIP / direct (one pair for throughput). */
+  ratio: Sample;
+}
+
 /**
  * VIP and direct figures measured pairwise so that the load of the shared
  * cores hits both alike: iperf3 runs `seconds` to each target back to back;
  * connections/s and ping-pong alternate between the targets in 1-second
- * slices, `seconds` each (`vipFirst` chooses who starts), and each figure is
- * the mean over its slices.
+ * slices, `seconds` pairs (`vipFirst` chooses who starts each round). A
+ * burst of someone else's load spoils one pair, which the median drops.
  */
 async function measurePair(
   topo: Topology,
   l4: string,
   seconds: number,
   vipFirst: boolean,
-): Promise<{ vip: Sample; direct: Sample }> {
+): Promise<Round> {
   const order = vipFirst ? [NET.vip, NET.be1] : [NET.be1, NET.vip];
   const runs = new Map<string, Partial<Sample>[]>([[NET.vip, []], [NET.be1, []]]);
   // iperf3 runs whole: its server trips over tests that follow each other by the second.
@@ -350,17 +358,24 @@ async function measurePair(
       }
     }
   }
+  const values = (host: string, k: keyof Sample) =>
+    runs.get(host)!.map((r) => r[k]).filter((x): x is number => x !== undefined);
   const mean = (host: string, k: keyof Sample) => {
-    const xs = runs.get(host)!.map((r) => r[k]).filter((x): x is number => x !== undefined);
+    const xs = values(host, k);
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   };
-  const sample = (host: string): Sample => ({
-    gbps: mean(host, "gbps"),
-    connPerS: mean(host, "connPerS"),
-    p50: mean(host, "p50"),
-    p99: mean(host, "p99"),
-  });
-  return { vip: sample(NET.vip), direct: sample(NET.be1) };
+  const pairRatio = (k: keyof Sample) => {
+    const v = values(NET.vip, k), d = values(NET.be1, k);
+    return median(v.map((x, i) => x / d[i]!));
+  };
+  const keys = ["gbps", "connPerS", "p50", "p99"] as const;
+  const sample = (f: (k: keyof Sample) => number) =>
+    Object.fromEntries(keys.map((k) => [k, f(k)])) as unknown as Sample;
+  return {
+    vip: sample((k) => mean(NET.vip, k)),
+    direct: sample((k) => mean(NET.be1, k)),
+    ratio: sample(pairRatio),
+  };
 }
 
 async function trafficBench(seconds: number, rounds: number): Promise<void> {
@@ -398,7 +413,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
 
     const samples: Record<
       "blixt" | "nftables",
-      { vip: Sample; direct: Sample }[]
+      Round[]
     > = {
       blixt: [],
       nftables: [],
@@ -426,16 +441,14 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
             await Deno.remove(file);
           }
         }
-        const { vip, direct } = await measurePair(topo, l4, seconds, r % 2 === 0);
-        samples[mode].push({ vip, direct });
-        console.error(
-          `round ${r + 1}/${rounds} ${mode}: ${JSON.stringify({ vip, direct })}`,
-        );
+        const round = await measurePair(topo, l4, seconds, r % 2 === 0);
+        samples[mode].push(round);
+        console.error(`round ${r + 1}/${rounds} ${mode}: ${JSON.stringify(round)}`);
       }
     }
 
     const ratio = (mode: "blixt" | "nftables", k: keyof Sample) =>
-      median(samples[mode].map((s) => s.vip[k] / s.direct[k]));
+      median(samples[mode].map((s) => s.ratio[k]));
     const metrics: [string, keyof Sample, "higher" | "lower"][] = [
       ["throughput_ratio_vip_vs_direct", "gbps", "higher"],
       ["conn_rate_ratio_vip_vs_direct", "connPerS", "higher"],
