@@ -95,7 +95,7 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 	 * translated (hairpin): a local backend's reply would otherwise go straight back
 	 * over the pod network, never through the program, and not come from the VIP.
 	 */
-	if (from_pod(skb) || ((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT))) {
+	if (((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) || from_pod(skb)) {
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
 		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {
