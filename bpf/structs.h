@@ -5,7 +5,7 @@
 
 #include <linux/types.h>
 
-/* Addresses are 16 bytes so IPv6 fits; IPv4 uses word 0 and leaves 1..3 zero. */
+/* Map addresses are 16 bytes so IPv6 fits (IPv4: word 0, 1..3 zero), except in the IPv4 flow_key. */
 
 /* What a client addresses: the key of the services map. */
 struct service_key {
