@@ -40,6 +40,15 @@ static __always_inline int backend_alive(const struct flow_value *v)
 	       be->port == v->dport;
 }
 
+/* Whether a packet at ingress came from one of this node's pods. */
+static __always_inline int from_pod(const struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	__u32 *flags = bpf_map_lookup_elem(&pod_ifaces, &ifindex);
+
+	return flags && (*flags & IFACE_F_PODS);
+}
+
 /* Reject a new flow's first packet; a subprogram of its own for stack room. */
 static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u32 service_id)
 {
@@ -78,9 +87,15 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		return NEW_FLOW_REJECT;
 
 	/* Packets towards the client leave as VIP:port. */
-	ct_value(&reply, CT_KIND_REPLY, p->key.daddr[0], p->key.dport, p->key.saddr[0],
+	ct_value(&reply, CT_KIND_REPLY, p->key.daddr, p->key.dport, p->key.saddr,
 		 p->key.sport, svc->id, bid, now);
-	if ((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) {
+	/*
+	 * Remote backends see the node as the client (kube-proxy's "Cluster"), unless the
+	 * service keeps client addresses. A client that is one of this node's pods is always
+	 * translated (hairpin): a local backend's reply would otherwise go straight back
+	 * over the pod network, never through the program, and not come from the VIP.
+	 */
+	if (((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) || from_pod(skb)) {
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
 		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {
@@ -89,18 +104,18 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
 			 svc->id, bid, now);
-		ct_key(&k, p->key.saddr[0], p->key.sport, be->addr[0], be->port, p->key.proto,
+		ct_key(&k, p->key.saddr, p->key.sport, be->addr[0], be->port, p->key.proto,
 		       DIR_EGRESS);
 		if (bpf_map_update_elem(&conntrack, &k, &v, BPF_ANY))
 			goto fail;
 	} else {
-		ct_key(&k, be->addr[0], be->port, p->key.saddr[0], p->key.sport, p->key.proto,
+		ct_key(&k, be->addr[0], be->port, p->key.saddr, p->key.sport, p->key.proto,
 		       DIR_EGRESS);
 		if (bpf_map_update_elem(&conntrack, &k, &reply, BPF_ANY))
 			goto fail;
 	}
 
-	ct_value(&v, CT_KIND_DNAT, p->key.saddr[0], p->key.sport, be->addr[0], be->port,
+	ct_value(&v, CT_KIND_DNAT, p->key.saddr, p->key.sport, be->addr[0], be->port,
 		 svc->id, bid, now);
 	/* A flow met mid-stream (after a restart lost the entry) is already established. */
 	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCPF_SYN))
@@ -130,7 +145,7 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		}
 		count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
 	} else if (v->kind == CT_KIND_SNAT) {
-		if (now - v->last_seen > CT_REFRESH_NS)
+		if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 			v->last_seen = now;
 	} else {
 		ct_touch(v, p->key.proto == IPPROTO_TCP ? ct_next_state(v->state, p->tcp_flags, 0)
@@ -159,13 +174,13 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 		return icmp_translate(skb, &p, dir);
 	case PARSE_FRAGMENT:
 		/* Later fragments carry no ports: no fragment to a VIP can be routed right. */
-		if (dir == DIR_INGRESS && is_vip(p.key.daddr[0])) {
+		if (dir == DIR_INGRESS && is_vip(p.key.daddr)) {
 			count_event(EV_FRAG_DROPPED);
 			return TC_ACT_SHOT;
 		}
 		return TC_ACT_OK;
 	case PARSE_TRUNCATED_L4:
-		if (dir == DIR_INGRESS && is_vip(p.key.daddr[0])) {
+		if (dir == DIR_INGRESS && is_vip(p.key.daddr)) {
 			count_event(EV_MALFORMED_DROPPED);
 			return TC_ACT_SHOT;
 		}
@@ -177,7 +192,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	v = bpf_map_lookup_elem(&conntrack, &p.key);
 	if (!v && dir != DIR_INGRESS)
 		return TC_ACT_OK; /* the common egress case: read no clock */
-	now = bpf_ktime_get_coarse_ns(); /* ~4 ms resolution, half the cost of the fine clock */
+	now = ct_now();
 	if (v && v->kind != CT_KIND_DNAT)
 		return tracked(skb, &p, v, now);
 	if (dir != DIR_INGRESS)
@@ -194,7 +209,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	}
 
 	__builtin_memset(&sk, 0, sizeof(sk));
-	sk.addr[0] = p.key.daddr[0];
+	sk.addr[0] = p.key.daddr;
 	sk.port = p.key.dport;
 	sk.proto = p.key.proto;
 	sk.family = FAMILY_V4;

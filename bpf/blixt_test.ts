@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
-import { CT_KIND, CT_STATE, PROTO } from "../agent/bpf/layout.ts";
+import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
 import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
 import {
   buildIp,
@@ -1046,5 +1046,325 @@ Deno.test("packet: after a flow closes, a direct connection on the same tuple is
     for (const f of fixtures) check(dp, f);
     const left = dp.maps.conntrack().filter((e) => e.value.kind === CT_KIND.REPLY);
     assert.equal(left.length, 0, "the stale reply entry is gone");
+  });
+});
+
+Deno.test("packet: ICMP errors a client sends about a reply reach the backend", async () => {
+  await withDataplane((dp) => {
+    const ROUTER = "198.18.192.254";
+    // A reply the client got from the VIP, quoted whole by its ICMP error.
+    const quoteTcp = (src: string, sport: number, dst: string, dport: number) =>
+      buildIp({ src, dst, tcp: tcp(sport, dport, TCP.ACK, { seq: 7, ack: 1001 }) });
+    check(dp, {
+      description: "a TCP flow to the local backend",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40511, 80, TCP.SYN) }),
+      expected: pkt({ src: CLIENT, dst: BE1, tcp: tcp(40511, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "the client's frag-needed about VIP:80->client goes to be1, about be1:8080",
+      hook: "ingress",
+      input: pkt({
+        src: CLIENT,
+        dst: VIP,
+        icmp: { type: 3, code: 4, rest: 1200 },
+        payload: quoteTcp(VIP, 80, CLIENT, 40511),
+      }),
+      expected: pkt({
+        src: CLIENT,
+        dst: BE1,
+        icmp: { type: 3, code: 4, rest: 1200 },
+        payload: quoteTcp(BE1, 8080, CLIENT, 40511),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "a router's frag-needed on the client's side keeps the router as source",
+      hook: "ingress",
+      input: pkt({
+        src: ROUTER,
+        dst: VIP,
+        icmp: { type: 3, code: 4, rest: 1400 },
+        payload: quoteTcp(VIP, 80, CLIENT, 40511),
+      }),
+      expected: pkt({
+        src: ROUTER,
+        dst: BE1,
+        icmp: { type: 3, code: 4, rest: 1400 },
+        payload: quoteTcp(BE1, 8080, CLIENT, 40511),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "an error about a reply of no tracked flow passes untouched",
+      hook: "ingress",
+      input: pkt({
+        src: CLIENT,
+        dst: VIP,
+        icmp: { type: 3, code: 4, rest: 1200 },
+        payload: quoteTcp(VIP, 80, CLIENT, 49999),
+      }),
+      expected: "unchanged",
+      verdict: TC_ACT.OK,
+    });
+
+    // A remote backend's flow runs from node:port: the error must be about that.
+    check(dp, {
+      description: "UDP to VIP2:53 goes to the remote backend",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP2, udp: { sport: 40512, dport: 53 } }),
+      expected: pkt({ src: CLIENT, dst: BE3, udp: { sport: 40512, dport: 5353 } }),
+      verdict: TC_ACT.OK,
+    });
+    const out = testRun(
+      dp.egressFd,
+      pkt({ src: CLIENT, dst: BE3, udp: { sport: 40512, dport: 5353 } }),
+    );
+    const natPort = decodePacket(out.data).sport!;
+    const quoteUdp = (src: string, sport: number, dst: string, dport: number) =>
+      buildIp({ src, dst, udp: { sport, dport }, payload: new Uint8Array(12) });
+    check(dp, {
+      description: "the client's port unreachable about VIP2:53->client goes to be3 at ingress",
+      hook: "ingress",
+      input: pkt({
+        src: CLIENT,
+        dst: VIP2,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(VIP2, 53, CLIENT, 40512),
+      }),
+      expected: pkt({
+        src: CLIENT,
+        dst: BE3,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(BE3, 5353, NODE, natPort),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description: "and leaves the node from the node's address, as be3's flow knows it",
+      hook: "egress",
+      input: pkt({
+        src: CLIENT,
+        dst: BE3,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(BE3, 5353, NODE, natPort),
+      }),
+      expected: pkt({
+        src: NODE,
+        dst: BE3,
+        icmp: { type: 3, code: 3 },
+        payload: quoteUdp(BE3, 5353, NODE, natPort),
+      }),
+      verdict: TC_ACT.OK,
+    });
+    assert.equal(dp.maps.events().icmp_translated, 4n);
+  });
+});
+
+/** Moves every conntrack entry's last use `seconds` into the past: time passes, no packet. */
+function idle(dp: Dataplane, seconds: number): void {
+  const ct = dp.object.map("conntrack");
+  for (const [key, bytes] of ct.entries()) {
+    const v = flowValue.decode(bytes);
+    // CLOCK_MONOTONIC_COARSE; going back past its zero wraps like the program's u64.
+    v.last_seen = BigInt.asUintN(64, v.last_seen - BigInt(seconds) * 1_000_000_000n);
+    v.created = BigInt.asUintN(64, v.created - BigInt(seconds) * 1_000_000_000n);
+    ct.update(key, flowValue.encode(v));
+  }
+}
+
+Deno.test("packet: conntrack entries expire after the kernel's timeouts, not before", async () => {
+  await withDataplane((dp) => {
+    // nf_conntrack defaults: TCP syn_sent 120 s, established 5 days, fin_wait 120 s,
+    // close 10 s; UDP 30 s, 120 s once replied ("stream").
+    const cases = [
+      { what: "TCP after a SYN", proto: PROTO.TCP, flags: [TCP.SYN], reply: false, timeout: 120 },
+      {
+        what: "TCP established",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN],
+        reply: true,
+        timeout: 432000,
+      },
+      {
+        what: "TCP after a FIN",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN, TCP.FIN | TCP.ACK],
+        reply: true,
+        timeout: 120,
+      },
+      {
+        what: "TCP after a RST",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN, TCP.RST],
+        reply: false,
+        timeout: 10,
+      },
+      { what: "UDP unreplied", proto: PROTO.UDP, flags: [0], reply: false, timeout: 30 },
+      { what: "UDP replied", proto: PROTO.UDP, flags: [0], reply: true, timeout: 120 },
+    ];
+    let sport = 40800;
+    for (const c of cases) {
+      for (const [idleFor, expired] of [[c.timeout - 1, false], [c.timeout + 1, true]] as const) {
+        sport++;
+        const dport = c.proto === PROTO.TCP ? 80 : 53;
+        const bport = c.proto === PROTO.TCP ? 8080 : 5353;
+        // The client's end of the flow, or the backend's.
+        const l4 = (flags: number, from: "client" | "backend") => {
+          const [src, dst] = from === "client" ? [sport, dport] : [bport, sport];
+          return c.proto === PROTO.TCP
+            ? { tcp: tcp(src, dst, flags) }
+            : { udp: { sport: src, dport: dst } };
+        };
+        const send = (flags: number) =>
+          testRun(dp.ingressFd, pkt({ src: CLIENT, dst: VIP, ...l4(flags, "client") }));
+        send(c.flags[0]!);
+        if (c.reply) {
+          const r = testRun(
+            dp.egressFd,
+            pkt({
+              src: BE1,
+              dst: CLIENT,
+              ...l4(c.proto === PROTO.TCP ? TCP.SYN | TCP.ACK : 0, "backend"),
+            }),
+          );
+          assert.equal(decodePacket(r.data).src, VIP, `[${c.what}] reply translated`);
+        }
+        for (const f of c.flags.slice(1)) send(f);
+        const svc = c.proto === PROTO.TCP ? S.tcp80 : S.udp53;
+        const before = dp.maps.serviceCounters(svc).new_flows;
+        idle(dp, idleFor);
+        // The backend's reply of an expired flow is no longer the VIP's.
+        const reply = testRun(
+          dp.egressFd,
+          pkt({ src: BE1, dst: CLIENT, ...l4(c.proto === PROTO.TCP ? TCP.ACK : 0, "backend") }),
+        );
+        assert.equal(
+          decodePacket(reply.data).src,
+          expired ? BE1 : VIP,
+          `[${c.what}, idle ${idleFor} s] reply ${expired ? "left alone" : "translated"}`,
+        );
+        // The client's next packet belongs to the flow, or starts a new one.
+        const out = send(c.proto === PROTO.TCP ? TCP.ACK : 0);
+        assert.equal(out.retval, TC_ACT.OK);
+        assert.equal(decodePacket(out.data).dst, BE1);
+        assert.equal(
+          dp.maps.serviceCounters(svc).new_flows - before,
+          expired ? 1n : 0n,
+          `[${c.what}, idle ${idleFor} s] ${expired ? "expired: a new flow" : "still tracked"}`,
+        );
+      }
+    }
+  });
+});
+
+Deno.test("packet: SNAT ports run out loudly and come back once their flow expires", async () => {
+  await withDataplane((dp) => {
+    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61001] });
+    const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
+    const natPort = (sport: number) => {
+      const out = testRun(
+        dp.egressFd,
+        pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
+      );
+      const d = decodePacket(out.data);
+      assert.equal(d.src, NODE);
+      return d.sport!;
+    };
+    for (const sport of [40901, 40902]) {
+      check(dp, {
+        description: `flow :${sport} to the remote backend gets one of the two SNAT ports`,
+        hook: "ingress",
+        input: syn(sport),
+        expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
+        verdict: TC_ACT.OK,
+      });
+    }
+    const ports = [natPort(40901), natPort(40902)].sort();
+    assert.deepEqual(ports, [61000, 61001]);
+    check(dp, {
+      description: "a third flow finds no free port: dropped, counted",
+      hook: "ingress",
+      input: syn(40903),
+      expected: "unchanged",
+      verdict: TC_ACT.SHOT,
+    });
+    assert.equal(dp.maps.events().snat_exhausted, 1n);
+    check(dp, {
+      description: "the client resets flow :40901",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP2, tcp: tcp(40901, 80, TCP.RST) }),
+      expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40901, 8080, TCP.RST) }),
+      verdict: TC_ACT.OK,
+    });
+    const freed = natPort(40901);
+    check(dp, {
+      description: "its port stays reserved while the closed flow is tracked (10 s)",
+      hook: "ingress",
+      input: syn(40904),
+      expected: "unchanged",
+      verdict: TC_ACT.SHOT,
+    });
+    idle(dp, 11);
+    check(dp, {
+      description: "once it expired, a new flow gets the port",
+      hook: "ingress",
+      input: syn(40904),
+      expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40904, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    assert.equal(natPort(40904), freed);
+    assert.equal(dp.maps.events().snat_exhausted, 2n);
+  });
+});
+
+Deno.test("packet: a pod of this node reaching a VIP is source-translated (hairpin)", async () => {
+  await withDataplane((dp) => {
+    // Test runs see the loopback device (ifindex 1) as the packet's interface.
+    const POD_IFINDEX = 1;
+    const at = (hook: "ingress" | "egress", input: Uint8Array<ArrayBuffer>) =>
+      testRun(hook === "ingress" ? dp.ingressFd : dp.egressFd, input, { ifindex: POD_IFINDEX });
+    check(dp, {
+      description: "before the interface is marked, be2's flow keeps its address (a client)",
+      hook: "ingress",
+      input: pkt({ src: BE2, dst: VIP, tcp: tcp(40950, 80, TCP.SYN) }),
+      expected: pkt({ src: BE2, dst: BE1, tcp: tcp(40950, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    dp.maps.setPodInterface(POD_IFINDEX);
+    for (const [client, cport] of [[BE2, 40951], [BE1, 40952]] as const) {
+      const who = client === BE1 ? "be1 (its own backend)" : "be2";
+      const syn = at("ingress", pkt({ src: client, dst: VIP, tcp: tcp(cport, 80, TCP.SYN) }));
+      assert.equal(syn.retval, TC_ACT.OK);
+      assert.deepEqual(
+        decodePacket(syn.data),
+        decodePacket(pkt({ src: client, dst: BE1, tcp: tcp(cport, 8080, TCP.SYN) })),
+        `${who}: DNAT to be1`,
+      );
+      const out = at("egress", pkt({ src: client, dst: BE1, tcp: tcp(cport, 8080, TCP.SYN) }));
+      const d = decodePacket(out.data);
+      assert.equal(d.src, NODE, `${who}: the backend sees the node`);
+      assert.ok(d.sport! >= SNAT_PORTS[0] && d.sport! <= SNAT_PORTS[1]);
+      assert.deepEqual(checksumErrors(out.data), []);
+      const reply = at(
+        "ingress",
+        pkt({ src: BE1, dst: NODE, tcp: tcp(8080, d.sport!, TCP.SYN | TCP.ACK) }),
+      );
+      assert.deepEqual(
+        withoutChecksums(reply.data),
+        withoutChecksums(pkt({ src: VIP, dst: client, tcp: tcp(80, cport, TCP.SYN | TCP.ACK) })),
+        `${who}: be1's reply comes back from VIP:80`,
+      );
+      assert.deepEqual(checksumErrors(reply.data), []);
+    }
+    dp.maps.deletePodInterface(POD_IFINDEX);
+    check(dp, {
+      description: "once unmarked, new flows keep the client address again",
+      hook: "ingress",
+      input: pkt({ src: BE2, dst: VIP, tcp: tcp(40953, 80, TCP.SYN) }),
+      expected: pkt({ src: BE2, dst: BE1, tcp: tcp(40953, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
   });
 });

@@ -6,6 +6,35 @@
 #include "maps.h"
 #include "parse.h"
 
+/*
+ * Now on CLOCK_MONOTONIC_COARSE (the clock of created/last_seen), without a
+ * helper call on most packets: the coarse clock moves once per tick, so it is
+ * re-read only when jiffies (inlined by the verifier) moved. CPUs may differ
+ * by a tick: compare times with ct_age(), never by unsigned subtraction.
+ */
+static __always_inline __u64 ct_now(void)
+{
+	__u32 zero = 0;
+	struct clock_cache *c = bpf_map_lookup_elem(&clock, &zero);
+	__u64 j = bpf_jiffies64();
+
+	if (!c)
+		return bpf_ktime_get_coarse_ns();
+	if (c->jiffies != j) {
+		c->jiffies = j;
+		c->ns = bpf_ktime_get_coarse_ns();
+	}
+	return c->ns;
+}
+
+/* How long ago t was; another CPU's slightly newer timestamp counts as now. */
+static __always_inline __u64 ct_age(__u64 now, __u64 t)
+{
+	__s64 d = now - t;
+
+	return d > 0 ? d : 0;
+}
+
 static __always_inline __u64 ct_timeout(const struct flow_value *v, __u8 proto)
 {
 	if (proto == IPPROTO_TCP) {
@@ -25,7 +54,7 @@ static __always_inline __u64 ct_timeout(const struct flow_value *v, __u8 proto)
 
 static __always_inline int ct_expired(const struct flow_value *v, __u8 proto, __u64 now)
 {
-	return now - v->last_seen > ct_timeout(v, proto);
+	return ct_age(now, v->last_seen) > ct_timeout(v, proto);
 }
 
 /* The state a TCP packet moves its flow to (either direction). */
@@ -45,7 +74,7 @@ static __always_inline void ct_touch(struct flow_value *v, __u8 state, __u64 now
 {
 	if (v->state != state)
 		v->state = state;
-	if (now - v->last_seen > CT_REFRESH_NS)
+	if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 		v->last_seen = now;
 }
 
@@ -54,8 +83,8 @@ static __always_inline void ct_primary_key(struct flow_key *k, const struct flow
 					   __u8 proto, __u8 family)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	k->saddr[0] = reply->daddr[0];
-	k->daddr[0] = reply->saddr[0];
+	k->saddr = reply->daddr[0];
+	k->daddr = reply->saddr[0];
 	k->sport = reply->dport;
 	k->dport = reply->sport;
 	k->proto = proto;
@@ -75,7 +104,7 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 	struct flow_key pk;
 	struct flow_value *primary;
 	int syn = p->tcp_flags & TCPF_SYN;
-	int refresh = now - reply->last_seen > CT_REFRESH_NS;
+	int refresh = ct_age(now, reply->last_seen) > CT_REFRESH_NS;
 	__u8 state;
 
 	if (!refresh && !syn && (reply->flags & CT_F_REPLIED) &&
@@ -135,8 +164,8 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
 				   __be16 dport, __u8 proto, __u8 dir)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	k->saddr[0] = saddr;
-	k->daddr[0] = daddr;
+	k->saddr = saddr;
+	k->daddr = daddr;
 	k->sport = sport;
 	k->dport = dport;
 	k->proto = proto;

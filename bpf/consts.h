@@ -12,6 +12,7 @@
 #define MAX_BACKENDS 131072
 #define MAGLEV_MAX 65537 /* the largest Maglev table, a prime; inner tables are 1021..65537 slots */
 #define CT_MAX 262144
+#define MAX_POD_IFACES 256
 
 /* Address families in keys (the kernel's AF_* values). */
 #define FAMILY_V4 2
@@ -27,6 +28,9 @@
 /* backend.flags */
 #define BE_F_ACTIVE (1 << 0) /* the slot holds a backend */
 #define BE_F_REMOTE (1 << 1) /* on another node: reached with the source translated to this node */
+
+/* pod_ifaces values */
+#define IFACE_F_PODS (1 << 0) /* clients here are this node's pods: hairpin, always SNAT */
 
 /* flow_key.dir: the hook that sees the tuple. */
 #define DIR_INGRESS 0

@@ -36,6 +36,15 @@ static __always_inline __u32 csum_diff2(__u32 old0, __u32 old1, __u32 new0, __u3
 	return csum_add32(csum_add32(csum_add32(csum_add32(0, ~old0), ~old1), new0), new1);
 }
 
+/*
+ * A CHECKSUM_PARTIAL field after pseudo-header words changed by diff: the
+ * field holds the folded pseudo-header sum, not its complement.
+ */
+static __always_inline __u16 csum_update_partial(__u16 old, __u32 diff)
+{
+	return csum_fold64((__u64)old + diff);
+}
+
 /* A checksum field's value for data whose partial sum is sum. */
 static __always_inline __u16 csum_finish(__u32 sum)
 {

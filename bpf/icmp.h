@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* ICMP errors from backends (unreachable, time exceeded, parameter problem) back to the client. */
+/* ICMP errors (unreachable, time exceeded, parameter problem) about a flow, to its other end. */
 #ifndef BLIXT_ICMP_H
 #define BLIXT_ICMP_H
 
@@ -23,22 +23,96 @@ static __always_inline int icmp_is_error(__u8 type)
 	       type == ICMP_PARAMETERPROB;
 }
 
+/* How one ICMP error is rewritten: the quoted tuple and the outer addresses it gets. */
+struct icmp_nat {
+	__be32 inner_saddr;
+	__be32 inner_daddr;
+	__be16 inner_sport;
+	__be16 inner_dport;
+	__be32 outer_saddr;
+	__be32 outer_daddr;
+	__u8 inner; /* whether the quoted packet changes */
+};
+
 /*
- * An ICMP error about a packet a backend sent towards the client (as the
- * backend or a router saw it) is rewritten as if about the packet the client
- * sent to the VIP: outer destination, inner addresses, ports and checksums.
+ * Which flow an ICMP error is about, and how it must look to the other end:
+ *  - from a backend (or a router on its way) about a packet the backend sent
+ *    towards a client: about client->VIP, to the client, from the VIP when
+ *    the backend itself reported (REPLY entry of the reversed quote);
+ *  - from a client (or a router on its way) about a reply it got from the
+ *    VIP, e.g. fragmentation needed: about backend->client (or ->node:port
+ *    for remote backends), to the backend (DNAT entry of the reversed quote);
+ *  - that error again at egress, on its way to a remote backend: from the
+ *    node, whose address the backend's flow knows (REPLY entry of the quote).
+ * Returns 0 when the error is about none of blixt's flows.
+ */
+static __always_inline int icmp_lookup(const struct packet *p, const struct iphdr *inner,
+				       const struct quoted_l4 *ports, __u8 dir,
+				       struct icmp_nat *n)
+{
+	struct flow_key k;
+	struct flow_value *v, *snat;
+
+	n->outer_saddr = p->key.saddr;
+	n->outer_daddr = p->key.daddr;
+	n->inner_saddr = inner->saddr;
+	n->inner_daddr = inner->daddr;
+	n->inner_sport = ports->sport;
+	n->inner_dport = ports->dport;
+	n->inner = 1;
+
+	ct_key(&k, inner->daddr, ports->dport, inner->saddr, ports->sport, inner->protocol, dir);
+	v = bpf_map_lookup_elem(&conntrack, &k);
+	if (v && v->kind == CT_KIND_REPLY) {
+		n->inner_saddr = v->daddr[0];
+		n->inner_sport = v->dport;
+		n->inner_daddr = v->saddr[0];
+		n->inner_dport = v->sport;
+		n->outer_daddr = v->daddr[0];
+		if (p->key.saddr == inner->daddr)
+			n->outer_saddr = v->saddr[0];
+		return 1;
+	}
+	if (dir == DIR_INGRESS) {
+		if (!v || v->kind != CT_KIND_DNAT)
+			return 0;
+		n->inner_saddr = v->daddr[0];
+		n->inner_sport = v->dport;
+		n->outer_daddr = v->daddr[0];
+		/* A remote backend's flow runs from node:port: its SNAT entry knows which. */
+		ct_key(&k, inner->daddr, ports->dport, v->daddr[0], v->dport, inner->protocol,
+		       DIR_EGRESS);
+		snat = bpf_map_lookup_elem(&conntrack, &k);
+		if (snat && snat->kind == CT_KIND_SNAT) {
+			n->inner_daddr = snat->saddr[0];
+			n->inner_dport = snat->sport;
+		}
+		return 1;
+	}
+	ct_key(&k, inner->saddr, ports->sport, inner->daddr, ports->dport, inner->protocol,
+	       DIR_INGRESS);
+	v = bpf_map_lookup_elem(&conntrack, &k);
+	if (!v || v->kind != CT_KIND_REPLY || p->key.daddr != inner->saddr ||
+	    p->key.saddr == inner->daddr)
+		return 0;
+	n->outer_saddr = inner->daddr;
+	n->inner = 0;
+	return 1;
+}
+
+/*
+ * Rewrite an ICMP error about a tracked flow (see icmp_lookup()): the quoted
+ * IP header, ports and L4 checksum, the ICMP checksum, and the outer header.
  */
 static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet *p, __u8 dir)
 {
 	struct icmp_hdr icmp;
 	struct iphdr inner, inner_new;
 	struct quoted_l4 ports, ports_new;
-	struct flow_key k;
-	struct flow_value *v;
+	struct icmp_nat n;
 	__u32 icmp_off = p->l4_off;
 	__u32 inner_off = icmp_off + sizeof(struct icmp_hdr);
 	__u32 inner_l4_off, csum_word_off;
-	__be32 outer_saddr, outer_daddr, client, vip;
 	__be32 csum_old, csum_new;
 	__s64 d_icmp, d_l4;
 	__u16 l4_check;
@@ -56,19 +130,15 @@ static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet 
 	inner_l4_off = inner_off + inner.ihl * 4;
 	if (bpf_skb_load_bytes(skb, inner_l4_off, &ports, sizeof(ports)))
 		return TC_ACT_OK;
-
-	/* The reply tuple of the quoted packet is what a conntrack reply entry knows. */
-	ct_key(&k, inner.daddr, ports.dport, inner.saddr, ports.sport, inner.protocol, dir);
-	v = bpf_map_lookup_elem(&conntrack, &k);
-	if (!v || v->kind != CT_KIND_REPLY)
+	if (!icmp_lookup(p, &inner, &ports, dir, &n))
 		return TC_ACT_OK;
-	client = v->daddr[0];
-	vip = v->saddr[0];
+	if (!n.inner)
+		goto outer;
 
-	/* Inner IP header: client -> VIP, its checksum updated by difference. */
+	/* Inner IP header: its addresses, its checksum updated by difference. */
 	inner_new = inner;
-	inner_new.saddr = client;
-	inner_new.daddr = vip;
+	inner_new.saddr = n.inner_saddr;
+	inner_new.daddr = n.inner_daddr;
 	d_l4 = bpf_csum_diff(&inner.saddr, 8, &inner_new.saddr, 8, 0);
 	if (d_l4 < 0)
 		return TC_ACT_SHOT;
@@ -79,8 +149,8 @@ static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet 
 		return TC_ACT_SHOT;
 
 	ports_new = ports;
-	ports_new.sport = v->dport;
-	ports_new.dport = v->sport;
+	ports_new.sport = n.inner_sport;
+	ports_new.dport = n.inner_dport;
 	d_l4 = bpf_csum_diff((__be32 *)&ports, 4, (__be32 *)&ports_new, 4, d_l4);
 	d_icmp = bpf_csum_diff((__be32 *)&ports, 4, (__be32 *)&ports_new, 4, d_icmp);
 	if (d_l4 < 0 || d_icmp < 0)
@@ -117,17 +187,19 @@ static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet 
 	if (bpf_l4_csum_replace(skb, icmp_off + offsetof(struct icmp_hdr, checksum), 0, d_icmp, 0))
 		return TC_ACT_SHOT;
 
-	/* Outer header: to the client; from the VIP when the backend itself reported. */
-	outer_saddr = p->key.saddr[0];
-	outer_daddr = p->key.daddr[0];
-	if (outer_saddr == inner.daddr) {
-		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, outer_saddr, vip, 4) ||
-		    bpf_skb_store_bytes(skb, L3_OFF + offsetof(struct iphdr, saddr), &vip, 4, 0))
+outer:
+	if (n.outer_saddr != p->key.saddr) {
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->key.saddr, n.outer_saddr, 4) ||
+		    bpf_skb_store_bytes(skb, L3_OFF + offsetof(struct iphdr, saddr), &n.outer_saddr,
+					4, 0))
 			return TC_ACT_SHOT;
 	}
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, outer_daddr, client, 4) ||
-	    bpf_skb_store_bytes(skb, L3_OFF + offsetof(struct iphdr, daddr), &client, 4, 0))
-		return TC_ACT_SHOT;
+	if (n.outer_daddr != p->key.daddr) {
+		if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, p->key.daddr, n.outer_daddr, 4) ||
+		    bpf_skb_store_bytes(skb, L3_OFF + offsetof(struct iphdr, daddr), &n.outer_daddr,
+					4, 0))
+			return TC_ACT_SHOT;
+	}
 	count_event(EV_ICMP_TRANSLATED);
 	return TC_ACT_OK;
 }

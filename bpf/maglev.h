@@ -26,12 +26,15 @@ static __always_inline __u32 flow_hash(const struct flow_key *k)
 {
 	__u32 h = FLOW_HASH_SEED;
 
+	/* Addresses as 16-byte map addresses (IPv4: one word, then zeros), as flowHash() does. */
+	h = hash_word(h, bpf_ntohl(k->saddr));
 #pragma unroll
-	for (int i = 0; i < 4; i++)
-		h = hash_word(h, bpf_ntohl(k->saddr[i]));
+	for (int i = 1; i < 4; i++)
+		h = hash_word(h, 0);
+	h = hash_word(h, bpf_ntohl(k->daddr));
 #pragma unroll
-	for (int i = 0; i < 4; i++)
-		h = hash_word(h, bpf_ntohl(k->daddr[i]));
+	for (int i = 1; i < 4; i++)
+		h = hash_word(h, 0);
 	h = hash_word(h, ((__u32)bpf_ntohs(k->sport) << 16) | bpf_ntohs(k->dport));
 	h = hash_word(h, k->proto);
 	h ^= 40;

@@ -74,4 +74,20 @@ struct {
 	__type(value, __u64);
 } events SEC(".maps");
 
+/* Interfaces facing this node's pods (key: ifindex): their clients' flows are source-translated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_POD_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);	/* IFACE_F_* */
+} pod_ifaces SEC(".maps");
+
+/* Read once per jiffy per CPU: the coarse clock only moves on a tick, and its helper costs ~18 ns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clock_cache);
+} clock SEC(".maps");
+
 #endif

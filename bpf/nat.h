@@ -5,6 +5,7 @@
 
 #include "csum.h"
 #include "parse.h"
+#include "skb.h"
 
 #define IP_CSUM_OFF (L3_OFF + offsetof(struct iphdr, check))
 
@@ -26,9 +27,28 @@ static __always_inline __u32 l4_csum_off(const struct packet *p, __u64 *flags)
 }
 
 /*
- * Rewrite addresses and ports of an IPv4 TCP/UDP packet to the tuple in v.
- * Checksums are updated by difference through the helpers, which also keep
- * CHECKSUM_PARTIAL (offloaded) and CHECKSUM_COMPLETE packets right.
+ * The L4 checksum of a packet the kernel will not finish itself: updated with
+ * the helper, which also keeps skb->csum of CHECKSUM_COMPLETE packets right.
+ */
+static __noinline int l4_csum_complete(struct __sk_buff *skb, const struct packet *p,
+				       __u32 d_addrs, __u32 d_ports)
+{
+	__u64 flags;
+	__u32 off = l4_csum_off(p, &flags);
+
+	if (d_addrs && bpf_l4_csum_replace(skb, off, 0, d_addrs, BPF_F_PSEUDO_HDR | flags))
+		return -1;
+	if (d_ports && bpf_l4_csum_replace(skb, off, 0, d_ports, flags))
+		return -1;
+	return 0;
+}
+
+/*
+ * Rewrite addresses and ports of an IPv4 TCP/UDP packet to the tuple in v,
+ * with checksums updated by difference. No helper call on the common path:
+ * the L4 checksum is edited in place by the packet's checksum state
+ * (CHECKSUM_PARTIAL holds only the pseudo-header sum, which ports are not
+ * part of); CHECKSUM_COMPLETE packets go through bpf_l4_csum_replace().
  */
 static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct packet *p,
 					 const struct flow_value *v)
@@ -37,43 +57,57 @@ static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct pac
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + L3_OFF;
 	struct l4_ports *ports;
-	__be32 old_addrs[2], new_addrs[2];
-	struct l4_ports old_ports, new_ports;
-	__u64 csum_flags;
-	__u32 csum_off;
-	__u32 diff;
+	struct l4_ports new_ports;
+	__sum16 *check;
+	__u32 d_addrs = 0, d_ports = 0, summed;
+	__u16 sum;
 
 	if ((void *)(ip + 1) > data_end)
 		return -1;
 	ports = data + p->l4_off;
-	if ((void *)(ports + 1) > data_end)
-		return -1;
+	/* The TCP checksum is at byte 16; a UDP header is 8 bytes. */
+	if (p->key.proto == IPPROTO_TCP) {
+		if ((void *)ports + sizeof(struct tcphdr) > data_end)
+			return -1;
+		check = &((struct tcphdr *)ports)->check;
+	} else {
+		if ((void *)ports + sizeof(struct udphdr) > data_end)
+			return -1;
+		check = &((struct udphdr *)ports)->check;
+	}
 
-	old_addrs[0] = ip->saddr;
-	old_addrs[1] = ip->daddr;
-	new_addrs[0] = v->saddr[0];
-	new_addrs[1] = v->daddr[0];
-	old_ports = *ports;
+	if (ip->saddr != v->saddr[0] || ip->daddr != v->daddr[0]) {
+		d_addrs = csum_diff2(ip->saddr, ip->daddr, v->saddr[0], v->daddr[0]);
+		ip->saddr = v->saddr[0];
+		ip->daddr = v->daddr[0];
+		/* The IP header is never offloaded: update its checksum in place. */
+		ip->check = csum_update(ip->check, d_addrs);
+	}
 	new_ports.sport = v->sport;
 	new_ports.dport = v->dport;
-
-	ip->saddr = new_addrs[0];
-	ip->daddr = new_addrs[1];
-	*ports = new_ports;
-
-	csum_off = l4_csum_off(p, &csum_flags);
-	if (old_addrs[0] != new_addrs[0] || old_addrs[1] != new_addrs[1]) {
-		diff = csum_diff2(old_addrs[0], old_addrs[1], new_addrs[0], new_addrs[1]);
-		/* The IP header is never offloaded: update its checksum in place. */
-		ip->check = csum_update(ip->check, diff);
-		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | csum_flags))
-			return -1;
+	if (*(__u32 *)ports != *(__u32 *)&new_ports) {
+		d_ports = csum_add32(~*(__u32 *)ports, *(__u32 *)&new_ports);
+		*ports = new_ports;
 	}
-	if (old_ports.sport != new_ports.sport || old_ports.dport != new_ports.dport) {
-		diff = csum_add32(~*(__u32 *)&old_ports, *(__u32 *)&new_ports);
-		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, csum_flags))
-			return -1;
+	if (!d_addrs && !d_ports)
+		return 0;
+
+	summed = skb_ip_summed(skb);
+	if (summed == CHECKSUM_COMPLETE)
+		return l4_csum_complete(skb, p, d_addrs, d_ports);
+	/* A zero UDP checksum means "none" and stays zero. */
+	if (p->key.proto == IPPROTO_UDP && *check == 0)
+		return 0;
+	if (summed == CHECKSUM_PARTIAL) {
+		if (!d_addrs)
+			return 0;
+		sum = csum_update_partial(*check, d_addrs);
+	} else {
+		sum = csum_update(*check, csum_add32(d_addrs, d_ports));
 	}
+	if (p->key.proto == IPPROTO_UDP && sum == 0)
+		sum = 0xffff; /* 0 would mean "no checksum" */
+	*check = sum;
 	return 0;
 }
 

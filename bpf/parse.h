@@ -82,8 +82,8 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *p,
 		return PARSE_OTHER; /* bad length: the kernel's ip_rcv drops it */
 
 	__builtin_memset(&p->key, 0, sizeof(p->key));
-	p->key.saddr[0] = ip->saddr;
-	p->key.daddr[0] = ip->daddr;
+	p->key.saddr = ip->saddr;
+	p->key.daddr = ip->daddr;
 	p->key.proto = ip->protocol;
 	p->key.family = FAMILY_V4;
 	p->key.dir = dir;

@@ -66,8 +66,8 @@ static __always_inline int reject_tcp(struct __sk_buff *skb, const struct packet
 		return TC_ACT_SHOT; /* never answer a reset */
 
 	__builtin_memset(&b, 0, sizeof(b));
-	b.saddr = p->key.daddr[0];
-	b.daddr = p->key.saddr[0];
+	b.saddr = p->key.daddr;
+	b.daddr = p->key.saddr;
 	b.proto = IPPROTO_TCP;
 	b.len = bpf_htons(sizeof(struct tcphdr));
 	b.tcp.source = in.dest;
@@ -126,7 +126,7 @@ static __always_inline int reject_udp(struct __sk_buff *skb, const struct packet
 		return TC_ACT_SHOT;
 	icmp.checksum = csum_finish(sum);
 	/* TOS 0xc0 (internetwork control) as the kernel's own ICMP errors. */
-	reply_iphdr(&ip, p->key.daddr[0], p->key.saddr[0], IPPROTO_ICMP,
+	reply_iphdr(&ip, p->key.daddr, p->key.saddr, IPPROTO_ICMP,
 		    sizeof(ip) + sizeof(icmp) + qlen, 0xc0, 0);
 	swap_macs(&eth);
 

@@ -26,6 +26,7 @@ export const DEBIAN_PACKAGES = [
   "libbpf1",
   "bpftool",
   "iproute2",
+  "ethtool",
   "iperf3",
   "nftables",
   "openssl",

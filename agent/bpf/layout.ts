@@ -8,8 +8,8 @@
  * @module
  */
 
-/** Field types: host-order integers, network-order integers, 16-byte addresses. */
-export type FieldType = "u8" | "u16" | "u32" | "u64" | "be16" | "be32" | "addr";
+/** Field types: host-order integers, network-order integers, 16-byte and IPv4 addresses. */
+export type FieldType = "u8" | "u16" | "u32" | "u64" | "be16" | "be32" | "addr" | "ipv4";
 
 const SIZES: Record<FieldType, number> = {
   u8: 1,
@@ -19,12 +19,13 @@ const SIZES: Record<FieldType, number> = {
   be16: 2,
   be32: 4,
   addr: 16,
+  ipv4: 4,
 };
 const ALIGN: Record<FieldType, number> = { ...SIZES, addr: 4 };
 
 /** JavaScript value of each field type. */
 export type FieldValue<T extends FieldType> = T extends "u64" ? bigint
-  : T extends "addr" ? string
+  : T extends "addr" | "ipv4" ? string
   : number;
 
 /** One field with its computed offset. */
@@ -115,6 +116,12 @@ function writeField(view: DataView, f: FieldLayout, v: unknown): void {
     case "addr": {
       const bytes = addrBytes(String(v ?? "0.0.0.0"));
       for (let i = 0; i < 16; i++) view.setUint8(f.offset + i, bytes[i] ?? 0);
+      return;
+    }
+    case "ipv4": {
+      const n = parseIPv4(String(v ?? "0.0.0.0"));
+      if (n === undefined) throw new RangeError(`not an IPv4 address: ${JSON.stringify(v)}`);
+      return view.setUint32(f.offset, n, false);
     }
   }
 }
@@ -137,6 +144,8 @@ function readField(view: DataView, f: FieldLayout): unknown {
       const b = new Uint8Array(view.buffer, view.byteOffset + f.offset, 16);
       return addrString(b);
     }
+    case "ipv4":
+      return formatIPv4(view.getUint32(f.offset, false));
   }
 }
 
@@ -188,6 +197,7 @@ export const LIMITS = {
   MAX_BACKENDS: 131072,
   MAGLEV_MAX: 65537,
   CT_MAX: 262144,
+  MAX_POD_IFACES: 256,
 } as const;
 
 /** Address family values of keys. */
@@ -202,6 +212,8 @@ export const BACKEND_REJECT = 0;
 export const SVC_F = { VIP_MARKER: 1, KEEP_CLIENT: 2 } as const;
 /** backend.flags */
 export const BE_F = { ACTIVE: 1, REMOTE: 2 } as const;
+/** pod_ifaces values: what an interface faces. */
+export const IFACE_F = { PODS: 1 } as const;
 /** flow_key.dir */
 export const DIR = { INGRESS: 0, EGRESS: 1 } as const;
 /** flow_value.kind */
@@ -275,12 +287,12 @@ export const config = defineStruct(
   ] as const,
 );
 
-/** A packet's tuple as one hook sees it: the conntrack key. */
+/** A packet's IPv4 tuple as one hook sees it: the conntrack key (16 bytes). */
 export const flowKey = defineStruct(
   "flow_key",
   [
-    ["saddr", "addr"],
-    ["daddr", "addr"],
+    ["saddr", "ipv4"],
+    ["daddr", "ipv4"],
     ["sport", "be16"],
     ["dport", "be16"],
     ["proto", "u8"],
@@ -322,6 +334,15 @@ export const counters = defineStruct(
   ] as const,
 );
 
+/** The coarse clock as one CPU last read it (the per-CPU `clock` map; the program's own cache). */
+export const clockCache = defineStruct(
+  "clock_cache",
+  [
+    ["jiffies", "u64"],
+    ["ns", "u64"],
+  ] as const,
+);
+
 /** Decoded `struct service_key`. */
 export type ServiceKey = ReturnType<typeof serviceKey.decode>;
 /** Decoded `struct service_value`. */
@@ -346,6 +367,7 @@ export const SHARED_STRUCTS = [
   flowKey,
   flowValue,
   counters,
+  clockCache,
 ] as const;
 
 // ---- libbpf 1.1 option structs (x86-64), checked by a C probe ----

@@ -103,6 +103,7 @@ Deno.test("layout: map capacities and event names match bpf/consts.h", async () 
     assert.equal(o.map("conntrack").maxEntries, LIMITS.CT_MAX);
     assert.equal(o.map("service_stats").maxEntries, LIMITS.MAX_SERVICES);
     assert.equal(o.map("events").maxEntries, EVENTS.length);
+    assert.equal(o.map("pod_ifaces").maxEntries, LIMITS.MAX_POD_IFACES);
   } finally {
     dp.close();
     removePins(pinDir);

@@ -58,6 +58,11 @@ export interface AttachOptions {
   mode?: "auto" | AttachMode;
   /** Network namespace of the interface, e.g. `/run/netns/NAME`. */
   netns?: string;
+  /**
+   * The interface faces this node's pods (a pod bridge): their connections to
+   * VIPs are load-balanced here and source-translated (hairpin).
+   */
+  pods?: boolean;
 }
 
 /** Mounts bpffs at /sys/fs/bpf unless something is mounted there. */
@@ -131,7 +136,11 @@ export class Dataplane {
    * clsact filter is replaced in place.
    */
   attach(ifname: string, options: AttachOptions = {}): AttachMode {
-    const run = () => this.#attach(ifname, options.mode ?? "auto");
+    const run = () => {
+      const mode = this.#attach(ifname, options.mode ?? "auto");
+      if (options.pods) this.maps.setPodInterface(ifIndex(ifname));
+      return mode;
+    };
     return options.netns ? inNetns(options.netns, run) : run();
   }
 
@@ -154,6 +163,11 @@ export class Dataplane {
           Deno.removeSync(pin);
         }
         this.#tcDetach(ifname, dir);
+      }
+      try {
+        this.maps.deletePodInterface(ifIndex(ifname));
+      } catch {
+        // the interface is gone; its ifindex may be another's by now
       }
     };
     if (options.netns) inNetns(options.netns, run);

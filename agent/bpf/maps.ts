@@ -20,6 +20,7 @@ import {
   flowKey,
   type FlowValue,
   flowValue,
+  IFACE_F,
   LIMITS,
   serviceKey,
   type ServiceValue,
@@ -564,6 +565,21 @@ export class DataplaneMaps {
       return key.addr === addr.addr && key.port !== 0;
     });
     if (!stillUsed) services.delete(vipMarkerKey(addr.addr));
+  }
+
+  /**
+   * Marks interface `ifindex` as facing this node's pods: new flows of clients
+   * arriving there are source-translated to the node (hairpin), so replies of
+   * backends on the same pod network come back through the program.
+   */
+  setPodInterface(ifindex: number): void {
+    checkId("ifindex", ifindex, 2 ** 31);
+    this.#maps.map("pod_ifaces").update(u32(ifindex), u32(IFACE_F.PODS));
+  }
+
+  /** Unmarks interface `ifindex` (see {@linkcode DataplaneMaps.setPodInterface}). */
+  deletePodInterface(ifindex: number): void {
+    this.#maps.map("pod_ifaces").delete(u32(ifindex));
   }
 
   /** Every conntrack entry. */

@@ -464,9 +464,11 @@ export const MAP_NAMES = [
   "service_stats",
   "backend_stats",
   "events",
+  "pod_ifaces",
+  "clock",
 ] as const;
 
-const PER_CPU_MAPS = new Set(["service_stats", "backend_stats", "events"]);
+const PER_CPU_MAPS = new Set(["service_stats", "backend_stats", "events", "clock"]);
 
 /** Options of {@linkcode testRun}. */
 export interface TestRunOptions {

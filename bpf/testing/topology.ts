@@ -100,11 +100,17 @@ export class Topology {
     return child;
   }
 
-  /** Builds the network; on failure removes what it made and rethrows. */
-  static async create(): Promise<Topology> {
+  /**
+   * Builds the network; on failure removes what it made and rethrows.
+   * `softwareChecksums`: node1's devices finish checksums in software and
+   * every receiver verifies them (no transmit or receive offload), so a
+   * checksum the program left wrong makes the packet drop.
+   */
+  static async create(options: { softwareChecksums?: boolean } = {}): Promise<Topology> {
     const t = new Topology(crypto.randomUUID().slice(0, 4));
     try {
       await t.#build();
+      if (options.softwareChecksums) await t.#softwareChecksums();
     } catch (e) {
       await t.destroy();
       throw e;
@@ -190,6 +196,16 @@ export class Topology {
     }
     await ip("node1", "route", "add", "198.18.202.0/24", "via", NET.node2);
     await ip("node2", "route", "add", "198.18.201.0/24", "via", NET.node1);
+  }
+
+  async #softwareChecksums(): Promise<void> {
+    const ethtool = (role: keyof Topology["ns"], dev: string, what: "tx" | "rx") =>
+      this.exec(role, ["ethtool", "-K", dev, what, "off"]);
+    // Senders keep offloading: node1's hooks see CHECKSUM_PARTIAL, as from real pods.
+    for (const dev of [UPLINK, "bxdpp1", "bxdpp2"]) await ethtool("node1", dev, "tx");
+    for (const role of ["client", "node1", "node2", "be1", "be2", "be3"] as const) {
+      await ethtool(role, UPLINK, "rx");
+    }
   }
 
   /** Kills spawned processes and deletes every namespace (their links go with them). */
