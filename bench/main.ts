@@ -11,6 +11,7 @@ const BENCHMARKS: Record<
   () => Promise<{ main(args: string[]): Promise<void> }>
 > = {
   dataplane: () => import("./dataplane.ts"),
+  agent: () => import("./agent.ts"),
 };
 
 if (import.meta.main) {

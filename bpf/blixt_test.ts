@@ -21,7 +21,7 @@ import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
 import { CT_KIND, CT_STATE, PROTO } from "../agent/bpf/layout.ts";
-import { maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
+import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
 import {
   buildIp,
   buildPacket,
@@ -573,7 +573,7 @@ Deno.test("packet: the data plane picks the backend Maglev predicts, rejects inc
     const shareTable = maglevTable([
       { key: `${BE1}:8080`, id: B.be1tcp, weight: 1 },
       { key: "reject", id: 0, weight: 1 },
-    ]);
+    ], maglevSize(2));
     const outcomes = new Set<number>();
     for (let i = 0; i < 16; i++) {
       const sport = 42000 + i;

@@ -5,11 +5,12 @@
 
 #include <linux/types.h>
 
-/* Map capacities. The loader may lower CT_MAX before load (pinned maps must match). */
-#define MAX_SERVICES 4096
-#define MAX_SERVICE_KEYS 8192
-#define MAX_BACKENDS 65536
-#define MAGLEV_MAX 65537 /* the largest Maglev table, a prime; every inner table has this many slots */
+/* Map capacities. The loader may lower CT_MAX before load (pinned maps must match).
+ * Sized for 10,000 services of 10 backends each (a backend id belongs to one service). */
+#define MAX_SERVICES 16384
+#define MAX_SERVICE_KEYS 32768 /* services plus one VIP marker per address */
+#define MAX_BACKENDS 131072
+#define MAGLEV_MAX 65537 /* the largest Maglev table, a prime; inner tables are 1021..65537 slots */
 #define CT_MAX 262144
 
 /* Address families in keys (the kernel's AF_* values). */

@@ -20,7 +20,7 @@ struct service_value {
 	__u32 id;
 	__u32 flags;		/* SVC_F_* */
 	__u32 table_size;	/* Maglev slots in use; 0 = no backends, reject everything */
-	__u32 reserved;
+	__u32 fingerprint;	/* agent bookkeeping: hash of the Maglev input; unused here */
 };
 
 /* A backend a flow can be sent to: the value of the backends array, keyed by backend id. */
@@ -29,7 +29,7 @@ struct backend {
 	__be16 port;
 	__u8 family;
 	__u8 flags;	/* BE_F_* */
-	__u32 reserved;
+	__u32 service_id;	/* agent bookkeeping: the service owning this id; unused here */
 };
 
 /* Node-wide settings written by the agent: the single entry of the config map. */

@@ -183,9 +183,9 @@ export function formatIPv4(n: number): string {
 
 /** Map capacities and limits (bpf/consts.h). */
 export const LIMITS = {
-  MAX_SERVICES: 4096,
-  MAX_SERVICE_KEYS: 8192,
-  MAX_BACKENDS: 65536,
+  MAX_SERVICES: 16384,
+  MAX_SERVICE_KEYS: 32768,
+  MAX_BACKENDS: 131072,
   MAGLEV_MAX: 65537,
   CT_MAX: 262144,
 } as const;
@@ -248,7 +248,7 @@ export const serviceValue = defineStruct(
     ["id", "u32"],
     ["flags", "u32"],
     ["table_size", "u32"],
-    ["reserved", "u32"],
+    ["fingerprint", "u32"],
   ] as const,
 );
 
@@ -260,7 +260,7 @@ export const backend = defineStruct(
     ["port", "be16"],
     ["family", "u8"],
     ["flags", "u8"],
-    ["reserved", "u32"],
+    ["service_id", "u32"],
   ] as const,
 );
 

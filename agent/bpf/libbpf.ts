@@ -91,6 +91,7 @@ const libbpfSymbols = {
   bpf_tc_detach: { parameters: ["buffer", "buffer"], result: "i32" },
   bpf_tc_query: { parameters: ["buffer", "buffer"], result: "i32" },
   bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
+  bpf_map_get_fd_by_id: { parameters: ["u32"], result: "i32" },
   bpf_obj_get_info_by_fd: {
     parameters: ["i32", "buffer", "buffer"],
     result: "i32",

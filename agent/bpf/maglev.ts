@@ -19,6 +19,23 @@ import { BACKEND_REJECT, FLOW_HASH_SEED, LIMITS, parseIPv4 } from "./layout.ts";
  */
 export const MAGLEV_SIZE: number = LIMITS.MAGLEV_MAX;
 
+/**
+ * Table sizes a service may get, primes; see {@linkcode maglevSize}.
+ */
+export const MAGLEV_SIZES: readonly number[] = [1021, 4093, 16381, MAGLEV_SIZE];
+
+/**
+ * The table size for `entries` entries of weight > 0 (the reject share
+ * counts as one): the smallest of {@linkcode MAGLEV_SIZES} that is >= 100 x
+ * entries, so 10,000 services of 10 backends take 40 MiB rather than 2.5 GiB.
+ * A function of the RoutingTable entry only, so every node picks alike; the
+ * few fixed steps keep size changes (which remap untracked flows) rare.
+ */
+export function maglevSize(entries: number): number {
+  for (const size of MAGLEV_SIZES) if (size >= 100 * entries) return size;
+  return MAGLEV_SIZE;
+}
+
 /** One entry of a Maglev table: a backend (or the reject share) and its weight. */
 export interface MaglevEntry {
   /** Stable identity shared by all nodes, e.g. `198.18.201.11:8080/TCP`. */

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { type FlowTuple, MAGLEV_SIZE, maglevTable, pickBackend, rejectEntry } from "./maglev.ts";
+import {
+  type FlowTuple,
+  MAGLEV_SIZE,
+  MAGLEV_SIZES,
+  maglevSize,
+  maglevTable,
+  pickBackend,
+  rejectEntry,
+} from "./maglev.ts";
 
 /** 100,000 synthetic client flows to one VIP. */
 function flows(n = 100_000): FlowTuple[] {
@@ -29,6 +37,19 @@ Deno.test("maglev: the table size is a prime >= 100 x backends for up to 655 bac
     assert.notEqual(MAGLEV_SIZE % d, 0);
   }
   assert.ok(MAGLEV_SIZE >= 100 * 655);
+});
+
+Deno.test("maglev: a service gets the smallest prime size >= 100 x its live entries", () => {
+  for (const size of MAGLEV_SIZES) {
+    for (let d = 2; d * d <= size; d++) assert.notEqual(size % d, 0, `${size} is prime`);
+  }
+  assert.equal(maglevSize(1), 1021);
+  assert.equal(maglevSize(10), 1021);
+  assert.equal(maglevSize(11), 4093);
+  assert.equal(maglevSize(163), 16381);
+  assert.equal(maglevSize(164), MAGLEV_SIZE);
+  assert.equal(maglevSize(5000), MAGLEV_SIZE);
+  for (let n = 1; n <= 655; n++) assert.ok(maglevSize(n) >= 100 * n);
 });
 
 Deno.test("maglev: removing 1 of 10 backends remaps at most 1/10 + 1% of flows", () => {

@@ -26,8 +26,8 @@ import {
   serviceValue,
   SVC_F,
 } from "./layout.ts";
-import { MAGLEV_SIZE, type MaglevEntry, maglevTable, rejectEntry } from "./maglev.ts";
-import { BpfMap, createMap, MAP_TYPE, numPossibleCpus } from "./object.ts";
+import { MAGLEV_SIZE, type MaglevEntry, maglevSize, maglevTable, rejectEntry } from "./maglev.ts";
+import { BpfMap, createMap, MAP_TYPE, numPossibleCpus, openMapById } from "./object.ts";
 
 /** A service address as clients use it. */
 export interface ServiceAddress {
@@ -69,7 +69,93 @@ export interface NodeConfig {
   snatPorts?: [number, number];
 }
 
+/** The services entry of a frontend, as the agent writes it. */
+export interface ServiceEntry {
+  /** Service id. */
+  id: number;
+  /** Never SNAT (local-only Gateways). */
+  keepClientAddress: boolean;
+  /** Slots of its Maglev table; 0 rejects everything. */
+  tableSize: number;
+  /** The agent's hash of the Maglev input, to skip rebuilding an unchanged table. */
+  fingerprint: number;
+}
+
+/** A frontend found in the services map. */
+export interface ProgrammedService {
+  /** The frontend. */
+  address: ServiceAddress;
+  /** Its entry. */
+  entry: ServiceEntry;
+}
+
+/** A backends array slot as the agent programs it. */
+export interface BackendSlot {
+  /** Backend id (index in the backends array). */
+  id: number;
+  /** Address. */
+  addr: string;
+  /** Port. */
+  port: number;
+  /** On another node. */
+  remote: boolean;
+  /** Service id owning this backend id (agent bookkeeping). */
+  serviceId: number;
+}
+
+/** Counters of a service or backend summed over CPUs. */
+export interface CounterTotals {
+  /** Client -> service packets. */
+  packets: number;
+  /** Client -> service bytes. */
+  bytes: number;
+  /** Backend -> client packets. */
+  replyPackets: number;
+  /** Backend -> client bytes. */
+  replyBytes: number;
+  /** Flows created. */
+  newFlows: number;
+  /** Packets answered with RST / ICMP unreachable. */
+  rejected: number;
+}
+
+/** What fits: ids and keys usable by services and backends. */
+export interface MapCapacity {
+  /** Service ids (1..n). */
+  serviceIds: number;
+  /** services map entries (frontends + one VIP marker per address). */
+  serviceKeys: number;
+  /** Backend ids (1..n). */
+  backendIds: number;
+  /** Conntrack entries. */
+  conntrack: number;
+}
+
+/** `BPF_F_INNER_MAP`: inner maps of one outer map may differ in max_entries. */
+const BPF_F_INNER_MAP = 1 << 12;
+
 const PROTO_NUM = { TCP: 6, UDP: 17 } as const;
+
+function vipMarkerKey(addr: string): Uint8Array<ArrayBuffer> {
+  return serviceKey.encode({ addr, port: 0, proto: 0, family: FAMILY_V4 });
+}
+
+let slotKeyCache = new Uint32Array(0);
+
+/** Keys 0..n-1 packed as u32 (shared: tables are written one at a time). */
+function slotKeys(n: number): Uint8Array<ArrayBuffer> {
+  if (slotKeyCache.length < n) {
+    slotKeyCache = new Uint32Array(MAGLEV_SIZE);
+    for (let i = 0; i < MAGLEV_SIZE; i++) slotKeyCache[i] = i;
+  }
+  return new Uint8Array(slotKeyCache.buffer, 0, n * 4);
+}
+
+function zeroPerCpu(map: BpfMap, ids: readonly number[]): void {
+  if (ids.length === 0) return;
+  const keys = Uint32Array.from(ids);
+  map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(map.fullValueSize * ids.length));
+}
 
 function u32(n: number): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(4);
@@ -143,7 +229,7 @@ export class DataplaneMaps {
         port: spec.port,
         family: FAMILY_V4,
         flags: BE_F.ACTIVE | (spec.remote ? BE_F.REMOTE : 0),
-        reserved: 0,
+        service_id: 0,
       }),
     );
   }
@@ -173,56 +259,291 @@ export class DataplaneMaps {
       return { key: this.#maglevKey(b.id), id: b.id, weight: b.weight };
     });
     if (spec.rejectWeight) entries.push(rejectEntry(spec.rejectWeight));
-    const table = maglevTable(entries);
-    if (table.length > 0) {
-      const inner = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-        keySize: 4,
-        valueSize: 4,
-        maxEntries: MAGLEV_SIZE,
-      });
+    const live = entries.filter((e) => e.weight > 0).length;
+    const table = maglevTable(entries, maglevSize(live));
+    if (table.length > 0) this.writeMaglev(spec.id, table);
+    this.putService(addr, {
+      id: spec.id,
+      keepClientAddress: spec.keepClientAddress ?? false,
+      tableSize: table.length,
+      fingerprint: 0,
+    });
+    this.putVipMarker(addr.addr);
+    return table;
+  }
+
+  /**
+   * Swaps `table` in as service `id`'s Maglev table: a fresh inner map of
+   * `table.length` slots replaces the old one in one update, so the data
+   * plane sees the old table or the new one, never a mix.
+   */
+  writeMaglev(id: number, table: Uint32Array): void {
+    checkId("service", id, LIMITS.MAX_SERVICES);
+    if (table.length === 0 || table.length > MAGLEV_SIZE) {
+      throw new RangeError(`Maglev table of ${table.length} slots`);
+    }
+    const inner = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: table.length,
+      flags: BPF_F_INNER_MAP,
+    });
+    try {
+      inner.updateBatch(
+        slotKeys(table.length),
+        new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
+          ArrayBuffer
+        >,
+      );
+      this.#maps.map("maglev").update(u32(id), u32(inner.fd));
+    } finally {
+      inner.close(); // the outer map holds the table now
+    }
+  }
+
+  /**
+   * Swaps in many Maglev tables: fresh inner maps written first, then the
+   * outer map updated in batches. The kernel waits for an RCU grace period
+   * after each outer-map write call (so programs see the new table when it
+   * returns); one batch call waits once instead of once per service.
+   */
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 512): void {
+    for (let i = 0; i < tables.length; i += chunk) {
+      const part = tables.slice(i, i + chunk);
+      const inner: BpfMap[] = [];
       try {
-        const keys = new Uint32Array(table.length);
-        for (let i = 0; i < keys.length; i++) keys[i] = i;
-        inner.updateBatch(
+        for (const { id, table } of part) {
+          checkId("service", id, LIMITS.MAX_SERVICES);
+          if (table.length === 0 || table.length > MAGLEV_SIZE) {
+            throw new RangeError(`Maglev table of ${table.length} slots`);
+          }
+          const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+            keySize: 4,
+            valueSize: 4,
+            maxEntries: table.length,
+            flags: BPF_F_INNER_MAP,
+          });
+          inner.push(m);
+          m.updateBatch(
+            slotKeys(table.length),
+            new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
+              ArrayBuffer
+            >,
+          );
+        }
+        const keys = Uint32Array.from(part, (t) => t.id);
+        const fds = Uint32Array.from(inner, (m) => m.fd);
+        this.#maps.map("maglev").updateBatch(
           new Uint8Array(keys.buffer),
-          new Uint8Array(
-            table.buffer,
-            table.byteOffset,
-            table.byteLength,
-          ) as Uint8Array<
-            ArrayBuffer
-          >,
+          new Uint8Array(fds.buffer),
         );
-        this.#maps.map("maglev").update(u32(spec.id), u32(inner.fd));
       } finally {
-        inner.close(); // the outer map holds the table now
+        for (const m of inner) m.close(); // the outer map holds the tables now
       }
     }
-    const flags = spec.keepClientAddress ? SVC_F.KEEP_CLIENT : 0;
+  }
+
+  /**
+   * Removes many Maglev tables. Array-of-maps has no batch delete (ENOTSUPP),
+   * so each costs an RCU grace period; only removed services get here.
+   */
+  deleteMaglevs(ids: readonly number[]): void {
+    const outer = this.#maps.map("maglev");
+    for (const id of ids) outer.delete(u32(id));
+  }
+
+  /** Reads service `id`'s Maglev table back (empty when it has none). */
+  readMaglev(id: number): Uint32Array {
+    const fdBytes = this.#maps.map("maglev").lookup(u32(id));
+    if (!fdBytes) return new Uint32Array(0);
+    const mapId = new DataView(fdBytes.buffer).getUint32(0, true);
+    const inner = openMapById(mapId, "blixt_maglev");
+    try {
+      const out = new Uint32Array(inner.maxEntries);
+      for (const [k, v] of inner.entries()) {
+        const view = new DataView(v.buffer);
+        out[new DataView(k.buffer).getUint32(0, true)] = view.getUint32(0, true);
+      }
+      return out;
+    } finally {
+      inner.close();
+    }
+  }
+
+  /** Removes service `id`'s Maglev table. */
+  deleteMaglev(id: number): void {
+    this.#maps.map("maglev").delete(u32(id));
+  }
+
+  /** Writes the services entry of `addr` (the frontend starts matching). */
+  putService(addr: ServiceAddress, value: ServiceEntry): void {
     this.#maps.map("services").update(
       this.#serviceKey(addr),
       serviceValue.encode({
-        id: spec.id,
-        flags,
-        table_size: table.length,
-        reserved: 0,
+        id: value.id,
+        flags: value.keepClientAddress ? SVC_F.KEEP_CLIENT : 0,
+        table_size: value.tableSize,
+        fingerprint: value.fingerprint >>> 0,
       }),
     );
+  }
+
+  /** Removes the services entry of `addr` only (the frontend stops matching). */
+  deleteServiceEntry(addr: ServiceAddress): void {
+    this.#maps.map("services").delete(this.#serviceKey(addr));
+  }
+
+  /** Marks `addr` as a VIP (the program then owns every packet to it). */
+  putVipMarker(addr: string): void {
     this.#maps.map("services").update(
-      serviceKey.encode({
-        addr: addr.addr,
-        port: 0,
-        proto: 0,
-        family: FAMILY_V4,
-      }),
-      serviceValue.encode({
-        id: 0,
-        flags: SVC_F.VIP_MARKER,
-        table_size: 0,
-        reserved: 0,
-      }),
+      vipMarkerKey(addr),
+      serviceValue.encode({ id: 0, flags: SVC_F.VIP_MARKER, table_size: 0, fingerprint: 0 }),
     );
-    return table;
+  }
+
+  /** Removes the VIP marker of `addr`. */
+  deleteVipMarker(addr: string): void {
+    this.#maps.map("services").delete(vipMarkerKey(addr));
+  }
+
+  /** Every services entry: frontends with their values, and VIP markers. */
+  listServices(): { frontends: ProgrammedService[]; vips: string[] } {
+    const frontends: ProgrammedService[] = [];
+    const vips: string[] = [];
+    for (const [k, v] of this.#maps.map("services").entries()) {
+      const key = serviceKey.decode(k);
+      const value = serviceValue.decode(v);
+      if (key.port === 0 && key.proto === 0) {
+        vips.push(key.addr);
+        continue;
+      }
+      const protocol = key.proto === PROTO_NUM.TCP
+        ? "TCP"
+        : key.proto === PROTO_NUM.UDP
+        ? "UDP"
+        : undefined;
+      if (!protocol) continue;
+      frontends.push({
+        address: { addr: key.addr, port: key.port, protocol },
+        entry: {
+          id: value.id,
+          keepClientAddress: (value.flags & SVC_F.KEEP_CLIENT) !== 0,
+          tableSize: value.table_size,
+          fingerprint: value.fingerprint,
+        },
+      });
+    }
+    return { frontends, vips };
+  }
+
+  /** Writes backend slots in one batch. */
+  writeBackends(slots: readonly BackendSlot[]): void {
+    if (slots.length === 0) return;
+    const keys = new Uint32Array(slots.length);
+    const values = new Uint8Array(backend.size * slots.length);
+    slots.forEach((s, i) => {
+      checkId("backend", s.id, LIMITS.MAX_BACKENDS);
+      keys[i] = s.id;
+      values.set(
+        backend.encode({
+          addr: s.addr,
+          port: s.port,
+          family: FAMILY_V4,
+          flags: BE_F.ACTIVE | (s.remote ? BE_F.REMOTE : 0),
+          service_id: s.serviceId,
+        }),
+        i * backend.size,
+      );
+    });
+    this.#maps.map("backends").updateBatch(new Uint8Array(keys.buffer), values);
+  }
+
+  /** Empties backend slots in one batch: their tracked flows pick again. */
+  clearBackends(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    const keys = Uint32Array.from(ids);
+    this.#maps.map("backends").updateBatch(
+      new Uint8Array(keys.buffer),
+      new Uint8Array(backend.size * ids.length),
+    );
+  }
+
+  /** Every backend slot in use. */
+  listBackends(): BackendSlot[] {
+    const out: BackendSlot[] = [];
+    for (const [k, v] of this.#maps.map("backends").entries()) {
+      const b = backend.decode(v);
+      if (!(b.flags & BE_F.ACTIVE)) continue;
+      out.push({
+        id: new DataView(k.buffer).getUint32(0, true),
+        addr: b.addr,
+        port: b.port,
+        remote: (b.flags & BE_F.REMOTE) !== 0,
+        serviceId: b.service_id,
+      });
+    }
+    return out;
+  }
+
+  /** Zeroes the per-CPU counters of service ids (before an id is reused). */
+  resetServiceCounters(ids: readonly number[]): void {
+    zeroPerCpu(this.#maps.map("service_stats"), ids);
+  }
+
+  /** Zeroes the per-CPU counters of backend ids (before an id is reused). */
+  resetBackendCounters(ids: readonly number[]): void {
+    zeroPerCpu(this.#maps.map("backend_stats"), ids);
+  }
+
+  /**
+   * Counters of every service or backend id, summed over CPUs, as numbers
+   * (exact up to 2^53): one batch read of the whole array.
+   */
+  allCounters(kind: "service" | "backend"): Map<number, CounterTotals> {
+    const m = this.#maps.map(kind === "service" ? "service_stats" : "backend_stats");
+    const cpus = numPossibleCpus();
+    const stride = Math.ceil(counters.size / 8) * 8;
+    const out = new Map<number, CounterTotals>();
+    const vsize = stride * cpus;
+    m.scan((keys, values, n) => {
+      const ids = new Uint32Array(keys.buffer, 0, n);
+      const words = new Uint32Array(values.buffer, 0, (n * vsize) / 4);
+      for (let i = 0; i < n; i++) {
+        const t = [0, 0, 0, 0, 0, 0];
+        let any = false;
+        for (let c = 0; c < cpus; c++) {
+          const base = (i * vsize + c * stride) / 4;
+          for (let f = 0; f < 6; f++) {
+            const lo = words[base + 2 * f]!;
+            const hi = words[base + 2 * f + 1]!;
+            if (lo | hi) {
+              any = true;
+              t[f]! += lo + hi * 4294967296;
+            }
+          }
+        }
+        if (!any) continue;
+        out.set(ids[i]!, {
+          packets: t[0]!,
+          bytes: t[1]!,
+          replyPackets: t[2]!,
+          replyBytes: t[3]!,
+          newFlows: t[4]!,
+          rejected: t[5]!,
+        });
+      }
+    });
+    return out;
+  }
+
+  /** Capacities of the maps the agent fills. */
+  capacity(): MapCapacity {
+    return {
+      serviceIds: this.#maps.map("maglev").maxEntries - 1,
+      serviceKeys: this.#maps.map("services").maxEntries,
+      backendIds: this.#maps.map("backends").maxEntries - 1,
+      conntrack: this.#maps.map("conntrack").maxEntries,
+    };
   }
 
   /** Reads a service entry. */
@@ -242,16 +563,7 @@ export class DataplaneMaps {
       const key = serviceKey.decode(k);
       return key.addr === addr.addr && key.port !== 0;
     });
-    if (!stillUsed) {
-      services.delete(
-        serviceKey.encode({
-          addr: addr.addr,
-          port: 0,
-          proto: 0,
-          family: FAMILY_V4,
-        }),
-      );
-    }
+    if (!stillUsed) services.delete(vipMarkerKey(addr.addr));
   }
 
   /** Every conntrack entry. */

@@ -183,6 +183,42 @@ export class BpfMap {
     }
   }
 
+  /**
+   * Reads every entry in chunks by `bpf_map_lookup_batch`, handing each
+   * chunk's packed keys and values to `fn` (no copy per entry: for scans of
+   * large arrays).
+   */
+  scan(
+    fn: (keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number) => void,
+    chunk = 8192,
+  ): void {
+    const vsize = this.fullValueSize;
+    const token = new Uint8Array(Math.max(8, this.keySize));
+    const count = new Uint32Array(1);
+    const batchOpts = opts("bpf_map_batch_opts", {});
+    const keys = new Uint8Array(this.keySize * chunk);
+    const values = new Uint8Array(vsize * chunk);
+    let first = true;
+    for (;;) {
+      count[0] = chunk;
+      const rc = lib().bpf_map_lookup_batch(
+        this.fd,
+        first ? null : token,
+        token,
+        keys,
+        values,
+        new Uint8Array(count.buffer),
+        batchOpts,
+      );
+      if (count[0]! > 0) fn(keys, values, count[0]!);
+      if (rc < 0) {
+        if (-rc === ENOENT) return;
+        throw new LibbpfError("bpf_map_lookup_batch", -rc, "", this.name);
+      }
+      first = false;
+    }
+  }
+
   /** Writes `count` entries at once (`bpf_map_update_batch`); keys/values are packed. */
   updateBatch(
     keys: Uint8Array<ArrayBuffer>,
@@ -275,6 +311,42 @@ export function createMap(
     name,
   );
   return new BpfMap(name, fd, { ...shape, perCpu: false }, true);
+}
+
+/** A map by fd, its shape read from the kernel (`struct bpf_map_info`). */
+function mapFromFd(fd: number, name: string): BpfMap {
+  const info = new Uint8Array(88);
+  const len = new Uint32Array([info.length]);
+  try {
+    check(
+      "bpf_obj_get_info_by_fd",
+      () => lib().bpf_obj_get_info_by_fd(fd, info, new Uint8Array(len.buffer)),
+      name,
+    );
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  const v = new DataView(info.buffer);
+  const type = v.getUint32(0, true);
+  return new BpfMap(name, fd, {
+    keySize: v.getUint32(8, true),
+    valueSize: v.getUint32(12, true),
+    maxEntries: v.getUint32(16, true),
+    perCpu: type === MAP_TYPE.PERCPU_ARRAY || type === MAP_TYPE.PERCPU_HASH,
+  }, true);
+}
+
+/** Opens a map by kernel id (e.g. an inner map); the caller closes it. */
+export function openMapById(id: number, name: string): BpfMap {
+  const fd = check("bpf_map_get_fd_by_id", () => lib().bpf_map_get_fd_by_id(id), `${name} #${id}`);
+  return mapFromFd(fd, name);
+}
+
+/** Opens a map pinned at `path` on bpffs; the caller closes it. */
+export function openPinnedMap(path: string): BpfMap {
+  const fd = check("bpf_obj_get", () => lib().bpf_obj_get(cstr(path)), path);
+  return mapFromFd(fd, path.slice(path.lastIndexOf("/") + 1));
 }
 
 /** Options of {@linkcode BpfObject.open}. */

@@ -1,7 +1,9 @@
 /**
  * The whole of blixt on the local cluster, as a user runs it: the operator
  * and one agent per node as processes (agents inside their node's network
- * namespace, on its uplink), blixt's CRDs and the `blixt` GatewayClass with
+ * namespace, on its uplink), each with the credentials of its own service
+ * account as manifests/rbac.yaml grants them (a kubeconfig with a bound token
+ * from the TokenRequest API), blixt's CRDs and the `blixt` GatewayClass with
  * the cluster's Gateway address pool. The demo and the e2e tests start it.
  *
  * Pods are network namespaces (tests/cluster/), so nothing turns a Service's
@@ -13,8 +15,9 @@
  */
 
 import { applyObject, type KubeObject } from "../../kube/client.ts";
-import { parseManifests } from "../../kube/manifests.ts";
+import { applyManifestFiles, parseManifests } from "../../kube/manifests.ts";
 import { applyBlixtCrds } from "../../manifests/crds.ts";
+import { writeServiceAccountKubeconfig } from "../../manifests/service_account_kubeconfig.ts";
 import { type Cluster, clusterDown, clusterUp, type Pod } from "../cluster/cluster.ts";
 import { processAlive, run, sleep, spawnDetached, stopProcess } from "../cluster/host.ts";
 
@@ -150,6 +153,11 @@ export class System {
   }
 }
 
+/** Kubeconfig of a component's service account, written by {@linkcode startSystem}. */
+function componentKubeconfig(cluster: Cluster, component: "operator" | "agent"): string {
+  return `${cluster.dir}/${component}.kubeconfig`;
+}
+
 function agentCommand(cluster: Cluster, node: Cluster["nodes"][number]): string[] {
   return [
     Deno.execPath(),
@@ -159,7 +167,7 @@ function agentCommand(cluster: Cluster, node: Cluster["nodes"][number]): string[
     "--node",
     node.name,
     "--kubeconfig",
-    cluster.kubeconfig,
+    componentKubeconfig(cluster, "agent"),
     "--uplink",
     "eth0",
     "--bpffs",
@@ -193,10 +201,6 @@ metadata: { name: blixt, labels: { app.kubernetes.io/part-of: blixt } }
 spec:
   controllerName: blixt.dev/gateway-controller
   parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt }
----
-apiVersion: v1
-kind: Namespace
-metadata: { name: blixt-system, labels: { app.kubernetes.io/part-of: blixt } }
 `;
 }
 
@@ -225,7 +229,16 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
   for (const obj of parseManifests(gatewayClassYaml(cluster.plan.gatewayPool))) {
     await applyObject(kc, obj, { fieldManager: FIELD_MANAGER, force: true });
   }
-  log("blixt CRDs and GatewayClass blixt applied");
+  await applyManifestFiles(kc, [`${root}manifests/namespace.yaml`, `${root}manifests/rbac.yaml`], {
+    fieldManager: FIELD_MANAGER,
+  });
+  for (const component of ["operator", "agent"] as const) {
+    await writeServiceAccountKubeconfig(kc, {
+      namespace: "blixt-system",
+      name: `blixt-${component}`,
+    }, { path: componentKubeconfig(cluster, component), expirationSeconds: 24 * 3600 });
+  }
+  log("blixt CRDs, RBAC and GatewayClass blixt applied; service account kubeconfigs written");
   const operatorLog = `${cluster.dir}/operator.log`;
   const operatorPid = await spawnDetached([
     Deno.execPath(),
@@ -233,7 +246,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
     "-A",
     `${root}operator/main.ts`,
     "--kubeconfig",
-    cluster.kubeconfig,
+    componentKubeconfig(cluster, "operator"),
     "--health-port",
     String(18081 + cluster.plan.slot),
     "--identity",

@@ -1,0 +1,451 @@
+/**
+ * The agent's loop: on every change of the tables, compute the desired
+ * state, apply the difference to the maps, and report it in DataplaneNode
+ * status; every 10 s, report the counters when they changed.
+ *
+ * @module
+ */
+import type { DataplaneNodeStatus, MapUsage, ServiceCounters } from "../api/mod.ts";
+import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
+import {
+  computeDesiredState,
+  type DesiredService,
+  type LastProgrammed,
+  type TableCache,
+  type TableOutcome,
+} from "./desired_state.ts";
+import { errorText, type Logger } from "./log.ts";
+import type { Registry } from "./metrics.ts";
+import type { StatusWriter } from "./node_status_writer.ts";
+import { Programmer } from "./programmer.ts";
+import { buildStatus, countersOf } from "./status.ts";
+import type { TableSource } from "./table_source.ts";
+
+/** The maps as the agent uses them. */
+export type AgentMaps = Pick<
+  DataplaneMaps,
+  | "listServices"
+  | "listBackends"
+  | "writeBackends"
+  | "clearBackends"
+  | "writeMaglevs"
+  | "deleteMaglevs"
+  | "putService"
+  | "deleteServiceEntry"
+  | "putVipMarker"
+  | "deleteVipMarker"
+  | "resetServiceCounters"
+  | "resetBackendCounters"
+  | "capacity"
+  | "allCounters"
+  | "events"
+>;
+
+/** Options of {@linkcode Agent}. */
+export interface AgentOptions {
+  /** This node's name. */
+  node: string;
+  /** Uplink the program is attached to (reported in DataplaneNode spec). */
+  uplink: string;
+  /** The data plane's maps. */
+  maps: AgentMaps;
+  /** Where tables come from. */
+  source: TableSource;
+  /** Where status goes. */
+  status: StatusWriter;
+  /** Log lines. */
+  log: Logger;
+  /** Metrics registry. */
+  metrics: Registry;
+  /** How often counters are read and, when changed, written; default 10 s. */
+  countersIntervalMs?: number;
+}
+
+const SYNC_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** The node daemon, given its maps, table source and status writer. */
+export class Agent {
+  readonly #o: AgentOptions;
+  readonly #programmer: Programmer;
+  readonly #lastProgrammed = new Map<string, LastProgrammed>();
+  readonly #programmedGeneration = new Map<string, number>();
+  readonly #tableCache: TableCache = new Map();
+  #tables: TableOutcome[] = [];
+  #applyError: string | undefined;
+  #synced = false;
+  #stopped = false;
+  #running = false;
+  #dirty = false;
+  #retryMs = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #countersTimer: ReturnType<typeof setInterval> | undefined;
+  #lastStatus: DataplaneNodeStatus | undefined;
+  #lastWritten = "";
+  #counters: { collectedAt: string; services: ServiceCounters[] } | undefined;
+  #statusInFlight: Promise<void> | undefined;
+  #statusAgain = false;
+  #statusRetryMs = 0;
+  #statusTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastTick = Date.now();
+  #objectReady = false;
+  #lastSyncTime: string | undefined;
+  #countersDigest = -1;
+  #lastLogged = new Map<string, string>();
+
+  /** An agent over `options.maps`; {@linkcode Agent.start} runs it. */
+  constructor(options: AgentOptions) {
+    this.#o = options;
+    this.#programmer = new Programmer(options.maps);
+    this.#registerMetrics();
+  }
+
+  /** True once the first sync of the tables is in the maps. */
+  get ready(): boolean {
+    return this.#synced && this.#applyError === undefined;
+  }
+
+  /** True while the loop is alive (it ticks at least every counters interval). */
+  get healthy(): boolean {
+    return !this.#stopped && Date.now() - this.#lastTick < 3 * this.#interval + 5_000;
+  }
+
+  get #interval(): number {
+    return this.#o.countersIntervalMs ?? 10_000;
+  }
+
+  /**
+   * Adopts what the pinned maps hold, starts the table source and, once it
+   * has listed, reconciles; then follows every change.
+   */
+  async start(): Promise<void> {
+    const adopted = this.#programmer.adopt();
+    this.#o.log("info", "adopted pinned maps", adopted);
+    this.#o.source.onChange(() => this.#schedule());
+    this.#o.source.start();
+    await this.#o.source.synced;
+    this.#synced = true;
+    this.#schedule();
+    this.#countersTimer = setInterval(() => this.#collectCounters(), this.#interval);
+    this.#ensureObject();
+  }
+
+  /** Stops timers and the source; the maps and links stay as they are. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#statusTimer);
+    clearInterval(this.#countersTimer);
+    await this.#o.source.stop();
+    await this.#statusInFlight;
+  }
+
+  /** Reconciles now (tests and benchmarks); normally changes trigger it. */
+  reconcile(): void {
+    const started = performance.now();
+    const desired = computeDesiredState(this.#o.source.list(), {
+      node: this.#o.node,
+      lastProgrammed: this.#lastProgrammed,
+      programmedFrontends: new Set(this.#programmer.services.keys()),
+      capacity: this.#o.maps.capacity(),
+      cache: this.#tableCache,
+    });
+    this.#tables = desired.tables;
+    try {
+      const stats = this.#programmer.apply(desired);
+      this.#applyError = undefined;
+      this.#retryMs = 0;
+      const names = new Set<string>();
+      const byTable = new Map<string, DesiredService[]>();
+      for (const s of desired.services.values()) {
+        const list = byTable.get(s.table);
+        if (list) list.push(s);
+        else byTable.set(s.table, [s]);
+      }
+      for (const t of desired.tables) {
+        const name = `${t.namespace}/${t.name}`;
+        names.add(name);
+        if (t.result === "programmed" || t.result === "conflict") {
+          this.#lastProgrammed.set(name, {
+            generation: t.generation,
+            services: byTable.get(name) ?? [],
+          });
+        }
+        if (t.result === "programmed") this.#programmedGeneration.set(name, t.generation);
+      }
+      for (const name of [...this.#tableCache.keys()]) {
+        if (!names.has(name)) this.#tableCache.delete(name);
+      }
+      for (const name of [...this.#lastProgrammed.keys()]) {
+        if (!names.has(name)) {
+          this.#lastProgrammed.delete(name);
+          this.#programmedGeneration.delete(name);
+        }
+      }
+      const seconds = (performance.now() - started) / 1000;
+      this.#o.metrics.observe(
+        "blixt_agent_sync_duration_seconds",
+        "Time from a table change to the maps written.",
+        {
+          value: seconds,
+          buckets: SYNC_BUCKETS,
+        },
+      );
+      this.#o.metrics.inc("blixt_agent_syncs_total", "Syncs of the maps with the tables.", {
+        labels: { result: "ok" },
+      });
+      if (stats.operations > 0) this.#countersDigest = -1; // services changed: recount
+      if (stats.operations > 0 || this.#lastSyncTime === undefined) {
+        this.#lastSyncTime = new Date().toISOString();
+      }
+      if (stats.operations > 0) {
+        this.#o.log("info", "maps synced", { ...stats, ms: Math.round(seconds * 1000) });
+      }
+    } catch (e) {
+      this.#applyError = errorText(e);
+      this.#o.metrics.inc("blixt_agent_syncs_total", "Syncs of the maps with the tables.", {
+        labels: { result: "error" },
+      });
+      this.#retryMs = Math.min(30_000, Math.max(500, this.#retryMs * 2));
+      this.#o.log("error", "map sync failed, retrying", {
+        error: this.#applyError,
+        retryMs: this.#retryMs,
+      });
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = setTimeout(() => this.#schedule(), this.#retryMs);
+    }
+    this.#logTables();
+    this.#statusChanged();
+  }
+
+  #schedule(): void {
+    if (this.#stopped || !this.#synced) return;
+    if (this.#running) {
+      this.#dirty = true;
+      return;
+    }
+    this.#running = true;
+    // A macrotask later: a burst of watch events becomes one sync.
+    setTimeout(() => {
+      try {
+        do {
+          this.#dirty = false;
+          if (!this.#stopped) this.reconcile();
+        } while (this.#dirty && !this.#stopped);
+      } finally {
+        this.#running = false;
+      }
+    }, 0);
+  }
+
+  #logTables(): void {
+    for (const t of this.#tables) {
+      const name = `${t.namespace}/${t.name}`;
+      const line = `${t.result}:${t.generation}:${t.errors.join("|")}`;
+      if (this.#lastLogged.get(name) === line) continue;
+      this.#lastLogged.set(name, line);
+      if (t.result === "programmed") {
+        this.#o.log("info", "table programmed", {
+          table: name,
+          generation: t.generation,
+          entries: t.entries,
+          backends: t.backends,
+        });
+      } else {
+        this.#o.log("warn", `table not programmed: ${t.result}`, {
+          table: name,
+          generation: t.generation,
+          errors: t.errors,
+        });
+      }
+    }
+  }
+
+  #ensureObject(): void {
+    this.#o.status.ensure(this.#o.uplink).then(() => {
+      this.#objectReady = true;
+      this.#statusChanged();
+    }).catch((e) => {
+      this.#o.log("warn", "DataplaneNode create failed, retrying", { error: errorText(e) });
+      if (!this.#stopped) this.#statusTimer = setTimeout(() => this.#ensureObject(), 2_000);
+    });
+  }
+
+  #statusChanged(): void {
+    const status = buildStatus({
+      tables: this.#tables,
+      programmed: this.#programmedGeneration,
+      applyError: this.#applyError,
+      synced: this.#synced,
+      lastSyncTime: this.#lastSyncTime,
+      maps: this.#mapUsage(),
+    }, this.#lastStatus);
+    if (this.#counters) status.counters = this.#counters;
+    this.#lastStatus = status;
+    this.#flushStatus();
+  }
+
+  #flushStatus(): void {
+    if (this.#stopped || !this.#objectReady) return;
+    if (this.#statusInFlight) {
+      this.#statusAgain = true;
+      return;
+    }
+    const status = this.#lastStatus;
+    if (!status) return;
+    const text = JSON.stringify(status);
+    if (text === this.#lastWritten) return;
+    this.#statusInFlight = this.#o.status.write(status).then(() => {
+      this.#lastWritten = text;
+      this.#statusRetryMs = 0;
+      this.#o.metrics.inc("blixt_agent_status_writes_total", "DataplaneNode status writes.", {
+        labels: { result: "ok" },
+      });
+    }, (e) => {
+      this.#statusRetryMs = Math.min(30_000, Math.max(500, this.#statusRetryMs * 2));
+      this.#o.metrics.inc("blixt_agent_status_writes_total", "DataplaneNode status writes.", {
+        labels: { result: "error" },
+      });
+      this.#o.log("warn", "status write failed, retrying", {
+        error: errorText(e),
+        retryMs: this.#statusRetryMs,
+      });
+      clearTimeout(this.#statusTimer);
+      this.#statusTimer = setTimeout(() => this.#flushStatus(), this.#statusRetryMs);
+    }).finally(() => {
+      this.#statusInFlight = undefined;
+      if (this.#statusAgain) {
+        this.#statusAgain = false;
+        this.#flushStatus();
+      }
+    });
+  }
+
+  #totals(): { services: Map<number, CounterTotals>; backends: Map<number, CounterTotals> } {
+    return {
+      services: this.#o.maps.allCounters("service"),
+      backends: this.#o.maps.allCounters("backend"),
+    };
+  }
+
+  #collectCounters(): void {
+    this.#lastTick = Date.now();
+    if (this.#stopped) return;
+    try {
+      // Every backend packet is also a service packet: when the (small) service
+      // array did not move, the (large) backend array is not read at all.
+      const serviceTotals = this.#o.maps.allCounters("service");
+      let digest = 0;
+      for (const t of serviceTotals.values()) digest += t.packets + t.replyPackets + t.rejected;
+      if (digest === this.#countersDigest) return;
+      this.#countersDigest = digest;
+      const services = countersOf(this.#programmer.services.values(), {
+        services: serviceTotals,
+        backends: this.#o.maps.allCounters("backend"),
+      });
+      if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
+      this.#counters = { collectedAt: new Date().toISOString(), services };
+      this.#statusChanged();
+    } catch (e) {
+      this.#o.log("warn", "reading counters failed", { error: errorText(e) });
+    }
+  }
+
+  /** Entries in use and capacity of the maps the agent fills. */
+  #mapUsage(): MapUsage[] {
+    const cap = this.#o.maps.capacity();
+    let backends = 0;
+    const addrs = new Set<string>();
+    for (const s of this.#programmer.services.values()) {
+      backends += s.backends.size;
+      addrs.add(s.address.addr);
+    }
+    const services = this.#programmer.services.size;
+    return [
+      { name: "backends", entries: backends, capacity: cap.backendIds },
+      { name: "maglev", entries: services, capacity: cap.serviceIds },
+      { name: "services", entries: services + addrs.size, capacity: cap.serviceKeys },
+    ];
+  }
+
+  #registerMetrics(): void {
+    const m = this.#o.metrics;
+    m.collect(() => {
+      for (const u of this.#mapUsage()) {
+        const labels = { map: u.name };
+        m.set("blixt_agent_map_entries", "Entries in use per map.", { labels, value: u.entries });
+        m.set("blixt_agent_map_capacity", "Capacity per map.", { labels, value: u.capacity });
+      }
+      m.clear("blixt_agent_tables");
+      const byResult = new Map<string, number>();
+      for (const t of this.#tables) byResult.set(t.result, (byResult.get(t.result) ?? 0) + 1);
+      for (const r of ["programmed", "invalid", "conflict", "capacity"]) {
+        m.set("blixt_agent_tables", "RoutingTables by outcome.", {
+          labels: { result: r },
+          value: byResult.get(r) ?? 0,
+        });
+      }
+      m.clear("blixt_agent_table_programmed_generation");
+      for (const [name, gen] of this.#programmedGeneration) {
+        const [namespace, table] = name.split("/") as [string, string];
+        m.set(
+          "blixt_agent_table_programmed_generation",
+          "Generation programmed per RoutingTable.",
+          {
+            labels: { namespace, name: table },
+            value: gen,
+          },
+        );
+      }
+      m.set("blixt_agent_ready", "1 when the maps hold the current tables.", {
+        value: this.ready ? 1 : 0,
+      });
+      this.#trafficMetrics();
+    });
+  }
+
+  #trafficMetrics(): void {
+    const m = this.#o.metrics;
+    const totals = this.#totals();
+    const families = [
+      ["packets", "Packets from clients."],
+      ["bytes", "Bytes from clients."],
+      ["new_flows", "Flows created."],
+    ] as const;
+    for (const [f] of families) {
+      m.clear(`blixt_service_${f}_total`);
+      m.clear(`blixt_backend_${f}_total`);
+    }
+    m.clear("blixt_service_rejected_total");
+    for (const s of this.#programmer.services.values()) {
+      const t = totals.services.get(s.entry.id);
+      if (!t) continue; // only services with traffic: 10k idle services make no series
+      const labels = { frontend: s.frontend };
+      const values = { packets: t.packets, bytes: t.bytes, new_flows: t.newFlows };
+      for (const [f, help] of families) {
+        m.set(`blixt_service_${f}_total`, help, { labels, value: values[f], type: "counter" });
+      }
+      m.set("blixt_service_rejected_total", "Packets answered with RST or ICMP unreachable.", {
+        labels,
+        value: t.rejected,
+        type: "counter",
+      });
+      for (const b of s.backends.values()) {
+        const c = totals.backends.get(b.id);
+        if (!c) continue;
+        const bl = { frontend: s.frontend, backend: `${b.addr}:${b.port}` };
+        const bv = { packets: c.packets, bytes: c.bytes, new_flows: c.newFlows };
+        for (const [f, help] of families) {
+          m.set(`blixt_backend_${f}_total`, help, { labels: bl, value: bv[f], type: "counter" });
+        }
+      }
+    }
+    const events = this.#o.maps.events();
+    for (const [name, value] of Object.entries(events)) {
+      m.set("blixt_dataplane_events_total", "Data plane events (drops, rejects, translations).", {
+        labels: { event: name },
+        value: Number(value),
+        type: "counter",
+      });
+    }
+  }
+}

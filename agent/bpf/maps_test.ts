@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { buildBpf } from "../../bpf/build.ts";
+import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
+import { maglevSize, maglevTable } from "./maglev.ts";
+
+async function withMaps(fn: (dp: Dataplane) => void): Promise<void> {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-maps-${Deno.pid}`;
+  const dp = Dataplane.load({ pinDir, conntrackEntries: 1024 });
+  try {
+    fn(dp);
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
+}
+
+Deno.test("maps: Maglev tables of different sizes are swapped in and read back", async () => {
+  await withMaps((dp) => {
+    for (const n of [1, 11, 200]) {
+      const entries = Array.from({ length: n }, (_, i) => ({
+        key: `198.18.201.${i % 250}:${8000 + i}`,
+        id: i + 1,
+        weight: 1,
+      }));
+      const table = maglevTable(entries, maglevSize(n));
+      dp.maps.writeMaglev(7, table);
+      assert.deepEqual(dp.maps.readMaglev(7), table, `${n} backends`);
+    }
+    dp.maps.deleteMaglev(7);
+    assert.equal(dp.maps.readMaglev(7).length, 0);
+  });
+});
+
+Deno.test("maps: services, VIP markers and backend slots are listed as written", async () => {
+  await withMaps((dp) => {
+    const m = dp.maps;
+    m.writeBackends([
+      { id: 3, addr: "198.18.201.1", port: 8080, remote: false, serviceId: 2 },
+      { id: 4, addr: "198.18.201.2", port: 8081, remote: true, serviceId: 2 },
+    ]);
+    const addr = { addr: "198.18.200.9", port: 80, protocol: "UDP" as const };
+    m.putService(addr, {
+      id: 2,
+      keepClientAddress: true,
+      tableSize: 1021,
+      fingerprint: 0xdeadbeef,
+    });
+    m.putVipMarker(addr.addr);
+    assert.deepEqual(m.listServices(), {
+      frontends: [{
+        address: addr,
+        entry: { id: 2, keepClientAddress: true, tableSize: 1021, fingerprint: 0xdeadbeef },
+      }],
+      vips: ["198.18.200.9"],
+    });
+    assert.deepEqual(m.listBackends().map((b) => [b.id, b.remote, b.serviceId]), [
+      [3, false, 2],
+      [4, true, 2],
+    ]);
+    m.clearBackends([3]);
+    assert.deepEqual(m.listBackends().map((b) => b.id), [4]);
+    m.deleteServiceEntry(addr);
+    m.deleteVipMarker(addr.addr);
+    assert.deepEqual(m.listServices(), { frontends: [], vips: [] });
+    assert.equal(m.allCounters("backend").size, 0, "no traffic, no counters");
+    assert.ok(m.capacity().serviceIds >= 10_000);
+    assert.ok(m.capacity().backendIds >= 100_000);
+  });
+});
+
+Deno.test("maps: Maglev tables are written and removed in batches", async () => {
+  await withMaps((dp) => {
+    const tables = [1, 2, 3].map((id) => ({
+      id,
+      table: maglevTable([{ key: `198.18.201.${id}:80`, id: id + 10, weight: 1 }], maglevSize(1)),
+    }));
+    dp.maps.writeMaglevs(tables, 2);
+    for (const t of tables) assert.deepEqual(dp.maps.readMaglev(t.id), t.table);
+    dp.maps.deleteMaglevs([1, 3]);
+    assert.deepEqual([1, 2, 3].map((id) => dp.maps.readMaglev(id).length), [0, 1021, 0]);
+  });
+});

@@ -1,0 +1,367 @@
+/**
+ * Desired state: what the maps of one node should hold, computed from every
+ * RoutingTable the agent knows. Pure: no maps, no API server.
+ *
+ * Per table the outcome is one of
+ * - `programmed`: its current generation goes in;
+ * - `invalid` or `capacity`: its last programmed entries stay (or, when the
+ *   agent has not programmed it since it started, whatever the maps hold
+ *   for its addresses), never part of the new generation;
+ * - `conflict`: frontends claimed by another table too are programmed for
+ *   neither; its other entries go in.
+ *
+ * @module
+ */
+import {
+  canonicalIp,
+  entryKey,
+  formatFieldErrors,
+  type RoutingTable,
+  type RoutingTableEntry,
+  validateRoutingTable,
+} from "../api/mod.ts";
+import type { MapCapacity, ServiceAddress } from "./bpf/maps.ts";
+
+/** A backend as the data plane needs it. */
+export interface DesiredBackend {
+  /** Address. */
+  addr: string;
+  /** Port. */
+  port: number;
+  /** Share of new flows; 0 keeps existing flows only. */
+  weight: number;
+  /** On another node: reached with the source translated to this node. */
+  remote: boolean;
+}
+
+/** One frontend to program. */
+export interface DesiredService {
+  /** `address:port/protocol`. */
+  frontend: string;
+  /** The frontend as the maps key it. */
+  address: ServiceAddress;
+  /** `namespace/name` of the table it comes from. */
+  table: string;
+  /** Never translate the source (local-only Gateways). */
+  keepClientAddress: boolean;
+  /** Share of new flows rejected actively. */
+  rejectWeight: number;
+  /** Backends sorted by address then port, unique. */
+  backends: DesiredBackend[];
+}
+
+/** What became of one table. */
+export type TableResult = "programmed" | "invalid" | "conflict" | "capacity";
+
+/** The outcome for one table, for its status line. */
+export interface TableOutcome {
+  /** Namespace. */
+  namespace: string;
+  /** Name. */
+  name: string;
+  /** `metadata.generation` seen. */
+  generation: number;
+  /** What happened. */
+  result: TableResult;
+  /** One line per problem. */
+  errors: string[];
+  /** Entries of the table that are programmed. */
+  entries: number;
+  /** Backends of those entries. */
+  backends: number;
+}
+
+/** The last generation of a table that went into the maps, remembered for fallbacks. */
+export interface LastProgrammed {
+  /** Its generation. */
+  generation: number;
+  /** Its services. */
+  services: DesiredService[];
+}
+
+/** Everything the maps should hold. */
+export interface DesiredState {
+  /** By frontend. */
+  services: Map<string, DesiredService>;
+  /** Frontends to leave exactly as they are in the maps (fallback after a restart). */
+  keep: Set<string>;
+  /** Per table, sorted by namespace/name. */
+  tables: TableOutcome[];
+}
+
+/** Options of {@linkcode computeDesiredState}. */
+export interface DesiredStateOptions {
+  /** This node's name: backends on other nodes are remote. */
+  node: string;
+  /** Last programmed generation per table (`namespace/name`). */
+  lastProgrammed: ReadonlyMap<string, LastProgrammed>;
+  /** Frontends in the maps now (for fallbacks after a restart). */
+  programmedFrontends: ReadonlySet<string>;
+  /** Map capacity. */
+  capacity: MapCapacity;
+  /** Reuse of unchanged tables' validation and services between calls. */
+  cache?: TableCache;
+}
+
+/** At most this many error lines per table: statuses stay small. */
+const MAX_ERRORS = 8;
+
+function tableName(t: { metadata?: { namespace?: string; name?: string } }): string {
+  return `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`;
+}
+
+/** The frontend key of an entry, with the address canonical. */
+export function frontendKey(e: Pick<RoutingTableEntry, "address" | "port" | "protocol">): string {
+  return entryKey({ ...e, address: canonicalIp(e.address) ?? e.address });
+}
+
+/** The services one valid table asks this node for. */
+export function tableServices(table: RoutingTable, node: string): DesiredService[] {
+  const local = table.spec.localBackendsOnly === true;
+  const name = tableName(table);
+  return table.spec.entries.map((e) => {
+    const seen = new Set<string>();
+    const backends: DesiredBackend[] = [];
+    for (const b of e.backends) {
+      const remote = b.node !== undefined && b.node !== node;
+      if (local && remote) continue;
+      const addr = canonicalIp(b.ip) ?? b.ip;
+      const k = `${addr}:${b.port}`;
+      if (seen.has(k)) continue; // the same endpoint twice: one slot, first weight
+      seen.add(k);
+      backends.push({ addr, port: b.port, weight: b.weight, remote });
+    }
+    backends.sort((a, b) => a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : a.port - b.port);
+    const addr = canonicalIp(e.address) ?? e.address;
+    return {
+      frontend: frontendKey(e),
+      address: { addr, port: e.port, protocol: e.protocol },
+      table: name,
+      keepClientAddress: local,
+      rejectWeight: e.rejectWeight,
+      backends,
+    };
+  });
+}
+
+interface Usage {
+  services: number;
+  keys: number;
+  backends: number;
+}
+
+function usageOf(services: readonly DesiredService[]): Usage {
+  const addrs = new Set(services.map((s) => s.address.addr));
+  let backends = 0;
+  for (const s of services) backends += s.backends.length;
+  return { services: services.length, keys: services.length + addrs.size, backends };
+}
+
+/** Usage while switching from `old` to `now`: old backends linger until the new ones are in. */
+function peakUsage(old: readonly DesiredService[], now: readonly DesiredService[]): Usage {
+  const u = usageOf(now);
+  const byFrontend = new Map(now.map((s) => [s.frontend, s]));
+  for (const o of old) {
+    const n = byFrontend.get(o.frontend);
+    if (!n) continue; // removed services go first and free their ids
+    const keep = new Set(n.backends.map((b) => `${b.addr}:${b.port}`));
+    for (const b of o.backends) if (!keep.has(`${b.addr}:${b.port}`)) u.backends++;
+  }
+  return u;
+}
+
+function fits(u: Usage, c: MapCapacity): boolean {
+  return u.services <= c.serviceIds && u.keys <= c.serviceKeys && u.backends <= c.backendIds;
+}
+
+function add(a: Usage, b: Usage, sign = 1): Usage {
+  return {
+    services: a.services + sign * b.services,
+    keys: a.keys + sign * b.keys,
+    backends: a.backends + sign * b.backends,
+  };
+}
+
+interface Candidate {
+  name: string;
+  namespace: string;
+  tableName: string;
+  generation: number;
+  valid?: RoutingTable;
+  errors: string[];
+  addresses: string[];
+  /** What stays if this generation does not go in. */
+  fallback: DesiredService[];
+  /** This generation's services, when valid. */
+  wanted: DesiredService[];
+  result?: TableResult;
+}
+
+/** A table validated and turned into services, cached by resourceVersion. */
+export interface ParsedTable {
+  /** The table when valid. */
+  valid?: RoutingTable;
+  /** Its services when valid. */
+  wanted: DesiredService[];
+  /** Validation errors. */
+  errors: string[];
+  /** Its addresses, canonical. */
+  addresses: string[];
+}
+
+/** Parsed tables by `namespace/name`, reused while the resourceVersion is the same. */
+export type TableCache = Map<string, { resourceVersion: string; parsed: ParsedTable }>;
+
+function parseTable(raw: unknown, node: string): ParsedTable {
+  const v = validateRoutingTable(raw);
+  if (v.ok) {
+    return {
+      valid: v.value,
+      wanted: tableServices(v.value, node),
+      errors: [],
+      addresses: v.value.spec.addresses.map((a) => canonicalIp(a) ?? a),
+    };
+  }
+  const lines = formatFieldErrors(v.errors).split("\n");
+  const errors = lines.slice(0, MAX_ERRORS);
+  if (lines.length > MAX_ERRORS) errors.push(`... and ${lines.length - MAX_ERRORS} more`);
+  const addrs = (raw as { spec?: { addresses?: unknown } }).spec?.addresses;
+  const addresses = Array.isArray(addrs)
+    ? addrs.filter((a): a is string => typeof a === "string").map((a) => canonicalIp(a) ?? a)
+    : [];
+  return { wanted: [], errors, addresses };
+}
+
+/**
+ * Computes the desired map contents from raw RoutingTable objects (as read
+ * from the API server, unvalidated).
+ *
+ * @example
+ * ```ts
+ * const desired = computeDesiredState(informerObjects, {
+ *   node: "node-1", lastProgrammed: new Map(), programmedFrontends: new Set(),
+ *   capacity: maps.capacity(),
+ * });
+ * ```
+ */
+export function computeDesiredState(
+  tables: readonly unknown[],
+  options: DesiredStateOptions,
+): DesiredState {
+  const candidates: Candidate[] = [];
+  for (const raw of tables) {
+    const meta = (raw as { metadata?: { namespace?: string; name?: string; generation?: number } })
+      .metadata;
+    const name = tableName(raw as never);
+    const c: Candidate = {
+      name: meta?.name ?? "",
+      namespace: meta?.namespace ?? "",
+      tableName: name,
+      generation: meta?.generation ?? 0,
+      errors: [],
+      addresses: [],
+      fallback: options.lastProgrammed.get(name)?.services ?? [],
+      wanted: [],
+    };
+    const rv = (meta as { resourceVersion?: string } | undefined)?.resourceVersion;
+    const cached = rv !== undefined ? options.cache?.get(name) : undefined;
+    const parsed = cached && cached.resourceVersion === rv
+      ? cached.parsed
+      : parseTable(raw, options.node);
+    if (rv !== undefined && parsed !== cached?.parsed) {
+      options.cache?.set(name, { resourceVersion: rv, parsed });
+    }
+    c.addresses = parsed.addresses;
+    c.errors = [...parsed.errors];
+    if (parsed.valid) {
+      c.valid = parsed.valid;
+      c.wanted = parsed.wanted;
+    } else {
+      c.result = "invalid";
+    }
+    candidates.push(c);
+  }
+  candidates.sort((a, b) => a.tableName < b.tableName ? -1 : a.tableName > b.tableName ? 1 : 0);
+
+  // Conflicts over what each table would program: frontends claimed twice go nowhere.
+  const claims = new Map<string, Set<string>>();
+  for (const c of candidates) {
+    for (const s of c.valid ? c.wanted : c.fallback) {
+      const set = claims.get(s.frontend) ?? new Set<string>();
+      set.add(c.tableName);
+      claims.set(s.frontend, set);
+    }
+  }
+  const conflicted = new Set([...claims].filter(([, s]) => s.size > 1).map(([f]) => f));
+  for (const c of candidates) {
+    const drop = (list: DesiredService[]) => list.filter((s) => !conflicted.has(s.frontend));
+    if (c.valid) {
+      const mine = c.wanted.filter((s) => conflicted.has(s.frontend));
+      for (const s of mine) {
+        const others = [...claims.get(s.frontend)!].filter((t) => t !== c.tableName);
+        c.errors.push(`frontend ${s.frontend} is also claimed by ${others.join(", ")}`);
+      }
+      if (mine.length > 0) c.result = "conflict";
+      c.wanted = drop(c.wanted);
+    }
+    c.fallback = drop(c.fallback);
+  }
+
+  // Capacity: start from what stays anyway, then let tables in one at a time.
+  let usage: Usage = { services: 0, keys: 0, backends: 0 };
+  for (const c of candidates) usage = add(usage, usageOf(c.fallback));
+  for (const c of candidates) {
+    if (!c.valid) continue;
+    const next = add(add(usage, usageOf(c.fallback), -1), peakUsage(c.fallback, c.wanted));
+    if (fits(next, options.capacity)) {
+      usage = add(add(usage, usageOf(c.fallback), -1), usageOf(c.wanted));
+      c.result ??= "programmed";
+    } else {
+      const u = usageOf(c.wanted);
+      c.result = "capacity";
+      c.errors.push(
+        `does not fit: ${u.services} services, ${u.backends} backends; free ` +
+          `${options.capacity.serviceIds - usage.services} service ids, ` +
+          `${options.capacity.backendIds - usage.backends} backend ids`,
+      );
+    }
+  }
+
+  const services = new Map<string, DesiredService>();
+  const keep = new Set<string>();
+  const outcomes: TableOutcome[] = [];
+  const claimedNow = new Set<string>();
+  for (const c of candidates) {
+    const list = c.result === "programmed" || c.result === "conflict" ? c.wanted : c.fallback;
+    for (const s of list) claimedNow.add(s.frontend);
+  }
+  for (const c of candidates) {
+    const goesIn = c.result === "programmed" || c.result === "conflict";
+    const list = goesIn ? c.wanted : c.fallback;
+    for (const s of list) services.set(s.frontend, s);
+    if (!goesIn && !options.lastProgrammed.has(c.tableName)) {
+      // Not programmed by this process yet: leave what the maps hold for its addresses.
+      const addrs = new Set(c.addresses);
+      for (const f of options.programmedFrontends) {
+        if (claimedNow.has(f) || conflicted.has(f)) continue;
+        if (addrs.has(frontendAddress(f))) keep.add(f);
+      }
+    }
+    outcomes.push({
+      namespace: c.namespace,
+      name: c.name,
+      generation: c.generation,
+      result: c.result ?? "invalid",
+      errors: c.errors,
+      entries: list.length,
+      backends: list.reduce((n, s) => n + s.backends.length, 0),
+    });
+  }
+  return { services, keep, tables: outcomes };
+}
+
+/** The address part of a frontend key. */
+export function frontendAddress(frontend: string): string {
+  const host = frontend.slice(0, frontend.lastIndexOf(":"));
+  return host.startsWith("[") ? host.slice(1, -1) : host;
+}

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { be, table } from "./_testing.ts";
+import { computeDesiredState, type DesiredStateOptions } from "./desired_state.ts";
+
+const CAP = { serviceIds: 100, serviceKeys: 200, backendIds: 1000, conntrack: 1000 };
+
+function options(extra: Partial<DesiredStateOptions> = {}): DesiredStateOptions {
+  return {
+    node: "node-1",
+    lastProgrammed: new Map(),
+    programmedFrontends: new Set(),
+    capacity: CAP,
+    ...extra,
+  };
+}
+
+Deno.test("desired state: every entry of a valid table becomes a service; other nodes' backends are remote", () => {
+  const t = table("gw", [{
+    backends: [be("198.18.1.2", 1, { node: "node-1" }), be("198.18.2.2", 3, { node: "node-2" })],
+    rejectWeight: 1,
+  }]);
+  const d = computeDesiredState([t], options());
+  assert.deepEqual([...d.services.keys()], ["198.18.100.1:80/TCP"]);
+  const s = d.services.get("198.18.100.1:80/TCP")!;
+  assert.deepEqual(s.backends, [
+    { addr: "198.18.1.2", port: 8080, weight: 1, remote: false },
+    { addr: "198.18.2.2", port: 8080, weight: 3, remote: true },
+  ]);
+  assert.equal(s.rejectWeight, 1);
+  assert.deepEqual(d.tables, [{
+    namespace: "default",
+    name: "gw",
+    generation: 1,
+    result: "programmed",
+    errors: [],
+    entries: 1,
+    backends: 2,
+  }]);
+});
+
+Deno.test("desired state: a local-only table keeps the client address and this node's backends", () => {
+  const t = table("gw", [{
+    backends: [be("198.18.1.2", 1, { node: "node-1" }), be("198.18.2.2", 1, { node: "node-2" })],
+  }], { localBackendsOnly: true });
+  const s = computeDesiredState([t], options()).services.get("198.18.100.1:80/TCP")!;
+  assert.equal(s.keepClientAddress, true);
+  assert.deepEqual(s.backends.map((b) => b.addr), ["198.18.1.2"]);
+});
+
+Deno.test("desired state: an invalid table is reported with field paths and keeps its last programming", () => {
+  const good = table("gw", [{ backends: [be("198.18.1.2")] }], { generation: 1 });
+  const last = computeDesiredState([good], options());
+  const bad = table("gw", [{ backends: [be("198.18.1.2", 1, { state: "Serving" })] }], {
+    generation: 2,
+  });
+  const d = computeDesiredState(
+    [bad],
+    options({
+      lastProgrammed: new Map([["default/gw", {
+        generation: 1,
+        services: [...last.services.values()],
+      }]]),
+    }),
+  );
+  assert.equal(d.tables[0]!.result, "invalid");
+  assert.match(d.tables[0]!.errors[0]!, /spec\.entries\[0\]\.backends\[0\]\.weight: must be 0/);
+  assert.deepEqual(d.services.get("198.18.100.1:80/TCP")!.backends.map((b) => b.addr), [
+    "198.18.1.2",
+  ]);
+});
+
+Deno.test("desired state: after a restart, an invalid table keeps what the maps hold for its addresses", () => {
+  const bad = table("gw", [{ port: 0 }]);
+  const d = computeDesiredState(
+    [bad],
+    options({ programmedFrontends: new Set(["198.18.100.1:80/TCP", "198.18.100.9:80/TCP"]) }),
+  );
+  assert.deepEqual([...d.keep], ["198.18.100.1:80/TCP"]);
+  assert.equal(d.services.size, 0);
+});
+
+Deno.test("desired state: a frontend claimed by two tables is programmed for neither and reported on both", () => {
+  const a = table("a", [{ port: 80, backends: [be("198.18.1.2")] }, {
+    port: 81,
+    backends: [be("198.18.1.3")],
+  }]);
+  const b = table("b", [{ port: 80, backends: [be("198.18.1.4")] }]);
+  const d = computeDesiredState([b, a], options());
+  assert.deepEqual([...d.services.keys()], ["198.18.100.1:81/TCP"]);
+  assert.deepEqual(d.tables.map((t) => [t.name, t.result, t.errors]), [
+    ["a", "conflict", ["frontend 198.18.100.1:80/TCP is also claimed by default/b"]],
+    ["b", "conflict", ["frontend 198.18.100.1:80/TCP is also claimed by default/a"]],
+  ]);
+});
+
+Deno.test("desired state: a table that does not fit is reported and its last programming stays", () => {
+  const small = table("a", [{ backends: [be("198.18.1.2")] }]);
+  const last = computeDesiredState([small], options());
+  const big = table("a", [{
+    backends: Array.from({ length: 20 }, (_, i) => be(`198.18.1.${i + 10}`)),
+  }], { generation: 2 });
+  const d = computeDesiredState(
+    [big],
+    options({
+      capacity: { ...CAP, backendIds: 10 },
+      lastProgrammed: new Map([["default/a", {
+        generation: 1,
+        services: [...last.services.values()],
+      }]]),
+    }),
+  );
+  assert.equal(d.tables[0]!.result, "capacity");
+  assert.match(d.tables[0]!.errors[0]!, /does not fit: 1 services, 20 backends/);
+  assert.equal(d.services.get("198.18.100.1:80/TCP")!.backends.length, 1);
+});

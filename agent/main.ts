@@ -1,0 +1,93 @@
+/**
+ * `deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE] [--bpffs DIR]
+ * [--metrics-port N] [--node-address IP]`: the node daemon. Loads (or adopts)
+ * the pinned data plane, attaches it to the uplink, and keeps the maps equal
+ * to the cluster's RoutingTables.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { Agent } from "./agent.ts";
+import { Dataplane, DEFAULT_OBJECT } from "./bpf/loader.ts";
+import { serveEndpoints } from "./http_server.ts";
+import { errorText, jsonLogger } from "./log.ts";
+import { Registry } from "./metrics.ts";
+import { kubeStatusWriter, readNode } from "./node_status_writer.ts";
+import { kubeConfigFor, kubeTableSource } from "./table_source.ts";
+
+const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
+  [--bpffs DIR] [--metrics-port N] [--metrics-address ADDR] [--node-address IP]
+  [--object PATH] [--log-level debug|info|warn|error]`;
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      node: { type: "string" },
+      kubeconfig: { type: "string" },
+      uplink: { type: "string", default: "eth0" },
+      bpffs: { type: "string", default: "/sys/fs/bpf" },
+      "metrics-port": { type: "string", default: "9464" },
+      "metrics-address": { type: "string", default: "0.0.0.0" },
+      "node-address": { type: "string" },
+      object: { type: "string", default: DEFAULT_OBJECT },
+      "log-level": { type: "string", default: "info" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help || !values.node) {
+    console.error(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const node = values.node;
+  const level = values["log-level"] as "debug" | "info" | "warn" | "error";
+  const log = jsonLogger({ component: "agent", node }, { minLevel: level });
+  const kc = kubeConfigFor(values.kubeconfig);
+  const info = await readNode(kc, node);
+  const nodeAddr = values["node-address"] ?? info.address;
+  if (!nodeAddr) throw new Error(`node ${node} has no address; pass --node-address`);
+
+  const pinDir = `${values.bpffs}/blixt`;
+  const dp = Dataplane.load({ pinDir, objectPath: values.object });
+  const mode = dp.attach(values.uplink);
+  dp.maps.setConfig({ nodeAddr });
+  log("info", "data plane attached", { uplink: values.uplink, mode, pinDir, nodeAddr });
+
+  const metrics = new Registry();
+  const agent = new Agent({
+    node,
+    uplink: values.uplink,
+    maps: dp.maps,
+    source: kubeTableSource(kc, { log }),
+    status: kubeStatusWriter(kc, node, info),
+    log,
+    metrics,
+  });
+  const server = serveEndpoints(agent, metrics, {
+    port: Number(values["metrics-port"]),
+    hostname: values["metrics-address"],
+    onListen: (port) => log("info", "serving /metrics /healthz /readyz", { port }),
+  });
+  const done = Promise.withResolvers<void>();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(sig, () => done.resolve());
+  }
+  await Promise.race([agent.start(), done.promise]);
+  await done.promise;
+  log("info", "stopping; maps and links stay pinned and keep forwarding");
+  await agent.stop();
+  await server.shutdown();
+  dp.close();
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    console.error(
+      JSON.stringify({ time: new Date().toISOString(), level: "error", msg: errorText(e) }),
+    );
+    Deno.exit(1);
+  }
+}

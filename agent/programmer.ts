@@ -1,0 +1,478 @@
+/**
+ * The diff and the ordered apply: what the maps hold (adopted from the
+ * pinned maps on start) against the desired state, written as the smallest
+ * set of map operations in an order that never exposes a half-written
+ * service:
+ *
+ * ```
+ * 1. removed services   services entry -> Maglev table -> backend slots
+ * 2. backend slots      every new slot (counters zeroed first), one batch
+ * 3. services           new: Maglev table -> services entry -> VIP marker
+ *                       changed: table and entry, ordered so that table_size
+ *                       never exceeds the table in place
+ * 4. removed backends   slots of backends no table points at any more
+ * 5. VIP markers        of addresses no frontend uses any more
+ * ```
+ *
+ * @module
+ */
+import type { BackendSlot, MapCapacity, ServiceAddress, ServiceEntry } from "./bpf/maps.ts";
+import { maglevSize, maglevTable, rejectEntry } from "./bpf/maglev.ts";
+import type { DesiredService, DesiredState } from "./desired_state.ts";
+
+/** The map operations the programmer uses: `DataplaneMaps` or a recorder in tests. */
+export interface MapWriter {
+  /** Every services entry and VIP marker. */
+  listServices(): {
+    frontends: { address: ServiceAddress; entry: ServiceEntry }[];
+    vips: string[];
+  };
+  /** Every backend slot in use. */
+  listBackends(): BackendSlot[];
+  /** Writes backend slots. */
+  writeBackends(slots: readonly BackendSlot[]): void;
+  /** Empties backend slots. */
+  clearBackends(ids: readonly number[]): void;
+  /** Swaps in Maglev tables, each whole. */
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[]): void;
+  /** Removes Maglev tables. */
+  deleteMaglevs(ids: readonly number[]): void;
+  /** Writes a services entry. */
+  putService(addr: ServiceAddress, entry: ServiceEntry): void;
+  /** Removes a services entry. */
+  deleteServiceEntry(addr: ServiceAddress): void;
+  /** Writes a VIP marker. */
+  putVipMarker(addr: string): void;
+  /** Removes a VIP marker. */
+  deleteVipMarker(addr: string): void;
+  /** Zeroes service counters. */
+  resetServiceCounters(ids: readonly number[]): void;
+  /** Zeroes backend counters. */
+  resetBackendCounters(ids: readonly number[]): void;
+  /** Map capacity. */
+  capacity(): MapCapacity;
+}
+
+/** A backend as programmed. */
+export interface ProgrammedBackend {
+  /** Backend id. */
+  id: number;
+  /** Address. */
+  addr: string;
+  /** Port. */
+  port: number;
+  /** Remote flag. */
+  remote: boolean;
+}
+
+/** A service as programmed. */
+export interface ProgrammedService {
+  /** `address:port/protocol`. */
+  frontend: string;
+  /** The frontend. */
+  address: ServiceAddress;
+  /** Its services entry. */
+  entry: ServiceEntry;
+  /** Its backends by `addr:port`. */
+  backends: Map<string, ProgrammedBackend>;
+}
+
+/** What one apply did, for logs and metrics. */
+export interface ApplyStats {
+  /** Services added, changed (table or flags), removed. */
+  added: number;
+  changed: number;
+  removed: number;
+  /** Backend slots written and cleared. */
+  backendsWritten: number;
+  backendsCleared: number;
+  /** Map operations issued. */
+  operations: number;
+}
+
+/** A step of a plan, recorded for tests and executed in order. */
+export type Step =
+  | { op: "deleteServiceEntry"; addr: ServiceAddress }
+  | { op: "deleteMaglevs"; ids: number[] }
+  | { op: "clearBackends"; ids: number[] }
+  | { op: "resetCounters"; services: number[]; backends: number[] }
+  | { op: "writeBackends"; slots: BackendSlot[] }
+  | { op: "writeMaglevs"; tables: { id: number; table: Uint32Array }[] }
+  | { op: "putService"; addr: ServiceAddress; entry: ServiceEntry }
+  | { op: "putVipMarker"; addr: string }
+  | { op: "deleteVipMarker"; addr: string };
+
+/** Ordered steps and the state they lead to. */
+export interface Plan {
+  /** Steps, in order. */
+  steps: Step[];
+  /** State after the steps. */
+  next: Map<string, ProgrammedService>;
+  /** Summary. */
+  stats: ApplyStats;
+}
+
+/** FNV-1a over a string, 32 bits. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+/** Lowest-first id allocator over 1..max. */
+class IdPool {
+  readonly #used: Uint8Array;
+  #hint = 1;
+
+  constructor(max: number) {
+    this.#used = new Uint8Array(max + 1);
+    this.#used[0] = 1;
+  }
+
+  get size(): number {
+    return this.#used.length - 1;
+  }
+
+  take(id: number): void {
+    this.#used[id] = 1;
+  }
+
+  free(id: number): void {
+    this.#used[id] = 0;
+    if (id < this.#hint) this.#hint = id;
+  }
+
+  has(id: number): boolean {
+    return this.#used[id] === 1;
+  }
+
+  alloc(): number | undefined {
+    for (let i = this.#hint; i < this.#used.length; i++) {
+      if (!this.#used[i]) {
+        this.#used[i] = 1;
+        this.#hint = i + 1;
+        return i;
+      }
+    }
+    return undefined;
+  }
+
+  clone(): IdPool {
+    const p = new IdPool(this.size);
+    p.#used.set(this.#used);
+    p.#hint = this.#hint;
+    return p;
+  }
+}
+
+/** The frontend key of a map address (same as desired_state's). */
+function frontendOf(a: ServiceAddress): string {
+  return `${a.addr.includes(":") ? `[${a.addr}]` : a.addr}:${a.port}/${a.protocol}`;
+}
+
+/**
+ * Owns the programmed state of the maps: adopts it from the maps, diffs it
+ * against a desired state and applies the difference in a safe order.
+ */
+export class Programmer {
+  readonly #maps: MapWriter;
+  #services = new Map<string, ProgrammedService>();
+  /** The desired service each programmed one was last written from: unchanged objects skip the diff. */
+  #source = new Map<string, DesiredService>();
+  #vips = new Set<string>();
+  #serviceIds: IdPool;
+  #backendIds: IdPool;
+
+  /** A programmer over `maps`; call {@linkcode Programmer.adopt} before the first apply. */
+  constructor(maps: MapWriter) {
+    this.#maps = maps;
+    const c = maps.capacity();
+    this.#serviceIds = new IdPool(c.serviceIds);
+    this.#backendIds = new IdPool(c.backendIds);
+  }
+
+  /** The programmed services by frontend (read-only view). */
+  get services(): ReadonlyMap<string, ProgrammedService> {
+    return this.#services;
+  }
+
+  /**
+   * Reads what the pinned maps hold (after a restart, what a previous agent
+   * programmed) and makes it the state the next diff starts from. Slots no
+   * services entry owns are cleared.
+   */
+  adopt(): { services: number; backends: number; orphans: number } {
+    const c = this.#maps.capacity();
+    this.#serviceIds = new IdPool(c.serviceIds);
+    this.#backendIds = new IdPool(c.backendIds);
+    this.#services = new Map();
+    this.#source = new Map();
+    const { frontends, vips } = this.#maps.listServices();
+    const byId = new Map<number, ProgrammedService>();
+    for (const f of frontends) {
+      const s: ProgrammedService = {
+        frontend: frontendOf(f.address),
+        address: f.address,
+        entry: f.entry,
+        backends: new Map(),
+      };
+      this.#services.set(s.frontend, s);
+      byId.set(f.entry.id, s);
+      this.#serviceIds.take(f.entry.id);
+    }
+    this.#vips = new Set(vips);
+    const orphans: number[] = [];
+    let backends = 0;
+    for (const b of this.#maps.listBackends()) {
+      const s = byId.get(b.serviceId);
+      const key = `${b.addr}:${b.port}`;
+      if (!s || s.backends.has(key)) {
+        orphans.push(b.id);
+        continue;
+      }
+      s.backends.set(key, { id: b.id, addr: b.addr, port: b.port, remote: b.remote });
+      this.#backendIds.take(b.id);
+      backends++;
+    }
+    this.#maps.clearBackends(orphans);
+    return { services: this.#services.size, backends, orphans: orphans.length };
+  }
+
+  /** Plans the steps from the current state to `desired` (maps untouched). */
+  plan(desired: DesiredState): Plan {
+    const steps: Step[] = [];
+    const stats: ApplyStats = {
+      added: 0,
+      changed: 0,
+      removed: 0,
+      backendsWritten: 0,
+      backendsCleared: 0,
+      operations: 0,
+    };
+    const serviceIds = this.#serviceIds.clone();
+    const backendIds = this.#backendIds.clone();
+    const next = new Map<string, ProgrammedService>();
+
+    // 1. removed services
+    const clearNow: number[] = [];
+    const dropTables: number[] = [];
+    for (const [frontend, s] of this.#services) {
+      if (desired.services.has(frontend)) continue;
+      if (desired.keep.has(frontend)) {
+        next.set(frontend, s);
+        continue;
+      }
+      steps.push({ op: "deleteServiceEntry", addr: s.address });
+      if (s.entry.tableSize > 0) dropTables.push(s.entry.id);
+      for (const b of s.backends.values()) clearNow.push(b.id);
+      stats.removed++;
+    }
+    // Outer-map writes wait for an RCU grace period each: one batch per kind of write.
+    if (dropTables.length > 0) steps.push({ op: "deleteMaglevs", ids: dropTables });
+    if (clearNow.length > 0) steps.push({ op: "clearBackends", ids: clearNow });
+
+    // Ids of removed services are free from here on: their entries are gone.
+    for (const [frontend, s] of this.#services) {
+      if (desired.services.has(frontend) || desired.keep.has(frontend)) continue;
+      serviceIds.free(s.entry.id);
+      for (const b of s.backends.values()) backendIds.free(b.id);
+    }
+
+    // 2. backend slots, and the service writes they enable
+    const slots: BackendSlot[] = [];
+    const freshServices: number[] = [];
+    const freshBackends: number[] = [];
+    // 3a entries that must change before their table, 3b tables, 3c entries after their table
+    const entriesBefore: Step[] = [];
+    const newTables: { id: number; table: Uint32Array }[] = [];
+    const emptied: number[] = [];
+    const entriesAfter: Step[] = [];
+    const clearLater: number[] = [];
+    for (const [frontend, d] of desired.services) {
+      const old = this.#services.get(frontend);
+      if (old && this.#source.get(frontend) === d) {
+        next.set(frontend, old); // the same object as last time: nothing changed
+        continue;
+      }
+      let id = old?.entry.id;
+      if (id === undefined) {
+        id = serviceIds.alloc();
+        if (id === undefined) throw new CapacityError("no free service id");
+        freshServices.push(id);
+      }
+      const backends = new Map<string, ProgrammedBackend>();
+      for (const b of d.backends) {
+        const key = `${b.addr}:${b.port}`;
+        const was = old?.backends.get(key);
+        let bid = was?.id;
+        if (bid === undefined) {
+          bid = backendIds.alloc();
+          if (bid === undefined) throw new CapacityError("no free backend id");
+          freshBackends.push(bid);
+        }
+        if (!was || was.remote !== b.remote) {
+          slots.push({ id: bid, addr: b.addr, port: b.port, remote: b.remote, serviceId: id });
+        }
+        backends.set(key, { id: bid, addr: b.addr, port: b.port, remote: b.remote });
+      }
+      if (old) {
+        for (const [key, b] of old.backends) {
+          if (!backends.has(key)) {
+            clearLater.push(b.id);
+            backendIds.free(b.id);
+          }
+        }
+      }
+      const { entry, table: buildTable } = serviceEntry(id, d, backends);
+      next.set(frontend, { frontend, address: d.address, entry, backends });
+      const put: Step = { op: "putService", addr: d.address, entry };
+      if (!old) {
+        if (entry.tableSize > 0) newTables.push({ id, table: buildTable() });
+        entriesAfter.push(put);
+        stats.added++;
+        continue;
+      }
+      const tableChanged = old.entry.fingerprint !== entry.fingerprint ||
+        old.entry.tableSize !== entry.tableSize;
+      const entryChanged = tableChanged || old.entry.keepClientAddress !== entry.keepClientAddress;
+      if (!entryChanged) continue;
+      stats.changed++;
+      if (!tableChanged) {
+        entriesBefore.push(put);
+      } else if (entry.tableSize === 0) {
+        entriesBefore.push(put); // size 0 rejects before the table goes
+        if (old.entry.tableSize > 0) emptied.push(id);
+      } else if (entry.tableSize >= old.entry.tableSize) {
+        // Bigger (or first) table first: the old size indexes inside it.
+        newTables.push({ id, table: buildTable() });
+        entriesAfter.push(put);
+      } else {
+        // Smaller size first: it indexes inside the old, bigger table.
+        entriesBefore.push(put);
+        newTables.push({ id, table: buildTable() });
+      }
+    }
+    if (freshServices.length > 0 || freshBackends.length > 0) {
+      steps.push({ op: "resetCounters", services: freshServices, backends: freshBackends });
+    }
+    if (slots.length > 0) steps.push({ op: "writeBackends", slots });
+    steps.push(...entriesBefore);
+    if (emptied.length > 0) steps.push({ op: "deleteMaglevs", ids: emptied });
+    if (newTables.length > 0) steps.push({ op: "writeMaglevs", tables: newTables });
+    steps.push(...entriesAfter);
+
+    // New VIP markers after their services, so a VIP never swallows traffic it cannot serve.
+    const liveAddrs = new Set([...next.values()].map((s) => s.address.addr));
+    for (const a of liveAddrs) if (!this.#vips.has(a)) steps.push({ op: "putVipMarker", addr: a });
+
+    // 4. backends no table points at any more
+    if (clearLater.length > 0) steps.push({ op: "clearBackends", ids: clearLater });
+    // 5. markers of addresses without frontends
+    for (const a of this.#vips) {
+      if (!liveAddrs.has(a)) steps.push({ op: "deleteVipMarker", addr: a });
+    }
+
+    stats.backendsWritten = slots.length;
+    stats.backendsCleared = clearNow.length + clearLater.length;
+    stats.operations = steps.length;
+    return { steps, next, stats };
+  }
+
+  /**
+   * Applies `desired`: plans, runs the steps in order, and takes the new
+   * state. On a map error the state is adopted again from the maps (so the
+   * next apply diffs against the truth) and the error is thrown.
+   */
+  apply(desired: DesiredState): ApplyStats {
+    const plan = this.plan(desired);
+    try {
+      for (const step of plan.steps) this.#run(step);
+    } catch (e) {
+      this.adopt();
+      throw e;
+    }
+    this.#services = plan.next;
+    this.#source = new Map();
+    for (const [frontend, d] of desired.services) this.#source.set(frontend, d);
+    this.#vips = new Set([...plan.next.values()].map((s) => s.address.addr));
+    const c = this.#maps.capacity();
+    this.#serviceIds = new IdPool(c.serviceIds);
+    this.#backendIds = new IdPool(c.backendIds);
+    for (const s of plan.next.values()) {
+      this.#serviceIds.take(s.entry.id);
+      for (const b of s.backends.values()) this.#backendIds.take(b.id);
+    }
+    return plan.stats;
+  }
+
+  #run(step: Step): void {
+    const m = this.#maps;
+    switch (step.op) {
+      case "deleteServiceEntry":
+        return m.deleteServiceEntry(step.addr);
+      case "deleteMaglevs":
+        return m.deleteMaglevs(step.ids);
+      case "clearBackends":
+        return m.clearBackends(step.ids);
+      case "resetCounters":
+        m.resetServiceCounters(step.services);
+        return m.resetBackendCounters(step.backends);
+      case "writeBackends":
+        return m.writeBackends(step.slots);
+      case "writeMaglevs":
+        return m.writeMaglevs(step.tables);
+      case "putService":
+        return m.putService(step.addr, step.entry);
+      case "putVipMarker":
+        return m.putVipMarker(step.addr);
+      case "deleteVipMarker":
+        return m.deleteVipMarker(step.addr);
+    }
+  }
+}
+
+/** Thrown when ids run out while planning (the capacity check should prevent it). */
+export class CapacityError extends Error {
+  /** What ran out. */
+  constructor(message: string) {
+    super(message);
+    this.name = "CapacityError";
+  }
+}
+
+/**
+ * The services entry of a desired service, with backend ids assigned, and a
+ * function building its Maglev table (the costly part, done only when the
+ * fingerprint changed). The fingerprint covers everything the table depends
+ * on, so an unchanged service is never rewritten, also across restarts.
+ */
+export function serviceEntry(
+  id: number,
+  d: DesiredService,
+  backends: ReadonlyMap<string, ProgrammedBackend>,
+): { entry: ServiceEntry; table: () => Uint32Array } {
+  const entries = d.backends.map((b) => {
+    const key = `${b.addr}:${b.port}`;
+    return { key, id: backends.get(key)!.id, weight: b.weight };
+  });
+  if (d.rejectWeight > 0) entries.push(rejectEntry(d.rejectWeight));
+  let live = 0;
+  let text = "";
+  for (const e of entries) {
+    if (e.weight > 0) live++;
+    text += `${e.key}=${e.id}*${e.weight},`;
+  }
+  const size = live === 0 ? 0 : maglevSize(live);
+  return {
+    entry: {
+      id,
+      keepClientAddress: d.keepClientAddress,
+      tableSize: size,
+      fingerprint: fnv1a(`${size}|${text}`),
+    },
+    table: () => size === 0 ? new Uint32Array(0) : maglevTable(entries, size),
+  };
+}

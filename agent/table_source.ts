@@ -1,0 +1,54 @@
+/**
+ * Where the agent's RoutingTables come from: a cache of every table in the
+ * cluster that says when something changed. Level-based: the agent reads
+ * the whole list on each change, so which event woke it does not matter.
+ *
+ * @module
+ */
+import { type k8s, loadKubeConfig } from "../kube/client.ts";
+import { dropManagedFields, Informer } from "../kube/informer.ts";
+import { GROUP, ROUTING_TABLE_PLURAL, VERSION } from "../api/mod.ts";
+import type { Logger } from "./log.ts";
+
+/** A cache of RoutingTables. */
+export interface TableSource {
+  /** Resolves once the first list is in. */
+  readonly synced: Promise<void>;
+  /** Every table in the cache (unvalidated, as the API server sent it). */
+  list(): unknown[];
+  /** Calls `fn` after every change of the cache. */
+  onChange(fn: () => void): void;
+  /** Starts listing and watching. */
+  start(): void;
+  /** Stops every request and timer. */
+  stop(): Promise<void>;
+}
+
+/**
+ * RoutingTables from the API server through kube/informer.ts (list+watch
+ * with bookmarks, re-list on 410 Gone, reconnect with backoff), without
+ * managed fields in the cache.
+ */
+export function kubeTableSource(kc: k8s.KubeConfig, options: { log: Logger }): TableSource {
+  const informer = new Informer(kc, {
+    apiVersion: `${GROUP}/${VERSION}`,
+    plural: ROUTING_TABLE_PLURAL,
+  }, {
+    transform: dropManagedFields,
+    log: ({ level, msg, ...fields }) => options.log(level, msg, fields),
+  });
+  return {
+    synced: informer.synced,
+    list: () => informer.list(),
+    onChange: (fn) => {
+      for (const event of ["add", "update", "delete"] as const) informer.on(event, () => fn());
+    },
+    start: () => void informer.start(),
+    stop: () => informer.stop(),
+  };
+}
+
+/** Loads the kubeconfig of `--kubeconfig` (or the defaults, in-cluster included). */
+export function kubeConfigFor(path: string | undefined): k8s.KubeConfig {
+  return loadKubeConfig({ kubeconfig: path });
+}
