@@ -286,6 +286,40 @@ Deno.test("pod runner: Deployments become running pods with IPs, endpoints, traf
     );
 
     await t.step(
+      "each pod runner renews its node's Lease, so node lifecycle keeps the node Ready",
+      async () => {
+        // Both nodes at once: a renewal comes every 10 s.
+        await Promise.all(cluster.nodes.map(async (node) => {
+          const renewed = async () =>
+            (await getJson<{ spec: { renewTime: string; holderIdentity: string } }>(cluster, [
+              "get",
+              "lease",
+              node.name,
+              "-n",
+              "kube-node-lease",
+            ])).spec;
+          const first = await until(`Lease of ${node.name}`, renewed);
+          assert.equal(first.holderIdentity, node.name);
+          await until(
+            `a renewal of ${node.name}'s Lease`,
+            async () => (await renewed()).renewTime !== first.renewTime ? true : undefined,
+            20_000,
+          );
+        }));
+        const nodes = await getJson<{
+          items: {
+            spec: { taints?: unknown[] };
+            status: { conditions: { type: string; status: string }[] };
+          }[];
+        }>(cluster, ["get", "nodes"]);
+        for (const n of nodes.items) {
+          assert.ok(n.status.conditions.some((c) => c.type === "Ready" && c.status === "True"));
+          assert.equal(n.spec.taints, undefined, "node lifecycle left no not-ready taint");
+        }
+      },
+    );
+
+    await t.step(
       "deleting the Deployment removes its pods and their network namespaces",
       async () => {
         const before = await listNetns();
