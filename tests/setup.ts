@@ -14,6 +14,7 @@
  */
 
 import { ensureKubeBinary, gatewayApiCrdDir } from "./cluster/binaries.ts";
+import { ensureImageBinaries } from "./cluster/images.ts";
 import { run } from "./cluster/host.ts";
 import { buildBpf } from "../bpf/build.ts";
 import { ensureBpffs } from "../agent/bpf/loader.ts";
@@ -105,8 +106,16 @@ export async function setup(
   const kube = await ensureKubeBinary(log);
   log(
     kube.built
-      ? `built kube-apiserver and etcd in ${(kube.ms / 1000).toFixed(0)} s: ${kube.path}`
-      : `kube-apiserver and etcd: cached at ${kube.path}`,
+      ? `built kube-apiserver, etcd, controller-manager, scheduler and kubectl in ${
+        (kube.ms / 1000).toFixed(0)
+      } s: ${kube.path}`
+      : `kube-apiserver, etcd, controller-manager, scheduler, kubectl: cached at ${kube.path}`,
+  );
+  const images = await ensureImageBinaries(log);
+  log(
+    images.built
+      ? `built the pod images' binaries in ${(images.ms / 1000).toFixed(0)} s: ${images.dir}`
+      : `pod images' binaries (echo-basic, coredns): cached at ${images.dir}`,
   );
   await ensureKubectl(kube.path, log);
   const crds = await gatewayApiCrdDir("experimental");

@@ -22,7 +22,6 @@ import {
   MAX_NODES,
   MAX_SLOTS,
   type NodePlan,
-  podAddress,
 } from "./address_plan.ts";
 import {
   ensureKubeBinary,
@@ -36,7 +35,6 @@ import {
   linkExists,
   listNetns,
   mountsUnder,
-  netnsPids,
   processAlive,
   run,
   sleep,
@@ -44,7 +42,15 @@ import {
   stopProcess,
   writeFileAtomic,
 } from "./host.ts";
-import { makePki, type Pki } from "./pki.ts";
+import { type ClientCert, ensureClientCert, makePki, type Pki } from "./pki.ts";
+import { ensureImageBinaries } from "./images.ts";
+import {
+  attachPodNetwork,
+  detachPodNetwork,
+  type PodNode,
+  removeNetns,
+  shortHash,
+} from "./pod_network.ts";
 
 /** Default cluster name. */
 export const DEFAULT_NAME = "blixt";
@@ -63,6 +69,12 @@ export interface ClusterUpOptions {
   nodes?: number;
   /** Gateway API CRD channel (default experimental). */
   channel?: GatewayApiChannel;
+  /**
+   * Serve Pod objects (default true): start kube-controller-manager,
+   * kube-scheduler and a pod runner per node, and build the pod images'
+   * binaries. Without it the cluster is the API server and etcd alone.
+   */
+  pods?: boolean;
   /** Receives one line per step. */
   log?: (line: string) => void;
 }
@@ -91,6 +103,9 @@ export interface PodOptions {
   command?: string[];
 }
 
+/** A node of a cluster: its addresses, network namespace, bpffs and address leases. */
+export type ClusterNode = NodePlan & PodNode & { bpffs: string };
+
 /** What {@link clusterUp} records in the cluster's state directory. */
 interface ClusterState {
   name: string;
@@ -99,6 +114,12 @@ interface ClusterState {
   channel: GatewayApiChannel;
   etcdPid: number;
   apiserverPid: number;
+  /** Pids of kube-controller-manager, kube-scheduler and the pod runners (by node). */
+  /** Whether the cluster serves Pod objects ({@link ClusterUpOptions.pods}). */
+  servePods?: boolean;
+  controllerManagerPid?: number;
+  schedulerPid?: number;
+  podRunnerPids?: Record<string, number>;
   pods: Record<string, Pod>;
 }
 
@@ -162,11 +183,13 @@ export class Cluster {
   }
 
   /** The nodes with their network namespace and bpffs directory. */
-  get nodes(): (NodePlan & { netns: string; bpffs: string })[] {
+  get nodes(): ClusterNode[] {
     return this.plan.nodes.map((n) => ({
       ...n,
+      plan: n,
       netns: nodeNetns(this.name, n.name),
       bpffs: `${this.dir}/nodes/${n.name}/bpffs`,
+      ipamDir: `${this.dir}/nodes/${n.name}/ipam`,
     }));
   }
 
@@ -219,44 +242,16 @@ export class Cluster {
       if (state.pods[options.name]) {
         throw new Error(`pod "${options.name}" already exists`);
       }
-      const used = new Set(Object.values(state.pods).map((p) => p.ip));
-      let address: string | undefined;
-      for (let host = 2; host <= 254 && !address; host++) {
-        const candidate = podAddress(node, host);
-        if (!used.has(candidate)) address = candidate;
-      }
-      if (!address) {
-        throw new Error(`node ${node.name} has no free pod address`);
-      }
       const netns = podNetns(this.name, options.name);
-      const hostSide = `vp${await shortHash(options.name)}`;
       const log = `${this.dir}/pods/${options.name}.log`;
       await Deno.mkdir(`${this.dir}/pods`, { recursive: true });
-      await ip(["netns", "add", netns]);
+      const owner = `test-pod/${options.name}`;
+      const network = await attachPodNetwork(node, netns, {
+        owner,
+        hostVeth: `vp${await shortHash(options.name)}`,
+      });
+      const address = network.ip;
       try {
-        await ip([
-          "link",
-          "add",
-          hostSide,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          "eth0",
-          "netns",
-          netns,
-        ], {
-          netns: node.netns,
-        });
-        await ip(["link", "set", hostSide, "master", "cni0", "up"], {
-          netns: node.netns,
-        });
-        await ip(["link", "set", "lo", "up"], { netns });
-        await ip(["addr", "add", `${address}/24`, "dev", "eth0"], { netns });
-        await ip(["link", "set", "eth0", "up"], { netns });
-        await ip(["route", "add", "default", "via", node.podGateway], {
-          netns,
-        });
         const command = options.command ??
           [
             Deno.execPath(),
@@ -288,7 +283,7 @@ export class Cluster {
         await writeState(state);
         return pod;
       } catch (e) {
-        await removeNetns(netns);
+        await detachPodNetwork(node, network, owner);
         throw e;
       }
     });
@@ -321,21 +316,14 @@ export class Cluster {
       const pod = state.pods[name];
       if (!pod) return;
       await stopProcess(pod.pid);
-      await removeNetns(pod.netns);
+      const node = this.nodes.find((n) => n.name === pod.node);
+      if (node) await detachPodNetwork(node, pod, `test-pod/${name}`);
+      else await removeNetns(pod.netns);
       await Deno.remove(pod.log).catch(() => {});
       delete state.pods[name];
       await writeState(state);
     });
   }
-}
-
-async function shortHash(s: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(s),
-  );
-  return Array.from(new Uint8Array(digest).slice(0, 4))
-    .map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 7);
 }
 
 async function readState(name: string): Promise<ClusterState> {
@@ -487,7 +475,11 @@ export async function clusterUp(
       log,
     );
     await writeState(state);
-    const kubeconfig = await writeKubeconfig(dir, plan, pki, name);
+    const kubeconfig = await writeKubeconfig(`${dir}/kubeconfig`, plan, pki, {
+      name,
+      user: "admin",
+      cert: { cert: pki.adminCert, key: pki.adminKey },
+    });
     const cluster = new Cluster(name, plan, kubeconfig, state.channel);
     const kc = cluster.kubeConfig();
     await installGatewayApiCrds(kc, state.channel, log);
@@ -497,6 +489,12 @@ export async function clusterUp(
     }
     await routeGatewayPool(plan);
     log(`${plan.nodes.length} nodes Ready`);
+    state.servePods = options.pods ?? state.servePods ?? true;
+    if (state.servePods) {
+      await ensureImageBinaries(log);
+      await ensurePodMachinery(cluster, state, pki, binary.path, log);
+      await writeState(state);
+    }
     return cluster;
   });
 }
@@ -639,11 +637,12 @@ async function ensureApiserver(
 }
 
 async function writeKubeconfig(
-  dir: string,
+  path: string,
   plan: ClusterPlan,
   pki: Pki,
-  name: string,
+  who: { name: string; user: string; cert: ClientCert },
 ): Promise<string> {
+  const name = who.name;
   const b64 = async (path: string) => btoa(await Deno.readTextFile(path));
   const context = `blixt-${name}`;
   const config = {
@@ -657,19 +656,18 @@ async function writeKubeconfig(
       },
     }],
     users: [{
-      name: `${context}-admin`,
+      name: `${context}-${who.user}`,
       user: {
-        "client-certificate-data": await b64(pki.adminCert),
-        "client-key-data": await b64(pki.adminKey),
+        "client-certificate-data": await b64(who.cert.cert),
+        "client-key-data": await b64(who.cert.key),
       },
     }],
     contexts: [{
       name: context,
-      context: { cluster: context, user: `${context}-admin` },
+      context: { cluster: context, user: `${context}-${who.user}` },
     }],
     "current-context": context,
   };
-  const path = `${dir}/kubeconfig`;
   await writeFileAtomic(path, toYaml(config));
   await Deno.chmod(path, 0o600);
   return path;
@@ -686,16 +684,10 @@ async function installGatewayApiCrds(
   log(`Gateway API ${GATEWAY_API_VERSION} CRDs (${channel}) Established`);
 }
 
-async function removeNetns(netns: string): Promise<void> {
-  if (!(await listNetns()).includes(netns)) return;
-  for (const pid of await netnsPids(netns)) await stopProcess(pid);
-  await ip(["netns", "del", netns]);
-}
-
 /** Creates (or mends) node `node`: namespace, uplink, pod bridge, routes, Node object. */
 async function ensureNode(
   cluster: Cluster,
-  node: NodePlan & { netns: string; bpffs: string },
+  node: ClusterNode,
   kc: k8s.KubeConfig,
 ): Promise<void> {
   const plan = cluster.plan;
@@ -743,6 +735,122 @@ async function ensureNode(
 }
 
 /**
+ * The controllers that make Deployments, ReplicaSets, EndpointSlices,
+ * garbage collection, namespaces and service accounts work, and node
+ * lifecycle (which would evict pods from a node whose pod runner stops).
+ */
+export const CONTROLLERS = [
+  "deployment-controller",
+  "replicaset-controller",
+  "endpointslice-controller",
+  "endpointslice-mirroring-controller",
+  "endpoints-controller",
+  "garbage-collector-controller",
+  "namespace-controller",
+  "serviceaccount-controller",
+  "serviceaccount-token-controller",
+  "root-ca-certificate-publisher-controller",
+  "clusterrole-aggregation-controller",
+  "node-lifecycle-controller",
+  "taint-eviction-controller",
+  "pod-garbage-collector-controller",
+];
+
+const podRunner = new URL("./pod_runner.ts", import.meta.url).pathname;
+
+/**
+ * Starts (or keeps) kube-controller-manager, kube-scheduler and one pod
+ * runner per node, each with a client certificate of its own, and waits
+ * until namespace `default` has its ServiceAccount (pods need it).
+ */
+async function ensurePodMachinery(
+  cluster: Cluster,
+  state: ClusterState,
+  pki: Pki,
+  binary: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const dir = cluster.dir;
+  const component = async (user: string, subject: string) =>
+    await writeKubeconfig(`${dir}/${user}.kubeconfig`, cluster.plan, pki, {
+      name: cluster.name,
+      user,
+      cert: await ensureClientCert(pki, user, subject),
+    });
+  if (!state.controllerManagerPid || !processAlive(state.controllerManagerPid)) {
+    log("starting kube-controller-manager");
+    const kubeconfig = await component("controller-manager", "/CN=system:kube-controller-manager");
+    state.controllerManagerPid = await spawnDetached([
+      binary,
+      "controller-manager",
+      `--kubeconfig=${kubeconfig}`,
+      "--secure-port=0",
+      "--leader-elect=false",
+      "--use-service-account-credentials=true",
+      `--service-account-private-key-file=${pki.serviceAccountKey}`,
+      `--root-ca-file=${pki.caCert}`,
+      `--controllers=${CONTROLLERS.join(",")}`,
+      `--service-cluster-ip-range=${cluster.plan.serviceCIDR}`,
+      "--v=1",
+    ], { log: `${dir}/controller-manager.log` });
+  }
+  if (!state.schedulerPid || !processAlive(state.schedulerPid)) {
+    log("starting kube-scheduler");
+    const kubeconfig = await component("scheduler", "/CN=system:kube-scheduler");
+    state.schedulerPid = await spawnDetached([
+      binary,
+      "scheduler",
+      `--kubeconfig=${kubeconfig}`,
+      "--secure-port=0",
+      "--leader-elect=false",
+      "--v=1",
+    ], { log: `${dir}/scheduler.log` });
+  }
+  state.podRunnerPids ??= {};
+  for (const node of cluster.nodes) {
+    const pid = state.podRunnerPids[node.name];
+    if (pid && processAlive(pid)) continue;
+    await Deno.mkdir(`${dir}/nodes/${node.name}`, { recursive: true });
+    const kubeconfig = await writeKubeconfig(
+      `${dir}/nodes/${node.name}/kubeconfig`,
+      cluster.plan,
+      pki,
+      {
+        name: cluster.name,
+        user: `node-${node.name}`,
+        cert: await ensureClientCert(
+          pki,
+          `node-${node.name}`,
+          `/O=system:nodes/CN=system:node:${node.name}`,
+        ),
+      },
+    );
+    // nsenter, not `ip netns exec`: the runner stays in the host's mount
+    // namespace, so the pod namespaces it adds are visible to everyone.
+    state.podRunnerPids[node.name] = await spawnDetached([
+      "nsenter",
+      `--net=/run/netns/${node.netns}`,
+      Deno.execPath(),
+      "run",
+      "-A",
+      podRunner,
+      "--cluster",
+      cluster.name,
+      "--node",
+      node.name,
+      "--kubeconfig",
+      kubeconfig,
+    ], { log: `${dir}/nodes/${node.name}/pod-runner.log` });
+  }
+  log(`kube-controller-manager, kube-scheduler and ${cluster.nodes.length} pod runners running`);
+  const api = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
+  await waitFor("the ServiceAccount default/default", async () => {
+    await api.readNamespacedServiceAccount({ name: "default", namespace: "default" });
+    return true;
+  }, { timeoutMs: 60_000, pid: state.controllerManagerPid, log: `${dir}/controller-manager.log` });
+}
+
+/**
  * Routes the Gateway address pool from the host to the nodes, spread over
  * all of them (ECMP), as a router in front of a cluster would: a Gateway
  * address then reaches whichever node's data plane the route picks.
@@ -756,6 +864,16 @@ async function ensureBpffs(dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   if ((await mountsUnder(dir)).includes(dir)) return;
   await run(["mount", "-t", "bpf", "bpf", dir]);
+}
+
+function nodeResources(): Record<string, string> {
+  const meminfo = Deno.readTextFileSync("/proc/meminfo");
+  const kib = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? "0");
+  return {
+    cpu: String(navigator.hardwareConcurrency),
+    memory: `${kib}Ki`,
+    pods: "110",
+  };
 }
 
 async function registerNode(kc: k8s.KubeConfig, node: NodePlan): Promise<void> {
@@ -811,6 +929,9 @@ async function registerNode(kc: k8s.KubeConfig, node: NodePlan): Promise<void> {
             "pod CIDR routes are in place",
           ),
         ],
+        // What the machine has, as kubelet reports it: the scheduler fits pods' requests to it.
+        capacity: nodeResources(),
+        allocatable: nodeResources(),
         nodeInfo: {
           architecture: "amd64",
           operatingSystem: "linux",
@@ -869,6 +990,10 @@ export async function clusterDown(
   } catch {
     state = undefined;
   }
+  // The pod runners first (they would restart what goes next), then the controllers.
+  for (const pid of Object.values(state?.podRunnerPids ?? {})) await stopProcess(pid);
+  if (state?.controllerManagerPid) await stopProcess(state.controllerManagerPid);
+  if (state?.schedulerPid) await stopProcess(state.schedulerPid);
   // Pods and nodes first, so nothing writes to the API server during shutdown.
   for (const ns of await listNetns()) {
     if (ns.startsWith(`blixt-${name}-pod-`)) await removeNetns(ns);

@@ -173,3 +173,34 @@ export async function makePki(
   ]);
   return pki;
 }
+
+/** A client certificate and its key. */
+export interface ClientCert {
+  cert: string;
+  key: string;
+}
+
+/**
+ * The client certificate `<dir>/<name>.crt` (with its key) for `subject`,
+ * made when missing: the identities of the controller manager
+ * (`/CN=system:kube-controller-manager`), the scheduler and each node
+ * (`/O=system:nodes/CN=system:node:<name>`).
+ */
+export async function ensureClientCert(
+  pki: Pki,
+  name: string,
+  subject: string,
+): Promise<ClientCert> {
+  const dir = pki.caCert.slice(0, pki.caCert.lastIndexOf("/"));
+  const cert = { cert: `${dir}/${name}.crt`, key: `${dir}/${name}.key` };
+  try {
+    await Deno.stat(cert.cert);
+    return cert;
+  } catch {
+    // not made yet
+  }
+  await newKey(cert.key);
+  await issueCert(pki, cert.key, `${cert.cert}.tmp`, { subject, usage: "client" });
+  await Deno.rename(`${cert.cert}.tmp`, cert.cert);
+  return cert;
+}

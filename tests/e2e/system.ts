@@ -6,10 +6,10 @@
  * from the TokenRequest API), blixt's CRDs and the `blixt` GatewayClass with
  * the cluster's Gateway address pool. The demo and the e2e tests start it.
  *
- * Pods are network namespaces (tests/cluster/), so nothing turns a Service's
- * selector into EndpointSlices: {@linkcode System.publishService} writes the
- * Service and its EndpointSlice from pods, as the EndpointSlice controller
- * would.
+ * Bare test pods (`Cluster.createPod`: a network namespace, no Pod object)
+ * match no Service selector, so {@linkcode System.publishService} writes the
+ * Service and its EndpointSlice from them, as the EndpointSlice controller
+ * would; Deployments and Pod objects get theirs from the real controller.
  *
  * @module
  */

@@ -1,0 +1,143 @@
+/**
+ * A pod's network, the one plumbing both kinds of pod use (the test pods of
+ * `Cluster.createPod` and the Pod objects the pod runner serves): a network
+ * namespace joined to its node's pod bridge `cni0` by a veth pair, with an
+ * address from the node's pod CIDR and a default route via the node, as a
+ * bridge CNI plugin with host-local IPAM sets it up.
+ *
+ * Addresses are handed out through files `<ipamDir>/<address>` made with
+ * exclusive create, so two processes (a test and a node's pod runner) never
+ * hand out the same address.
+ *
+ * @module
+ */
+
+import { type NodePlan, podAddress } from "./address_plan.ts";
+import { ip, listNetns, netnsPids, stopProcess } from "./host.ts";
+
+/** What {@link attachPodNetwork} needs to know of the node. */
+export interface PodNode {
+  plan: NodePlan;
+  /** The node's network namespace (where `cni0` is). */
+  netns: string;
+  /** Directory of the node's address leases. */
+  ipamDir: string;
+}
+
+/** Options of {@link attachPodNetwork}. */
+export interface AttachOptions {
+  /** Who holds the address (written into its lease file), e.g. a pod uid. */
+  owner: string;
+  /** Name of the veth's node side (at most 15 characters). */
+  hostVeth: string;
+}
+
+/** The attached network of a pod. */
+export interface PodNetwork {
+  netns: string;
+  ip: string;
+  hostVeth: string;
+}
+
+/** Claims the first free address of the node's pod CIDR for `owner`. */
+async function claimAddress(node: PodNode, owner: string): Promise<string> {
+  await Deno.mkdir(node.ipamDir, { recursive: true });
+  for (let host = 2; host <= 254; host++) {
+    const address = podAddress(node.plan, host);
+    try {
+      await Deno.writeTextFile(`${node.ipamDir}/${address}`, owner, { createNew: true });
+      return address;
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      throw e;
+    }
+  }
+  throw new Error(`node ${node.plan.name} has no free pod address`);
+}
+
+/** Gives back `address` if `owner` holds it. */
+export async function releaseAddress(node: PodNode, address: string, owner: string): Promise<void> {
+  const file = `${node.ipamDir}/${address}`;
+  const holder = await Deno.readTextFile(file).catch(() => undefined);
+  if (holder === owner) await Deno.remove(file).catch(() => {});
+}
+
+/** The addresses `owner`s hold on the node: address -> owner. */
+export async function addressLeases(node: PodNode): Promise<Map<string, string>> {
+  const leases = new Map<string, string>();
+  try {
+    for await (const entry of Deno.readDir(node.ipamDir)) {
+      const owner = await Deno.readTextFile(`${node.ipamDir}/${entry.name}`).catch(() => "");
+      leases.set(entry.name, owner);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return leases;
+}
+
+/**
+ * Creates network namespace `netns` joined to the node's pod bridge, with an
+ * address claimed for `options.owner`; undoes what it did when a step fails.
+ */
+export async function attachPodNetwork(
+  node: PodNode,
+  netns: string,
+  options: AttachOptions,
+): Promise<PodNetwork> {
+  const address = await claimAddress(node, options.owner);
+  try {
+    await ip(["netns", "add", netns]);
+    await ip([
+      "link",
+      "add",
+      options.hostVeth,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      netns,
+    ], {
+      netns: node.netns,
+    });
+    await ip(["link", "set", options.hostVeth, "master", "cni0", "up"], { netns: node.netns });
+    await ip(["link", "set", "lo", "up"], { netns });
+    await ip(["addr", "add", `${address}/24`, "dev", "eth0"], { netns });
+    await ip(["link", "set", "eth0", "up"], { netns });
+    await ip(["route", "add", "default", "via", node.plan.podGateway], { netns });
+    return { netns, ip: address, hostVeth: options.hostVeth };
+  } catch (e) {
+    await removeNetns(netns);
+    await releaseAddress(node, address, options.owner);
+    throw e;
+  }
+}
+
+/**
+ * Stops every process left in `netns` and deletes it (its veth goes with it);
+ * gives the address back. Harmless when already gone.
+ */
+export async function detachPodNetwork(
+  node: PodNode,
+  network: { netns: string; ip?: string | undefined },
+  owner: string,
+): Promise<void> {
+  await removeNetns(network.netns);
+  if (network.ip) await releaseAddress(node, network.ip, owner);
+}
+
+/** Stops the processes in `netns` and deletes it, if it exists. */
+export async function removeNetns(netns: string): Promise<void> {
+  if (!(await listNetns()).includes(netns)) return;
+  for (const pid of await netnsPids(netns)) await stopProcess(pid);
+  await ip(["netns", "del", netns]);
+}
+
+/** A short hex hash of `s`: names of veths (15 characters at most) from longer names. */
+export async function shortHash(s: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
+  return Array.from(new Uint8Array(digest).slice(0, 4))
+    .map((b) => b.toString(16).padStart(2, "0")).join("").slice(0, 7);
+}

@@ -1,0 +1,162 @@
+/**
+ * `deno task conformance [--keep] [--run-test NAME]`: the Gateway API
+ * conformance suite (GATEWAY-TCP and GATEWAY-UDP of the version pinned in
+ * `tests/conformance/go.mod`, provisional tests included) against blixt on
+ * the local cluster: brings up cluster `conformance` (2 nodes, pods served
+ * by the pod runner), runs the operator and an agent per node, runs
+ * `go test` of `tests/conformance/`, writes the report YAML to
+ * `conformance/reports/` and prints a summary. Exits non-zero when a test
+ * failed.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
+import { startSystem, stopSystem, type System } from "../e2e/system.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    keep: { type: "boolean", default: false },
+    "run-test": { type: "string" },
+    name: { type: "string", default: "conformance" },
+  },
+});
+
+const root = new URL("../../", import.meta.url).pathname;
+const started = performance.now();
+const step = (line: string) =>
+  console.log(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
+
+/** The pinned suite version, read from go.mod. */
+async function suiteVersion(): Promise<string> {
+  const mod = await Deno.readTextFile(`${root}tests/conformance/go.mod`);
+  return /sigs\.k8s\.io\/gateway-api\/conformance (v\S+)/.exec(mod)?.[1] ?? "unknown";
+}
+
+async function blixtVersion(): Promise<string> {
+  const deno = JSON.parse(await Deno.readTextFile(`${root}deno.json`)) as { version?: string };
+  return `v${deno.version ?? "0.0.0"}`;
+}
+
+interface ProfileReport {
+  name: string;
+  core?: {
+    result: string;
+    statistics?: Record<string, number>;
+    failedTests?: string[];
+    skippedTests?: string[];
+  };
+  extended?: {
+    result: string;
+    statistics?: Record<string, number>;
+    failedTests?: string[];
+    skippedTests?: string[];
+    supportedFeatures?: string[];
+    unsupportedFeatures?: string[];
+  };
+}
+
+/** Prints the report's profiles, their statistics and failed/skipped tests. */
+function summarize(reportYaml: string): boolean {
+  const report = parseYaml(reportYaml) as { profiles?: ProfileReport[] | null };
+  if (!report.profiles?.length) {
+    console.log("no profile has results: the suite stopped before its tests (see the log)");
+    return false;
+  }
+  let ok = true;
+  for (const p of report.profiles ?? []) {
+    for (const kind of ["core", "extended"] as const) {
+      const r = p[kind];
+      if (!r) continue;
+      const s = r.statistics ?? {};
+      console.log(
+        `${p.name} ${kind}: ${r.result} (${s["Passed"] ?? 0} passed, ${s["Failed"] ?? 0} failed, ${
+          s["Skipped"] ?? 0
+        } skipped)`,
+      );
+      for (const t of r.failedTests ?? []) console.log(`  failed:  ${t}`);
+      for (const t of r.skippedTests ?? []) console.log(`  skipped: ${t}`);
+      if (r.result === "failure") ok = false;
+    }
+  }
+  return ok;
+}
+
+let system: System | undefined;
+let code = 1;
+try {
+  step(`bringing up cluster ${values.name} with blixt`);
+  system = await startSystem({ name: values.name, nodes: 2, log: step });
+  const version = await suiteVersion();
+  const dir = `${root}conformance/reports/${version}`;
+  await Deno.mkdir(dir, { recursive: true });
+  const report = `${dir}/blixt-${await blixtVersion()}-default-report.yaml`;
+  step(`running the Gateway API ${version} conformance suite (GATEWAY-TCP, GATEWAY-UDP)`);
+  const pool = system.cluster.plan.gatewayPool.replace(/\.0\/24$/, "");
+  const args = [
+    "test",
+    "-count=1",
+    "-timeout=80m",
+    "-v",
+    ".",
+    "-run",
+    "TestConformance",
+    "-args",
+    `-blixt-report=${report}`,
+    `-blixt-version=${await blixtVersion()}`,
+    // GatewayStaticAddresses: one address of blixt's pool, one outside every pool.
+    `-usable-address=${pool}.250`,
+    `-unusable-address=${system.cluster.plan.serviceCIDR.replace(/\.0\/24$/, "")}.250`,
+    ...(values["run-test"] ? [`-run-test=${values["run-test"]}`] : []),
+  ];
+  const logFile = `${system.cluster.dir}/conformance.log`;
+  const child = new Deno.Command("go", {
+    args,
+    cwd: `${root}tests/conformance`,
+    env: { KUBECONFIG: system.cluster.kubeconfig, GOFLAGS: "-mod=readonly" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = await Deno.open(logFile, { create: true, append: true });
+  const lines: string[] = [];
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of stream) {
+      await out.write(chunk);
+      rest += decoder.decode(chunk, { stream: true });
+      const parts = rest.split("\n");
+      rest = parts.pop() ?? "";
+      for (const line of parts) {
+        // Test results, not the suite's request-by-request logs.
+        if (/^\s*--- (PASS|FAIL|SKIP)|^(PASS|FAIL|ok)\b/.test(line)) {
+          lines.push(line);
+          console.log(line);
+        }
+      }
+    }
+  };
+  await Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const status = await child.status;
+  out.close();
+  step(`go test exited ${status.code}; full log: ${logFile}`);
+  let passed = false;
+  try {
+    const yaml = await Deno.readTextFile(report);
+    step(`report: ${report.slice(root.length)}`);
+    passed = summarize(yaml);
+  } catch (e) {
+    console.log(`no report written (${e instanceof Error ? e.message : e})`);
+  }
+  code = status.code === 0 && passed ? 0 : 1;
+} finally {
+  if (values.keep && system) {
+    step(`left running: KUBECONFIG=${system.cluster.kubeconfig}`);
+  } else {
+    await stopSystem(system, values.name);
+    step(`cluster ${values.name} is down`);
+  }
+}
+Deno.exit(code);
