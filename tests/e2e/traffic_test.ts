@@ -16,7 +16,6 @@
 
 import assert from "node:assert/strict";
 import type { StatusReport } from "../../plugin/status.ts";
-import type { Pod } from "../cluster/cluster.ts";
 import { sleep } from "../cluster/host.ts";
 import {
   brief,
@@ -27,6 +26,7 @@ import {
   programmedAddress,
   waitFor,
 } from "./kube_state.ts";
+import type { BackendPod } from "./remote_cluster.ts";
 import { startSystem, stopSystem, type System } from "./system.ts";
 import {
   countAnswers,
@@ -186,7 +186,12 @@ async function openUdp(address: string, port: number) {
   }
 }
 
-/** Counts which backend answers new TCP connections from `startMs` until `untilMs`. */
+/**
+ * Which backend answers a new TCP connection every 10 ms from `startMs` until
+ * `untilMs`. Paced: a tight loop makes thousands of connections a second,
+ * which exhausts the data plane's SNAT ports towards a remote backend (see
+ * docs/e2e.md, "Findings").
+ */
 async function newFlowsOverTime(
   address: string,
   port: number,
@@ -195,14 +200,27 @@ async function newFlowsOverTime(
 ): Promise<{ at: number; name: string }[]> {
   const seen: { at: number; name: string }[] = [];
   while (performance.now() - startMs < untilMs) {
-    const answer = await tcpAsk(address, port, "new");
-    seen.push({ at: performance.now() - startMs, name: answer.name });
+    const at = performance.now() - startMs;
+    try {
+      seen.push({ at, name: (await tcpAsk(address, port, "new")).name });
+    } catch (e) {
+      // A connection made to a backend just before its removal is re-picked and reset.
+      const reset = e instanceof Deno.errors.ConnectionReset ||
+        e instanceof Deno.errors.BrokenPipe || /closed by the peer/.test(String(e));
+      if (!reset) throw e;
+      seen.push({ at, name: "reset" });
+    }
+    await sleep(10);
   }
   return seen;
 }
 
 Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, counters, route removal)", async (t) => {
   let system: System | undefined;
+  let failed = false;
+  const step = async (name: string, fn: () => Promise<void>) => {
+    if (!(await t.step(name, fn))) failed = true;
+  };
   try {
     system = await startSystem({ name: NAME, nodes: 2 });
     const sys = system;
@@ -210,17 +228,17 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
     const kubectl = (args: string[]) => cluster.kubectl(args);
     const [node1, node2] = cluster.nodes;
     assert.ok(node1 && node2);
-    const client = cluster.plan.bridgeIP;
+    const client = sys.clientAddress;
 
-    const a = await cluster.createPod({ name: "echo-a", node: "node-1" });
-    const b = await cluster.createPod({ name: "echo-b", node: "node-2" });
-    const c = await cluster.createPod({ name: "echo-c", node: "node-1" });
+    const a = await sys.createPod({ name: "echo-a", node: node1.name });
+    const b = await sys.createPod({ name: "echo-b", node: node2.name });
+    const c = await sys.createPod({ name: "echo-c", node: node1.name });
     for (const pod of [a, b, c]) {
       await sys.publishService("default", pod.name, { ports: ECHO_PORTS, pods: [pod] });
     }
-    const pool: Pod[] = [
-      await cluster.createPod({ name: "p1", node: "node-1" }),
-      await cluster.createPod({ name: "p2", node: "node-2" }),
+    const pool: BackendPod[] = [
+      await sys.createPod({ name: "p1", node: node1.name }),
+      await sys.createPod({ name: "p2", node: node2.name }),
     ];
     await sys.publishService("default", "pool", { ports: POOL_PORTS, pods: pool });
     await sys.apply(
@@ -228,7 +246,7 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
     );
     const address = await programmedAddress(kubectl, "web");
 
-    await t.step(
+    await step(
       "TCP and UDP: routes attached, replies from the Gateway address and port",
       async () => {
         const gw = await getObject(kubectl, "gateway", "web", "default");
@@ -273,10 +291,12 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
       },
     );
 
-    await t.step(
-      "weights 70/30/0: 500 new TCP connections and 500 new UDP sockets, ±5%",
+    await step(
+      "weights 70/30/0: 1,000 new TCP connections and 1,000 new UDP sockets, ±5%",
       async () => {
-        const n = 500;
+        // 1,000 rather than 500: at 500, ±5% is 2.4 standard deviations of a 70% share, and
+        // about one run in 70 would fail by chance alone.
+        const n = 1000;
         const tcp = await countAnswers(n, (i) => tcpAskOrReset(address, 80, `split ${i}`));
         assertShare(tcp, "echo-a", 0.7, n);
         assertShare(tcp, "echo-b", 0.3, n);
@@ -289,7 +309,7 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
       },
     );
 
-    await t.step(
+    await step(
       "a backend on the receiving node sees the client; one on the other node sees the node",
       async () => {
         const cases = [
@@ -327,7 +347,7 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
       },
     );
 
-    await t.step(
+    await step(
       "kubectl blixt status shows the table and counters of the traffic just sent",
       async () => {
         const status = async () => {
@@ -414,9 +434,10 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
       },
     );
 
-    await t.step("scale: new pods get new flows within 1 s; open connections stay", async () => {
+    await step("scale: new pods get new flows within 1 s; open connections stay", async () => {
       const [p1, p2] = pool;
       assert.ok(p1 && p2);
+      let phase = "opening flows to p1 and p2";
       const tcp = await flowsTo(["p1", "p2"], () => openTcp(address, 8000));
       const udp = await flowsTo(["p1", "p2"], () => openUdp(address, 8000));
       try {
@@ -427,26 +448,31 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
           }
         };
         // Add p3: the EndpointSlice changes, new flows reach it within 1 s.
-        const p3 = await cluster.createPod({ name: "p3", node: "node-1" });
+        phase = "adding p3";
+        const p3 = await sys.createPod({ name: "p3", node: node1.name });
         await sys.publishService("default", "pool", { ports: POOL_PORTS, pods: [p1, p2, p3] });
         let start = performance.now();
         const added = await newFlowsOverTime(address, 8000, start, 1500);
         const first = added.find((x) => x.name === "p3");
         assert.ok(first && first.at < 1000, `p3's first new flow at ${first?.at ?? "never"} ms`);
+        assert.deepEqual(added.filter((x) => x.name === "reset"), [], "resets while adding p3");
         const spread = await countAnswers(150, (i) => tcpAsk(address, 8000, `after add ${i}`));
         for (const name of ["p1", "p2", "p3"]) assertShare(spread, name, 1 / 3, 150, 0.12);
         await stillAnswer("after adding p3");
 
         // Remove p3 from the EndpointSlice (the pod still answers): no new flows after 1 s.
+        phase = "removing p3";
         await sys.publishService("default", "pool", { ports: POOL_PORTS, pods: [p1, p2] });
         start = performance.now();
         const removed = await newFlowsOverTime(address, 8000, start, 1500);
-        const late = removed.filter((x) => x.name === "p3" && x.at >= 1000);
-        assert.deepEqual(late, [], `new flows reached removed p3 after 1 s`);
-        await cluster.deletePod("p3");
+        const late = removed.filter((x) => (x.name === "p3" || x.name === "reset") && x.at >= 1000);
+        assert.deepEqual(late, [], `new flows reached removed p3 (or were reset) after 1 s`);
+        await sys.deletePod("p3");
+        phase = "after deleting pod p3";
         await stillAnswer("after removing p3");
 
         // p1 terminating but serving: its open flows stay, new flows go to p2 only.
+        phase = "p1 terminating";
         await sys.publishService("default", "pool", {
           ports: POOL_PORTS,
           pods: [{ pod: p1, ready: false, serving: true, terminating: true }, p2],
@@ -459,12 +485,14 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
         const drained = await countAnswers(60, (i) => tcpAsk(address, 8000, `draining ${i}`));
         assert.equal(drained.get("p2"), 60, describeCounts(drained, 60));
         await stillAnswer("while p1 terminates");
+      } catch (e) {
+        throw new Error(`${phase}: ${(e as Error).message}`, { cause: e });
       } finally {
         for (const f of [...tcp.values(), ...udp.values()]) f.close();
       }
     });
 
-    await t.step(
+    await step(
       "route deleted: TCP reset, UDP port unreachable; re-created: traffic returns",
       async () => {
         await kubectl(["delete", "tcproute/web-tcp", "udproute/web-udp", "-n", "default"]);
@@ -509,6 +537,7 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
       },
     );
   } finally {
+    if (failed && system) console.error(await system.logTails());
     await stopSystem(system, NAME);
   }
 });
