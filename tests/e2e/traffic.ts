@@ -267,3 +267,73 @@ export async function routeThrough(address: string, nodeIP: string): Promise<() 
     await ip(["route", "del", `${address}/32`, "via", nodeIP]).catch(() => {});
   };
 }
+
+/** Packets the host sent, counted by the kernel (nftables), to compare with blixt's counters. */
+export interface SentPackets {
+  /** Packets sent so far to each `protocol/port` watched. */
+  read(): Promise<Record<string, number>>;
+  /** Removes the counters. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Counts the packets the host sends to `address` on each of `ports`
+ * (`"tcp/81"`, `"udp/54"`) with nftables counters in a table of its own,
+ * `name` (unique per cluster, so parallel tests do not share it).
+ */
+export async function countSentPackets(
+  name: string,
+  address: string,
+  ports: string[],
+): Promise<SentPackets> {
+  const table = `blixt_${name.replaceAll("-", "_")}`;
+  const nft = (args: string[]) => run(["nft", ...args]);
+  await nft(["delete", "table", "ip", table]).catch(() => {});
+  await nft(["add", "table", "ip", table]);
+  await nft([
+    "add",
+    "chain",
+    "ip",
+    table,
+    "out",
+    "{ type filter hook output priority 0; policy accept; }",
+  ]);
+  for (const port of ports) {
+    const [protocol = "", number = ""] = port.split("/");
+    const counter = `${protocol}_${number}`;
+    await nft(["add", "counter", "ip", table, counter]);
+    await nft([
+      "add",
+      "rule",
+      "ip",
+      table,
+      "out",
+      "ip",
+      "daddr",
+      address,
+      protocol,
+      "dport",
+      number,
+      "counter",
+      "name",
+      counter,
+    ]);
+  }
+  return {
+    async read() {
+      const out = JSON.parse(
+        (await nft(["-j", "list", "counters", "table", "ip", table])).stdout,
+      ) as {
+        nftables: { counter?: { name: string; packets: number } }[];
+      };
+      const counts: Record<string, number> = {};
+      for (const item of out.nftables) {
+        if (item.counter) counts[item.counter.name.replace("_", "/")] = item.counter.packets;
+      }
+      return counts;
+    },
+    async remove() {
+      await nft(["delete", "table", "ip", table]).catch(() => {});
+    },
+  };
+}

@@ -30,6 +30,7 @@ import type { BackendPod } from "./remote_cluster.ts";
 import { startSystem, stopSystem, type System } from "./system.ts";
 import {
   countAnswers,
+  countSentPackets,
   describeCounts,
   LineConnection,
   routeThrough,
@@ -367,10 +368,21 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
         assert.equal(udpCounters(before), null, "count-udp had traffic before the test sent any");
         assert.equal(tcpCounters(before), null, "count-tcp had traffic before the test sent any");
 
+        // The kernel counts what the host sends; blixt's counters must match it.
+        const sent = await countSentPackets(NAME, address, ["tcp/81", "udp/54"]);
+        let sentPackets: Record<string, number>;
         const datagrams = 300;
-        const udpSeen = await countAnswers(datagrams, (i) => udpAsk(address, 54, `count ${i}`));
         const connections = 100;
-        await countAnswers(connections, (i) => tcpAsk(address, 81, `count ${i}`));
+        let udpSeen: Map<string, number>;
+        try {
+          udpSeen = await countAnswers(datagrams, (i) => udpAsk(address, 54, `count ${i}`));
+          await countAnswers(connections, (i) => tcpAsk(address, 81, `count ${i}`));
+          await sleep(200); // the last ACKs of the closing handshakes
+          sentPackets = await sent.read();
+        } finally {
+          await sent.remove();
+        }
+        assert.equal(sentPackets["udp/54"], datagrams);
         const sentAt = Date.now();
         let after = before;
         await waitFor("counters of the traffic in DataplaneNode", async () => {
@@ -407,6 +419,11 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
         assert.ok(
           Math.abs(tcp.newFlows - connections) <= connections * 0.01,
           `count-tcp counted ${tcp.newFlows} new flows for ${connections} connections`,
+        );
+        const tcpSent = sentPackets["tcp/81"] ?? 0;
+        assert.ok(
+          tcpSent >= 5 * connections && Math.abs(tcp.packets - tcpSent) <= tcpSent * 0.01,
+          `count-tcp counted ${tcp.packets} packets; the host sent ${tcpSent}`,
         );
 
         const table = await sys.blixt(["status", "web", "-n", "default"]);
