@@ -28,7 +28,7 @@ import {
   waitFor,
 } from "./kube_state.ts";
 import { kubeBinaryPath } from "../cluster/binaries.ts";
-import { REMOTE_KUBECONFIG_ENV, startSystem, stopSystem, type System } from "./system.ts";
+import { startSystem, stopSystem, type System } from "./system.ts";
 import {
   countAnswers,
   describeCounts,
@@ -401,35 +401,25 @@ spec:
     );
 
     await step(
-      "BLIXT_E2E_KUBECONFIG: the harness uses the cluster it names, as another cluster",
+      "the remote path (BLIXT_E2E_KUBECONFIG): the harness takes a cluster it is given as another",
       async () => {
-        const saved = {
-          kubeconfig: Deno.env.get(REMOTE_KUBECONFIG_ENV),
-          kubectl: Deno.env.get("KUBECTL"),
-        };
-        if (sys.target.kind === "local") {
-          // RemoteCluster runs one kubectl executable; here that is the cluster's multi-call binary.
-          const wrapper = `${cluster.kubeconfig}.kubectl`;
-          await Deno.writeTextFile(
-            wrapper,
-            `#!/bin/sh\nexec ${await kubeBinaryPath()} kubectl "$@"\n`,
-          );
-          await Deno.chmod(wrapper, 0o755);
-          Deno.env.set("KUBECTL", wrapper);
-        }
-        Deno.env.set(REMOTE_KUBECONFIG_ENV, cluster.kubeconfig);
-        try {
-          const remote = await startSystem({ name: "e2e-unused" });
-          assert.equal(remote.target.kind, "remote");
-          assert.deepEqual(
-            remote.cluster.nodes.map((n) => `${n.name} ${n.ip}`),
-            cluster.nodes.map((n) => `${n.name} ${n.ip}`),
-          );
-          assert.equal(remote.clientAddress, sys.clientAddress);
-          await assert.rejects(remote.stopAgent(node2.name), /not portable yet/);
+        // Passed explicitly, not through the environment, which parallel test files share.
+        const kubectlCommand = sys.target.kind === "local"
+          ? [await kubeBinaryPath(), "kubectl"]
+          : ["kubectl"];
+        const remote = await startSystem({
+          remote: { kubeconfig: cluster.kubeconfig, kubectl: kubectlCommand },
+        });
+        assert.equal(remote.target.kind, "remote");
+        assert.deepEqual(
+          remote.cluster.nodes.map((n) => `${n.name} ${n.ip}`),
+          cluster.nodes.map((n) => `${n.name} ${n.ip}`),
+        );
+        assert.equal(remote.clientAddress, sys.clientAddress);
+        await assert.rejects(remote.stopAgent(node2.name), /not portable yet/);
 
-          // What a remote run creates, it deletes (pods need a kubelet: not here).
-          await remote.apply(`
+        // What a remote run creates, it deletes (pods need a kubelet: not here).
+        await remote.apply(`
 apiVersion: v1
 kind: Namespace
 metadata: { name: remote-run }
@@ -441,31 +431,20 @@ spec:
   gatewayClassName: blixt
   listeners: [{ name: tcp, port: 80, protocol: TCP }]
 `);
-          await remote.publishService("remote-run", "svc", { ports: ECHO_PORTS, pods: [a] });
-          assert.ok(await getObject(kubectl, "endpointslice", "svc-e2e", "remote-run"));
-          await programmedAddress(kubectl, "four");
-          await stopSystem(remote);
-          await waitFor("what the remote run created is gone", async () => {
-            const gw = await getObject(kubectl, "gateway", "four", "default");
-            const ns = await getObject(kubectl, "namespace", "remote-run");
-            const svc = await getObject(kubectl, "service", "svc", "remote-run");
-            // The local cluster has no namespace controller: a deleted namespace stays Terminating.
-            const phase = (ns?.status as { phase?: string } | undefined)?.phase;
-            return !gw && (!ns || phase === "Terminating") && !svc ? true : undefined;
-          });
-          // The local cluster is untouched: the Gateways of this test still answer.
-          assert.equal((await tcpAsk(two, 80, "still here")).name, "echo-b");
-        } finally {
-          for (
-            const [name, value] of [[REMOTE_KUBECONFIG_ENV, saved.kubeconfig], [
-              "KUBECTL",
-              saved.kubectl,
-            ]] as const
-          ) {
-            if (value === undefined) Deno.env.delete(name);
-            else Deno.env.set(name, value);
-          }
-        }
+        await remote.publishService("remote-run", "svc", { ports: ECHO_PORTS, pods: [a] });
+        assert.ok(await getObject(kubectl, "endpointslice", "svc-e2e", "remote-run"));
+        await programmedAddress(kubectl, "four");
+        await stopSystem(remote);
+        await waitFor("what the remote run created is gone", async () => {
+          const gw = await getObject(kubectl, "gateway", "four", "default");
+          const ns = await getObject(kubectl, "namespace", "remote-run");
+          const svc = await getObject(kubectl, "service", "svc", "remote-run");
+          // The local cluster has no namespace controller: a deleted namespace stays Terminating.
+          const phase = (ns?.status as { phase?: string } | undefined)?.phase;
+          return !gw && (!ns || phase === "Terminating") && !svc ? true : undefined;
+        });
+        // The local cluster is untouched: the Gateways of this test still answer.
+        assert.equal((await tcpAsk(two, 80, "still here")).name, "echo-b");
       },
     );
   } finally {

@@ -52,15 +52,23 @@ const echoServer = new URL("../cluster/echo_server.ts", import.meta.url).pathnam
 /** Another cluster, through its kubeconfig. */
 export class RemoteCluster implements TestCluster {
   readonly name = "remote";
-  readonly #kubectl: string;
 
-  private constructor(readonly kubeconfig: string, readonly nodes: readonly TestNode[]) {
-    this.#kubectl = Deno.env.get("KUBECTL") ?? "kubectl";
-  }
+  private constructor(
+    readonly kubeconfig: string,
+    readonly nodes: readonly TestNode[],
+    readonly kubectlCommand: readonly string[],
+  ) {}
 
-  /** Reads the cluster's nodes (name and InternalIP) through `kubeconfig`. */
-  static async connect(kubeconfig: string): Promise<RemoteCluster> {
-    const probe = new RemoteCluster(kubeconfig, []);
+  /**
+   * Reads the cluster's nodes (name and InternalIP) through `kubeconfig`.
+   * `kubectl` is the command that runs kubectl (default `$KUBECTL` or `kubectl`).
+   */
+  static async connect(
+    kubeconfig: string,
+    options: { kubectl?: readonly string[] } = {},
+  ): Promise<RemoteCluster> {
+    const command = options.kubectl ?? [Deno.env.get("KUBECTL") ?? "kubectl"];
+    const probe = new RemoteCluster(kubeconfig, [], command);
     const list = JSON.parse(await probe.kubectl(["get", "nodes", "-o", "json"])) as {
       items: {
         metadata: { name: string };
@@ -71,7 +79,7 @@ export class RemoteCluster implements TestCluster {
       name: n.metadata.name,
       ip: n.status?.addresses?.find((a) => a.type === "InternalIP")?.address ?? "",
     })).filter((n) => n.ip !== "").sort((a, b) => a.name.localeCompare(b.name));
-    return new RemoteCluster(kubeconfig, nodes);
+    return new RemoteCluster(kubeconfig, nodes, command);
   }
 
   kubeConfig(): k8s.KubeConfig {
@@ -79,7 +87,8 @@ export class RemoteCluster implements TestCluster {
   }
 
   async kubectl(args: string[], options: { stdin?: string } = {}): Promise<string> {
-    return (await run([this.#kubectl, "--kubeconfig", this.kubeconfig, ...args], options)).stdout;
+    return (await run([...this.kubectlCommand, "--kubeconfig", this.kubeconfig, ...args], options))
+      .stdout;
   }
 
   async createPod(options: { name: string; node: string }): Promise<BackendPod> {

@@ -43,6 +43,11 @@ export interface SystemOptions {
   log?: (line: string) => void;
   /** Lease timings for the operator (ms); short ones make failover tests quick. */
   operatorArgs?: string[];
+  /**
+   * Another cluster to use instead of a local one (default: `BLIXT_E2E_KUBECONFIG`
+   * from the environment, with `$KUBECTL` or `kubectl`).
+   */
+  remote?: { kubeconfig: string; kubectl?: readonly string[] };
 }
 
 /** A process the system runs, with its log file. */
@@ -355,13 +360,19 @@ export const REMOTE_KUBECONFIG_ENV = "BLIXT_E2E_KUBECONFIG";
  */
 export async function startSystem(options: SystemOptions = {}): Promise<System> {
   const log = options.log ?? (() => {});
-  const remote = Deno.env.get(REMOTE_KUBECONFIG_ENV);
+  const fromEnv = Deno.env.get(REMOTE_KUBECONFIG_ENV);
+  const remote = options.remote ?? (fromEnv ? { kubeconfig: fromEnv } : undefined);
   if (remote) {
-    const cluster = await RemoteCluster.connect(remote);
+    const cluster = await RemoteCluster.connect(
+      remote.kubeconfig,
+      remote.kubectl ? { kubectl: remote.kubectl } : {},
+    );
     await waitForAgents(cluster, async () => {});
     const first = cluster.nodes[0];
-    if (!first) throw new Error(`${remote}: the cluster has no node with an InternalIP`);
-    log(`using the cluster of ${remote}: ${cluster.nodes.length} nodes with Ready agents`);
+    if (!first) {
+      throw new Error(`${remote.kubeconfig}: the cluster has no node with an InternalIP`);
+    }
+    log(`using the cluster of ${remote.kubeconfig}: ${cluster.nodes.length} nodes, agents Ready`);
     return new System(cluster, { kind: "remote" }, await sourceAddressTo(first.ip));
   }
   const cluster = await clusterUp({
@@ -427,7 +438,8 @@ class ProcessExited extends Error {}
  */
 export async function stopSystem(system: System | undefined, name = "e2e"): Promise<void> {
   if (system?.target.kind === "remote") return await system.deleteCreated();
-  if (Deno.env.get(REMOTE_KUBECONFIG_ENV)) return;
+  // A remote run that failed to start has no local cluster to take down.
+  if (!system && Deno.env.get(REMOTE_KUBECONFIG_ENV)) return;
   await system?.stopProcesses();
   await clusterDown(system?.cluster.name ?? name);
 }
