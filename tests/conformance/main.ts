@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { startSystem, stopSystem, type System } from "../e2e/system.ts";
+import { Cluster } from "../cluster/cluster.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -89,12 +90,16 @@ let code = 1;
 try {
   step(`bringing up cluster ${values.name} with blixt`);
   system = await startSystem({ name: values.name, nodes: 2, log: step });
+  const cluster = system.cluster;
+  if (!(cluster instanceof Cluster)) {
+    throw new Error("the conformance run needs the local cluster (unset BLIXT_E2E_KUBECONFIG)");
+  }
   const version = await suiteVersion();
   const dir = `${root}conformance/reports/${version}`;
   await Deno.mkdir(dir, { recursive: true });
   const report = `${dir}/blixt-${await blixtVersion()}-default-report.yaml`;
   step(`running the Gateway API ${version} conformance suite (GATEWAY-TCP, GATEWAY-UDP)`);
-  const pool = system.cluster.plan.gatewayPool.replace(/\.0\/24$/, "");
+  const pool = cluster.plan.gatewayPool.replace(/\.0\/24$/, "");
   const args = [
     "test",
     "-count=1",
@@ -108,10 +113,10 @@ try {
     `-blixt-version=${await blixtVersion()}`,
     // GatewayStaticAddresses: one address of blixt's pool, one outside every pool.
     `-usable-address=${pool}.250`,
-    `-unusable-address=${system.cluster.plan.serviceCIDR.replace(/\.0\/24$/, "")}.250`,
+    `-unusable-address=${cluster.plan.serviceCIDR.replace(/\.0\/24$/, "")}.250`,
     ...(values["run-test"] ? [`-run-test=${values["run-test"]}`] : []),
   ];
-  const logFile = `${system.cluster.dir}/conformance.log`;
+  const logFile = `${cluster.dir}/conformance.log`;
   const child = new Deno.Command("go", {
     args,
     cwd: `${root}tests/conformance`,

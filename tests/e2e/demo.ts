@@ -142,7 +142,7 @@ try {
 } catch (e) {
   console.error(`demo failed: ${(e as Error).stack ?? e}`);
   if (system) {
-    for (const p of [system.operator, ...system.agents]) {
+    for (const p of system.processes) {
       const tail = await Deno.readTextFile(p.log).catch(() => "");
       console.error(`--- last lines of ${p.name}:\n${tail.split("\n").slice(-8).join("\n")}`);
     }

@@ -8,8 +8,13 @@
  *
  * Bare test pods (`Cluster.createPod`: a network namespace, no Pod object)
  * match no Service selector, so {@linkcode System.publishService} writes the
- * Service and its EndpointSlice from them, as the EndpointSlice controller
- * would; Deployments and Pod objects get theirs from the real controller.
+ * Service (without a selector) and its EndpointSlice from them, as the
+ * EndpointSlice controller would; Deployments and Pod objects get theirs from
+ * the real controller.
+ *
+ * With `BLIXT_E2E_KUBECONFIG` set, {@linkcode startSystem} uses that cluster
+ * instead, where blixt is deployed and pods run (remote_cluster.ts,
+ * docs/e2e.md); {@linkcode stopSystem} then deletes what the test created.
  *
  * @module
  */
@@ -18,8 +23,14 @@ import { applyObject, type KubeObject } from "../../kube/client.ts";
 import { applyManifestFiles, parseManifests } from "../../kube/manifests.ts";
 import { applyBlixtCrds } from "../../manifests/crds.ts";
 import { writeServiceAccountKubeconfig } from "../../manifests/service_account_kubeconfig.ts";
-import { type Cluster, clusterDown, clusterUp, type Pod } from "../cluster/cluster.ts";
+import { type Cluster, clusterDown, clusterUp } from "../cluster/cluster.ts";
 import { processAlive, run, sleep, spawnDetached, stopProcess } from "../cluster/host.ts";
+import {
+  type BackendPod,
+  RemoteCluster,
+  sourceAddressTo,
+  type TestCluster,
+} from "./remote_cluster.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const FIELD_MANAGER = "blixt-e2e";
@@ -33,6 +44,11 @@ export interface SystemOptions {
   log?: (line: string) => void;
   /** Lease timings for the operator (ms); short ones make failover tests quick. */
   operatorArgs?: string[];
+  /**
+   * Another cluster to use instead of a local one (default: `BLIXT_E2E_KUBECONFIG`
+   * from the environment, with `$KUBECTL` or `kubectl`).
+   */
+  remote?: { kubeconfig: string; kubectl?: readonly string[] };
 }
 
 /** A process the system runs, with its log file. */
@@ -52,13 +68,28 @@ export interface ServicePort {
   protocol: "TCP" | "UDP";
 }
 
-/** blixt running on a local cluster. */
+/** Where a {@linkcode System} runs: the local cluster with our processes, or another. */
+export type SystemTarget =
+  | { kind: "local"; cluster: Cluster; operator: SystemProcess; agents: SystemProcess[] }
+  | { kind: "remote" };
+
+/** blixt running on a cluster: the local one (processes) or another (deployed). */
 export class System {
+  /** Objects this system applied, for the cleanup of a remote cluster (kind/namespace/name). */
+  readonly #created = new Map<string, KubeObject>();
+  readonly #pods = new Set<string>();
+
   constructor(
-    readonly cluster: Cluster,
-    readonly operator: SystemProcess,
-    readonly agents: SystemProcess[],
+    readonly cluster: TestCluster,
+    readonly target: SystemTarget,
+    /** Source address of the tests' traffic, as a backend on the receiving node sees it. */
+    readonly clientAddress: string,
   ) {}
+
+  /** The operator and agent processes (none on a remote cluster). */
+  get processes(): SystemProcess[] {
+    return this.target.kind === "local" ? [this.target.operator, ...this.target.agents] : [];
+  }
 
   /** Applies YAML objects (server-side apply) and returns them as the server has them. */
   async apply(yaml: string): Promise<KubeObject[]> {
@@ -66,8 +97,71 @@ export class System {
     const out: KubeObject[] = [];
     for (const obj of parseManifests(yaml)) {
       out.push(await applyObject(kc, obj, { fieldManager: FIELD_MANAGER, force: true }));
+      this.#remember(obj);
     }
     return out;
+  }
+
+  #remember(obj: KubeObject): void {
+    const key = `${obj.kind}/${obj.metadata?.namespace ?? ""}/${obj.metadata?.name}`;
+    this.#created.delete(key);
+    this.#created.set(key, obj);
+  }
+
+  /** Starts an echo backend on `node` (see {@linkcode TestCluster.createPod}). */
+  async createPod(options: { name: string; node: string }): Promise<BackendPod> {
+    const pod = await this.cluster.createPod(options);
+    this.#pods.add(pod.name);
+    return pod;
+  }
+
+  /** Deletes a backend pod. */
+  async deletePod(name: string): Promise<void> {
+    await this.cluster.deletePod(name);
+    this.#pods.delete(name);
+  }
+
+  /**
+   * On a remote cluster, deletes what this system created, newest first
+   * (pods, then objects; namespaces take their contents along).
+   */
+  async deleteCreated(): Promise<void> {
+    for (const name of this.#pods) await this.cluster.deletePod(name).catch(() => {});
+    for (const obj of [...this.#created.values()].reverse()) {
+      const ns = obj.metadata?.namespace ? ["-n", obj.metadata.namespace] : [];
+      const kind = `${obj.kind}.${(obj.apiVersion ?? "").split("/").slice(0, -1)[0] ?? ""}`
+        .replace(/\.$/, "");
+      await this.cluster.kubectl([
+        "delete",
+        kind,
+        obj.metadata?.name ?? "",
+        ...ns,
+        "--ignore-not-found",
+        "--wait=false",
+      ]).catch(() => "");
+    }
+  }
+
+  /** The last `lines` lines of the operator's and every agent's log, for a failed test. */
+  async logTails(lines = 20): Promise<string> {
+    const out: string[] = [];
+    for (const p of this.processes) {
+      const text = await Deno.readTextFile(p.log).catch(() => "");
+      out.push(
+        `--- last lines of ${p.name} (${p.log}):\n${text.split("\n").slice(-lines).join("\n")}`,
+      );
+    }
+    if (this.target.kind === "local") {
+      for (const node of this.cluster.nodes) {
+        const metrics = await fetch(`http://${node.ip}:9464/metrics`).then((r) => r.text())
+          .catch((e) => `unreachable: ${(e as Error).message}`);
+        const events = metrics.split("\n").filter((l) =>
+          l.startsWith("blixt_dataplane_events_total") && !l.endsWith(" 0")
+        );
+        out.push(`--- data plane events of ${node.name}: ${events.join(", ") || "none"}`);
+      }
+    }
+    return out.join("\n");
   }
 
   /**
@@ -79,7 +173,12 @@ export class System {
     name: string,
     options: {
       ports: ServicePort[];
-      pods: (Pod | { pod: Pod; ready: boolean; serving: boolean; terminating: boolean })[];
+      pods: (BackendPod | {
+        pod: BackendPod;
+        ready: boolean;
+        serving: boolean;
+        terminating: boolean;
+      })[];
     },
   ): Promise<void> {
     const endpoints = options.pods.map((p) => {
@@ -95,7 +194,7 @@ export class System {
       };
     });
     const kc = this.cluster.kubeConfig();
-    await applyObject(kc, {
+    const service = {
       apiVersion: "v1",
       kind: "Service",
       metadata: { name, namespace },
@@ -107,15 +206,20 @@ export class System {
           protocol: p.protocol,
         })),
       },
-    }, { fieldManager: FIELD_MANAGER, force: true });
-    await applyObject(kc, {
+    };
+    await applyObject(kc, service, { fieldManager: FIELD_MANAGER, force: true });
+    this.#remember(service);
+    // Service without a selector: on any cluster, this slice is the only one.
+    const slice = {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
       metadata: { name: `${name}-e2e`, namespace, labels: { "kubernetes.io/service-name": name } },
       addressType: "IPv4",
       ports: options.ports.map((p) => ({ name: p.name, port: p.targetPort, protocol: p.protocol })),
       endpoints,
-    }, { fieldManager: FIELD_MANAGER, force: true });
+    };
+    await applyObject(kc, slice, { fieldManager: FIELD_MANAGER, force: true });
+    this.#remember(slice);
   }
 
   /** Runs `kubectl blixt ARGS` (the plugin's entry point) and returns what it printed. */
@@ -131,9 +235,17 @@ export class System {
     ], { allowFailure: true, env: { NO_COLOR: "1" } });
   }
 
+  /** The local target, or an error saying what is not portable yet. */
+  #local(what: string): Extract<SystemTarget, { kind: "local" }> {
+    if (this.target.kind !== "local") {
+      throw new Error(`${what} is not portable yet: it needs the local cluster's agent processes`);
+    }
+    return this.target;
+  }
+
   /** Stops the agent of `node` (SIGKILL when `kill`); its pinned maps keep forwarding. */
   async stopAgent(node: string, options: { kill?: boolean } = {}): Promise<void> {
-    const agent = this.agents.find((a) => a.name === `agent-${node}`);
+    const agent = this.#local("stopping an agent").agents.find((a) => a.name === `agent-${node}`);
     if (!agent) throw new Error(`no agent on ${node}`);
     if (options.kill) Deno.kill(agent.pid, "SIGKILL");
     await stopProcess(agent.pid);
@@ -141,15 +253,16 @@ export class System {
 
   /** Starts the agent of `node` again (after {@linkcode System.stopAgent}). */
   async startAgent(node: string): Promise<void> {
-    const i = this.agents.findIndex((a) => a.name === `agent-${node}`);
-    const n = this.cluster.nodes.find((x) => x.name === node);
+    const local = this.#local("starting an agent");
+    const i = local.agents.findIndex((a) => a.name === `agent-${node}`);
+    const n = local.cluster.nodes.find((x) => x.name === node);
     if (i < 0 || !n) throw new Error(`no agent on ${node}`);
-    this.agents[i] = await startAgent(this.cluster, n);
+    local.agents[i] = await startAgent(local.cluster, n);
   }
 
   /** Stops operator and agents; the cluster stays (see {@linkcode stopSystem}). */
   async stopProcesses(): Promise<void> {
-    for (const p of [this.operator, ...this.agents]) await stopProcess(p.pid);
+    for (const p of this.processes) await stopProcess(p.pid);
   }
 }
 
@@ -206,19 +319,63 @@ spec:
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
+  const attempt = () =>
+    check().catch((e) => {
+      if (e instanceof ProcessExited) throw e;
+      return false;
+    });
+  while (!(await attempt())) {
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
     await sleep(100);
   }
 }
 
+/** Resolves once every node's DataplaneNode is Ready; `alive` throws when a process died. */
+async function waitForAgents(cluster: TestCluster, alive: () => Promise<void>): Promise<void> {
+  await waitFor("every agent Ready", async () => {
+    await alive();
+    const out = await cluster.kubectl(["get", "dataplanenodes", "-o", "json"]);
+    const items = (JSON.parse(out) as {
+      items: {
+        metadata: { name: string };
+        status?: { conditions?: { type: string; status: string }[] };
+      }[];
+    }).items;
+    return cluster.nodes.every((node) =>
+      items.some((n) =>
+        n.metadata.name === node.name &&
+        n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")
+      )
+    );
+  }, 60_000);
+}
+
+/** Environment variable that points the suite at another cluster (see docs/e2e.md). */
+export const REMOTE_KUBECONFIG_ENV = "BLIXT_E2E_KUBECONFIG";
+
 /**
  * Brings up the cluster (or reuses it), installs blixt's CRDs and class, and
  * starts the operator and an agent per node; resolves once every agent's
- * DataplaneNode is Ready.
+ * DataplaneNode is Ready. With `BLIXT_E2E_KUBECONFIG` set, uses that cluster
+ * instead (blixt deployed there, nothing started) once its agents are Ready.
  */
 export async function startSystem(options: SystemOptions = {}): Promise<System> {
   const log = options.log ?? (() => {});
+  const fromEnv = Deno.env.get(REMOTE_KUBECONFIG_ENV);
+  const remote = options.remote ?? (fromEnv ? { kubeconfig: fromEnv } : undefined);
+  if (remote) {
+    const cluster = await RemoteCluster.connect(
+      remote.kubeconfig,
+      remote.kubectl ? { kubectl: remote.kubectl } : {},
+    );
+    await waitForAgents(cluster, async () => {});
+    const first = cluster.nodes[0];
+    if (!first) {
+      throw new Error(`${remote.kubeconfig}: the cluster has no node with an InternalIP`);
+    }
+    log(`using the cluster of ${remote.kubeconfig}: ${cluster.nodes.length} nodes, agents Ready`);
+    return new System(cluster, { kind: "remote" }, await sourceAddressTo(first.ip));
+  }
   const cluster = await clusterUp({
     name: options.name ?? "e2e",
     nodes: options.nodes ?? 2,
@@ -256,29 +413,34 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
   const operator = { name: "operator", pid: operatorPid, log: operatorLog };
   const agents: SystemProcess[] = [];
   for (const node of cluster.nodes) agents.push(await startAgent(cluster, node));
-  const system = new System(cluster, operator, agents);
-  await waitFor("every agent Ready", async () => {
+  const system = new System(
+    cluster,
+    { kind: "local", cluster, operator, agents },
+    cluster.plan.bridgeIP,
+  );
+  await waitForAgents(cluster, async () => {
     for (const p of [operator, ...agents]) {
       if (!processAlive(p.pid)) {
         const tail = (await Deno.readTextFile(p.log)).split("\n").slice(-10).join("\n");
-        throw new Error(`${p.name} exited:\n${tail}`);
+        throw new ProcessExited(`${p.name} exited:\n${tail}`);
       }
     }
-    const out = await cluster.kubectl(["get", "dataplanenodes", "-o", "json"]);
-    const items = (JSON.parse(out) as {
-      items: { status?: { conditions?: { type: string; status: string }[] } }[];
-    }).items;
-    return items.length === cluster.nodes.length &&
-      items.every((n) =>
-        n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")
-      );
-  }, 60_000);
+  });
   log(`operator and ${agents.length} agents running`);
   return system;
 }
 
-/** Stops the system's processes and takes its cluster down. */
+/** A process of the system died while it was starting. */
+class ProcessExited extends Error {}
+
+/**
+ * Stops the system's processes and takes its cluster down; on a remote
+ * cluster, deletes what the test created instead.
+ */
 export async function stopSystem(system: System | undefined, name = "e2e"): Promise<void> {
+  if (system?.target.kind === "remote") return await system.deleteCreated();
+  // A remote run that failed to start has no local cluster to take down.
+  if (!system && Deno.env.get(REMOTE_KUBECONFIG_ENV)) return;
   await system?.stopProcesses();
   await clusterDown(system?.cluster.name ?? name);
 }
