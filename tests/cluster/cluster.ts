@@ -70,9 +70,10 @@ export interface ClusterUpOptions {
   /** Gateway API CRD channel (default experimental). */
   channel?: GatewayApiChannel;
   /**
-   * Serve Pod objects (default true): start kube-controller-manager,
+   * Serve Pod objects (default false): start kube-controller-manager,
    * kube-scheduler and a pod runner per node, and build the pod images'
-   * binaries. Without it the cluster is the API server and etcd alone.
+   * binaries. Without it the cluster is the API server and etcd alone, whose
+   * objects are only what a test writes (no controller adds any).
    */
   pods?: boolean;
   /** Receives one line per step. */
@@ -489,7 +490,7 @@ export async function clusterUp(
     }
     await routeGatewayPool(plan);
     log(`${plan.nodes.length} nodes Ready`);
-    state.servePods = options.pods ?? state.servePods ?? true;
+    state.servePods = options.pods ?? state.servePods ?? false;
     if (state.servePods) {
       await ensureImageBinaries(log);
       await ensurePodMachinery(cluster, state, pki, binary.path, log);

@@ -1,5 +1,5 @@
 /**
- * `deno task cluster:up [--nodes N] [--name NAME] [--channel experimental|standard]`
+ * `deno task cluster:up [--nodes N] [--name NAME] [--channel experimental|standard] [--pods]`
  * and `deno task cluster:down [--name NAME]`.
  *
  * `up` is idempotent and prints `KUBECONFIG=<absolute path>` as the last line
@@ -13,7 +13,7 @@ import { clusterDown, clusterUp, DEFAULT_NAME } from "./cluster.ts";
 import type { GatewayApiChannel } from "./binaries.ts";
 
 const usage = `usage:
-  deno task cluster:up [--nodes N] [--name NAME] [--channel experimental|standard]
+  deno task cluster:up [--nodes N] [--name NAME] [--channel experimental|standard] [--pods]
   deno task cluster:down [--name NAME]`;
 
 function fail(message: string): never {
@@ -31,6 +31,7 @@ if (import.meta.main) {
         name: { type: "string", default: DEFAULT_NAME },
         nodes: { type: "string" },
         channel: { type: "string" },
+        pods: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -64,6 +65,7 @@ if (import.meta.main) {
         name: values.name,
         ...(nodes === undefined ? {} : { nodes }),
         ...(channel === undefined ? {} : { channel }),
+        ...(values.pods ? { pods: true } : {}),
         log,
       });
       log(`cluster ${cluster.name} is up: API server ${cluster.server}`);

@@ -149,7 +149,7 @@ function dnsQuery(id: number, name: string): Uint8Array {
 }
 
 Deno.test("pod runner: Deployments become running pods with IPs, endpoints, traffic and clean deletion", async (t) => {
-  const cluster = await clusterUp({ name: NAME, nodes: 2 });
+  const cluster = await clusterUp({ name: NAME, nodes: 2, pods: true });
   try {
     await cluster.kubectl(["apply", "-f", "-"], { stdin: MANIFESTS });
 

@@ -89,7 +89,7 @@ let system: System | undefined;
 let code = 1;
 try {
   step(`bringing up cluster ${values.name} with blixt`);
-  system = await startSystem({ name: values.name, nodes: 2, log: step });
+  system = await startSystem({ name: values.name, nodes: 2, pods: true, log: step });
   const cluster = system.cluster;
   if (!(cluster instanceof Cluster)) {
     throw new Error("the conformance run needs the local cluster (unset BLIXT_E2E_KUBECONFIG)");

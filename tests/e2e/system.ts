@@ -49,6 +49,8 @@ export interface SystemOptions {
    * from the environment, with `$KUBECTL` or `kubectl`).
    */
   remote?: { kubeconfig: string; kubectl?: readonly string[] };
+  /** Serve Pod objects in the local cluster (controllers, scheduler, pod runners). */
+  pods?: boolean;
 }
 
 /** A process the system runs, with its log file. */
@@ -379,6 +381,7 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
   const cluster = await clusterUp({
     name: options.name ?? "e2e",
     nodes: options.nodes ?? 2,
+    ...(options.pods === undefined ? {} : { pods: options.pods }),
     log,
   });
   const kc = cluster.kubeConfig();
