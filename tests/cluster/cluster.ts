@@ -57,6 +57,17 @@ export const DEFAULT_NAME = "blixt";
 /** Field manager of what the cluster itself applies. */
 const FIELD_MANAGER = "blixt-local-cluster";
 
+/**
+ * The name cluster `name` really has: `BLIXT_CLUSTER_PREFIX` (when set) in
+ * front, so that several checkouts can run the same tests side by side on
+ * one machine without sharing clusters. A name that already carries the
+ * prefix keeps it once.
+ */
+export function clusterName(name: string): string {
+  const prefix = Deno.env.get("BLIXT_CLUSTER_PREFIX") ?? "";
+  return name.startsWith(prefix) ? name : `${prefix}${name}`;
+}
+
 /** Root of every cluster's state (pids, certificates, etcd data, logs). */
 export function runDir(): string {
   return Deno.env.get("BLIXT_RUN_DIR") ?? "/run/blixt";
@@ -395,6 +406,7 @@ async function claimSlot(name: string): Promise<number> {
 export async function getCluster(
   name = DEFAULT_NAME,
 ): Promise<Cluster | undefined> {
+  name = clusterName(name);
   let state: ClusterState;
   try {
     state = await readState(name);
@@ -418,7 +430,7 @@ export async function getCluster(
 export async function clusterUp(
   options: ClusterUpOptions = {},
 ): Promise<Cluster> {
-  const name = options.name ?? DEFAULT_NAME;
+  const name = clusterName(options.name ?? DEFAULT_NAME);
   if (!/^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$/.test(name)) {
     throw new Error(
       `cluster name "${name}" must be a DNS label of at most 20 characters`,
@@ -983,6 +995,7 @@ export async function clusterDown(
   name = DEFAULT_NAME,
   options: { log?: (line: string) => void } = {},
 ): Promise<void> {
+  name = clusterName(name);
   const log = options.log ?? (() => {});
   const dir = clusterDir(name);
   let state: ClusterState | undefined;

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { clusterDown, clusterUp, getCluster, runDir } from "./cluster.ts";
+import { clusterDown, clusterName, clusterUp, getCluster, runDir } from "./cluster.ts";
 import { tcpEcho, udpEcho } from "./echo_client.ts";
 import { parseEchoReply } from "./echo_server.ts";
 import { ip, listNetns, run } from "./host.ts";
@@ -28,6 +28,7 @@ interface HostSnapshot {
 }
 
 async function hostSnapshot(name: string): Promise<HostSnapshot> {
+  name = clusterName(name);
   const mine = (s: string) => s.includes(`blixt-${name}-`) || s.includes(`/clusters/${name}`);
   const mounts = (await Deno.readTextFile("/proc/self/mounts")).split("\n")
     .filter(mine).sort();
@@ -63,6 +64,7 @@ async function hostLinks(): Promise<Map<number, string>> {
 
 /** Inodes of the network namespaces of cluster `name` (to find stray processes). */
 async function netnsInodes(name: string): Promise<Set<number>> {
+  name = clusterName(name);
   const inodes = new Set<number>();
   for (const ns of await listNetns()) {
     if (ns.startsWith(`blixt-${name}-`)) {
