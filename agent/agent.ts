@@ -5,7 +5,13 @@
  *
  * @module
  */
-import type { DataplaneNodeStatus, MapUsage, ServiceCounters } from "../api/mod.ts";
+import {
+  DATAPLANE_CONDITIONS,
+  DATAPLANE_REASONS,
+  type DataplaneNodeStatus,
+  type MapUsage,
+  type ServiceCounters,
+} from "../api/mod.ts";
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
 import {
   computeDesiredState,
@@ -129,14 +135,52 @@ export class Agent {
     this.#ensureObject();
   }
 
-  /** Stops timers and the source; the maps and links stay as they are. */
-  async stop(): Promise<void> {
+  /**
+   * Stops timers and the source; the maps and links stay as they are. With
+   * `report`, the DataplaneNode then says `Ready=False/AgentStopped` (a
+   * graceful shutdown), written once with a 5 s limit.
+   */
+  async stop(options: { report?: boolean } = {}): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#statusTimer);
     clearInterval(this.#countersTimer);
     await this.#o.source.stop();
     await this.#statusInFlight;
+    if (options.report && this.#objectReady && this.#lastStatus) {
+      await this.#reportStopped(this.#lastStatus);
+    }
+  }
+
+  async #reportStopped(last: DataplaneNodeStatus): Promise<void> {
+    const now = new Date().toISOString();
+    const status: DataplaneNodeStatus = {
+      ...last,
+      conditions: (last.conditions ?? []).map((c) =>
+        c.type === DATAPLANE_CONDITIONS.ready
+          ? {
+            ...c,
+            status: "False",
+            reason: DATAPLANE_REASONS.agentStopped,
+            message: "the agent stopped; the pinned maps keep forwarding what they hold",
+            lastTransitionTime: c.status === "False" ? c.lastTransitionTime : now,
+          }
+          : c
+      ),
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.#o.status.write(status),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("timed out after 5 s")), 5_000);
+        }),
+      ]);
+    } catch (e) {
+      this.#o.log("warn", "reporting the stop in DataplaneNode failed", { error: errorText(e) });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */

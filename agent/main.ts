@@ -7,7 +7,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { AGENT_LEASE_DURATION_SECONDS, AGENT_LEASE_RENEW_INTERVAL_SECONDS } from "../api/mod.ts";
 import { Agent } from "./agent.ts";
+import { LivenessLease } from "./liveness_lease.ts";
 import { Dataplane, DEFAULT_OBJECT } from "./bpf/loader.ts";
 import { serveEndpoints } from "./http_server.ts";
 import { errorText, jsonLogger } from "./log.ts";
@@ -17,7 +19,8 @@ import { kubeConfigFor, kubeTableSource } from "./table_source.ts";
 
 const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
   [--bpffs DIR] [--metrics-port N] [--metrics-address ADDR] [--node-address IP]
-  [--object PATH] [--log-level debug|info|warn|error]`;
+  [--object PATH] [--log-level debug|info|warn|error]
+  [--lease-namespace NS] [--lease-duration SECONDS] [--lease-renew-interval SECONDS]`;
 
 async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -32,6 +35,15 @@ async function main(args: string[]): Promise<number> {
       "node-address": { type: "string" },
       object: { type: "string", default: DEFAULT_OBJECT },
       "log-level": { type: "string", default: "info" },
+      "lease-namespace": {
+        type: "string",
+        default: Deno.env.get("POD_NAMESPACE") ?? "blixt-system",
+      },
+      "lease-duration": { type: "string", default: String(AGENT_LEASE_DURATION_SECONDS) },
+      "lease-renew-interval": {
+        type: "string",
+        default: String(AGENT_LEASE_RENEW_INTERVAL_SECONDS),
+      },
       help: { type: "boolean" },
     },
   });
@@ -52,6 +64,23 @@ async function main(args: string[]): Promise<number> {
   const mode = dp.attach(values.uplink);
   dp.maps.setConfig({ nodeAddr });
   log("info", "data plane attached", { uplink: values.uplink, mode, pinDir, nodeAddr });
+
+  const durationSeconds = Number(values["lease-duration"]);
+  const renewIntervalSeconds = Number(values["lease-renew-interval"]);
+  if (
+    !(durationSeconds > 0 && renewIntervalSeconds > 0 && renewIntervalSeconds < durationSeconds)
+  ) {
+    throw new Error("--lease-renew-interval must be positive and below --lease-duration");
+  }
+  // The operator counts this node's agent as running only while this Lease is held.
+  const lease = new LivenessLease(kc, {
+    namespace: values["lease-namespace"],
+    node,
+    identity: Deno.env.get("POD_NAME") ?? `${Deno.hostname()}-${Deno.pid}`,
+    durationSeconds,
+    renewIntervalSeconds,
+    log,
+  }).start();
 
   const metrics = new Registry();
   const agent = new Agent({
@@ -75,7 +104,9 @@ async function main(args: string[]): Promise<number> {
   await Promise.race([agent.start(), done.promise]);
   await done.promise;
   log("info", "stopping; maps and links stay pinned and keep forwarding");
-  await agent.stop();
+  // The Lease first: the operator flips the node's Gateways at once, not a lease duration later.
+  await lease.stop({ release: true });
+  await agent.stop({ report: true });
   await server.shutdown();
   dp.close();
   return 0;

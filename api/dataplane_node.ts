@@ -32,6 +32,8 @@ export const DATAPLANE_REASONS = {
   capacityExceeded: "CapacityExceeded",
   bpfError: "BPFError",
   noProblems: "NoProblems",
+  /** The agent stopped gracefully; the pinned maps keep forwarding what they hold. */
+  agentStopped: "AgentStopped",
 } as const;
 
 /** Desired state of a DataplaneNode: which node and uplink it describes. */
