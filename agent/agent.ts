@@ -20,6 +20,7 @@ import {
   type TableCache,
   type TableOutcome,
 } from "./desired_state.ts";
+import { apiStatus } from "../kube/client.ts";
 import { errorText, type Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 import type { StatusWriter } from "./node_status_writer.ts";
@@ -94,6 +95,7 @@ export class Agent {
   #statusTimer: ReturnType<typeof setTimeout> | undefined;
   #lastTick = Date.now();
   #objectReady = false;
+  #nodeFound = true;
   #lastSyncTime: string | undefined;
   #countersDigest = -1;
   #lastLogged = new Map<string, string>();
@@ -181,6 +183,17 @@ export class Agent {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The node's Node changed: gone (`found: false`: the status says so), or
+   * there (again, or with a new uid: the DataplaneNode is applied again, so
+   * its owner reference names the Node that exists).
+   */
+  nodeChanged(state: { found: boolean }): void {
+    this.#nodeFound = state.found;
+    if (state.found && !this.#stopped && this.#synced) this.#ensureObject();
+    else this.#statusChanged();
   }
 
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */
@@ -307,6 +320,7 @@ export class Agent {
   #ensureObject(): void {
     this.#o.status.ensure(this.#o.uplink).then(() => {
       this.#objectReady = true;
+      this.#lastWritten = ""; // a (re)created object has no status yet
       this.#statusChanged();
     }).catch((e) => {
       this.#o.log("warn", "DataplaneNode create failed, retrying", { error: errorText(e) });
@@ -322,6 +336,7 @@ export class Agent {
       synced: this.#synced,
       lastSyncTime: this.#lastSyncTime,
       maps: this.#mapUsage(),
+      nodeFound: this.#nodeFound,
     }, this.#lastStatus);
     if (this.#counters) status.counters = this.#counters;
     this.#lastStatus = status;
@@ -345,6 +360,13 @@ export class Agent {
         labels: { result: "ok" },
       });
     }, (e) => {
+      if (apiStatus(e) === 404 && this.#objectReady) {
+        // the DataplaneNode was deleted under us: create it again, then write
+        this.#objectReady = false;
+        this.#o.log("warn", "DataplaneNode is gone, creating it again");
+        this.#ensureObject();
+        return;
+      }
       this.#statusRetryMs = Math.min(30_000, Math.max(500, this.#statusRetryMs * 2));
       this.#o.metrics.inc("blixt_agent_status_writes_total", "DataplaneNode status writes.", {
         labels: { result: "error" },

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { AGENT_LEASE_DURATION_SECONDS, AGENT_LEASE_RENEW_INTERVAL_SECONDS } from "../api/mod.ts";
 import { Agent } from "./agent.ts";
 import { LivenessLease } from "./liveness_lease.ts";
+import { type NodeState, NodeWatch } from "./node_watch.ts";
 import { Dataplane, DEFAULT_OBJECT } from "./bpf/loader.ts";
 import { serveEndpoints } from "./http_server.ts";
 import { errorText, jsonLogger } from "./log.ts";
@@ -56,7 +57,8 @@ async function main(args: string[]): Promise<number> {
   const log = jsonLogger({ component: "agent", node }, { minLevel: level });
   const kc = kubeConfigFor(values.kubeconfig);
   const info = await readNode(kc, node);
-  const nodeAddr = values["node-address"] ?? info.address;
+  let nodeState: NodeState = { found: info.uid !== undefined, ...info };
+  let nodeAddr = values["node-address"] ?? info.address;
   if (!nodeAddr) throw new Error(`node ${node} has no address; pass --node-address`);
 
   const pinDir = `${values.bpffs}/blixt`;
@@ -88,10 +90,30 @@ async function main(args: string[]): Promise<number> {
     uplink: values.uplink,
     maps: dp.maps,
     source: kubeTableSource(kc, { log }),
-    status: kubeStatusWriter(kc, node, info),
+    status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
   });
+  // Its own Node: a new address goes to the data plane, a new uid re-owns the DataplaneNode.
+  const nodeWatch = new NodeWatch(kc, node, nodeState, {
+    log: ({ level, msg, ...fields }) => log(level, msg, fields),
+    onChange: (state) => {
+      nodeState = state;
+      log(state.found ? "info" : "warn", state.found ? "Node changed" : "Node not found", {
+        ...(state.uid ? { uid: state.uid } : {}),
+        ...(state.address ? { address: state.address } : {}),
+      });
+      if (!values["node-address"] && state.address && state.address !== nodeAddr) {
+        nodeAddr = state.address;
+        dp.maps.setConfig({ nodeAddr });
+        log("info", "node address changed; flows to remote backends now leave from it", {
+          nodeAddr,
+        });
+      }
+      agent.nodeChanged(state);
+    },
+  }).start();
+  if (!nodeState.found) agent.nodeChanged({ found: false });
   const server = serveEndpoints(agent, metrics, {
     port: Number(values["metrics-port"]),
     hostname: values["metrics-address"],
@@ -106,6 +128,7 @@ async function main(args: string[]): Promise<number> {
   log("info", "stopping; maps and links stay pinned and keep forwarding");
   // The Lease first: the operator flips the node's Gateways at once, not a lease duration later.
   await lease.stop({ release: true });
+  await nodeWatch.stop();
   await agent.stop({ report: true });
   await server.shutdown();
   dp.close();

@@ -34,6 +34,8 @@ export const DATAPLANE_REASONS = {
   noProblems: "NoProblems",
   /** The agent stopped gracefully; the pinned maps keep forwarding what they hold. */
   agentStopped: "AgentStopped",
+  /** The node's Node object does not exist (deleted); the maps are kept as they are. */
+  nodeNotFound: "NodeNotFound",
 } as const;
 
 /** Desired state of a DataplaneNode: which node and uplink it describes. */
