@@ -11,6 +11,7 @@
 
 import assert from "node:assert/strict";
 import { buildBpf } from "../bpf/build.ts";
+import { etcdOf, killApiServer } from "../kube/_testing.ts";
 import { applyObject } from "../kube/client.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import type { DataplaneNode, RoutingTable } from "../api/mod.ts";
@@ -174,6 +175,75 @@ Deno.test("agent liveness Lease and its own Node", async (t) => {
           generation;
       });
     });
+
+    await t.step(
+      "a watch that expired (410 Gone): the agent re-lists and drops a table deleted behind its back",
+      async () => {
+        const vip = cluster.plan.gatewayPool.replace(/\.0\/\d+$/, ".20");
+        const table = (name: string, port: number): RoutingTable => ({
+          apiVersion: "blixt.dev/v1alpha1",
+          kind: "RoutingTable",
+          metadata: { name, namespace: "default" },
+          spec: {
+            addresses: [vip],
+            entries: [{
+              address: vip,
+              port,
+              protocol: "TCP",
+              listener: "tcp",
+              backends: [{
+                ip: "198.18.1.9",
+                port: 8080,
+                weight: 1,
+                node: node.name,
+                state: "Ready",
+              }],
+              rejectWeight: 0,
+            }],
+          },
+        });
+        await applyTable(kc, table("kept", 80));
+        await applyTable(kc, table("vanished", 81));
+        const services = (dn: DataplaneNode | undefined) =>
+          dn?.status?.maps?.find((m) => m.name === "maglev")?.entries;
+        const before = await eventually("both tables programmed", async () => {
+          const dn = await dataplaneNode(kc, node.name);
+          const names = (dn?.status?.tables ?? []).filter((x) => x.programmedGeneration).map((x) =>
+            x.name
+          );
+          return names.includes("kept") && names.includes("vanished") ? dn : undefined;
+        });
+        // While the API server is down: the table deleted straight in etcd (no watch event will
+        // tell of it) and the history compacted, so the agent's resourceVersion is served no more.
+        await killApiServer(cluster);
+        const etcd = etcdOf(cluster);
+        const { revision, deleted } = await etcd.delete(
+          "/registry/blixt.dev/routingtables/default/vanished",
+        );
+        assert.equal(deleted, 1);
+        await etcd.compact(revision);
+        await clusterUp({ name: NAME, nodes: 1 });
+        const after = await eventually(
+          "the vanished table left the maps and the status",
+          async () => {
+            const dn = await dataplaneNode(kc, node.name);
+            return dn && !dn.status?.tables?.some((x) => x.name === "vanished") &&
+                services(dn) === services(before)! - 1
+              ? dn
+              : undefined;
+          },
+          { timeoutMs: 60_000 },
+        );
+        assert.ok(after.status?.tables?.some((x) => x.name === "kept"));
+        assert.ok(
+          agent!.lines.some((l) =>
+            l.includes("re-listing: resourceVersion expired") && l.includes("routingtables")
+          ),
+          "the agent's watch got 410 Gone and re-listed",
+        );
+        await cluster.kubectl(["delete", "routingtable", "-n", "default", "kept", "again"]);
+      },
+    );
 
     await t.step(
       "SIGTERM: the Lease is released and the DataplaneNode says AgentStopped",
