@@ -409,7 +409,13 @@ export class Agent {
         backends: this.#o.maps.allCounters("backend"),
       });
       if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
-      this.#counters = { collectedAt: new Date().toISOString(), services };
+      // an exhausted SNAT port range also rejects, so it always moves the services' counters
+      const snatExhausted = Number(this.#o.maps.events().snat_exhausted ?? 0);
+      this.#counters = {
+        collectedAt: new Date().toISOString(),
+        services,
+        ...(snatExhausted > 0 ? { snatExhausted } : {}),
+      };
       this.#statusChanged();
     } catch (e) {
       this.#o.log("warn", "reading counters failed", { error: errorText(e) });

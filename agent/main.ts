@@ -21,7 +21,8 @@ import { kubeConfigFor, kubeTableSource } from "./table_source.ts";
 const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
   [--bpffs DIR] [--metrics-port N] [--metrics-address ADDR] [--node-address IP]
   [--object PATH] [--log-level debug|info|warn|error]
-  [--lease-namespace NS] [--lease-duration SECONDS] [--lease-renew-interval SECONDS]`;
+  [--lease-namespace NS] [--lease-duration SECONDS] [--lease-renew-interval SECONDS]
+  [--snat-ports MIN-MAX]`;
 
 async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -36,6 +37,7 @@ async function main(args: string[]): Promise<number> {
       "node-address": { type: "string" },
       object: { type: "string", default: DEFAULT_OBJECT },
       "log-level": { type: "string", default: "info" },
+      "snat-ports": { type: "string", default: "61000-65535" },
       "lease-namespace": {
         type: "string",
         default: Deno.env.get("POD_NAMESPACE") ?? "blixt-system",
@@ -61,10 +63,15 @@ async function main(args: string[]): Promise<number> {
   let nodeAddr = values["node-address"] ?? info.address;
   if (!nodeAddr) throw new Error(`node ${node} has no address; pass --node-address`);
 
+  // Source ports of flows to backends on other nodes (per backend ip:port and node).
+  const snat = /^(\d+)-(\d+)$/.exec(values["snat-ports"]);
+  if (!snat) throw new Error(`--snat-ports ${values["snat-ports"]}: want MIN-MAX`);
+  const snatPorts: [number, number] = [Number(snat[1]), Number(snat[2])];
+
   const pinDir = `${values.bpffs}/blixt`;
   const dp = Dataplane.load({ pinDir, objectPath: values.object });
   const mode = dp.attach(values.uplink);
-  dp.maps.setConfig({ nodeAddr });
+  dp.maps.setConfig({ nodeAddr, snatPorts });
   log("info", "data plane attached", { uplink: values.uplink, mode, pinDir, nodeAddr });
 
   const durationSeconds = Number(values["lease-duration"]);
@@ -105,7 +112,7 @@ async function main(args: string[]): Promise<number> {
       });
       if (!values["node-address"] && state.address && state.address !== nodeAddr) {
         nodeAddr = state.address;
-        dp.maps.setConfig({ nodeAddr });
+        dp.maps.setConfig({ nodeAddr, snatPorts });
         log("info", "node address changed; flows to remote backends now leave from it", {
           nodeAddr,
         });

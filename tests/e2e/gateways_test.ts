@@ -33,6 +33,7 @@ import { startSystem, stopSystem, type System } from "./system.ts";
 import {
   countAnswers,
   describeCounts,
+  LineConnection,
   routeThrough,
   tcpAsk,
   tcpAskOrReset,
@@ -418,6 +419,46 @@ Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grant
         } finally {
           if (stopped) await sys.startAgent(node2.name);
           await unroute();
+        }
+      },
+    );
+
+    await step(
+      "SNAT ports run out: the next new connection is reset at once (not a hung SYN) and counted in DataplaneNode",
+      async () => {
+        // node-1's agent with two SNAT ports; Gateway two's TCP 80 goes to echo-b on node-2
+        await sys.stopAgent(node1.name);
+        await sys.startAgent(node1.name, { args: ["--snat-ports", "61000-61001"] });
+        const unroute = await routeThrough(two, node1.ip);
+        const held: LineConnection[] = [];
+        try {
+          await programmedEntries(kubectl, "two", () => true);
+          let reset: Awaited<ReturnType<typeof tcpProbe>> | undefined;
+          for (let i = 0; i < 3 && reset === undefined; i++) {
+            const probe = await tcpProbe(two, 80);
+            if (probe.kind === "answer") {
+              // a held connection keeps its SNAT port
+              const c = await LineConnection.open(two, 80);
+              held.push(c);
+              assert.equal((await c.ask(`held ${i}`)).name, "echo-b");
+            } else reset = probe;
+          }
+          assert.ok(reset, `no reset after ${held.length} held connections`);
+          assert.equal(reset.kind, "reset", JSON.stringify(reset));
+          assert.ok(reset.ms < 1000, `reset after ${reset.ms} ms`);
+          assert.ok(held.length >= 1, "at least one connection got a port");
+          let dpn: KubeJson | undefined;
+          await waitFor("node-1 DataplaneNode counts the exhaustion", async () => {
+            dpn = await getObject(kubectl, "dataplanenode", node1.name);
+            const counters = (dpn?.status as { counters?: { snatExhausted?: number } } | undefined)
+              ?.counters;
+            return (counters?.snatExhausted ?? 0) >= 1 ? true : undefined;
+          }, { timeoutMs: 20_000, describe: () => JSON.stringify(dpn?.status) });
+        } finally {
+          for (const c of held) c.close();
+          await unroute();
+          await sys.stopAgent(node1.name);
+          await sys.startAgent(node1.name);
         }
       },
     );

@@ -264,13 +264,19 @@ export class System {
     await stopProcess(agent.pid);
   }
 
-  /** Starts the agent of `node` again (after {@linkcode System.stopAgent}). */
-  async startAgent(node: string): Promise<void> {
+  /**
+   * Starts the agent of `node` again (after {@linkcode System.stopAgent}),
+   * with `args` after the system's agent arguments.
+   */
+  async startAgent(node: string, options: { args?: string[] } = {}): Promise<void> {
     const local = this.#local("starting an agent");
     const i = local.agents.findIndex((a) => a.name === `agent-${node}`);
     const n = local.cluster.nodes.find((x) => x.name === node);
     if (i < 0 || !n) throw new Error(`no agent on ${node}`);
-    local.agents[i] = await startAgent(local.cluster, n, local.agentArgs ?? []);
+    local.agents[i] = await startAgent(local.cluster, n, [
+      ...local.agentArgs ?? [],
+      ...options.args ?? [],
+    ]);
   }
 
   /** Stops operator and agents; the cluster stays (see {@linkcode stopSystem}). */
