@@ -82,9 +82,12 @@ const OPERATOR_CHECKS: Check[] = [
   ["update", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
   ["watch", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
   ["list", "leases.coordination.k8s.io", "no", { namespace: NS }],
+  // HTTPS listeners' certificateRefs (reduced to a verdict in memory) and HTTPRoutes (counted)
+  ["list", "secrets", "yes"],
+  ["watch", "secrets", "yes"],
+  [`list`, `httproutes.${GW}`, "yes"],
+  ["update", "secrets", "no"],
   // and no more
-  ["get", "secrets", "no"],
-  ["list", "secrets", "no", { namespace: NS }],
   ["get", "configmaps", "no"],
   ["update", "nodes", "no"],
   ["patch", "nodes", "no"],
