@@ -183,6 +183,11 @@ export function gatewaysForEvent(
       keys.push(...gatewaysOfCertificates(snapshot, (ns, name) => names.has(objectKey(ns, name))));
       break;
     }
+    case "ServiceCIDR":
+      for (const [k, g] of snapshot.gateways) {
+        if ((g.spec.addresses ?? []).some((a) => a.value)) keys.push(k);
+      }
+      break;
     case "HTTPRoute":
       for (const x of objects) {
         const ns = x.metadata?.namespace ?? "";

@@ -1254,3 +1254,36 @@ Deno.test("a Secret summarized twice (informer, then snapshot) keeps its verdict
   const bad = summarizeSecret(secret("bad", { key: TEST_CERT }) as unknown as SecretObject);
   assert.equal(summarizeSecret(bad as SecretObject).tlsProblem, "tls.key is not a PEM private key");
 });
+
+Deno.test("a static address in a Service CIDR, a node's pod CIDR or a node address is Programmed=False/AddressNotUsable", () => {
+  const cases: [string, string][] = [
+    ["198.18.80.250", "Service CIDR 198.18.80.0/24"],
+    ["198.18.64.7", "pod CIDR 198.18.64.0/24 of node n1"],
+    ["198.18.1.2", "an address of node n1"],
+  ];
+  for (const [value, why] of cases) {
+    const r = run([
+      ...blixtClass(),
+      {
+        apiVersion: "networking.k8s.io/v1",
+        kind: "ServiceCIDR",
+        metadata: { name: "kubernetes" },
+        spec: { cidrs: ["198.18.80.0/24"] },
+      },
+      {
+        ...node("n1"),
+        spec: { podCIDR: "198.18.64.0/24", podCIDRs: ["198.18.64.0/24"] },
+        status: {
+          conditions: [{ type: "Ready", status: "True" }],
+          addresses: [{ type: "InternalIP", address: "198.18.1.2" }],
+        },
+      } as SnapshotObject,
+      gateway("gw", [tcp()], { addresses: [{ value }, { value: "198.18.5.5" }] }),
+    ]);
+    assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/Accepted", value);
+    assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/AddressNotUsable", value);
+    const message = r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "";
+    assert.ok(message.includes(why), message);
+    assert.deepEqual(r.status?.addresses.map((a) => a.value), ["198.18.5.5"]);
+  }
+});

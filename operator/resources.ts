@@ -93,6 +93,16 @@ export async function routeVersion(
   return undefined;
 }
 
+async function servesServiceCIDRs(kc: k8s.KubeConfig): Promise<boolean> {
+  try {
+    await kc.makeApiClient(k8s.NetworkingV1Api).listServiceCIDR({ limit: 1 });
+    return true;
+  } catch (err) {
+    if (apiStatus(err) === 404) return false;
+    throw err;
+  }
+}
+
 async function servesVersion(
   kc: k8s.KubeConfig,
   plural: string,
@@ -111,6 +121,15 @@ async function servesVersion(
 /** The kinds to read on this cluster, routes at the version it serves. */
 export async function watchedResources(kc: k8s.KubeConfig): Promise<WatchedResource[]> {
   const resources = [...FIXED];
+  // ServiceCIDRs (Kubernetes 1.33+): static Gateway addresses inside one are not usable
+  if (await servesServiceCIDRs(kc)) {
+    resources.push({
+      apiVersion: "networking.k8s.io/v1",
+      kind: "ServiceCIDR",
+      plural: "servicecidrs",
+      namespaced: false,
+    });
+  }
   // HTTPRoutes, when served, only for HTTP/HTTPS listeners' attachedRoutes
   if (await servesVersion(kc, "httproutes", "v1")) {
     resources.push({

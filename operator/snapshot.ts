@@ -112,6 +112,18 @@ export function summarizeHTTPRoute(
   };
 }
 
+/** A ServiceCIDR (networking.k8s.io/v1): the ranges ClusterIPs come from. */
+export interface ServiceCIDR {
+  /** `networking.k8s.io/v1`. */
+  apiVersion: string;
+  /** Always ServiceCIDR. */
+  kind: "ServiceCIDR";
+  /** Its name. */
+  metadata: { name?: string; namespace?: string; labels?: Record<string, string> };
+  /** The ranges. */
+  spec?: { cidrs?: string[] };
+}
+
 /** Everything reconcile reads, keyed `namespace/name` (or `name` when cluster-scoped). */
 export interface Snapshot {
   /** By name. */
@@ -132,6 +144,8 @@ export interface Snapshot {
   secrets: Map<string, SecretSummary>;
   /** By `namespace/name`: HTTPRoutes, counted in HTTP/HTTPS listeners' attachedRoutes. */
   httpRoutes: Map<string, HTTPRouteSummary>;
+  /** By name: the CIDRs of each ServiceCIDR (static Gateway addresses must avoid them). */
+  serviceCIDRs: Map<string, string[]>;
   /** By name. */
   namespaces: Map<string, V1Namespace>;
   /** By name. */
@@ -179,6 +193,7 @@ export type SnapshotObject =
   | ReferenceGrant
   | SecretSummary
   | HTTPRouteSummary
+  | ServiceCIDR
   | (V1Namespace & { kind: "Namespace" })
   | (V1Node & { kind: "Node" })
   | DataplaneNode
@@ -196,6 +211,7 @@ export function emptySnapshot(): Snapshot {
     referenceGrants: new Map(),
     secrets: new Map(),
     httpRoutes: new Map(),
+    serviceCIDRs: new Map(),
     namespaces: new Map(),
     nodes: new Map(),
     dataplaneNodes: new Map(),
@@ -268,6 +284,9 @@ export function putObject(s: Snapshot, o: SnapshotObject): void {
     case "HTTPRoute":
       s.httpRoutes.set(nsName(o), summarizeHTTPRoute(o));
       break;
+    case "ServiceCIDR":
+      s.serviceCIDRs.set(name, o.spec?.cidrs ?? []);
+      break;
     case "Namespace":
       s.namespaces.set(name, o);
       break;
@@ -320,6 +339,9 @@ export function removeObject(s: Snapshot, o: SnapshotObject): void {
       break;
     case "HTTPRoute":
       s.httpRoutes.delete(nsName(o));
+      break;
+    case "ServiceCIDR":
+      s.serviceCIDRs.delete(name);
       break;
     case "Namespace":
       s.namespaces.delete(name);
