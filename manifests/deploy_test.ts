@@ -86,6 +86,7 @@ const OPERATOR_CHECKS: Check[] = [
   ["list", "secrets", "yes"],
   ["watch", "secrets", "yes"],
   [`list`, `httproutes.${GW}`, "yes"],
+  ["watch", "servicecidrs.networking.k8s.io", "yes"],
   ["update", "secrets", "no"],
   // and no more
   ["get", "configmaps", "no"],
