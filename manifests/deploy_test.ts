@@ -69,6 +69,7 @@ const OPERATOR_CHECKS: Check[] = [
   ["update", `tcproutes.${GW}/status`, "yes"],
   ["update", `udproutes.${GW}/status`, "yes"],
   ["patch", `gateways.${GW}`, "yes"],
+  ["patch", `gatewayclasses.${GW}`, "yes"],
   ["update", `gateways.${GW}/finalizers`, "yes"],
   ["create", "routingtables.blixt.dev", "yes"],
   ["patch", "routingtables.blixt.dev", "yes"],
