@@ -5,7 +5,7 @@
 //   node netns ─────────────────────── veth ── pod B 198.19.254.2 (MAC b)
 import assert from "node:assert/strict";
 import { ip, listNetns } from "./host.ts";
-import { attachPodNetwork, detachPodNetwork, type PodNode } from "./pod_network.ts";
+import { attachPodNetwork, detachPodNetwork, type PodNode, removeNetns } from "./pod_network.ts";
 
 const prefix = Deno.env.get("BLIXT_CLUSTER_PREFIX") ?? "";
 const NODE_NS = `${prefix}podnet-node`;
@@ -104,6 +104,7 @@ Deno.test("pod network: an address reused by a new pod answers at once (no stale
       } catch { /* gone */ }
       await c.status.catch(() => {});
     }
+    for (const pod of ["a", "b"]) await removeNetns(`${prefix}podnet-${pod}`);
     await ip(["netns", "del", NODE_NS]).catch(() => {});
     await Deno.remove(ipamDir, { recursive: true });
   }
