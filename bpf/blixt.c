@@ -19,15 +19,21 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Whether an IPv4 address is a VIP (any port): the agent keeps a marker entry per address. */
-static __always_inline int is_vip(__be32 addr)
+/* The marker entry of a VIP address (any port), or NULL when the address is no VIP. */
+static __always_inline struct service_value *vip_marker(__be32 addr)
 {
 	struct service_key k;
 
 	__builtin_memset(&k, 0, sizeof(k));
 	k.addr[0] = addr;
 	k.family = FAMILY_V4;
-	return bpf_map_lookup_elem(&services, &k) != 0;
+	return bpf_map_lookup_elem(&services, &k);
+}
+
+/* Whether an IPv4 address is a VIP (any port): the agent keeps a marker entry per address. */
+static __always_inline int is_vip(__be32 addr)
+{
+	return vip_marker(addr) != 0;
 }
 
 /* Whether a tracked flow's backend still exists as it was when the flow was created. */
@@ -215,7 +221,15 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	sk.proto = p.key.proto;
 	sk.family = FAMILY_V4;
 	svc = bpf_map_lookup_elem(&services, &sk);
-	if (!svc || (svc->flags & SVC_F_VIP_MARKER))
+	if (!svc) {
+		/*
+		 * A VIP address, a port/protocol no listener has: refuse it as a host with no
+		 * socket would (RST, ICMP port unreachable) rather than let the kernel drop it.
+		 */
+		svc = vip_marker(p.key.daddr);
+		return svc ? reject(skb, &p, svc->id) : TC_ACT_OK;
+	}
+	if (svc->flags & SVC_F_VIP_MARKER)
 		return TC_ACT_OK;
 	rc = new_flow(skb, &p, svc, now);
 	if (rc == NEW_FLOW_REJECT)

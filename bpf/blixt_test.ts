@@ -532,6 +532,76 @@ Deno.test("packet: no backend gets a TCP reset or ICMP port unreachable from the
   });
 });
 
+//   client ──SYN──► VIP:9999 (no listener on that port, VIP has others)
+//          ◄─RST─── VIP:9999          ◄─ICMP port unreachable─ VIP for UDP
+Deno.test("packet: a port or protocol of a VIP no listener has is refused (RST, ICMP port unreachable), not dropped", async () => {
+  await withDataplane((dp) => {
+    const udpIn = buildIp({
+      src: CLIENT,
+      dst: VIP,
+      udp: { sport: 40606, dport: 80 },
+      payload: new Uint8Array(8),
+    });
+    const fixtures: Fixture[] = [
+      {
+        description: "a SYN to VIP:9999 (no listener) is answered with RST+ACK from VIP:9999",
+        hook: "ingress",
+        input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40605, 9999, TCP.SYN, { seq: 100 }) }),
+        expected: buildPacket({
+          srcMac: NODE_MAC,
+          dstMac: CLIENT_MAC,
+          src: VIP,
+          dst: CLIENT,
+          id: 0,
+          tcp: tcp(9999, 40605, TCP.RST | TCP.ACK, { seq: 0, ack: 101, window: 0 }),
+        }),
+        verdict: TC_ACT.REDIRECT,
+      },
+      {
+        description: "UDP to VIP:80 (a TCP-only listener) gets ICMP port unreachable from the VIP",
+        hook: "ingress",
+        input: pkt({
+          src: CLIENT,
+          dst: VIP,
+          udp: { sport: 40606, dport: 80 },
+          payload: new Uint8Array(8),
+        }),
+        expected: buildPacket({
+          srcMac: NODE_MAC,
+          dstMac: CLIENT_MAC,
+          src: VIP,
+          dst: CLIENT,
+          id: 0,
+          frag: 0,
+          tos: 0xc0,
+          icmp: { type: 3, code: 3 },
+          payload: udpIn.subarray(0, 28),
+        }),
+        verdict: TC_ACT.REDIRECT,
+      },
+      {
+        description: "a RST to a port without a listener is dropped, never answered",
+        hook: "ingress",
+        input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40607, 9999, TCP.RST) }),
+        expected: "unchanged",
+        verdict: TC_ACT.SHOT,
+      },
+      {
+        description: "TCP to a port of a non-VIP address still passes",
+        hook: "ingress",
+        input: pkt({ src: CLIENT, dst: OTHER, tcp: tcp(40608, 9999, TCP.SYN) }),
+        expected: "unchanged",
+        verdict: TC_ACT.OK,
+      },
+    ];
+    for (const f of fixtures) check(dp, f);
+    const ev = dp.maps.events();
+    assert.equal(ev.reject_tcp, 1n);
+    assert.equal(ev.reject_udp, 1n);
+    assert.equal(dp.maps.conntrack().length, 0, "nothing was tracked");
+  });
+});
+
 Deno.test("packet: the data plane picks the backend Maglev predicts, rejects included", async () => {
   await withDataplane((dp) => {
     const members = [
@@ -841,20 +911,6 @@ Deno.test("packet: other traffic is left alone; malformed packets to a VIP are d
         description: "TCP to a non-VIP address passes",
         hook: "ingress",
         input: pkt({ src: CLIENT, dst: OTHER, tcp: tcp(40604, 80, TCP.SYN) }),
-        expected: "unchanged",
-        verdict: TC_ACT.OK,
-      },
-      {
-        description: "TCP to a VIP port without a service passes",
-        hook: "ingress",
-        input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40605, 9999, TCP.SYN) }),
-        expected: "unchanged",
-        verdict: TC_ACT.OK,
-      },
-      {
-        description: "UDP to VIP:80 (TCP-only service) passes",
-        hook: "ingress",
-        input: pkt({ src: CLIENT, dst: VIP, udp: { sport: 40606, dport: 80 } }),
         expected: "unchanged",
         verdict: TC_ACT.OK,
       },

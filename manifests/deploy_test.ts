@@ -69,6 +69,7 @@ const OPERATOR_CHECKS: Check[] = [
   ["update", `tcproutes.${GW}/status`, "yes"],
   ["update", `udproutes.${GW}/status`, "yes"],
   ["patch", `gateways.${GW}`, "yes"],
+  ["patch", `gatewayclasses.${GW}`, "yes"],
   ["update", `gateways.${GW}/finalizers`, "yes"],
   ["create", "routingtables.blixt.dev", "yes"],
   ["patch", "routingtables.blixt.dev", "yes"],
@@ -85,9 +86,13 @@ const OPERATOR_CHECKS: Check[] = [
   ["list", "leases.coordination.k8s.io", "yes", { namespace: NS }],
   ["watch", "leases.coordination.k8s.io", "yes", { namespace: NS }],
   ["list", "leases.coordination.k8s.io", "no", { namespace: "kube-system" }],
+  // HTTPS listeners' certificateRefs (reduced to a verdict in memory) and HTTPRoutes (counted)
+  ["list", "secrets", "yes"],
+  ["watch", "secrets", "yes"],
+  [`list`, `httproutes.${GW}`, "yes"],
+  ["watch", "servicecidrs.networking.k8s.io", "yes"],
+  ["update", "secrets", "no"],
   // and no more
-  ["get", "secrets", "no"],
-  ["list", "secrets", "no", { namespace: NS }],
   ["get", "configmaps", "no"],
   ["update", "nodes", "no"],
   ["patch", "nodes", "no"],

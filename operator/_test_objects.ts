@@ -331,3 +331,79 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** A self-signed P-256 certificate and its key (test only, CN blixt-test). */
+export const TEST_CERT = `-----BEGIN CERTIFICATE-----
+MIIBgjCCASegAwIBAgIUbPrDFJjr0e0wUvnxEVPqGrwdzNkwCgYIKoZIzj0EAwIw
+FTETMBEGA1UEAwwKYmxpeHQtdGVzdDAgFw0yNjExMjYxMzA4NDZaGA8yMTI2MTEw
+MjEzMDg0NlowFTETMBEGA1UEAwwKYmxpeHQtdGVzdDBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABHcOFY/ShBKY+L5tUW7tsr9Izo6LBweRTgS5WCA6xn059W1TdMv/
+kiUED4jwGR9Kkd/+0BQHl/0cQMaG9G/5OqKjUzBRMB0GA1UdDgQWBBRexR65Shi4
+WhN8widb0h3ds4jbDjAfBgNVHSMEGDAWgBRexR65Shi4WhN8widb0h3ds4jbDjAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQCwDPBa5DdPOethjdYB
+XizdqF6TDkijgutnMoYvQiK2zwIhAO4KUNskT2CjcRTlb/uMtubWbHARF1FWDCsc
+ygpusDtD
+-----END CERTIFICATE-----`;
+/** The private key of {@linkcode TEST_CERT}. */
+export const TEST_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgHL+xyCGML1qXf+oe
+urpcn1NreTLIDTNc5p1Vh+T+cUChRANCAAR3DhWP0oQSmPi+bVFu7bK/SM6OiwcH
+kU4EuVggOsZ9OfVtU3TL/5IlBA+I8BkfSpHf/tAUB5f9HEDGhvRv+Tqi
+-----END PRIVATE KEY-----`;
+
+/** A Secret; `kubernetes.io/tls` with {@linkcode TEST_CERT} unless told otherwise. */
+export function secret(
+  name: string,
+  extra: { namespace?: string; type?: string; crt?: string; key?: string } = {},
+): SnapshotObject {
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name, namespace: extra.namespace ?? "default" },
+    type: extra.type ?? "kubernetes.io/tls",
+    data: { "tls.crt": btoa(extra.crt ?? TEST_CERT), "tls.key": btoa(extra.key ?? TEST_KEY) },
+  } as unknown as SnapshotObject;
+}
+
+/** An HTTPS listener with certificateRefs. */
+export function httpsListener(
+  name: string,
+  port: number,
+  refs: { name: string; namespace?: string; group?: string; kind?: string }[],
+  hostname?: string,
+): Listener {
+  return {
+    name,
+    port,
+    protocol: "HTTPS",
+    ...(hostname === undefined ? {} : { hostname }),
+    tls: { mode: "Terminate", certificateRefs: refs },
+  };
+}
+
+/** An HTTPRoute to parent Gateways. */
+export function httpRoute(
+  name: string,
+  parentRefs: { name: string; sectionName?: string; namespace?: string }[],
+  extra: { namespace?: string; hostnames?: string[] } = {},
+): SnapshotObject {
+  return {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "HTTPRoute",
+    metadata: { name, namespace: extra.namespace ?? "default" },
+    spec: { parentRefs, ...(extra.hostnames ? { hostnames: extra.hostnames } : {}) },
+  };
+}
+
+/** A ReferenceGrant from Gateways of `fromNamespace` to Secrets of `namespace`. */
+export function secretGrant(namespace: string, fromNamespace: string, toName?: string) {
+  return {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "ReferenceGrant",
+    metadata: { name: `secrets-for-${fromNamespace}`, namespace },
+    spec: {
+      from: [{ group: "gateway.networking.k8s.io", kind: "Gateway", namespace: fromNamespace }],
+      to: [{ group: "", kind: "Secret", ...(toName === undefined ? {} : { name: toName }) }],
+    },
+  } as SnapshotObject;
+}

@@ -6,7 +6,13 @@
  *
  * @module
  */
-import { canonicalIp, formatIp, type GatewayClassConfigSpec, parseCidr } from "../api/mod.ts";
+import {
+  canonicalIp,
+  formatIp,
+  type GatewayClassConfigSpec,
+  parseCidr,
+  parseIp,
+} from "../api/mod.ts";
 import type { ConditionSpec } from "./conditions.ts";
 import { isOurClass } from "./gateway_class.ts";
 import { type Gateway, objectKey, type Snapshot } from "./snapshot.ts";
@@ -95,7 +101,9 @@ export function assignAddresses(
     if (!a.value) continue;
     const ip = canonicalIp(a.value);
     const holder = ip === null ? undefined : holders.get(ip);
+    const taken = ip === null ? undefined : clusterUse(ip, snapshot);
     if (ip === null) unusable.push(`${a.value} is not an IP address`);
+    else if (taken !== undefined) unusable.push(`${ip} ${taken}`);
     else if (holder !== undefined && isOlder(holder, gateway)) {
       unusable.push(`${ip} is in use by Gateway ${gatewayKey(holder)}`);
     } else if (!addresses.includes(ip)) addresses.push(ip);
@@ -128,6 +136,34 @@ export function assignAddresses(
     };
   }
   return result;
+}
+
+/**
+ * Whether the cluster itself uses an address (a Service CIDR, a node's pod
+ * CIDR, a node's own address): a VIP there would take traffic that belongs to
+ * kube-proxy, pods or nodes. Says how, or undefined when the address is free.
+ */
+function clusterUse(ip: string, snapshot: Snapshot): string | undefined {
+  const inside = (cidr: string) => {
+    const prefix = parseCidr(cidr);
+    const value = parseIp(ip);
+    return prefix !== null && value !== null && prefix.family === value.family &&
+      value.value >= prefix.first && value.value <= prefix.last;
+  };
+  for (const [name, cidrs] of snapshot.serviceCIDRs) {
+    const hit = cidrs.find(inside);
+    if (hit) return `is in the cluster's Service CIDR ${hit} (ServiceCIDR ${name})`;
+  }
+  for (const node of snapshot.nodes.values()) {
+    const name = node.metadata?.name ?? "";
+    const podCidrs = node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []);
+    const hit = podCidrs.find(inside);
+    if (hit) return `is in the pod CIDR ${hit} of node ${name}`;
+    if ((node.status?.addresses ?? []).some((a) => canonicalIp(a.address) === ip)) {
+      return `is an address of node ${name}`;
+    }
+  }
+  return undefined;
 }
 
 function allocate(

@@ -110,7 +110,7 @@ export class Operator {
         apiVersion: resource.apiVersion,
         kind: resource.kind,
         plural: resource.plural,
-      }, { log: this.#log, transform: dropManagedFields });
+      }, { log: this.#log, transform: resource.transform ?? dropManagedFields });
       const typed = (o: KubeObject) =>
         ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
       informer.on("add", (o) => this.#observe(undefined, typed(o)));

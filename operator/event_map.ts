@@ -64,6 +64,22 @@ function gatewaysOfRoutes(
   return out;
 }
 
+/** Gateways with an HTTPS listener whose certificateRefs name a Secret `selects` picks. */
+function gatewaysOfCertificates(
+  snapshot: Snapshot,
+  selects: (namespace: string, name: string) => boolean,
+): string[] {
+  const out: string[] = [];
+  for (const [k, g] of snapshot.gateways) {
+    const ns = g.metadata?.namespace ?? "";
+    const hit = (g.spec.listeners ?? []).some((l) =>
+      (l.tls?.certificateRefs ?? []).some((c) => selects(c.namespace ?? ns, c.name))
+    );
+    if (hit) out.push(k);
+  }
+  return out;
+}
+
 function nodeReady(o: SnapshotObject | undefined): boolean | undefined {
   if (o === undefined || o.kind !== "Node") return undefined;
   return o.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
@@ -157,8 +173,35 @@ export function gatewaysForEvent(
           (r, ns) => ns !== r.metadata.namespace && grantNs.has(ns),
         ),
       );
+      keys.push(...gatewaysOfCertificates(snapshot, (ns) => grantNs.has(ns)));
       break;
     }
+    case "Secret": {
+      const names = new Set(
+        objects.map((x) => objectKey(x.metadata?.namespace ?? "", x.metadata?.name ?? "")),
+      );
+      keys.push(...gatewaysOfCertificates(snapshot, (ns, name) => names.has(objectKey(ns, name))));
+      break;
+    }
+    case "ServiceCIDR":
+      for (const [k, g] of snapshot.gateways) {
+        if ((g.spec.addresses ?? []).some((a) => a.value)) keys.push(k);
+      }
+      break;
+    case "HTTPRoute":
+      for (const x of objects) {
+        const ns = x.metadata?.namespace ?? "";
+        for (
+          const r
+            of (x as { spec?: { parentRefs?: L4Route["spec"]["parentRefs"] } }).spec?.parentRefs ??
+              []
+        ) {
+          if ((r.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && (r.kind ?? "Gateway") === "Gateway") {
+            keys.push(objectKey(r.namespace ?? ns, r.name));
+          }
+        }
+      }
+      break;
     case "Namespace": {
       // labels feed allowedRoutes selectors; routes in it may attach or detach
       const names = new Set(objects.map((x) => x.metadata?.name ?? ""));

@@ -25,7 +25,7 @@ import { type ResolvedRule, resolveRule, weighBackends } from "./backends.ts";
 import { type ConditionSpec, findCondition, mergeConditions } from "./conditions.ts";
 import { classParameters, isOurClass } from "./gateway_class.ts";
 import { judgeListeners, type ListenerVerdict } from "./listeners.ts";
-import { attachRoute, refersToGateway } from "./route_attachment.ts";
+import { attachRoute, httpRouteListeners, refersToGateway } from "./route_attachment.ts";
 import {
   type Gateway,
   GATEWAY_GROUP,
@@ -148,7 +148,7 @@ export function reconcile(
   const generation = gateway.metadata?.generation ?? 0;
   const events: GatewayEvent[] = [];
   const params = classParameters(gc as NonNullable<typeof gc>, snapshot);
-  const verdicts = judgeListeners(gateway);
+  const verdicts = judgeListeners(gateway, snapshot);
   const config = params.ok ? params.spec : {};
   const assignment = assignAddresses(gateway, snapshot, { config });
 
@@ -192,9 +192,22 @@ export function reconcile(
     const update = routeUpdate(route, gateway, ours);
     if (update) routeStatuses.push(update);
   }
+  // HTTPRoutes: counted in attachedRoutes, never routed, no status written
+  const httpAttached = new Map<string, number>();
+  for (const route of snapshot.httpRoutes.values()) {
+    const names = new Set<string>();
+    for (const ref of route.spec.parentRefs ?? []) {
+      if (!refersToGateway(ref, { route, gateway })) continue;
+      for (const n of httpRouteListeners(route, ref, { gateway, verdicts, snapshot })) names.add(n);
+    }
+    for (const n of names) httpAttached.set(n, (httpAttached.get(n) ?? 0) + 1);
+  }
 
-  // Gateway Accepted
+  // Gateway Accepted: by the listeners' own Accepted (a listener whose refs do not resolve is
+  // accepted but not valid: its Gateway stays Accepted, with reason ListenersNotValid)
+  const acceptedListeners = verdicts.filter((v) => v.accepted.status === "True");
   const validListeners = verdicts.filter((v) => v.valid);
+  const routedListeners = verdicts.filter((v) => v.routed);
   const invalidNames = verdicts.filter((v) => !v.valid).map((v) => v.listener.name);
   const infrastructureRef = gateway.spec.infrastructure?.parametersRef;
   let accepted: ConditionSpec;
@@ -217,20 +230,20 @@ export function reconcile(
     };
   } else if (assignment.notAccepted) {
     accepted = assignment.notAccepted;
-  } else if (validListeners.length === 0) {
+  } else if (acceptedListeners.length === 0) {
     accepted = {
       type: "Accepted",
       status: "False",
       reason: "ListenersNotValid",
-      message: `no valid listener: ${invalidNames.join(", ") || "none defined"}`,
+      message: `no accepted listener: ${invalidNames.join(", ") || "none defined"}`,
     };
   } else if (invalidNames.length > 0) {
     accepted = {
       type: "Accepted",
       status: "True",
       reason: "ListenersNotValid",
-      message: `listeners ${invalidNames.join(", ")} are not valid; accepted: ${
-        validListeners.map((v) => v.listener.name).join(", ")
+      message: `listeners ${invalidNames.join(", ")} are not valid; valid: ${
+        validListeners.map((v) => v.listener.name).join(", ") || "none"
       }`,
     };
   } else {
@@ -258,7 +271,7 @@ export function reconcile(
     table = { action: "delete" };
     programmed = assignment.notProgrammed;
   } else {
-    const spec = tableSpec(validListeners, attached, rules, {
+    const spec = tableSpec(routedListeners, attached, rules, {
       addresses: assignment.addresses,
       localBackendsOnly: config.localBackendsOnly ?? false,
     });
@@ -274,7 +287,8 @@ export function reconcile(
   );
   const listeners = verdicts.map((v) =>
     listenerStatus(v, gateway, {
-      attachedRoutes: attached.get(v.listener.name)?.length ?? 0,
+      attachedRoutes: (attached.get(v.listener.name)?.length ?? 0) +
+        (httpAttached.get(v.listener.name) ?? 0),
       gatewayProgrammed: programmed,
       generation,
       now: options.now,
@@ -578,7 +592,9 @@ function listenerStatus(
       type: "Programmed",
       status: "True",
       reason: "Programmed",
-      message: "programmed on every ready node running the agent",
+      message: v.routed
+        ? "programmed on every ready node running the agent"
+        : `nothing to program: blixt routes no ${v.listener.protocol} traffic, this listener has no data plane entries`,
     };
   } else {
     programmed = {

@@ -15,6 +15,8 @@ import {
   gateway,
   gatewayClass,
   gatewayShows,
+  httpRoute,
+  httpsListener,
   listener,
   listenerShows,
   namespace,
@@ -23,10 +25,14 @@ import {
   referenceGrant,
   route,
   routeShows,
+  secret,
+  secretGrant,
   service,
   shown,
+  TEST_CERT,
 } from "./_test_objects.ts";
 import type { RoutingTable } from "../api/mod.ts";
+import { type SecretObject, summarizeSecret } from "./certificates.ts";
 
 function snapshotOf(objects: SnapshotObject[]): Snapshot {
   return createSnapshot(objects, { crdBundleVersions: BUNDLE });
@@ -223,40 +229,153 @@ Deno.test("TCP and UDP listeners are accepted, each with its route kind", () => 
   ]);
 });
 
-Deno.test("HTTP, HTTPS and TLS listeners are Accepted=False/UnsupportedProtocol and the Gateway says ListenersNotValid", () => {
+Deno.test("HTTP and HTTPS listeners are accepted with supportedKinds HTTPRoute but get no table entry; TLS is Accepted=False/UnsupportedProtocol", () => {
   const r = run([
     ...blixtClass(),
+    node("n1"),
+    secret("cert"),
     gateway("gw", [
       tcp(),
       listener("http", 80, "HTTP"),
-      listener("https", 443, "HTTPS"),
+      httpsListener("https", 443, [{ name: "cert" }]),
       listener("tls", 8443, "TLS"),
     ]),
   ]);
-  for (const name of ["http", "https", "tls"]) {
-    assert.equal(
-      listenerShows(r, name, "Accepted"),
-      "Accepted=False/UnsupportedProtocol",
-      name,
-    );
-    assert.equal(
-      listenerShows(r, name, "Programmed"),
-      "Programmed=False/Invalid",
-      name,
+  for (const name of ["http", "https"]) {
+    assert.equal(listenerShows(r, name, "Accepted"), "Accepted=True/Accepted", name);
+    assert.equal(listenerShows(r, name, "ResolvedRefs"), "ResolvedRefs=True/ResolvedRefs", name);
+    assert.deepEqual(
+      r.status?.listeners.find((l) => l.name === name)?.supportedKinds,
+      [{ group: "gateway.networking.k8s.io", kind: "HTTPRoute" }],
     );
   }
+  assert.equal(listenerShows(r, "tls", "Accepted"), "Accepted=False/UnsupportedProtocol");
+  assert.equal(listenerShows(r, "tls", "Programmed"), "Programmed=False/Invalid");
   assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/ListenersNotValid");
   assert.deepEqual(tableOf(r).spec.entries.map((e) => e.listener), ["tcp"]);
 });
 
-Deno.test("a Gateway with only unsupported listeners is Accepted=False/ListenersNotValid and gets no table", () => {
+Deno.test("a programmed HTTP listener says it carries no traffic", () => {
+  const objects = [...blixtClass(), node("n1"), gateway("gw", [listener("http", 80, "HTTP")])];
+  const table = tableOf(run(objects));
+  const r = run([
+    ...objects,
+    { ...table, metadata: { ...table.metadata, generation: 1 } },
+    dataplaneNode("n1", [{ namespace: "default", name: "gw", programmedGeneration: 1 }]),
+  ]);
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=True/Programmed");
+  assert.equal(listenerShows(r, "http", "Programmed"), "Programmed=True/Programmed");
+  const message = r.status?.listeners[0]?.conditions.find((c) => c.type === "Programmed")?.message;
+  assert.match(message ?? "", /no data plane entries/);
+  assert.deepEqual(tableOf(r).spec.entries, []);
+});
+
+Deno.test("a Gateway with no accepted listener is Accepted=False/ListenersNotValid and gets no table", () => {
   const r = run([
     ...blixtClass(),
-    gateway("gw", [listener("http", 80, "HTTP")]),
+    gateway("gw", [listener("tls", 443, "TLS"), listener("bad", 80, "INVALID")]),
   ]);
   assert.equal(gatewayShows(r, "Accepted"), "Accepted=False/ListenersNotValid");
   assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Invalid");
   assert.equal(r.table.action, "delete");
+});
+
+Deno.test("HTTPS certificateRefs: missing, malformed, non-TLS, foreign group or kind Secrets are ResolvedRefs=False/InvalidCertificateRef", () => {
+  const cases: [string, SnapshotObject[], Parameters<typeof httpsListener>[2]][] = [
+    ["missing", [], [{ name: "nope" }]],
+    ["malformed", [secret("bad", { crt: "Hello world\n", key: "Hello world\n" })], [{
+      name: "bad",
+    }]],
+    ["opaque", [secret("opaque", { type: "Opaque" })], [{ name: "opaque" }]],
+    ["group", [secret("cert")], [{ name: "cert", group: "wrong.example.com" }]],
+    ["kind", [secret("cert")], [{ name: "cert", kind: "WrongKind" }]],
+    ["no refs", [], []],
+  ];
+  for (const [what, objects, refs] of cases) {
+    const r = run([
+      ...blixtClass(),
+      ...objects,
+      gateway("gw", [httpsListener("https", 443, refs)]),
+    ]);
+    assert.equal(
+      listenerShows(r, "https", "ResolvedRefs"),
+      "ResolvedRefs=False/InvalidCertificateRef",
+      what,
+    );
+    assert.equal(listenerShows(r, "https", "Programmed"), "Programmed=False/Invalid", what);
+    // the listener itself is accepted, so the Gateway is (and stays programmable)
+    assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/ListenersNotValid", what);
+  }
+});
+
+Deno.test("a certificateRef to another namespace needs a ReferenceGrant for Secrets from Gateways (RefNotPermitted)", () => {
+  const ref = [{ name: "cert", namespace: "certs" }];
+  const base = [...blixtClass(), secret("cert", { namespace: "certs" })];
+  const gw = gateway("gw", [httpsListener("https", 443, ref)]);
+  const denied = [
+    [],
+    [referenceGrant("certs", "Gateway", "default")], // grants Services, not Secrets
+    [secretGrant("certs", "other")],
+    [secretGrant("certs", "default", "another")],
+  ];
+  for (const grants of denied) {
+    const r = run([...base, ...grants, gw]);
+    assert.equal(
+      listenerShows(r, "https", "ResolvedRefs"),
+      "ResolvedRefs=False/RefNotPermitted",
+      JSON.stringify(grants),
+    );
+  }
+  for (const grant of [secretGrant("certs", "default"), secretGrant("certs", "default", "cert")]) {
+    const r = run([...base, grant, gw]);
+    assert.equal(listenerShows(r, "https", "ResolvedRefs"), "ResolvedRefs=True/ResolvedRefs");
+    assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/Accepted");
+  }
+});
+
+Deno.test("HTTP listeners on one port conflict only with one hostname; HTTP and HTTPS or TCP on one port conflict", () => {
+  const r = run([
+    ...blixtClass(),
+    gateway("gw", [
+      { ...listener("a", 80, "HTTP"), hostname: "a.example.com" },
+      { ...listener("b", 80, "HTTP"), hostname: "b.example.com" },
+      { ...listener("c", 81, "HTTP"), hostname: "same.example.com" },
+      { ...listener("d", 81, "HTTP"), hostname: "same.example.com" },
+      listener("e", 82, "HTTP"),
+      tcp("f", 82),
+      listener("g", 82, "UDP"),
+    ]),
+  ]);
+  const shows = (name: string) => listenerShows(r, name, "Conflicted");
+  assert.equal(shows("a"), "Conflicted=False/NoConflicts");
+  assert.equal(shows("b"), "Conflicted=False/NoConflicts");
+  assert.equal(shows("c"), "Conflicted=True/HostnameConflict");
+  assert.equal(shows("d"), "Conflicted=True/HostnameConflict");
+  assert.equal(shows("e"), "Conflicted=True/ProtocolConflict");
+  assert.equal(shows("f"), "Conflicted=True/ProtocolConflict");
+  assert.equal(shows("g"), "Conflicted=False/NoConflicts");
+});
+
+Deno.test("HTTPRoutes count in an HTTP listener's attachedRoutes (parentRef, allowedRoutes, hostnames) and nowhere else", () => {
+  const r = run([
+    ...blixtClass(),
+    secret("cert"),
+    gateway("gw", [
+      httpsListener("https", 443, [{ name: "cert" }], "secure.test.com"),
+      { ...listener("http", 80, "HTTP"), hostname: "*.example.com" },
+      tcp(),
+    ]),
+    httpRoute("all", [{ name: "gw" }]),
+    httpRoute("one", [{ name: "gw", sectionName: "http" }]),
+    httpRoute("other-host", [{ name: "gw" }], { hostnames: ["www.example.com"] }),
+    httpRoute("other-ns", [{ name: "gw", namespace: "default" }], { namespace: "elsewhere" }),
+  ]);
+  const attached = (name: string) =>
+    r.status?.listeners.find((l) => l.name === name)?.attachedRoutes;
+  assert.equal(attached("https"), 1); // all
+  assert.equal(attached("http"), 3); // all, one, other-host
+  assert.equal(attached("tcp"), 0);
+  assert.deepEqual(r.routeStatuses, []);
 });
 
 Deno.test("two TCP (or two UDP) listeners on one port are both Conflicted=True/ProtocolConflict and neither is accepted", () => {
@@ -1168,4 +1287,47 @@ Deno.test("a Gateway of another controller's class is left alone", () => {
   assert.equal(r.managed, false);
   assert.equal(r.status, undefined);
   assert.equal(r.finalizer, "none");
+});
+
+Deno.test("a Secret summarized twice (informer, then snapshot) keeps its verdict and no data", () => {
+  const once = summarizeSecret(secret("cert") as unknown as SecretObject);
+  const twice = summarizeSecret({ ...once } as SecretObject);
+  assert.deepEqual(twice, once);
+  assert.equal(once.tlsProblem, undefined);
+  assert.ok(!("data" in once));
+  const bad = summarizeSecret(secret("bad", { key: TEST_CERT }) as unknown as SecretObject);
+  assert.equal(summarizeSecret(bad as SecretObject).tlsProblem, "tls.key is not a PEM private key");
+});
+
+Deno.test("a static address in a Service CIDR, a node's pod CIDR or a node address is Programmed=False/AddressNotUsable", () => {
+  const cases: [string, string][] = [
+    ["198.18.80.250", "Service CIDR 198.18.80.0/24"],
+    ["198.18.64.7", "pod CIDR 198.18.64.0/24 of node n1"],
+    ["198.18.1.2", "an address of node n1"],
+  ];
+  for (const [value, why] of cases) {
+    const r = run([
+      ...blixtClass(),
+      {
+        apiVersion: "networking.k8s.io/v1",
+        kind: "ServiceCIDR",
+        metadata: { name: "kubernetes" },
+        spec: { cidrs: ["198.18.80.0/24"] },
+      },
+      {
+        ...node("n1"),
+        spec: { podCIDR: "198.18.64.0/24", podCIDRs: ["198.18.64.0/24"] },
+        status: {
+          conditions: [{ type: "Ready", status: "True" }],
+          addresses: [{ type: "InternalIP", address: "198.18.1.2" }],
+        },
+      } as SnapshotObject,
+      gateway("gw", [tcp()], { addresses: [{ value }, { value: "198.18.5.5" }] }),
+    ]);
+    assert.equal(gatewayShows(r, "Accepted"), "Accepted=True/Accepted", value);
+    assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/AddressNotUsable", value);
+    const message = r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "";
+    assert.ok(message.includes(why), message);
+    assert.deepEqual(r.status?.addresses.map((a) => a.value), ["198.18.5.5"]);
+  }
 });

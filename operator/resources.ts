@@ -9,12 +9,16 @@
 
 import { apiStatus, k8s } from "../kube/client.ts";
 import { API_VERSION } from "../api/meta.ts";
+import type { KubeObject } from "../kube/client.ts";
+import { type SecretObject, summarizeSecret } from "./certificates.ts";
 import {
   emptySnapshot,
   GATEWAY_GROUP,
+  type HTTPRouteSummary,
   putObject,
   type Snapshot,
   type SnapshotObject,
+  summarizeHTTPRoute,
 } from "./snapshot.ts";
 
 /** One kind the operator lists and watches. */
@@ -23,6 +27,8 @@ export interface WatchedResource {
   kind: SnapshotObject["kind"];
   plural: string;
   namespaced: boolean;
+  /** What the informer keeps of each object, when not all of it. */
+  transform?: (obj: KubeObject) => KubeObject;
 }
 
 /** Route kinds, whose version depends on what the cluster serves. */
@@ -52,6 +58,14 @@ const FIXED: WatchedResource[] = [
     plural: "referencegrants",
     namespaced: true,
   },
+  // only whether each holds a TLS certificate and key, for HTTPS listeners' certificateRefs
+  {
+    apiVersion: "v1",
+    kind: "Secret",
+    plural: "secrets",
+    namespaced: true,
+    transform: (o) => summarizeSecret(o as SecretObject) as unknown as KubeObject,
+  },
   { apiVersion: "v1", kind: "Service", plural: "services", namespaced: true },
   {
     apiVersion: "discovery.k8s.io/v1",
@@ -73,22 +87,62 @@ export async function routeVersion(
   kc: k8s.KubeConfig,
   plural: string,
 ): Promise<string | undefined> {
-  const api = kc.makeApiClient(k8s.CustomObjectsApi);
   for (const version of ["v1", "v1alpha2"]) {
-    try {
-      await api.listClusterCustomObject({ group: GATEWAY_GROUP, version, plural, limit: 1 });
-      return version;
-    } catch (err) {
-      if (apiStatus(err) === 404) continue;
-      throw err;
-    }
+    if (await servesVersion(kc, plural, version)) return version;
   }
   return undefined;
+}
+
+async function servesServiceCIDRs(kc: k8s.KubeConfig): Promise<boolean> {
+  try {
+    await kc.makeApiClient(k8s.NetworkingV1Api).listServiceCIDR({ limit: 1 });
+    return true;
+  } catch (err) {
+    if (apiStatus(err) === 404) return false;
+    throw err;
+  }
+}
+
+async function servesVersion(
+  kc: k8s.KubeConfig,
+  plural: string,
+  version: string,
+): Promise<boolean> {
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  try {
+    await api.listClusterCustomObject({ group: GATEWAY_GROUP, version, plural, limit: 1 });
+    return true;
+  } catch (err) {
+    if (apiStatus(err) === 404) return false;
+    throw err;
+  }
 }
 
 /** The kinds to read on this cluster, routes at the version it serves. */
 export async function watchedResources(kc: k8s.KubeConfig): Promise<WatchedResource[]> {
   const resources = [...FIXED];
+  // ServiceCIDRs (Kubernetes 1.33+): static Gateway addresses inside one are not usable
+  if (await servesServiceCIDRs(kc)) {
+    resources.push({
+      apiVersion: "networking.k8s.io/v1",
+      kind: "ServiceCIDR",
+      plural: "servicecidrs",
+      namespaced: false,
+    });
+  }
+  // HTTPRoutes, when served, only for HTTP/HTTPS listeners' attachedRoutes
+  if (await servesVersion(kc, "httproutes", "v1")) {
+    resources.push({
+      apiVersion: `${GATEWAY_GROUP}/v1`,
+      kind: "HTTPRoute",
+      plural: "httproutes",
+      namespaced: true,
+      transform: (o) =>
+        summarizeHTTPRoute(
+          { ...o, apiVersion: `${GATEWAY_GROUP}/v1`, kind: "HTTPRoute" } as HTTPRouteSummary,
+        ) as unknown as KubeObject,
+    });
+  }
   for (const route of ROUTES) {
     const version = await routeVersion(kc, route.plural);
     if (version) {
@@ -111,9 +165,10 @@ export async function listResource(
   const api = kc.makeApiClient(k8s.KubernetesObjectApi);
   try {
     const list = await api.list(resource.apiVersion, resource.kind);
-    return (list.items ?? []).map((o) =>
-      ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject
-    );
+    return (list.items ?? []).map((o) => {
+      const typed = { ...o, apiVersion: resource.apiVersion, kind: resource.kind };
+      return (resource.transform ? resource.transform(typed) : typed) as SnapshotObject;
+    });
   } catch (err) {
     // A kind the cluster does not serve (e.g. blixt's CRDs not installed yet) is empty.
     if (apiStatus(err) === 404) return [];

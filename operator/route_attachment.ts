@@ -10,6 +10,7 @@ import type { ListenerVerdict } from "./listeners.ts";
 import {
   type Gateway,
   GATEWAY_GROUP,
+  type HTTPRouteSummary,
   type L4Route,
   type ParentReference,
   type Snapshot,
@@ -19,7 +20,7 @@ import {
 export function refersToGateway(
   ref: ParentReference,
   context: {
-    route: L4Route;
+    route: { metadata: { namespace: string } };
     gateway: { metadata?: { namespace?: string; name?: string } };
   },
 ): boolean {
@@ -118,6 +119,43 @@ export function attachRoute(
       message: `attached to listener${listeners.length > 1 ? "s" : ""} ${listeners.join(", ")}`,
     },
   };
+}
+
+/**
+ * The listeners an HTTPRoute attaches to through one parentRef, for their
+ * `attachedRoutes` only (blixt writes no HTTPRoute status and routes none):
+ * selected by sectionName and port, allowing HTTPRoute and the route's
+ * namespace, with a hostname in common.
+ */
+export function httpRouteListeners(
+  route: HTTPRouteSummary,
+  ref: ParentReference,
+  context: { gateway: Gateway; verdicts: readonly ListenerVerdict[]; snapshot: Snapshot },
+): string[] {
+  return context.verdicts.filter((v) =>
+    (ref.sectionName === undefined || ref.sectionName === v.listener.name) &&
+    (ref.port === undefined || ref.port === v.listener.port) &&
+    v.supportedKinds.some((k) => k.kind === "HTTPRoute") &&
+    namespaceAllowed(v, route.metadata.namespace, context) &&
+    hostnamesIntersect(v.listener.hostname, route.spec.hostnames ?? [])
+  ).map((v) => v.listener.name);
+}
+
+/** Whether a listener hostname and a route's hostnames have a name in common (wildcards too). */
+export function hostnamesIntersect(
+  listener: string | undefined,
+  route: readonly string[],
+): boolean {
+  if (listener === undefined || listener === "" || route.length === 0) return true;
+  return route.some((h) => hostnameMatches(listener, h) || hostnameMatches(h, listener));
+}
+
+function hostnameMatches(pattern: string, host: string): boolean {
+  if (pattern === host) return true;
+  if (!pattern.startsWith("*.")) return false;
+  const suffix = pattern.slice(1); // ".example.com"
+  const bare = host.startsWith("*.") ? host.slice(1) : host;
+  return bare.endsWith(suffix) && bare.length > suffix.length;
 }
 
 function namespaceAllowed(

@@ -21,6 +21,7 @@ import {
   withOperatorCluster,
 } from "./_cluster_testing.ts";
 import { SUPPORTED_FEATURES } from "./gateway_class.ts";
+import { TEST_CERT, TEST_KEY } from "./_test_objects.ts";
 
 const CLUSTER = "op2-test-sem";
 const GROUP = "gateway.networking.k8s.io";
@@ -282,7 +283,7 @@ spec:
     );
 
     await t.step(
-      "listeners: TCP and UDP accepted (also on one port), HTTP/HTTPS/TLS UnsupportedProtocol",
+      "listeners: TCP and UDP routed (also on one port), HTTP/HTTPS accepted unrouted with their certificateRefs checked, TLS UnsupportedProtocol",
       async () => {
         const yaml = `${namespace("c-proto")}
 apiVersion: gateway.networking.k8s.io/v1
@@ -298,14 +299,26 @@ spec:
     port: 443
     protocol: HTTPS
     tls: { mode: Terminate, certificateRefs: [{ name: cert }] }
+  - name: https-missing
+    port: 444
+    protocol: HTTPS
+    tls: { mode: Terminate, certificateRefs: [{ name: missing }] }
   - { name: tls, port: 8443, protocol: TLS, tls: { mode: Passthrough } }
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: cert, namespace: c-proto }
+type: kubernetes.io/tls
+data:
+  tls.crt: ${btoa(TEST_CERT)}
+  tls.key: ${btoa(TEST_KEY)}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: { name: http-only, namespace: c-proto }
+metadata: { name: tls-only, namespace: c-proto }
 spec:
   gatewayClassName: blixt
-  listeners: [{ name: http, port: 80, protocol: HTTP }]
+  listeners: [{ name: tls, port: 8443, protocol: TLS, tls: { mode: Passthrough } }]
 `;
         await oc.apply(yaml);
         await converge(async () => {
@@ -324,14 +337,25 @@ spec:
             assert.deepEqual(l.supportedKinds, [{ group: GROUP, kind }]);
             assert.equal(l.attachedRoutes, 0);
           }
-          for (const name of ["http", "https", "tls"]) {
+          for (const name of ["http", "https"]) {
             const l = listenerOf(gw, name);
             assertConditions(l.conditions, {
-              Accepted: "False/UnsupportedProtocol",
-              Programmed: "False/Invalid",
+              Accepted: "True/Accepted",
+              ResolvedRefs: "True/ResolvedRefs",
             }, { generation, what: name });
-            assert.deepEqual(l.supportedKinds, []);
+            assert.deepEqual(l.supportedKinds, [{ group: GROUP, kind: "HTTPRoute" }]);
           }
+          assertConditions(listenerOf(gw, "https-missing").conditions, {
+            Accepted: "True/Accepted",
+            ResolvedRefs: "False/InvalidCertificateRef",
+            Programmed: "False/Invalid",
+          }, { generation, what: "https-missing" });
+          const tls = listenerOf(gw, "tls");
+          assertConditions(tls.conditions, {
+            Accepted: "False/UnsupportedProtocol",
+            Programmed: "False/Invalid",
+          }, { generation, what: "tls" });
+          assert.deepEqual(tls.supportedKinds, []);
           const table = await oc.get(["routingtable", "-n", "c-proto", "mixed"]);
           assert.deepEqual(
             (table.spec.entries as TableEntry[]).map((e) =>
@@ -339,7 +363,7 @@ spec:
             ),
             ["tcp:5000/TCP", "udp:5000/UDP"],
           );
-          const only = await oc.get(["gateway", "-n", "c-proto", "http-only"]);
+          const only = await oc.get(["gateway", "-n", "c-proto", "tls-only"]);
           assertConditions(only.status?.conditions, {
             Accepted: "False/ListenersNotValid",
             Programmed: "False/Invalid",

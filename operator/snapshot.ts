@@ -21,6 +21,7 @@ import {
   nodeOfAgentLease,
   type RoutingTable,
 } from "../api/mod.ts";
+import { type SecretObject, type SecretSummary, summarizeSecret } from "./certificates.ts";
 
 /** Gateway API group. */
 export const GATEWAY_GROUP = "gateway.networking.k8s.io";
@@ -77,6 +78,61 @@ export interface L4Route {
   status?: { parents?: RouteParentStatus[] };
 }
 
+/**
+ * What the operator keeps of an HTTPRoute: blixt carries no HTTP traffic, but
+ * an HTTP/HTTPS listener's `attachedRoutes` counts the HTTPRoutes that attach
+ * to it (parentRefs, allowedRoutes, hostnames).
+ */
+export interface HTTPRouteSummary {
+  /** `gateway.networking.k8s.io/v1`. */
+  apiVersion: string;
+  /** Always HTTPRoute. */
+  kind: "HTTPRoute";
+  /** Name and namespace. */
+  metadata: {
+    name: string;
+    namespace: string;
+    resourceVersion?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+  };
+  /** Parents and hostnames, the fields attachment reads. */
+  spec: { parentRefs?: ParentReference[]; hostnames?: string[] };
+}
+
+/** Reduces an HTTPRoute to what attachment reads. */
+export function summarizeHTTPRoute(
+  route: HTTPRouteSummary & { spec?: Record<string, unknown> },
+): HTTPRouteSummary {
+  const { name, namespace, resourceVersion, uid } = route.metadata;
+  return {
+    apiVersion: route.apiVersion,
+    kind: "HTTPRoute",
+    metadata: {
+      name,
+      namespace,
+      ...(resourceVersion === undefined ? {} : { resourceVersion }),
+      ...(uid === undefined ? {} : { uid }),
+    },
+    spec: {
+      ...(route.spec?.parentRefs === undefined ? {} : { parentRefs: route.spec.parentRefs }),
+      ...(route.spec?.hostnames === undefined ? {} : { hostnames: route.spec.hostnames }),
+    },
+  };
+}
+
+/** A ServiceCIDR (networking.k8s.io/v1): the ranges ClusterIPs come from. */
+export interface ServiceCIDR {
+  /** `networking.k8s.io/v1`. */
+  apiVersion: string;
+  /** Always ServiceCIDR. */
+  kind: "ServiceCIDR";
+  /** Its name. */
+  metadata: { name?: string; namespace?: string; labels?: Record<string, string> };
+  /** The ranges. */
+  spec?: { cidrs?: string[] };
+}
+
 /** Everything reconcile reads, keyed `namespace/name` (or `name` when cluster-scoped). */
 export interface Snapshot {
   /** By name. */
@@ -93,6 +149,12 @@ export interface Snapshot {
   endpointSlices: Map<string, Map<string, V1EndpointSlice>>;
   /** By `namespace/name`. */
   referenceGrants: Map<string, ReferenceGrant>;
+  /** By `namespace/name`: Secrets reduced to whether they hold a TLS pair. */
+  secrets: Map<string, SecretSummary>;
+  /** By `namespace/name`: HTTPRoutes, counted in HTTP/HTTPS listeners' attachedRoutes. */
+  httpRoutes: Map<string, HTTPRouteSummary>;
+  /** By name: the CIDRs of each ServiceCIDR (static Gateway addresses must avoid them). */
+  serviceCIDRs: Map<string, string[]>;
   /** By name. */
   namespaces: Map<string, V1Namespace>;
   /** By name. */
@@ -144,6 +206,9 @@ export type SnapshotObject =
   | (V1Service & { kind: "Service" })
   | (V1EndpointSlice & { kind: "EndpointSlice" })
   | ReferenceGrant
+  | SecretSummary
+  | HTTPRouteSummary
+  | ServiceCIDR
   | (V1Namespace & { kind: "Namespace" })
   | (V1Node & { kind: "Node" })
   | DataplaneNode
@@ -160,6 +225,9 @@ export function emptySnapshot(): Snapshot {
     services: new Map(),
     endpointSlices: new Map(),
     referenceGrants: new Map(),
+    secrets: new Map(),
+    httpRoutes: new Map(),
+    serviceCIDRs: new Map(),
     namespaces: new Map(),
     nodes: new Map(),
     dataplaneNodes: new Map(),
@@ -227,6 +295,15 @@ export function putObject(s: Snapshot, o: SnapshotObject): void {
     case "ReferenceGrant":
       s.referenceGrants.set(nsName(o), o);
       break;
+    case "Secret":
+      s.secrets.set(nsName(o), summarizeSecret(o as SecretObject));
+      break;
+    case "HTTPRoute":
+      s.httpRoutes.set(nsName(o), summarizeHTTPRoute(o));
+      break;
+    case "ServiceCIDR":
+      s.serviceCIDRs.set(name, o.spec?.cidrs ?? []);
+      break;
     case "Namespace":
       s.namespaces.set(name, o);
       break;
@@ -278,6 +355,15 @@ export function removeObject(s: Snapshot, o: SnapshotObject): void {
     }
     case "ReferenceGrant":
       s.referenceGrants.delete(nsName(o));
+      break;
+    case "Secret":
+      s.secrets.delete(nsName(o));
+      break;
+    case "HTTPRoute":
+      s.httpRoutes.delete(nsName(o));
+      break;
+    case "ServiceCIDR":
+      s.serviceCIDRs.delete(name);
       break;
     case "Namespace":
       s.namespaces.delete(name);

@@ -16,7 +16,9 @@ import { watchedResources } from "./resources.ts";
 
 Deno.test("standard channel: v1 routes are reconciled, v1alpha2 is not served", async () => {
   await withOperatorCluster("op2-test-std", async (oc) => {
-    const routes = (await watchedResources(oc.kc)).filter((r) => r.kind.endsWith("Route"));
+    const routes = (await watchedResources(oc.kc)).filter((r) =>
+      r.kind === "TCPRoute" || r.kind === "UDPRoute"
+    );
     assert.deepEqual(routes.map((r) => `${r.kind} ${r.apiVersion}`), [
       "TCPRoute gateway.networking.k8s.io/v1",
       "UDPRoute gateway.networking.k8s.io/v1",

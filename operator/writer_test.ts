@@ -43,7 +43,7 @@ spec:
   gatewayClassName: blixt
   listeners:
   - { name: tcp, port: 80, protocol: TCP }
-  - { name: web, port: 443, protocol: HTTPS }
+  - { name: web, port: 8443, protocol: TLS, tls: { mode: Passthrough } }
 ---
 apiVersion: v1
 kind: Service

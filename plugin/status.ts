@@ -369,12 +369,14 @@ export function statusTables(report: StatusReport, options: TableOptions): Table
         route,
       ];
       if (l.frontends.length === 0) {
+        // HTTP and HTTPS listeners are accepted but blixt carries no traffic for them
+        const routed = l.protocol === "TCP" || l.protocol === "UDP";
         routing.rows.push([
           ...head(NONE),
           NONE,
           NONE,
           NONE,
-          NONE,
+          routed ? NONE : "NotRouted",
           NONE,
           NONE,
           NONE,

@@ -107,6 +107,7 @@ export async function attachPodNetwork(
     await ip(["addr", "add", `${address}/24`, "dev", "eth0"], { netns });
     await ip(["link", "set", "eth0", "up"], { netns });
     await ip(["route", "add", "default", "via", node.plan.podGateway], { netns });
+    await forgetNeighbor(node, address);
     return { netns, ip: address, hostVeth: options.hostVeth };
   } catch (e) {
     await removeNetns(netns);
@@ -125,7 +126,21 @@ export async function detachPodNetwork(
   owner: string,
 ): Promise<void> {
   await removeNetns(network.netns);
-  if (network.ip) await releaseAddress(node, network.ip, owner);
+  if (network.ip) {
+    await forgetNeighbor(node, network.ip);
+    await releaseAddress(node, network.ip, owner);
+  }
+}
+
+/**
+ * Drops the node's ARP entry for a pod address. Addresses are reused at once
+ * (lowest free first) by a pod with a new MAC; a REACHABLE entry of the old
+ * pod would black-hole the new one's traffic until it ages out (~30 s, as
+ * the conformance run saw). The CNI bridge plugin sends a gratuitous ARP for
+ * the same reason.
+ */
+async function forgetNeighbor(node: PodNode, address: string): Promise<void> {
+  await ip(["neigh", "flush", "to", address, "dev", "cni0"], { netns: node.netns });
 }
 
 /** Stops the processes in `netns` and deletes it, if it exists. */

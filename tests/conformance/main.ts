@@ -5,7 +5,8 @@
  * the local cluster: brings up cluster `conformance` (2 nodes, pods served
  * by the pod runner), runs the operator and an agent per node, runs
  * `go test` of `tests/conformance/`, writes the report YAML to
- * `conformance/reports/` and prints a summary. Exits non-zero when a test
+ * `conformance/reports/` and the suite's log to `.cache/conformance.log`,
+ * and prints a summary. Exits non-zero when a test
  * failed.
  *
  * @module
@@ -116,7 +117,10 @@ try {
     `-unusable-address=${cluster.plan.serviceCIDR.replace(/\.0\/24$/, "")}.250`,
     ...(values["run-test"] ? [`-run-test=${values["run-test"]}`] : []),
   ];
-  const logFile = `${cluster.dir}/conformance.log`;
+  // kept outside the cluster's directory, which goes with the cluster
+  await Deno.mkdir(`${root}.cache`, { recursive: true });
+  const logFile = `${root}.cache/conformance.log`;
+  await Deno.writeTextFile(logFile, "");
   const child = new Deno.Command("go", {
     args,
     cwd: `${root}tests/conformance`,
