@@ -262,6 +262,7 @@ Deno.test("a programmed HTTP listener says it carries no traffic", () => {
     ...objects,
     { ...table, metadata: { ...table.metadata, generation: 1 } },
     dataplaneNode("n1", [{ namespace: "default", name: "gw", programmedGeneration: 1 }]),
+    agentLease("n1"),
   ]);
   assert.equal(gatewayShows(r, "Programmed"), "Programmed=True/Programmed");
   assert.equal(listenerShows(r, "http", "Programmed"), "Programmed=True/Programmed");
