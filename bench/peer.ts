@@ -332,7 +332,10 @@ async function trafficBench(bench: Bench, runs: number, seconds: number): Promis
         }
       }
     }
-    bench.log(`traffic run ${r + 1}/${runs} done`);
+    const last = (k: string) => round(samples.get(k)?.at(-1) ?? NaN, 2);
+    bench.log(`traffic run ${r + 1}/${runs}: ${
+      [...samples.keys()].map((k) => `${k}=${last(k)}`).join(" ")
+    }`);
   }
   const metrics: [Metric, string, string, "higher" | "lower"][] = [
     ["gbps", "throughput", "Gbit/s", "higher"],
