@@ -5,6 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
+import * as k8s from "@kubernetes/client-node";
 import { buildBpf } from "../bpf/build.ts";
 import { applyObject } from "../kube/client.ts";
 import { type ClusterPlan } from "../tests/cluster/address_plan.ts";
@@ -333,9 +334,11 @@ async function trafficBench(bench: Bench, runs: number, seconds: number): Promis
       }
     }
     const last = (k: string) => round(samples.get(k)?.at(-1) ?? NaN, 2);
-    bench.log(`traffic run ${r + 1}/${runs}: ${
-      [...samples.keys()].map((k) => `${k}=${last(k)}`).join(" ")
-    }`);
+    bench.log(
+      `traffic run ${r + 1}/${runs}: ${
+        [...samples.keys()].map((k) => `${k}=${last(k)}`).join(" ")
+      }`,
+    );
   }
   const metrics: [Metric, string, string, "higher" | "lower"][] = [
     ["gbps", "throughput", "Gbit/s", "higher"],
@@ -532,7 +535,8 @@ function percentile(xs: number[], q: number): number {
 async function churnBench(bench: Bench, n: number, rate: number, seconds: number): Promise<void> {
   if (bench.system.target.kind !== "local") return;
   const { agents, operator } = bench.system.target;
-  const kc = bench.cluster.kubeConfig();
+  // One client for every write: a client per call would add a discovery request to each.
+  const api = bench.cluster.kubeConfig().makeApiClient(k8s.KubernetesObjectApi);
   const services = Math.ceil(n / 100);
   const ports = Array.from({ length: 100 }, (_, j) => ({ name: `p${j}`, port: 0 }));
   const pods = [bench.pods.echoA, bench.pods.echoB];
@@ -550,15 +554,19 @@ async function churnBench(bench: Bench, n: number, rate: number, seconds: number
   const inflight = new Set<Promise<void>>();
   while (performance.now() - started < seconds * 1000) {
     const due = Math.floor(((performance.now() - started) / 1000) * rate);
-    while (sent < due && inflight.size < 50) {
+    while (sent < due && inflight.size < 100) {
       const i = sent % services, round = Math.floor(sent / services);
       const slicePorts = ports.map((p, j) => ({ name: p.name, port: 10000 + 100 * i + j }));
       // Each change moves one endpoint: the slice alternates between one and two pods.
       const endpoints = round % 2 ? pods : [pods[0]!];
-      const p = applyObject(kc, endpointSlice(`fill-${i}`, slicePorts, endpoints) as never, {
-        fieldManager: FIELD_MANAGER,
-        force: true,
-      }).then(() => void done++, () => void failed++).finally(() => inflight.delete(p));
+      const p = api.patch(
+        endpointSlice(`fill-${i}`, slicePorts, endpoints) as k8s.KubernetesObject,
+        undefined,
+        undefined,
+        FIELD_MANAGER,
+        true,
+        k8s.PatchStrategy.ServerSideApply,
+      ).then(() => void done++, () => void failed++).finally(() => inflight.delete(p));
       inflight.add(p);
       sent++;
     }
