@@ -5,7 +5,6 @@
  */
 
 import { parseArgs } from "node:util";
-import * as k8s from "@kubernetes/client-node";
 import { buildBpf } from "../bpf/build.ts";
 import { applyObject } from "../kube/client.ts";
 import { type ClusterPlan } from "../tests/cluster/address_plan.ts";
@@ -527,18 +526,104 @@ function percentile(xs: number[], q: number): number {
 
 // ---------------------------------------------------------------- churn
 
+/** Services the churn changes: one port each, exposed by both peers (100 more services). */
+const CHURN_SERVICES = 100;
+
+/**
+ * The churn's own Services (one port each: a write of one is cheap for the
+ * API server) and 2 Gateways of 50 listeners with one TCPRoute per listener.
+ */
+async function addChurnServices(bench: Bench): Promise<void> {
+  const pods = [bench.pods.echoA, bench.pods.echoB];
+  const docs: string[] = [];
+  const port = (i: number) => ({ name: "c", port: 20000 + i });
+  for (let i = 0; i < CHURN_SERVICES; i++) {
+    docs.push(loadBalancerServiceYaml(`churn-${i}`, [port(i)], pods));
+  }
+  for (let g = 0; g < CHURN_SERVICES / 50; g++) {
+    const listeners = Array.from({ length: 50 }, (_, j) => ({ name: `l${j}`, port: 20000 + j }));
+    docs.push(gatewayYaml(
+      `churn-${g}`,
+      undefined,
+      listeners,
+      listeners.map((l, j) => ({
+        name: `churn-${g}-${j}`,
+        section: l.name,
+        service: `churn-${50 * g + j}`,
+        port: 20000 + 50 * g + j,
+      })),
+    ));
+  }
+  await bench.cluster.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], {
+    stdin: docs.join("---\n"),
+  });
+  for (let i = 0; i < CHURN_SERVICES; i += 10) {
+    await Promise.all(
+      Array.from(
+        { length: 10 },
+        (_, k) =>
+          setLoadBalancerIngress(bench.cluster, `churn-${i + k}`, [bench.addresses.kubeProxyFill]),
+      ),
+    );
+  }
+  const kubectl = (args: string[]) => bench.cluster.kubectl(args);
+  for (let g = 0; g < CHURN_SERVICES / 50; g++) {
+    await programmedAddress(kubectl, `churn-${g}`, "default", 300_000);
+  }
+  const node1 = bench.cluster.nodes[0]!;
+  await waitFor("kube-proxy programs the churn's services", async () => {
+    const out = await run(["nft", "list", "map", "ip", "kube-proxy", "service-ips"], {
+      netns: node1.netns,
+    });
+    return out.stdout.includes("churn-99/tcp/c") ? true : undefined;
+  }, { timeoutMs: 300_000 });
+}
+
+/**
+ * Server-side apply of EndpointSlices over one HTTP/2 connection with the
+ * host's admin certificate: the client library's agent took ~16 writes a
+ * second here, too few for the churn.
+ */
+function endpointSliceWriter(
+  cluster: Cluster,
+): { apply(slice: Record<string, unknown>): Promise<void>; close(): void } {
+  const kc = cluster.kubeConfig();
+  const user = kc.getCurrentUser(), server = kc.getCurrentCluster();
+  if (!user?.certData || !user.keyData || !server?.caData) {
+    throw new Error(`${cluster.kubeconfig}: expected inline client certificate, key and CA`);
+  }
+  const client = Deno.createHttpClient({
+    caCerts: [atob(server.caData)],
+    cert: atob(user.certData),
+    key: atob(user.keyData),
+  });
+  const apply = async (slice: Record<string, unknown>) => {
+    const meta = slice.metadata as { name: string; namespace: string };
+    const url = `${server.server}/apis/discovery.k8s.io/v1/namespaces/${meta.namespace}` +
+      `/endpointslices/${meta.name}?fieldManager=${FIELD_MANAGER}&force=true`;
+    const res = await fetch(url, {
+      method: "PATCH",
+      headers: { "content-type": "application/apply-patch+yaml" },
+      body: JSON.stringify(slice),
+      client,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`apply ${meta.name}: ${res.status} ${text.slice(0, 200)}`);
+  };
+  return { apply, close: () => client.close() };
+}
+
 /**
  * CPU seconds of each node's data-plane component (the agents, the
  * kube-proxies; summed over the nodes) while `rate` EndpointSlice changes a
- * second go to the filler Services for `seconds`.
+ * second (one endpoint added or removed) go to the churn's 100 one-port
+ * Services for `seconds`, on top of the `n` filler services.
  */
 async function churnBench(bench: Bench, n: number, rate: number, seconds: number): Promise<void> {
   if (bench.system.target.kind !== "local") return;
   const { agents, operator } = bench.system.target;
-  // One client for every write: a client per call would add a discovery request to each.
-  const api = bench.cluster.kubeConfig().makeApiClient(k8s.KubernetesObjectApi);
-  const services = Math.ceil(n / 100);
-  const ports = Array.from({ length: 100 }, (_, j) => ({ name: `p${j}`, port: 0 }));
+  await addChurnServices(bench);
+  const writer = endpointSliceWriter(bench.cluster);
   const pods = [bench.pods.echoA, bench.pods.echoB];
   const cpu = async () => ({
     agents: (await Promise.all(agents.map((a) => cpuSeconds(a.pid)))).reduce((x, y) => x + y, 0),
@@ -550,35 +635,36 @@ async function churnBench(bench: Bench, n: number, rate: number, seconds: number
   });
   const before = await cpu();
   const started = performance.now();
-  let sent = 0, done = 0, failed = 0;
+  let sent = 0, done = 0, failed = 0, lastError = "";
   const inflight = new Set<Promise<void>>();
   while (performance.now() - started < seconds * 1000) {
     const due = Math.floor(((performance.now() - started) / 1000) * rate);
     while (sent < due && inflight.size < 100) {
-      const i = sent % services, round = Math.floor(sent / services);
-      const slicePorts = ports.map((p, j) => ({ name: p.name, port: 10000 + 100 * i + j }));
+      const i = sent % CHURN_SERVICES, round = Math.floor(sent / CHURN_SERVICES);
       // Each change moves one endpoint: the slice alternates between one and two pods.
       const endpoints = round % 2 ? pods : [pods[0]!];
-      const p = api.patch(
-        endpointSlice(`fill-${i}`, slicePorts, endpoints) as k8s.KubernetesObject,
-        undefined,
-        undefined,
-        FIELD_MANAGER,
-        true,
-        k8s.PatchStrategy.ServerSideApply,
-      ).then(() => void done++, () => void failed++).finally(() => inflight.delete(p));
+      const p = writer.apply(
+        endpointSlice(`churn-${i}`, [{ name: "c", port: 20000 + i }], endpoints),
+      )
+        .then(() => void done++, (e) => {
+          failed++;
+          lastError = (e as Error).message;
+        }).finally(() => inflight.delete(p));
       inflight.add(p);
       sent++;
     }
     await sleep(5);
   }
   await Promise.all(inflight);
+  writer.close();
   const elapsed = (performance.now() - started) / 1000;
   const after = await cpu();
   const agentsCpu = after.agents - before.agents, proxiesCpu = after.proxies - before.proxies;
   bench.log(
     `churn: ${done} changes in ${elapsed.toFixed(1)} s (${(done / elapsed).toFixed(1)}/s asked ` +
-      `${rate}/s, ${failed} failed); CPU s: agents ${agentsCpu.toFixed(2)}, kube-proxies ` +
+      `${rate}/s, ${failed} failed${lastError ? `: ${lastError}` : ""}); CPU s: agents ${
+        agentsCpu.toFixed(2)
+      }, kube-proxies ` +
       `${proxiesCpu.toFixed(2)}, operator ${(after.operator - before.operator).toFixed(2)}`,
   );
   // Where the API server cannot take `rate` writes a second, the figure is per 100 changes made.
