@@ -1,5 +1,24 @@
 /**
- * blixt against the real kube-proxy (nftables mode) on the local cluster.
+ * blixt side by side with the real kube-proxy (nftables mode) on one local
+ * cluster (2 nodes, the operator and agents as tests/e2e/system.ts starts
+ * them, a kube-proxy per node namespace), the same backends and client for
+ * both, printed as JSON lines (blixt's figure `value`, kube-proxy's
+ * `peer_value`):
+ *
+ * - throughput (iperf3), connections/s and ping-pong p50/p99 (l4bench)
+ *   through each one's address to a backend on the receiving node and on the
+ *   other one, medians of `runs`;
+ * - programming latency: from an EndpointSlice write to the first answer of
+ *   the new backend through each address, p50/p99 of `samples`, with 1,
+ *   1,000 and 10,000 exposed services;
+ * - CPU seconds of the agents and of the kube-proxies during a churn of
+ *   EndpointSlice changes at the largest size.
+ *
+ * deno task bench peer [--runs 5] [--seconds 3] [--samples 20]
+ *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
+ *   [--only traffic|programming|churn]
+ *
+ * See docs/performance.md ("Against kube-proxy") for the set-up and figures.
  *
  * @module
  */
