@@ -358,6 +358,13 @@ async function trafficBench(bench: Bench, runs: number, seconds: number): Promis
       }`,
     );
   }
+  // Drops the agent counted while the traffic ran (e.g. no free SNAT port for a remote flow).
+  const node1 = bench.cluster.nodes[0]!;
+  const events = await fetch(`http://${node1.ip}:9464/metrics`).then((r) => r.text())
+    .then((t) =>
+      t.split("\n").filter((l) => l.startsWith("blixt_dataplane_events_total") && !l.endsWith(" 0"))
+    ).catch((e) => [`unreadable: ${(e as Error).message}`]);
+  bench.log(`node-1 agent's data plane events after the traffic: ${events.join(", ") || "none"}`);
   const metrics: [Metric, string, string, "higher" | "lower"][] = [
     ["gbps", "throughput", "Gbit/s", "higher"],
     ["connPerS", "conn_rate", "conn/s", "higher"],
