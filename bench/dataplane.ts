@@ -41,13 +41,15 @@ export interface BenchLine {
   ratio?: number;
 }
 
-function median(xs: number[]): number {
+/** Median of `xs` (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function round(x: number, digits = 3): number {
+/** `x` rounded to `digits` decimals. */
+export function round(x: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }
@@ -207,7 +209,8 @@ async function buildEmptyTc(): Promise<string> {
   return obj;
 }
 
-async function buildL4bench(): Promise<string> {
+/** Builds bench/tools/l4bench.c (cached under .cache/bench) and returns the binary's path. */
+export async function buildL4bench(): Promise<string> {
   await Deno.mkdir(CACHE, { recursive: true });
   const bin = `${CACHE}l4bench`;
   await run(["clang", "-O2", "-Wall", "-pthread", L4BENCH_SRC, "-o", bin]);

@@ -111,8 +111,8 @@ export async function kubernetesVersion(): Promise<string> {
   return m[1];
 }
 
-/** Stamps the binary with its Kubernetes version, as the release build does. */
-async function versionLdflags(): Promise<string> {
+/** Stamps a binary with its Kubernetes version, as the release build does (`-ldflags`). */
+export async function versionLdflags(): Promise<string> {
   const version = await kubernetesVersion();
   const [major, minor] = version.slice(1).split(".");
   const flags = ["-s", "-w"];
@@ -132,7 +132,8 @@ async function versionLdflags(): Promise<string> {
   return flags.join(" ");
 }
 
-async function requireGo(): Promise<void> {
+/** Throws a clear error when `go` is not on PATH. */
+export async function requireGo(): Promise<void> {
   const res = await run(["go", "version"], { allowFailure: true }).catch(
     () => ({ code: 127, stdout: "", stderr: "" }),
   );

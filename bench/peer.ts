@@ -1,0 +1,747 @@
+/**
+ * blixt side by side with the real kube-proxy (nftables mode) on one local
+ * cluster (2 nodes, the operator and agents as tests/e2e/system.ts starts
+ * them, a kube-proxy per node namespace), the same backends and client for
+ * both, printed as JSON lines (blixt's figure `value`, kube-proxy's
+ * `peer_value`):
+ *
+ * - throughput (iperf3), connections/s and ping-pong p50/p99 (l4bench)
+ *   through each one's address to a backend on the receiving node and on the
+ *   other one, medians of `runs`;
+ * - programming latency: from an EndpointSlice write to the first answer of
+ *   the new backend through each address, p50/p99 of `samples`, with 1,
+ *   1,000 and 10,000 exposed services;
+ * - CPU seconds of the agents and of the kube-proxies during a churn of
+ *   EndpointSlice changes at the largest size.
+ *
+ * deno task bench peer [--runs 5] [--seconds 3] [--samples 20]
+ *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
+ *   [--only traffic|programming|churn]
+ *
+ * See docs/performance.md ("Against kube-proxy") for the set-up and figures.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { buildBpf } from "../bpf/build.ts";
+import { applyObject } from "../kube/client.ts";
+import { type ClusterPlan } from "../tests/cluster/address_plan.ts";
+import { type Cluster, type Pod } from "../tests/cluster/cluster.ts";
+import { run, sleep } from "../tests/cluster/host.ts";
+import { programmedAddress, waitFor } from "../tests/e2e/kube_state.ts";
+import { startSystem, stopSystem, type System } from "../tests/e2e/system.ts";
+import { LineConnection, routeThrough } from "../tests/e2e/traffic.ts";
+import { type BenchLine, buildL4bench, median, round } from "./dataplane.ts";
+import {
+  cpuSeconds,
+  ensureKubeProxyBinary,
+  type KubeProxyProcess,
+  startKubeProxies,
+  stopKubeProxies,
+} from "./kube_proxy.ts";
+
+/** Address `host` (1..254) of the cluster's Gateway pool, routed from the host to the nodes. */
+export function loadBalancerAddress(plan: ClusterPlan, host: number): string {
+  return plan.gatewayPool.replace(/\.0\/24$/, `.${host}`);
+}
+
+/** A port of a benchmark Service (TCP, same port on the backends). */
+export interface BenchPort {
+  name: string;
+  port: number;
+}
+
+/**
+ * A Service of type LoadBalancer without a selector and its EndpointSlice
+ * with `pods` as ready endpoints (what the EndpointSlice controller would
+ * write for them). No node ports: there is no cloud load balancer to use them.
+ */
+export function loadBalancerServiceYaml(
+  name: string,
+  ports: BenchPort[],
+  pods: { ip: string; node: string; name: string }[],
+  namespace = "default",
+): string {
+  const service = {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name, namespace },
+    spec: {
+      type: "LoadBalancer",
+      allocateLoadBalancerNodePorts: false,
+      externalTrafficPolicy: "Cluster",
+      ports: ports.map((p) => ({
+        name: p.name,
+        port: p.port,
+        targetPort: p.port,
+        protocol: "TCP",
+      })),
+    },
+  };
+  return `${JSON.stringify(service)}\n---\n${
+    JSON.stringify(endpointSlice(name, ports, pods, namespace))
+  }\n`;
+}
+
+/** The EndpointSlice of a benchmark Service. */
+export function endpointSlice(
+  name: string,
+  ports: BenchPort[],
+  pods: { ip: string; node: string; name: string }[],
+  namespace = "default",
+): Record<string, unknown> {
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: { name: `${name}-bench`, namespace, labels: { "kubernetes.io/service-name": name } },
+    addressType: "IPv4",
+    ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: "TCP" })),
+    endpoints: pods.map((pod) => ({
+      addresses: [pod.ip],
+      nodeName: pod.node,
+      conditions: { ready: true, serving: true, terminating: false },
+    })),
+  };
+}
+
+/** Sets `status.loadBalancer.ingress` of Service `name`, as a cloud controller would. */
+export async function setLoadBalancerIngress(
+  cluster: Cluster,
+  name: string,
+  addresses: string[],
+  namespace = "default",
+): Promise<void> {
+  const patch = { status: { loadBalancer: { ingress: addresses.map((ip) => ({ ip })) } } };
+  await cluster.kubectl([
+    "patch",
+    "service",
+    name,
+    "-n",
+    namespace,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify(patch),
+  ]);
+}
+
+// ---------------------------------------------------------------- the benchmark
+
+/** Which clusters' addresses the benchmark uses, by host number in the Gateway pool. */
+const HOSTS = {
+  blixtLocal: 254,
+  blixtRemote: 253,
+  kubeProxyLocal: 252,
+  kubeProxyRemote: 251,
+  blixtProbe: 250,
+  kubeProxyProbe: 249,
+  kubeProxyFill: 248,
+} as const;
+
+const PEER = "kube_proxy_nftables";
+const PORTS: BenchPort[] = [{ name: "l4", port: 9000 }, { name: "iperf", port: 5201 }];
+const ECHO: BenchPort[] = [{ name: "echo", port: 8080 }];
+const CPUS = navigator.hardwareConcurrency;
+/** Client and servers on one CPU, as in bench/dataplane.ts (see there why). */
+const PIN = CPUS >= 2 ? ["taskset", "-c", String(CPUS - 1)] : [];
+const FIELD_MANAGER = "blixt-bench";
+
+type Peer = "blixt" | "kubeProxy";
+type Where = "local" | "remote";
+
+function gatewayYaml(
+  name: string,
+  address: string | undefined,
+  listeners: BenchPort[],
+  routes: { name: string; section?: string; service: string; port: number }[],
+): string {
+  const gateway = {
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "Gateway",
+    metadata: { name, namespace: "default" },
+    spec: {
+      gatewayClassName: "blixt",
+      ...(address ? { addresses: [{ type: "IPAddress", value: address }] } : {}),
+      listeners: listeners.map((l) => ({ name: l.name, port: l.port, protocol: "TCP" })),
+    },
+  };
+  const docs: unknown[] = [gateway];
+  for (const r of routes) {
+    docs.push({
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "TCPRoute",
+      metadata: { name: r.name, namespace: "default" },
+      spec: {
+        parentRefs: [{ name, ...(r.section ? { sectionName: r.section } : {}) }],
+        rules: [{ backendRefs: [{ name: r.service, port: r.port }] }],
+      },
+    });
+  }
+  return docs.map((d) => JSON.stringify(d)).join("\n---\n") + "\n";
+}
+
+/** Everything the benchmark set up, for the measurements and the teardown. */
+interface Bench {
+  system: System;
+  cluster: Cluster;
+  proxies: KubeProxyProcess[];
+  l4: string;
+  addresses: Record<keyof typeof HOSTS, string>;
+  pods: Record<"srvLocal" | "srvRemote" | "echoA" | "echoB", Pod>;
+  log: (line: string) => void;
+}
+
+async function setUp(log: (line: string) => void): Promise<Bench> {
+  await buildBpf();
+  const l4 = await buildL4bench();
+  await ensureKubeProxyBinary(log);
+  const system = await startSystem({ name: "peer-bench", nodes: 2, log });
+  if (system.target.kind !== "local") throw new Error("bench peer runs on the local cluster only");
+  const cluster = system.target.cluster;
+  const proxies = await startKubeProxies(cluster, log);
+  const addresses = Object.fromEntries(
+    Object.entries(HOSTS).map(([k, host]) => [k, loadBalancerAddress(cluster.plan, host)]),
+  ) as Record<keyof typeof HOSTS, string>;
+  const server = (node: string, name: string) =>
+    cluster.createPod({
+      name,
+      node,
+      command: [
+        "sh",
+        "-c",
+        `${PIN.join(" ")} iperf3 -s -p 5201 & exec ${PIN.join(" ")} ${l4} serve 9000`,
+      ],
+    });
+  const pods = {
+    srvLocal: await server("node-1", "srv-local"),
+    srvRemote: await server("node-2", "srv-remote"),
+    echoA: await cluster.createPod({ name: "echo-a", node: "node-1" }),
+    echoB: await cluster.createPod({ name: "echo-b", node: "node-1" }),
+  };
+  const node1 = cluster.nodes[0]!;
+  // Every benchmark address reaches node-1 only: "local" and "remote" are where the backend is.
+  for (const address of Object.values(addresses)) await routeThrough(address, node1.ip);
+  const yaml = [
+    loadBalancerServiceYaml("tp-local", PORTS, [pods.srvLocal]),
+    loadBalancerServiceYaml("tp-remote", PORTS, [pods.srvRemote]),
+    loadBalancerServiceYaml("probe", ECHO, [pods.echoA]),
+    gatewayYaml(
+      "tp-local",
+      addresses.blixtLocal,
+      PORTS,
+      PORTS.map((p) => ({
+        name: `tp-local-${p.name}`,
+        section: p.name,
+        service: "tp-local",
+        port: p.port,
+      })),
+    ),
+    gatewayYaml(
+      "tp-remote",
+      addresses.blixtRemote,
+      PORTS,
+      PORTS.map((p) => ({
+        name: `tp-remote-${p.name}`,
+        section: p.name,
+        service: "tp-remote",
+        port: p.port,
+      })),
+    ),
+    gatewayYaml("probe", addresses.blixtProbe, ECHO, [{
+      name: "probe",
+      service: "probe",
+      port: 8080,
+    }]),
+  ].join("---\n");
+  await cluster.kubectl(["apply", "-f", "-"], { stdin: yaml });
+  await setLoadBalancerIngress(cluster, "tp-local", [addresses.kubeProxyLocal]);
+  await setLoadBalancerIngress(cluster, "tp-remote", [addresses.kubeProxyRemote]);
+  await setLoadBalancerIngress(cluster, "probe", [addresses.kubeProxyProbe]);
+  const kubectl = (args: string[]) => cluster.kubectl(args);
+  for (const gw of ["tp-local", "tp-remote", "probe"]) {
+    await programmedAddress(kubectl, gw, "default", 60_000);
+  }
+  // Both answer on every address before anything is measured.
+  for (
+    const [address, port] of [
+      [addresses.blixtLocal, 9000],
+      [addresses.blixtRemote, 9000],
+      [addresses.kubeProxyLocal, 9000],
+      [addresses.kubeProxyRemote, 9000],
+    ] as const
+  ) {
+    await waitFor(`${address}:${port} answers`, async () => {
+      const out = await run([...PIN, l4, "crr", address, String(port), "1", "1"], {
+        allowFailure: true,
+      });
+      const res = out.code === 0 ? JSON.parse(out.stdout) : undefined;
+      return res && res.connections > 0 && res.failed === 0 ? true : undefined;
+    }, { timeoutMs: 60_000 });
+  }
+  log("blixt and kube-proxy both serve the benchmark's addresses");
+  return { system, cluster, proxies, l4, addresses, pods, log };
+}
+
+async function tearDown(bench: Bench | undefined): Promise<void> {
+  if (!bench) return await stopSystem(undefined, "peer-bench");
+  await stopKubeProxies(bench.proxies).catch(() => {});
+  await stopSystem(bench.system, "peer-bench");
+}
+
+// ---------------------------------------------------------------- traffic
+
+type Metric = "gbps" | "connPerS" | "p50" | "p99";
+
+async function measure(
+  bench: Bench,
+  address: string,
+  which: "iperf" | "crr" | "rr",
+  seconds: number,
+): Promise<Partial<Record<Metric, number>>> {
+  const limit = ["timeout", String(seconds + 20), ...PIN];
+  if (which === "iperf") {
+    for (let attempt = 1;; attempt++) {
+      const res = await run(
+        [...limit, "iperf3", "-c", address, "-p", "5201", "-t", String(seconds), "-J"],
+        { allowFailure: true },
+      );
+      const out = JSON.parse(res.stdout || "{}");
+      if (out.end?.sum_received) return { gbps: out.end.sum_received.bits_per_second / 1e9 };
+      if (attempt === 5) throw new Error(`iperf3 to ${address}: ${out.error ?? res.stderr}`);
+      await sleep(500 * attempt);
+    }
+  }
+  if (which === "crr") {
+    const out = JSON.parse(
+      (await run([...limit, bench.l4, "crr", address, "9000", String(seconds), "4"])).stdout,
+    );
+    if (out.failed > out.connections / 100) {
+      throw new Error(`crr to ${address}: ${out.failed} of ${out.connections} failed`);
+    }
+    return { connPerS: out.conn_per_s };
+  }
+  const out = JSON.parse(
+    (await run([...limit, bench.l4, "rr", address, "9000", String(seconds)])).stdout,
+  );
+  return { p50: out.p50_us, p99: out.p99_us };
+}
+
+/**
+ * Throughput, connections/s and ping-pong latency through each peer's
+ * address, to a backend on the receiving node and on the other one. Every
+ * run measures both peers back to back for each figure, the first of the
+ * pair alternating from run to run; each figure is the median of the runs.
+ */
+async function trafficBench(bench: Bench, runs: number, seconds: number): Promise<void> {
+  const address = (peer: Peer, where: Where) =>
+    bench.addresses[`${peer}${where === "local" ? "Local" : "Remote"}`];
+  const samples = new Map<string, number[]>();
+  const key = (peer: Peer, where: Where, m: Metric) => `${peer}/${where}/${m}`;
+  for (let r = 0; r < runs; r++) {
+    const order: Peer[] = r % 2 ? ["kubeProxy", "blixt"] : ["blixt", "kubeProxy"];
+    for (const where of ["local", "remote"] as const) {
+      for (const which of ["iperf", "crr", "rr"] as const) {
+        for (const peer of order) {
+          const got = await measure(bench, address(peer, where), which, seconds);
+          for (const [m, v] of Object.entries(got)) {
+            const k = key(peer, where, m as Metric);
+            samples.set(k, [...(samples.get(k) ?? []), v]);
+          }
+        }
+      }
+    }
+    const last = (k: string) => round(samples.get(k)?.at(-1) ?? NaN, 2);
+    bench.log(
+      `traffic run ${r + 1}/${runs}: ${
+        [...samples.keys()].map((k) => `${k}=${last(k)}`).join(" ")
+      }`,
+    );
+  }
+  // Drops the agent counted while the traffic ran (e.g. no free SNAT port for a remote flow).
+  const node1 = bench.cluster.nodes[0]!;
+  const events = await fetch(`http://${node1.ip}:9464/metrics`).then((r) => r.text())
+    .then((t) =>
+      t.split("\n").filter((l) => l.startsWith("blixt_dataplane_events_total") && !l.endsWith(" 0"))
+    ).catch((e) => [`unreadable: ${(e as Error).message}`]);
+  bench.log(`node-1 agent's data plane events after the traffic: ${events.join(", ") || "none"}`);
+  const metrics: [Metric, string, string, "higher" | "lower"][] = [
+    ["gbps", "throughput", "Gbit/s", "higher"],
+    ["connPerS", "conn_rate", "conn/s", "higher"],
+    ["p50", "rr_latency_p50", "us", "lower"],
+    ["p99", "rr_latency_p99", "us", "lower"],
+  ];
+  for (const where of ["local", "remote"] as const) {
+    for (const [m, name, unit, better] of metrics) {
+      const value = median(samples.get(key("blixt", where, m)) ?? []);
+      const peer = median(samples.get(key("kubeProxy", where, m)) ?? []);
+      emit(`${name}_${where}`, value, unit, better, peer);
+    }
+  }
+}
+
+function emit(
+  name: string,
+  value: number,
+  unit: string,
+  better: "higher" | "lower",
+  peer: number,
+): void {
+  const line: BenchLine = {
+    name,
+    value: round(value),
+    unit,
+    better,
+    peer: PEER,
+    peer_value: round(peer),
+    ratio: round(value / peer),
+  };
+  console.log(JSON.stringify(line));
+}
+
+// ---------------------------------------------------------------- programming latency
+
+/** Resolves to the time (performance.now) the first answer from pod `name` came through `address`. */
+async function firstAnswerFrom(address: string, name: string, timeoutMs: number): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    let conn: LineConnection | undefined;
+    try {
+      conn = await LineConnection.open(address, 8080, 300);
+      const answer = await conn.ask("probe", 300);
+      if (answer.name === name) return performance.now();
+    } catch {
+      // a connection caught mid-change: try again
+    } finally {
+      conn?.close();
+    }
+    await sleep(5);
+  }
+  throw new Error(`${address}: no answer from ${name} within ${timeoutMs} ms`);
+}
+
+/**
+ * Exposed services beyond the benchmark's own: `n / 100` Services of 100
+ * ports (one LoadBalancer address for all, as kube-proxy needs no more) and
+ * `n / 50` Gateways of 50 TCP listeners, each with one TCPRoute to one of
+ * those Services. Each side then programs `n` more (address, port) services.
+ */
+function fillYaml(bench: Bench, n: number): string {
+  const services = Math.ceil(n / 100), gateways = Math.ceil(n / 50);
+  const docs: string[] = [];
+  const backends = [bench.pods.echoA, bench.pods.echoB];
+  for (let i = 0; i < services; i++) {
+    const ports = Array.from({ length: 100 }, (_, j) => ({
+      name: `p${j}`,
+      port: 10000 + 100 * i + j,
+    }));
+    docs.push(loadBalancerServiceYaml(`fill-${i}`, ports, backends));
+  }
+  for (let g = 0; g < gateways; g++) {
+    const listeners = Array.from({ length: 50 }, (_, j) => ({ name: `l${j}`, port: 10000 + j }));
+    const i = g % services;
+    docs.push(gatewayYaml(`fill-${g}`, undefined, listeners, [{
+      name: `fill-${g}`,
+      service: `fill-${i}`,
+      port: 10000 + 100 * i,
+    }]));
+  }
+  return docs.join("---\n");
+}
+
+async function fillTo(bench: Bench, n: number): Promise<void> {
+  if (n < 100) return;
+  const started = performance.now();
+  const { cluster } = bench;
+  await cluster.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], {
+    stdin: fillYaml(bench, n),
+  });
+  const services = Math.ceil(n / 100), gateways = Math.ceil(n / 50);
+  for (let i = 0; i < services; i += 10) {
+    await Promise.all(
+      Array.from(
+        { length: Math.min(10, services - i) },
+        (_, k) => setLoadBalancerIngress(cluster, `fill-${i + k}`, [bench.addresses.kubeProxyFill]),
+      ),
+    );
+  }
+  const node1 = cluster.nodes[0]!;
+  await waitFor(`kube-proxy programs ${n} more services`, async () => {
+    const out = await run(["nft", "-j", "list", "map", "ip", "kube-proxy", "service-ips"], {
+      netns: node1.netns,
+    });
+    const elems = JSON.stringify(JSON.parse(out.stdout)).split('"concat"').length - 1;
+    // A ClusterIP and a LoadBalancer element per port.
+    return elems >= 2 * n ? true : undefined;
+  }, { timeoutMs: 600_000 });
+  const kpMs = performance.now() - started;
+  await waitFor(`${gateways} filler Gateways Programmed`, async () => {
+    const items = JSON.parse(await cluster.kubectl(["get", "gateways", "-o", "json"])).items as {
+      metadata: { name: string };
+      status?: { conditions?: { type: string; status: string }[] };
+    }[];
+    const done = items.filter((g) =>
+      g.metadata.name.startsWith("fill-") &&
+      g.status?.conditions?.some((c) => c.type === "Programmed" && c.status === "True")
+    ).length;
+    return done >= gateways ? true : undefined;
+  }, { timeoutMs: 900_000 });
+  bench.log(
+    `${n} more services: kube-proxy programmed them within ${Math.round(kpMs)} ms, ` +
+      `blixt within ${Math.round(performance.now() - started)} ms (from the start of the apply)`,
+  );
+}
+
+/**
+ * Programming latency: the probe Service's only endpoint moves between two
+ * pods; from the start of the EndpointSlice write, each side's prober opens
+ * new connections through its address (one every ~5 ms) until the new pod
+ * answers. Both sides see the same change of the same slice.
+ */
+async function programmingBench(bench: Bench, n: number, samples: number): Promise<void> {
+  await fillTo(bench, n);
+  const kc = bench.cluster.kubeConfig();
+  const took: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
+  for (let s = 0; s < samples + 1; s++) {
+    const target = s % 2 ? bench.pods.echoA : bench.pods.echoB;
+    const started = performance.now();
+    const write = applyObject(kc, endpointSlice("probe", ECHO, [target]) as never, {
+      fieldManager: FIELD_MANAGER,
+      force: true,
+    });
+    const [b, k] = await Promise.all([
+      firstAnswerFrom(bench.addresses.blixtProbe, target.name, 60_000),
+      firstAnswerFrom(bench.addresses.kubeProxyProbe, target.name, 60_000),
+    ]);
+    await write;
+    // The first change only hands the slice to this field manager.
+    if (s > 0) {
+      took.blixt.push(b - started);
+      took.kubeProxy.push(k - started);
+    }
+    // kube-proxy syncs at most once a second (--min-sync-period): changes are spaced beyond it.
+    await sleep(1500);
+  }
+  bench.log(
+    `programming at +${n}: blixt ${took.blixt.map(Math.round)} kube-proxy ${
+      took.kubeProxy.map(Math.round)
+    }`,
+  );
+  const label = n === 0 ? "1" : String(n);
+  emit(
+    `programming_latency_p50_ms_${label}_services`,
+    median(took.blixt),
+    "ms",
+    "lower",
+    median(took.kubeProxy),
+  );
+  emit(
+    `programming_latency_p99_ms_${label}_services`,
+    percentile(took.blixt, 0.99),
+    "ms",
+    "lower",
+    percentile(took.kubeProxy, 0.99),
+  );
+}
+
+/** The `q` quantile of `xs` (nearest rank). */
+function percentile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+}
+
+// ---------------------------------------------------------------- churn
+
+/** Services the churn changes: one port each, exposed by both peers (100 more services). */
+const CHURN_SERVICES = 100;
+
+/**
+ * The churn's own Services (one port each: a write of one is cheap for the
+ * API server) and 2 Gateways of 50 listeners with one TCPRoute per listener.
+ */
+async function addChurnServices(bench: Bench): Promise<void> {
+  const pods = [bench.pods.echoA, bench.pods.echoB];
+  const docs: string[] = [];
+  const port = (i: number) => ({ name: "c", port: 20000 + i });
+  for (let i = 0; i < CHURN_SERVICES; i++) {
+    docs.push(loadBalancerServiceYaml(`churn-${i}`, [port(i)], pods));
+  }
+  for (let g = 0; g < CHURN_SERVICES / 50; g++) {
+    const listeners = Array.from({ length: 50 }, (_, j) => ({ name: `l${j}`, port: 20000 + j }));
+    docs.push(gatewayYaml(
+      `churn-${g}`,
+      undefined,
+      listeners,
+      listeners.map((l, j) => ({
+        name: `churn-${g}-${j}`,
+        section: l.name,
+        service: `churn-${50 * g + j}`,
+        port: 20000 + 50 * g + j,
+      })),
+    ));
+  }
+  await bench.cluster.kubectl(["apply", "--server-side", "--force-conflicts", "-f", "-"], {
+    stdin: docs.join("---\n"),
+  });
+  for (let i = 0; i < CHURN_SERVICES; i += 10) {
+    await Promise.all(
+      Array.from(
+        { length: 10 },
+        (_, k) =>
+          setLoadBalancerIngress(bench.cluster, `churn-${i + k}`, [bench.addresses.kubeProxyFill]),
+      ),
+    );
+  }
+  const kubectl = (args: string[]) => bench.cluster.kubectl(args);
+  for (let g = 0; g < CHURN_SERVICES / 50; g++) {
+    await programmedAddress(kubectl, `churn-${g}`, "default", 300_000);
+  }
+  const node1 = bench.cluster.nodes[0]!;
+  await waitFor("kube-proxy programs the churn's services", async () => {
+    const out = await run(["nft", "list", "map", "ip", "kube-proxy", "service-ips"], {
+      netns: node1.netns,
+    });
+    return out.stdout.includes("churn-99/tcp/c") ? true : undefined;
+  }, { timeoutMs: 300_000 });
+}
+
+/**
+ * Server-side apply of EndpointSlices over one HTTP/2 connection with the
+ * host's admin certificate: the client library's agent took ~16 writes a
+ * second here, too few for the churn.
+ */
+function endpointSliceWriter(
+  cluster: Cluster,
+): { apply(slice: Record<string, unknown>): Promise<void>; close(): void } {
+  const kc = cluster.kubeConfig();
+  const user = kc.getCurrentUser(), server = kc.getCurrentCluster();
+  if (!user?.certData || !user.keyData || !server?.caData) {
+    throw new Error(`${cluster.kubeconfig}: expected inline client certificate, key and CA`);
+  }
+  const client = Deno.createHttpClient({
+    caCerts: [atob(server.caData)],
+    cert: atob(user.certData),
+    key: atob(user.keyData),
+  });
+  const apply = async (slice: Record<string, unknown>) => {
+    const meta = slice.metadata as { name: string; namespace: string };
+    const url = `${server.server}/apis/discovery.k8s.io/v1/namespaces/${meta.namespace}` +
+      `/endpointslices/${meta.name}?fieldManager=${FIELD_MANAGER}&force=true`;
+    const res = await fetch(url, {
+      method: "PATCH",
+      headers: { "content-type": "application/apply-patch+yaml" },
+      body: JSON.stringify(slice),
+      client,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`apply ${meta.name}: ${res.status} ${text.slice(0, 200)}`);
+  };
+  return { apply, close: () => client.close() };
+}
+
+/**
+ * CPU seconds of each node's data-plane component (the agents, the
+ * kube-proxies; summed over the nodes) while `rate` EndpointSlice changes a
+ * second (one endpoint added or removed) go to the churn's 100 one-port
+ * Services for `seconds`, on top of the `n` filler services.
+ */
+async function churnBench(bench: Bench, n: number, rate: number, seconds: number): Promise<void> {
+  if (bench.system.target.kind !== "local") return;
+  const { agents, operator } = bench.system.target;
+  await addChurnServices(bench);
+  const writer = endpointSliceWriter(bench.cluster);
+  const pods = [bench.pods.echoA, bench.pods.echoB];
+  const cpu = async () => ({
+    agents: (await Promise.all(agents.map((a) => cpuSeconds(a.pid)))).reduce((x, y) => x + y, 0),
+    proxies: (await Promise.all(bench.proxies.map((p) => cpuSeconds(p.pid)))).reduce(
+      (x, y) => x + y,
+      0,
+    ),
+    operator: await cpuSeconds(operator.pid),
+  });
+  const before = await cpu();
+  const started = performance.now();
+  let sent = 0, done = 0, failed = 0, lastError = "";
+  const inflight = new Set<Promise<void>>();
+  while (performance.now() - started < seconds * 1000) {
+    const due = Math.floor(((performance.now() - started) / 1000) * rate);
+    while (sent < due && inflight.size < 100) {
+      const i = sent % CHURN_SERVICES, round = Math.floor(sent / CHURN_SERVICES);
+      // Each change moves one endpoint: the slice alternates between one and two pods.
+      const endpoints = round % 2 ? pods : [pods[0]!];
+      const p = writer.apply(
+        endpointSlice(`churn-${i}`, [{ name: "c", port: 20000 + i }], endpoints),
+      )
+        .then(() => void done++, (e) => {
+          failed++;
+          lastError = (e as Error).message;
+        }).finally(() => inflight.delete(p));
+      inflight.add(p);
+      sent++;
+    }
+    await sleep(5);
+  }
+  await Promise.all(inflight);
+  writer.close();
+  const elapsed = (performance.now() - started) / 1000;
+  const after = await cpu();
+  const agentsCpu = after.agents - before.agents, proxiesCpu = after.proxies - before.proxies;
+  bench.log(
+    `churn: ${done} changes in ${elapsed.toFixed(1)} s (${(done / elapsed).toFixed(1)}/s asked ` +
+      `${rate}/s, ${failed} failed${lastError ? `: ${lastError}` : ""}); CPU s: agents ${
+        agentsCpu.toFixed(2)
+      }, kube-proxies ` +
+      `${proxiesCpu.toFixed(2)}, operator ${(after.operator - before.operator).toFixed(2)}`,
+  );
+  // Where the API server cannot take `rate` writes a second, the figure is per 100 changes made.
+  emit(
+    `churn_cpu_seconds_per_100_changes_${n}_services`,
+    (100 * agentsCpu) / done,
+    "CPU s",
+    "lower",
+    (100 * proxiesCpu) / done,
+  );
+  emit(`churn_cpu_seconds_${n}_services`, agentsCpu, "CPU s", "lower", proxiesCpu);
+  console.log(JSON.stringify({
+    name: `churn_changes_per_s_${n}_services`,
+    value: round(done / elapsed, 1),
+    unit: "changes/s",
+    better: "higher",
+  }));
+}
+
+/** Runs the benchmark with command-line arguments. */
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      runs: { type: "string", default: "5" },
+      seconds: { type: "string", default: "3" },
+      samples: { type: "string", default: "20" },
+      services: { type: "string", default: "1,1000,10000" },
+      "churn-rate": { type: "string", default: "100" },
+      "churn-seconds": { type: "string", default: "30" },
+      only: { type: "string" },
+    },
+  });
+  const only = values.only;
+  const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
+  let bench: Bench | undefined;
+  try {
+    bench = await setUp(log);
+    if (!only || only === "traffic") {
+      await trafficBench(bench, Number(values.runs), Number(values.seconds));
+    }
+    const sizes = values.services.split(",").map(Number).sort((a, b) => a - b);
+    if (!only || only === "programming") {
+      for (const n of sizes) await programmingBench(bench, n <= 1 ? 0 : n, Number(values.samples));
+    }
+    if (!only || only === "churn") {
+      const n = sizes[sizes.length - 1]!;
+      await fillTo(bench, n);
+      await churnBench(bench, n, Number(values["churn-rate"]), Number(values["churn-seconds"]));
+    }
+  } finally {
+    await tearDown(bench);
+  }
+}
