@@ -225,6 +225,12 @@ export const CT_STATE = {
   CLOSING: 2,
   CLOSED: 3,
 } as const;
+/** `BPF_F_INNER_MAP`: inner maps of one outer map may differ in max_entries. */
+export const BPF_F_INNER_MAP = 1 << 12;
+/** `BPF_F_MMAPABLE`: an array map's values can be mmap'd. */
+export const BPF_F_MMAPABLE = 1 << 10;
+/** map_flags of every inner Maglev table (`struct maglev_table` in bpf/maps.h). */
+export const MAGLEV_INNER_FLAGS: number = BPF_F_INNER_MAP | BPF_F_MMAPABLE;
 /** Seed of flow_hash(). */
 export const FLOW_HASH_SEED = 0x626c7874;
 /** Indexes of the events map (enum dp_event). */

@@ -10,6 +10,8 @@ import {
   type Backend,
   backend,
   BE_F,
+  BPF_F_INNER_MAP,
+  BPF_F_MMAPABLE,
   type Config,
   config,
   type Counters,
@@ -22,6 +24,7 @@ import {
   flowValue,
   IFACE_F,
   LIMITS,
+  MAGLEV_INNER_FLAGS,
   serviceKey,
   type ServiceValue,
   serviceValue,
@@ -29,6 +32,7 @@ import {
 } from "./layout.ts";
 import { MAGLEV_SIZE, type MaglevEntry, maglevSize, maglevTable, rejectEntry } from "./maglev.ts";
 import { BpfMap, createMap, MAP_TYPE, numPossibleCpus, openMapById } from "./object.ts";
+import { LibbpfError, writeMappedU32 } from "./libbpf.ts";
 
 /** A service address as clients use it. */
 export interface ServiceAddress {
@@ -132,8 +136,7 @@ export interface MapCapacity {
   conntrack: number;
 }
 
-/** `BPF_F_INNER_MAP`: inner maps of one outer map may differ in max_entries. */
-const BPF_F_INNER_MAP = 1 << 12;
+const EINVAL = 22;
 
 const PROTO_NUM = { TCP: 6, UDP: 17 } as const;
 
@@ -191,6 +194,8 @@ function sumCounters(bytes: Uint8Array, cpus: number): Counters {
 /** Typed access to the data plane's maps. */
 export class DataplaneMaps {
   readonly #maps: MapSet;
+  /** map_flags of inner Maglev tables, once probed (see #maglevInnerFlags). */
+  #innerFlags: number | undefined;
 
   /** Wraps the maps of a loaded object (or of pinned maps). */
   constructor(maps: MapSet) {
@@ -279,58 +284,24 @@ export class DataplaneMaps {
    * plane sees the old table or the new one, never a mix.
    */
   writeMaglev(id: number, table: Uint32Array): void {
-    checkId("service", id, LIMITS.MAX_SERVICES);
-    if (table.length === 0 || table.length > MAGLEV_SIZE) {
-      throw new RangeError(`Maglev table of ${table.length} slots`);
-    }
-    const inner = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-      keySize: 4,
-      valueSize: 4,
-      maxEntries: table.length,
-      flags: BPF_F_INNER_MAP,
-    });
-    try {
-      inner.updateBatch(
-        slotKeys(table.length),
-        new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
-          ArrayBuffer
-        >,
-      );
-      this.#maps.map("maglev").update(u32(id), u32(inner.fd));
-    } finally {
-      inner.close(); // the outer map holds the table now
-    }
+    this.writeMaglevs([{ id, table }]);
   }
 
   /**
    * Swaps in many Maglev tables: fresh inner maps written first, then the
    * outer map updated in batches. The kernel waits for an RCU grace period
    * after each outer-map write call (so programs see the new table when it
-   * returns); one batch call waits once instead of once per service.
+   * returns); one batch call waits once instead of once per service. A
+   * chunk's inner maps stay open (one fd each) until their batch is in.
    */
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 512): void {
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 2048): void {
     for (let i = 0; i < tables.length; i += chunk) {
       const part = tables.slice(i, i + chunk);
       const inner: BpfMap[] = [];
       try {
         for (const { id, table } of part) {
           checkId("service", id, LIMITS.MAX_SERVICES);
-          if (table.length === 0 || table.length > MAGLEV_SIZE) {
-            throw new RangeError(`Maglev table of ${table.length} slots`);
-          }
-          const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-            keySize: 4,
-            valueSize: 4,
-            maxEntries: table.length,
-            flags: BPF_F_INNER_MAP,
-          });
-          inner.push(m);
-          m.updateBatch(
-            slotKeys(table.length),
-            new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
-              ArrayBuffer
-            >,
-          );
+          inner.push(this.#innerTable(table));
         }
         const keys = Uint32Array.from(part, (t) => t.id);
         const fds = Uint32Array.from(inner, (m) => m.fd);
@@ -342,6 +313,67 @@ export class DataplaneMaps {
         for (const m of inner) m.close(); // the outer map holds the tables now
       }
     }
+  }
+
+  /**
+   * A fresh inner map holding `table`, not yet visible to any program. It is
+   * filled through mmap (one copy) where the outer map takes mmap-able
+   * tables, else with one batch update (the kernel copies slot by slot).
+   */
+  #innerTable(table: Uint32Array): BpfMap {
+    if (table.length === 0 || table.length > MAGLEV_SIZE) {
+      throw new RangeError(`Maglev table of ${table.length} slots`);
+    }
+    const flags = this.#maglevInnerFlags();
+    const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: table.length,
+      flags,
+    });
+    try {
+      if (flags & BPF_F_MMAPABLE) writeMappedU32(m.fd, table);
+      else {
+        m.updateBatch(
+          slotKeys(table.length),
+          new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
+            ArrayBuffer
+          >,
+        );
+      }
+    } catch (e) {
+      m.close();
+      throw e;
+    }
+    return m;
+  }
+
+  /**
+   * The flags inner tables must have: those of bpf/maps.h, unless the
+   * `maglev` outer map was pinned by an agent whose tables were not
+   * mmap-able (the kernel then refuses other flags with EINVAL). Probed once
+   * on slot 0, which no service uses (service ids start at 1).
+   */
+  #maglevInnerFlags(): number {
+    if (this.#innerFlags !== undefined) return this.#innerFlags;
+    const outer = this.#maps.map("maglev");
+    const probe = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+      flags: MAGLEV_INNER_FLAGS,
+    });
+    try {
+      outer.update(u32(0), u32(probe.fd));
+      outer.delete(u32(0));
+      this.#innerFlags = MAGLEV_INNER_FLAGS;
+    } catch (e) {
+      if (!(e instanceof LibbpfError && e.errno === EINVAL)) throw e;
+      this.#innerFlags = BPF_F_INNER_MAP;
+    } finally {
+      probe.close();
+    }
+    return this.#innerFlags;
   }
 
   /**
