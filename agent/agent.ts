@@ -9,7 +9,6 @@ import type { DataplaneNodeStatus, MapUsage, ServiceCounters } from "../api/mod.
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
 import {
   computeDesiredState,
-  type DesiredService,
   type LastProgrammed,
   type TableCache,
   type TableOutcome,
@@ -31,6 +30,7 @@ export type AgentMaps = Pick<
   | "writeMaglevs"
   | "deleteMaglevs"
   | "putService"
+  | "putServices"
   | "deleteServiceEntry"
   | "putVipMarker"
   | "deleteVipMarker"
@@ -155,19 +155,13 @@ export class Agent {
       this.#applyError = undefined;
       this.#retryMs = 0;
       const names = new Set<string>();
-      const byTable = new Map<string, DesiredService[]>();
-      for (const s of desired.services.values()) {
-        const list = byTable.get(s.table);
-        if (list) list.push(s);
-        else byTable.set(s.table, [s]);
-      }
       for (const t of desired.tables) {
         const name = `${t.namespace}/${t.name}`;
         names.add(name);
         if (t.result === "programmed" || t.result === "conflict") {
           this.#lastProgrammed.set(name, {
             generation: t.generation,
-            services: byTable.get(name) ?? [],
+            services: desired.byTable.get(name) ?? [],
           });
         }
         if (t.result === "programmed") this.#programmedGeneration.set(name, t.generation);

@@ -421,6 +421,27 @@ export class DataplaneMaps {
     );
   }
 
+  /** Writes services entries in one batch, in order. */
+  putServices(entries: readonly { addr: ServiceAddress; entry: ServiceEntry }[]): void {
+    if (entries.length === 0) return;
+    const keys = new Uint8Array(serviceKey.size * entries.length);
+    const values = new Uint8Array(serviceValue.size * entries.length);
+    entries.forEach(({ addr, entry }, i) => {
+      keys.set(this.#serviceKey(addr), i * serviceKey.size);
+      serviceValue.encode(
+        {
+          id: entry.id,
+          flags: entry.keepClientAddress ? SVC_F.KEEP_CLIENT : 0,
+          table_size: entry.tableSize,
+          fingerprint: entry.fingerprint >>> 0,
+        },
+        values,
+        i * serviceValue.size,
+      );
+    });
+    this.#maps.map("services").updateBatch(keys, values);
+  }
+
   /** Removes the services entry of `addr` only (the frontend stops matching). */
   deleteServiceEntry(addr: ServiceAddress): void {
     this.#maps.map("services").delete(this.#serviceKey(addr));
@@ -477,14 +498,15 @@ export class DataplaneMaps {
     slots.forEach((s, i) => {
       checkId("backend", s.id, LIMITS.MAX_BACKENDS);
       keys[i] = s.id;
-      values.set(
-        backend.encode({
+      backend.encode(
+        {
           addr: s.addr,
           port: s.port,
           family: FAMILY_V4,
           flags: BE_F.ACTIVE | (s.remote ? BE_F.REMOTE : 0),
           service_id: s.serviceId,
-        }),
+        },
+        values,
         i * backend.size,
       );
     });
