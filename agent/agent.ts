@@ -91,6 +91,8 @@ export class Agent {
   #lastSyncTime: string | undefined;
   #countersDigest = -1;
   #lastLogged = new Map<string, string>();
+  /** When the first table change not yet synced arrived. */
+  #changedAt: number | undefined;
 
   /** An agent over `options.maps`; {@linkcode Agent.start} runs it. */
   constructor(options: AgentOptions) {
@@ -142,6 +144,8 @@ export class Agent {
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */
   reconcile(): void {
     const started = performance.now();
+    const changedAt = this.#changedAt ?? started;
+    this.#changedAt = undefined;
     const desired = computeDesiredState(this.#o.source.list(), {
       node: this.#o.node,
       lastProgrammed: this.#lastProgrammed,
@@ -192,7 +196,12 @@ export class Agent {
         this.#lastSyncTime = new Date().toISOString();
       }
       if (stats.operations > 0) {
-        this.#o.log("info", "maps synced", { ...stats, ms: Math.round(seconds * 1000) });
+        this.#o.log("info", "maps synced", {
+          ...stats,
+          ms: Math.round(seconds * 1000),
+          // from the first table change this sync covers (as the cache saw it) to the maps written
+          sinceChangeMs: Math.round(performance.now() - changedAt),
+        });
       }
     } catch (e) {
       this.#applyError = errorText(e);
@@ -212,6 +221,7 @@ export class Agent {
   }
 
   #schedule(): void {
+    this.#changedAt ??= performance.now();
     if (this.#stopped || !this.#synced) return;
     if (this.#running) {
       this.#dirty = true;
