@@ -334,7 +334,7 @@ export class Programmer {
       next.set(frontend, { frontend, address: d.address, entry, backends });
       const put: Step = { op: "putService", addr: d.address, entry };
       if (!old) {
-        if (entry.tableSize > 0) newTables.push({ id, table: buildTable() });
+        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable));
         entriesAfter.push(put);
         stats.added++;
         continue;
@@ -351,12 +351,12 @@ export class Programmer {
         if (old.entry.tableSize > 0) emptied.push(id);
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
-        newTables.push({ id, table: buildTable() });
+        newTables.push(lazyTable(id, buildTable));
         entriesAfter.push(put);
       } else {
         // Smaller size first: it indexes inside the old, bigger table.
         entriesBefore.push(put);
-        newTables.push({ id, table: buildTable() });
+        newTables.push(lazyTable(id, buildTable));
       }
     }
     if (freshServices.length > 0 || freshBackends.length > 0) {
@@ -448,6 +448,20 @@ export class Programmer {
         return m.deleteVipMarker(step.addr);
     }
   }
+}
+
+/**
+ * A Maglev table built when the writer reads it and not kept: a first sync
+ * writes 10,000 of them, and holding them all until the write would cost
+ * ~40 MiB of buffers that the allocator then keeps.
+ */
+function lazyTable(id: number, build: () => Uint32Array): { id: number; table: Uint32Array } {
+  return {
+    id,
+    get table() {
+      return build();
+    },
+  };
 }
 
 /** Thrown when ids run out while planning (the capacity check should prevent it). */

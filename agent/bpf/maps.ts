@@ -155,10 +155,17 @@ function slotKeys(n: number): Uint8Array<ArrayBuffer> {
   return new Uint8Array(slotKeyCache.buffer, 0, n * 4);
 }
 
-function zeroPerCpu(map: BpfMap, ids: readonly number[]): void {
+/** Zeroes per-CPU values in chunks: one zero buffer of chunk x value x CPUs, reused. */
+function zeroPerCpu(map: BpfMap, ids: readonly number[], chunk = 4096): void {
   if (ids.length === 0) return;
-  const keys = Uint32Array.from(ids);
-  map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(map.fullValueSize * ids.length));
+  const zeros = new Uint8Array(map.fullValueSize * Math.min(chunk, ids.length));
+  for (let i = 0; i < ids.length; i += chunk) {
+    const keys = Uint32Array.from(ids.slice(i, i + chunk));
+    map.updateBatch(
+      new Uint8Array(keys.buffer),
+      zeros.subarray(0, map.fullValueSize * keys.length),
+    );
+  }
 }
 
 function u32(n: number): Uint8Array<ArrayBuffer> {
@@ -293,6 +300,7 @@ export class DataplaneMaps {
    * after each outer-map write call (so programs see the new table when it
    * returns); one batch call waits once instead of once per service. A
    * chunk's inner maps stay open (one fd each) until their batch is in.
+   * Each `table` is read once (the agent's are built when read).
    */
   writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 2048): void {
     for (let i = 0; i < tables.length; i += chunk) {
