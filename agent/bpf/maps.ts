@@ -25,6 +25,7 @@ import {
   IFACE_F,
   LIMITS,
   MAGLEV_INNER_FLAGS,
+  type ServiceKey,
   serviceKey,
   type ServiceValue,
   serviceValue,
@@ -472,19 +473,17 @@ export class DataplaneMaps {
   listServices(): { frontends: ProgrammedService[]; vips: string[] } {
     const frontends: ProgrammedService[] = [];
     const vips: string[] = [];
-    for (const [k, v] of this.#maps.map("services").entries()) {
-      const key = serviceKey.decode(k);
-      const value = serviceValue.decode(v);
+    const each = (key: ServiceKey, value: ServiceValue): void => {
       if (key.port === 0 && key.proto === 0) {
         vips.push(key.addr);
-        continue;
+        return;
       }
       const protocol = key.proto === PROTO_NUM.TCP
         ? "TCP"
         : key.proto === PROTO_NUM.UDP
         ? "UDP"
         : undefined;
-      if (!protocol) continue;
+      if (!protocol) return;
       frontends.push({
         address: { addr: key.addr, port: key.port, protocol },
         entry: {
@@ -494,7 +493,15 @@ export class DataplaneMaps {
           fingerprint: value.fingerprint,
         },
       });
-    }
+    };
+    this.#maps.map("services").scan((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        each(
+          serviceKey.decode(keys, i * serviceKey.size),
+          serviceValue.decode(values, i * serviceValue.size),
+        );
+      }
+    });
     return { frontends, vips };
   }
 
@@ -534,17 +541,23 @@ export class DataplaneMaps {
   /** Every backend slot in use. */
   listBackends(): BackendSlot[] {
     const out: BackendSlot[] = [];
-    for (const [k, v] of this.#maps.map("backends").entries()) {
-      const b = backend.decode(v);
-      if (!(b.flags & BE_F.ACTIVE)) continue;
-      out.push({
-        id: new DataView(k.buffer).getUint32(0, true),
-        addr: b.addr,
-        port: b.port,
-        remote: (b.flags & BE_F.REMOTE) !== 0,
-        serviceId: b.service_id,
-      });
-    }
+    const flags = backend.fields.find((f) => f.name === "flags")!.offset;
+    // A packed scan: copying each of the 131,072 slots into buffers of its own left
+    // ~170 MiB of freed buffers in the allocator, kept for the process's life.
+    this.#maps.map("backends").scan((keys, values, n) => {
+      const ids = new DataView(keys.buffer);
+      for (let i = 0; i < n; i++) {
+        if (!(values[i * backend.size + flags]! & BE_F.ACTIVE)) continue;
+        const b = backend.decode(values, i * backend.size);
+        out.push({
+          id: ids.getUint32(i * 4, true),
+          addr: b.addr,
+          port: b.port,
+          remote: (b.flags & BE_F.REMOTE) !== 0,
+          serviceId: b.service_id,
+        });
+      }
+    });
     return out;
   }
 
