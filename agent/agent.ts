@@ -15,7 +15,6 @@ import {
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
 import {
   computeDesiredState,
-  type DesiredService,
   type LastProgrammed,
   type TableCache,
   type TableOutcome,
@@ -38,6 +37,7 @@ export type AgentMaps = Pick<
   | "writeMaglevs"
   | "deleteMaglevs"
   | "putService"
+  | "putServices"
   | "deleteServiceEntry"
   | "putVipMarker"
   | "deleteVipMarker"
@@ -99,6 +99,8 @@ export class Agent {
   #lastSyncTime: string | undefined;
   #countersDigest = -1;
   #lastLogged = new Map<string, string>();
+  /** When the first table change not yet synced arrived. */
+  #changedAt: number | undefined;
 
   /** An agent over `options.maps`; {@linkcode Agent.start} runs it. */
   constructor(options: AgentOptions) {
@@ -199,6 +201,8 @@ export class Agent {
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */
   reconcile(): void {
     const started = performance.now();
+    const changedAt = this.#changedAt ?? started;
+    this.#changedAt = undefined;
     const desired = computeDesiredState(this.#o.source.list(), {
       node: this.#o.node,
       lastProgrammed: this.#lastProgrammed,
@@ -212,19 +216,13 @@ export class Agent {
       this.#applyError = undefined;
       this.#retryMs = 0;
       const names = new Set<string>();
-      const byTable = new Map<string, DesiredService[]>();
-      for (const s of desired.services.values()) {
-        const list = byTable.get(s.table);
-        if (list) list.push(s);
-        else byTable.set(s.table, [s]);
-      }
       for (const t of desired.tables) {
         const name = `${t.namespace}/${t.name}`;
         names.add(name);
         if (t.result === "programmed" || t.result === "conflict") {
           this.#lastProgrammed.set(name, {
             generation: t.generation,
-            services: byTable.get(name) ?? [],
+            services: desired.byTable.get(name) ?? [],
           });
         }
         if (t.result === "programmed") this.#programmedGeneration.set(name, t.generation);
@@ -255,7 +253,12 @@ export class Agent {
         this.#lastSyncTime = new Date().toISOString();
       }
       if (stats.operations > 0) {
-        this.#o.log("info", "maps synced", { ...stats, ms: Math.round(seconds * 1000) });
+        this.#o.log("info", "maps synced", {
+          ...stats,
+          ms: Math.round(seconds * 1000),
+          // from the first table change this sync covers (as the cache saw it) to the maps written
+          sinceChangeMs: Math.round(performance.now() - changedAt),
+        });
       }
     } catch (e) {
       this.#applyError = errorText(e);
@@ -275,6 +278,7 @@ export class Agent {
   }
 
   #schedule(): void {
+    this.#changedAt ??= performance.now();
     if (this.#stopped || !this.#synced) return;
     if (this.#running) {
       this.#dirty = true;

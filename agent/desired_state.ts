@@ -21,6 +21,7 @@ import {
   validateRoutingTable,
 } from "../api/mod.ts";
 import type { MapCapacity, ServiceAddress } from "./bpf/maps.ts";
+import { parseIPv4 } from "./bpf/layout.ts";
 
 /** A backend as the data plane needs it. */
 export interface DesiredBackend {
@@ -87,6 +88,12 @@ export interface DesiredState {
   keep: Set<string>;
   /** Per table, sorted by namespace/name. */
   tables: TableOutcome[];
+  /**
+   * Per table (`namespace/name`), its services in `services`: the same array
+   * as last time while the table is unchanged, so it can be remembered as
+   * {@linkcode LastProgrammed} and the next call reuses what it computed.
+   */
+  byTable: Map<string, DesiredService[]>;
 }
 
 /** Options of {@linkcode computeDesiredState}. */
@@ -110,9 +117,18 @@ function tableName(t: { metadata?: { namespace?: string; name?: string } }): str
   return `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`;
 }
 
+/**
+ * `canonicalIp(ip) ?? ip`, without the general parser for dotted quads (the
+ * common case, ~10^5 per sync): canonicalIp returns one unchanged, and one
+ * with leading zeros is no address for it either.
+ */
+function canonical(ip: string): string {
+  return parseIPv4(ip) !== undefined ? ip : canonicalIp(ip) ?? ip;
+}
+
 /** The frontend key of an entry, with the address canonical. */
 export function frontendKey(e: Pick<RoutingTableEntry, "address" | "port" | "protocol">): string {
-  return entryKey({ ...e, address: canonicalIp(e.address) ?? e.address });
+  return entryKey({ ...e, address: canonical(e.address) });
 }
 
 /** The services one valid table asks this node for. */
@@ -125,14 +141,14 @@ export function tableServices(table: RoutingTable, node: string): DesiredService
     for (const b of e.backends) {
       const remote = b.node !== undefined && b.node !== node;
       if (local && remote) continue;
-      const addr = canonicalIp(b.ip) ?? b.ip;
+      const addr = canonical(b.ip);
       const k = `${addr}:${b.port}`;
       if (seen.has(k)) continue; // the same endpoint twice: one slot, first weight
       seen.add(k);
       backends.push({ addr, port: b.port, weight: b.weight, remote });
     }
     backends.sort((a, b) => a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : a.port - b.port);
-    const addr = canonicalIp(e.address) ?? e.address;
+    const addr = canonical(e.address);
     return {
       frontend: frontendKey(e),
       address: { addr, port: e.port, protocol: e.protocol },
@@ -150,23 +166,39 @@ interface Usage {
   backends: number;
 }
 
+/** Usage per services list, by identity: unchanged tables keep their lists between calls. */
+const usageCache = new WeakMap<readonly DesiredService[], Usage>();
+
 function usageOf(services: readonly DesiredService[]): Usage {
+  const cached = usageCache.get(services);
+  if (cached) return cached;
   const addrs = new Set(services.map((s) => s.address.addr));
   let backends = 0;
   for (const s of services) backends += s.backends.length;
-  return { services: services.length, keys: services.length + addrs.size, backends };
+  const u = { services: services.length, keys: services.length + addrs.size, backends };
+  usageCache.set(services, u);
+  return u;
 }
+
+/** peakUsage per (old, now) pair of lists, by identity. */
+const peakCache = new WeakMap<
+  readonly DesiredService[],
+  { old: readonly DesiredService[]; usage: Usage }
+>();
 
 /** Usage while switching from `old` to `now`: old backends linger until the new ones are in. */
 function peakUsage(old: readonly DesiredService[], now: readonly DesiredService[]): Usage {
-  const u = usageOf(now);
+  const cached = peakCache.get(now);
+  if (cached && cached.old === old) return cached.usage;
+  const u = { ...usageOf(now) };
   const byFrontend = new Map(now.map((s) => [s.frontend, s]));
   for (const o of old) {
     const n = byFrontend.get(o.frontend);
-    if (!n) continue; // removed services go first and free their ids
+    if (!n || n === o) continue; // removed services go first and free their ids; same: no extra
     const keep = new Set(n.backends.map((b) => `${b.addr}:${b.port}`));
     for (const b of o.backends) if (!keep.has(`${b.addr}:${b.port}`)) u.backends++;
   }
+  peakCache.set(now, { old, usage: u });
   return u;
 }
 
@@ -219,7 +251,7 @@ function parseTable(raw: unknown, node: string): ParsedTable {
       valid: v.value,
       wanted: tableServices(v.value, node),
       errors: [],
-      addresses: v.value.spec.addresses.map((a) => canonicalIp(a) ?? a),
+      addresses: v.value.spec.addresses.map(canonical),
     };
   }
   const lines = formatFieldErrors(v.errors).split("\n");
@@ -227,7 +259,7 @@ function parseTable(raw: unknown, node: string): ParsedTable {
   if (lines.length > MAX_ERRORS) errors.push(`... and ${lines.length - MAX_ERRORS} more`);
   const addrs = (raw as { spec?: { addresses?: unknown } }).spec?.addresses;
   const addresses = Array.isArray(addrs)
-    ? addrs.filter((a): a is string => typeof a === "string").map((a) => canonicalIp(a) ?? a)
+    ? addrs.filter((a): a is string => typeof a === "string").map(canonical)
     : [];
   return { wanted: [], errors, addresses };
 }
@@ -284,27 +316,39 @@ export function computeDesiredState(
   candidates.sort((a, b) => a.tableName < b.tableName ? -1 : a.tableName > b.tableName ? 1 : 0);
 
   // Conflicts over what each table would program: frontends claimed twice go nowhere.
+  // One map of first claimants; a set of claimants only for the (rare) frontends claimed twice.
+  const firstClaim = new Map<string, string>();
   const claims = new Map<string, Set<string>>();
   for (const c of candidates) {
     for (const s of c.valid ? c.wanted : c.fallback) {
-      const set = claims.get(s.frontend) ?? new Set<string>();
-      set.add(c.tableName);
-      claims.set(s.frontend, set);
+      const first = firstClaim.get(s.frontend);
+      if (first === undefined) firstClaim.set(s.frontend, c.tableName);
+      else if (first !== c.tableName) {
+        const set = claims.get(s.frontend) ?? new Set([first]);
+        set.add(c.tableName);
+        claims.set(s.frontend, set);
+      }
     }
   }
-  const conflicted = new Set([...claims].filter(([, s]) => s.size > 1).map(([f]) => f));
-  for (const c of candidates) {
-    const drop = (list: DesiredService[]) => list.filter((s) => !conflicted.has(s.frontend));
-    if (c.valid) {
-      const mine = c.wanted.filter((s) => conflicted.has(s.frontend));
-      for (const s of mine) {
-        const others = [...claims.get(s.frontend)!].filter((t) => t !== c.tableName);
-        c.errors.push(`frontend ${s.frontend} is also claimed by ${others.join(", ")}`);
+  const conflicted = new Set(claims.keys());
+  if (conflicted.size > 0) {
+    // Lists without conflicted frontends stay the same arrays (their usage stays cached).
+    const drop = (list: DesiredService[]) =>
+      list.some((s) => conflicted.has(s.frontend))
+        ? list.filter((s) => !conflicted.has(s.frontend))
+        : list;
+    for (const c of candidates) {
+      if (c.valid) {
+        const mine = c.wanted.filter((s) => conflicted.has(s.frontend));
+        for (const s of mine) {
+          const others = [...claims.get(s.frontend)!].filter((t) => t !== c.tableName);
+          c.errors.push(`frontend ${s.frontend} is also claimed by ${others.join(", ")}`);
+        }
+        if (mine.length > 0) c.result = "conflict";
+        c.wanted = drop(c.wanted);
       }
-      if (mine.length > 0) c.result = "conflict";
-      c.wanted = drop(c.wanted);
+      c.fallback = drop(c.fallback);
     }
-    c.fallback = drop(c.fallback);
   }
 
   // Capacity: start from what stays anyway, then let tables in one at a time.
@@ -330,6 +374,7 @@ export function computeDesiredState(
   const services = new Map<string, DesiredService>();
   const keep = new Set<string>();
   const outcomes: TableOutcome[] = [];
+  const lists: [string, DesiredService[]][] = [];
   const claimedNow = new Set<string>();
   for (const c of candidates) {
     const list = c.result === "programmed" || c.result === "conflict" ? c.wanted : c.fallback;
@@ -339,6 +384,7 @@ export function computeDesiredState(
     const goesIn = c.result === "programmed" || c.result === "conflict";
     const list = goesIn ? c.wanted : c.fallback;
     for (const s of list) services.set(s.frontend, s);
+    lists.push([c.tableName, list]);
     if (!goesIn && !options.lastProgrammed.has(c.tableName)) {
       // Not programmed by this process yet: leave what the maps hold for its addresses.
       const addrs = new Set(c.addresses);
@@ -354,10 +400,20 @@ export function computeDesiredState(
       result: c.result ?? "invalid",
       errors: c.errors,
       entries: list.length,
-      backends: list.reduce((n, s) => n + s.backends.length, 0),
+      backends: usageOf(list).backends,
     });
   }
-  return { services, keep, tables: outcomes };
+  // Each table's services as they went in (a later table's fallback may take a frontend over).
+  const byTable = new Map<string, DesiredService[]>();
+  for (const [name, list] of lists) {
+    byTable.set(
+      name,
+      list.every((s) => services.get(s.frontend) === s)
+        ? list
+        : list.filter((s) => services.get(s.frontend) === s),
+    );
+  }
+  return { services, keep, tables: outcomes, byTable };
 }
 
 /** The address part of a frontend key. */

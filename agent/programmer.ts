@@ -39,6 +39,8 @@ export interface MapWriter {
   deleteMaglevs(ids: readonly number[]): void;
   /** Writes a services entry. */
   putService(addr: ServiceAddress, entry: ServiceEntry): void;
+  /** Writes services entries in one call, in order (optional: else one putService each). */
+  putServices?(entries: readonly { addr: ServiceAddress; entry: ServiceEntry }[]): void;
   /** Removes a services entry. */
   deleteServiceEntry(addr: ServiceAddress): void;
   /** Writes a VIP marker. */
@@ -181,7 +183,9 @@ export class Programmer {
   readonly #maps: MapWriter;
   #services = new Map<string, ProgrammedService>();
   /** The desired service each programmed one was last written from: unchanged objects skip the diff. */
-  #source = new Map<string, DesiredService>();
+  #source: ReadonlyMap<string, DesiredService> = new Map();
+  /** Per plan, what apply() takes over once its steps ran. */
+  #after = new WeakMap<Plan, { vips: Set<string>; serviceIds: IdPool; backendIds: IdPool }>();
   #vips = new Set<string>();
   #serviceIds: IdPool;
   #backendIds: IdPool;
@@ -330,7 +334,7 @@ export class Programmer {
       next.set(frontend, { frontend, address: d.address, entry, backends });
       const put: Step = { op: "putService", addr: d.address, entry };
       if (!old) {
-        if (entry.tableSize > 0) newTables.push({ id, table: buildTable() });
+        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable));
         entriesAfter.push(put);
         stats.added++;
         continue;
@@ -347,12 +351,12 @@ export class Programmer {
         if (old.entry.tableSize > 0) emptied.push(id);
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
-        newTables.push({ id, table: buildTable() });
+        newTables.push(lazyTable(id, buildTable));
         entriesAfter.push(put);
       } else {
         // Smaller size first: it indexes inside the old, bigger table.
         entriesBefore.push(put);
-        newTables.push({ id, table: buildTable() });
+        newTables.push(lazyTable(id, buildTable));
       }
     }
     if (freshServices.length > 0 || freshBackends.length > 0) {
@@ -375,10 +379,13 @@ export class Programmer {
       if (!liveAddrs.has(a)) steps.push({ op: "deleteVipMarker", addr: a });
     }
 
+    // The id pools above end as the ids `next` holds: the state after the steps.
+    const plan: Plan = { steps, next, stats };
+    this.#after.set(plan, { vips: liveAddrs, serviceIds, backendIds });
     stats.backendsWritten = slots.length;
     stats.backendsCleared = clearNow.length + clearLater.length;
     stats.operations = steps.length;
-    return { steps, next, stats };
+    return plan;
   }
 
   /**
@@ -389,22 +396,31 @@ export class Programmer {
   apply(desired: DesiredState): ApplyStats {
     const plan = this.plan(desired);
     try {
-      for (const step of plan.steps) this.#run(step);
+      const steps = plan.steps;
+      for (let i = 0; i < steps.length;) {
+        // Consecutive services entries go in one call (10,000 at a first sync), in the same order.
+        let j = i;
+        while (j < steps.length && steps[j]!.op === "putService") j++;
+        if (j - i > 1 && this.#maps.putServices) {
+          this.#maps.putServices(
+            steps.slice(i, j).map((s) => s as Extract<Step, { op: "putService" }>),
+          );
+          i = j;
+          continue;
+        }
+        this.#run(steps[i]!);
+        i++;
+      }
     } catch (e) {
       this.adopt();
       throw e;
     }
     this.#services = plan.next;
-    this.#source = new Map();
-    for (const [frontend, d] of desired.services) this.#source.set(frontend, d);
-    this.#vips = new Set([...plan.next.values()].map((s) => s.address.addr));
-    const c = this.#maps.capacity();
-    this.#serviceIds = new IdPool(c.serviceIds);
-    this.#backendIds = new IdPool(c.backendIds);
-    for (const s of plan.next.values()) {
-      this.#serviceIds.take(s.entry.id);
-      for (const b of s.backends.values()) this.#backendIds.take(b.id);
-    }
+    this.#source = desired.services; // read-only from here on: the next diff compares identities
+    const after = this.#after.get(plan)!;
+    this.#vips = after.vips;
+    this.#serviceIds = after.serviceIds;
+    this.#backendIds = after.backendIds;
     return plan.stats;
   }
 
@@ -432,6 +448,20 @@ export class Programmer {
         return m.deleteVipMarker(step.addr);
     }
   }
+}
+
+/**
+ * A Maglev table built when the writer reads it and not kept: a first sync
+ * writes 10,000 of them, and holding them all until the write would cost
+ * ~40 MiB of buffers that the allocator then keeps.
+ */
+function lazyTable(id: number, build: () => Uint32Array): { id: number; table: Uint32Array } {
+  return {
+    id,
+    get table() {
+      return build();
+    },
+  };
 }
 
 /** Thrown when ids run out while planning (the capacity check should prevent it). */

@@ -9,7 +9,13 @@
  * - `update_one_backend_at_10k_ms` (p50, and `_p99`): one table write that
  *   changes one backend's weight, from the start of the API call to the
  *   service's new Maglev table in the pinned map.
- * - `agent_rss_mib_at_10k`, `agent_cpu_idle_percent` (30 s at steady state).
+ * - `update_one_backend_agent_ms` (p50, and `_p99`): the agent's own part of
+ *   the same updates, from its table cache seeing the change to the maps
+ *   written (`sinceChangeMs` of its "maps synced" lines).
+ * - `update_api_write_ms` (p50, and `_p99`): the apply request of those
+ *   writes alone (the API server's part).
+ * - `agent_rss_mib_at_10k`, `agent_cpu_idle_percent` (30 s at steady state);
+ *   `agent_rss_mib_empty`: an agent started before any table exists.
  *
  * @module
  */
@@ -91,6 +97,18 @@ export async function main(args: string[]): Promise<void> {
       { length: TABLES },
       (_, t) => cluster.plan.gatewayPool.replace(/\.0\/24$/, `.${t + 2}`),
     );
+    // The agent with no table at all: what Deno, its libraries and the loaded data plane cost.
+    const idle = AgentProcess.start(cluster, 0, { metricsPort: 19465 });
+    try {
+      await eventually("the idle agent's DataplaneNode", async () => {
+        return (await dataplaneNode(kc, node.name))?.status !== undefined;
+      }, { timeoutMs: 60_000, intervalMs: 200 });
+      await new Promise((r) => setTimeout(r, 3_000));
+      emit("agent_rss_mib_empty", rssMiB(idle.pid), "MiB", "lower");
+    } finally {
+      await idle.kill("SIGTERM");
+    }
+
     const generations: number[] = [];
     for (let t = 0; t < TABLES; t++) {
       generations.push(await applyTable(kc, table(t, vips[t]!, podNet)));
@@ -118,19 +136,32 @@ export async function main(args: string[]): Promise<void> {
       const idKey = new Uint8Array(new Uint32Array([id]).buffer);
       const innerId = () => new DataView(maglev.lookup(idKey)!.buffer).getUint32(0, true);
       const times: number[] = [];
+      const agentTimes: number[] = [];
+      const writes: number[] = [];
       for (let r = 0; r < rounds; r++) {
+        const seen = agent.lines.length;
         const before = innerId();
         const t0 = performance.now();
         await applyTable(kc, table(0, vips[0]!, podNet, 0, r % 2 === 0 ? 2 : 1));
+        writes.push(performance.now() - t0);
         await eventually("the new Maglev table", () => innerId() !== before, {
           timeoutMs: 10_000,
           intervalMs: 1,
         });
         times.push(performance.now() - t0);
         await new Promise((r) => setTimeout(r, 200));
+        const synced = agent.lines.slice(seen).map((l) => JSON.parse(l))
+          .filter((l) => l.msg === "maps synced");
+        for (const l of synced) agentTimes.push(l.sinceChangeMs);
       }
       emit("update_one_backend_at_10k_ms", percentile(times, 50), "ms", "lower");
       emit("update_one_backend_at_10k_ms_p99", percentile(times, 99), "ms", "lower");
+      // The API server's part: the apply request of the table (1,000 backends) alone.
+      emit("update_api_write_ms", percentile(writes, 50), "ms", "lower");
+      emit("update_api_write_ms_p99", percentile(writes, 99), "ms", "lower");
+      // The agent's own part: from its table cache seeing the change to the maps written.
+      emit("update_one_backend_agent_ms", percentile(agentTimes, 50), "ms", "lower");
+      emit("update_one_backend_agent_ms_p99", percentile(agentTimes, 99), "ms", "lower");
     } finally {
       services.close();
       maglev.close();

@@ -23,10 +23,11 @@ struct {
 } backends SEC(".maps");
 
 /* One Maglev table per service id; the agent swaps in a whole new table on each change.
- * BPF_F_INNER_MAP lets inner tables differ in size (service_value.table_size slots). */
+ * BPF_F_INNER_MAP lets inner tables differ in size (service_value.table_size slots);
+ * BPF_F_MMAPABLE lets the agent fill a fresh table through mmap before it is swapped in. */
 struct maglev_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__uint(max_entries, MAGLEV_MAX);
 	__type(key, __u32);
 	__type(value, __u32);	/* backend id, BACKEND_REJECT for the rejected share */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { buildBpf } from "../../bpf/build.ts";
-import { EVENTS, LIBBPF_OPTS, LIMITS, SHARED_STRUCTS } from "./layout.ts";
+import { EVENTS, LIBBPF_OPTS, LIMITS, MAGLEV_INNER_FLAGS, SHARED_STRUCTS } from "./layout.ts";
 import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
 
 interface BtfType {
@@ -47,6 +47,16 @@ Deno.test("layout: every shared struct matches the compiled object's BTF", async
       `members of struct ${s.name} (name, offset, size)`,
     );
   }
+});
+
+Deno.test("layout: inner Maglev tables are created with the flags of the BTF template", async () => {
+  const types = await btfTypes(await buildBpf());
+  const tpl = [...types.values()].find((t) => t.kind === "STRUCT" && t.name === "maglev_table");
+  assert.ok(tpl, "struct maglev_table is in the BTF");
+  // __uint(map_flags, V) is `int (*map_flags)[V]`: the value is the array's length.
+  const ptr = types.get(tpl.members!.find((m) => m.name === "map_flags")!.type_id)!;
+  assert.equal(ptr.kind, "PTR");
+  assert.equal(types.get(ptr.type_id!)!.nr_elems, MAGLEV_INNER_FLAGS);
 });
 
 Deno.test("layout: libbpf option structs match libbpf's headers (C probe)", async () => {

@@ -109,6 +109,8 @@ const libcSymbols = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   strerror: { parameters: ["i32"], result: "pointer" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
 } as const;
 
 type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];
@@ -222,6 +224,35 @@ export function checkPtr(
     throw new LibbpfError(op, lastErrno() || 2, logLines.join(""), detail);
   }
   return p;
+}
+
+const PROT_READ_WRITE = 0x1 | 0x2;
+const MAP_SHARED = 0x01;
+const PAGE = 4096;
+
+/**
+ * Writes `values` (u32 each) as the elements 0..n-1 of an mmap-able array
+ * map (`BPF_F_MMAPABLE`, 4-byte values): one mmap, one copy, one munmap
+ * instead of a kernel update per element. The kernel lays array elements
+ * out 8 bytes apart (value size rounded up to 8). Only for a map no program
+ * sees yet: the copy is not atomic.
+ */
+export function writeMappedU32(fd: number, values: Uint32Array): void {
+  const len = BigInt(Math.ceil((values.length * 8) / PAGE) * PAGE);
+  const c = loadLibc();
+  lib();
+  logLines = [];
+  const p = c.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  // MAP_FAILED is (void *)-1
+  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
+    throw new LibbpfError("mmap", lastErrno() || 22, "", `map fd ${fd}`);
+  }
+  try {
+    const words = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(p, values.length * 8));
+    for (let i = 0; i < values.length; i++) words[2 * i] = values[i]!;
+  } finally {
+    c.munmap(p, len);
+  }
 }
 
 /** A NUL-terminated C string. */

@@ -95,15 +95,21 @@ export function maglevTable(
     }
   }
   const n = live.length;
-  const offset = new Uint32Array(n);
+  // pos[i] walks backend i's permutation (offset + j * skip) % size one step at a time.
+  const pos = new Uint32Array(n);
   const skip = new Uint32Array(n);
-  const next = new Uint32Array(n);
+  const ids = new Uint32Array(n);
+  const weights = new Float64Array(n);
   const credit = new Float64Array(n);
+  let maxWeight = 0;
   for (let i = 0; i < n; i++) {
-    offset[i] = strHash(live[i]!.key, 0x6d61676c) % size;
-    skip[i] = (strHash(live[i]!.key, 0x65760001) % (size - 1)) + 1;
+    const e = live[i]!;
+    pos[i] = strHash(e.key, 0x6d61676c) % size;
+    skip[i] = (strHash(e.key, 0x65760001) % (size - 1)) + 1;
+    ids[i] = e.id;
+    weights[i] = e.weight;
+    if (e.weight > maxWeight) maxWeight = e.weight;
   }
-  const maxWeight = Math.max(...live.map((e) => e.weight));
   const table = new Uint32Array(size);
   const taken = new Uint8Array(size);
   let filled = 0;
@@ -111,19 +117,28 @@ export function maglevTable(
   // free slot of its permutation. Slots end up proportional to weights.
   while (filled < size) {
     for (let i = 0; i < n && filled < size; i++) {
-      credit[i]! += live[i]!.weight;
-      while (credit[i]! >= maxWeight && filled < size) {
-        credit[i]! -= maxWeight;
-        let c = (offset[i]! + next[i]! * skip[i]!) % size;
-        while (taken[c]) {
-          next[i]!++;
-          c = (offset[i]! + next[i]! * skip[i]!) % size;
+      let cr = credit[i]! + weights[i]!;
+      if (cr < maxWeight) {
+        credit[i] = cr;
+        continue;
+      }
+      let c = pos[i]!;
+      const step = skip[i]!;
+      const id = ids[i]!;
+      while (cr >= maxWeight && filled < size) {
+        cr -= maxWeight;
+        while (taken[c] === 1) {
+          c += step;
+          if (c >= size) c -= size;
         }
         taken[c] = 1;
-        table[c] = live[i]!.id;
-        next[i]!++;
+        table[c] = id;
+        c += step;
+        if (c >= size) c -= size;
         filled++;
       }
+      pos[i] = c;
+      credit[i] = cr;
     }
   }
   return table;

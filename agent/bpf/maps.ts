@@ -10,6 +10,8 @@ import {
   type Backend,
   backend,
   BE_F,
+  BPF_F_INNER_MAP,
+  BPF_F_MMAPABLE,
   type Config,
   config,
   type Counters,
@@ -22,6 +24,8 @@ import {
   flowValue,
   IFACE_F,
   LIMITS,
+  MAGLEV_INNER_FLAGS,
+  type ServiceKey,
   serviceKey,
   type ServiceValue,
   serviceValue,
@@ -29,6 +33,7 @@ import {
 } from "./layout.ts";
 import { MAGLEV_SIZE, type MaglevEntry, maglevSize, maglevTable, rejectEntry } from "./maglev.ts";
 import { BpfMap, createMap, MAP_TYPE, numPossibleCpus, openMapById } from "./object.ts";
+import { LibbpfError, writeMappedU32 } from "./libbpf.ts";
 
 /** A service address as clients use it. */
 export interface ServiceAddress {
@@ -132,8 +137,7 @@ export interface MapCapacity {
   conntrack: number;
 }
 
-/** `BPF_F_INNER_MAP`: inner maps of one outer map may differ in max_entries. */
-const BPF_F_INNER_MAP = 1 << 12;
+const EINVAL = 22;
 
 const PROTO_NUM = { TCP: 6, UDP: 17 } as const;
 
@@ -152,10 +156,17 @@ function slotKeys(n: number): Uint8Array<ArrayBuffer> {
   return new Uint8Array(slotKeyCache.buffer, 0, n * 4);
 }
 
-function zeroPerCpu(map: BpfMap, ids: readonly number[]): void {
+/** Zeroes per-CPU values in chunks: one zero buffer of chunk x value x CPUs, reused. */
+function zeroPerCpu(map: BpfMap, ids: readonly number[], chunk = 4096): void {
   if (ids.length === 0) return;
-  const keys = Uint32Array.from(ids);
-  map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(map.fullValueSize * ids.length));
+  const zeros = new Uint8Array(map.fullValueSize * Math.min(chunk, ids.length));
+  for (let i = 0; i < ids.length; i += chunk) {
+    const keys = Uint32Array.from(ids.slice(i, i + chunk));
+    map.updateBatch(
+      new Uint8Array(keys.buffer),
+      zeros.subarray(0, map.fullValueSize * keys.length),
+    );
+  }
 }
 
 function u32(n: number): Uint8Array<ArrayBuffer> {
@@ -191,6 +202,8 @@ function sumCounters(bytes: Uint8Array, cpus: number): Counters {
 /** Typed access to the data plane's maps. */
 export class DataplaneMaps {
   readonly #maps: MapSet;
+  /** map_flags of inner Maglev tables, once probed (see #maglevInnerFlags). */
+  #innerFlags: number | undefined;
 
   /** Wraps the maps of a loaded object (or of pinned maps). */
   constructor(maps: MapSet) {
@@ -279,58 +292,25 @@ export class DataplaneMaps {
    * plane sees the old table or the new one, never a mix.
    */
   writeMaglev(id: number, table: Uint32Array): void {
-    checkId("service", id, LIMITS.MAX_SERVICES);
-    if (table.length === 0 || table.length > MAGLEV_SIZE) {
-      throw new RangeError(`Maglev table of ${table.length} slots`);
-    }
-    const inner = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-      keySize: 4,
-      valueSize: 4,
-      maxEntries: table.length,
-      flags: BPF_F_INNER_MAP,
-    });
-    try {
-      inner.updateBatch(
-        slotKeys(table.length),
-        new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
-          ArrayBuffer
-        >,
-      );
-      this.#maps.map("maglev").update(u32(id), u32(inner.fd));
-    } finally {
-      inner.close(); // the outer map holds the table now
-    }
+    this.writeMaglevs([{ id, table }]);
   }
 
   /**
    * Swaps in many Maglev tables: fresh inner maps written first, then the
    * outer map updated in batches. The kernel waits for an RCU grace period
    * after each outer-map write call (so programs see the new table when it
-   * returns); one batch call waits once instead of once per service.
+   * returns); one batch call waits once instead of once per service. A
+   * chunk's inner maps stay open (one fd each) until their batch is in.
+   * Each `table` is read once (the agent's are built when read).
    */
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 512): void {
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 2048): void {
     for (let i = 0; i < tables.length; i += chunk) {
       const part = tables.slice(i, i + chunk);
       const inner: BpfMap[] = [];
       try {
         for (const { id, table } of part) {
           checkId("service", id, LIMITS.MAX_SERVICES);
-          if (table.length === 0 || table.length > MAGLEV_SIZE) {
-            throw new RangeError(`Maglev table of ${table.length} slots`);
-          }
-          const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-            keySize: 4,
-            valueSize: 4,
-            maxEntries: table.length,
-            flags: BPF_F_INNER_MAP,
-          });
-          inner.push(m);
-          m.updateBatch(
-            slotKeys(table.length),
-            new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
-              ArrayBuffer
-            >,
-          );
+          inner.push(this.#innerTable(table));
         }
         const keys = Uint32Array.from(part, (t) => t.id);
         const fds = Uint32Array.from(inner, (m) => m.fd);
@@ -342,6 +322,67 @@ export class DataplaneMaps {
         for (const m of inner) m.close(); // the outer map holds the tables now
       }
     }
+  }
+
+  /**
+   * A fresh inner map holding `table`, not yet visible to any program. It is
+   * filled through mmap (one copy) where the outer map takes mmap-able
+   * tables, else with one batch update (the kernel copies slot by slot).
+   */
+  #innerTable(table: Uint32Array): BpfMap {
+    if (table.length === 0 || table.length > MAGLEV_SIZE) {
+      throw new RangeError(`Maglev table of ${table.length} slots`);
+    }
+    const flags = this.#maglevInnerFlags();
+    const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: table.length,
+      flags,
+    });
+    try {
+      if (flags & BPF_F_MMAPABLE) writeMappedU32(m.fd, table);
+      else {
+        m.updateBatch(
+          slotKeys(table.length),
+          new Uint8Array(table.buffer, table.byteOffset, table.byteLength) as Uint8Array<
+            ArrayBuffer
+          >,
+        );
+      }
+    } catch (e) {
+      m.close();
+      throw e;
+    }
+    return m;
+  }
+
+  /**
+   * The flags inner tables must have: those of bpf/maps.h, unless the
+   * `maglev` outer map was pinned by an agent whose tables were not
+   * mmap-able (the kernel then refuses other flags with EINVAL). Probed once
+   * on slot 0, which no service uses (service ids start at 1).
+   */
+  #maglevInnerFlags(): number {
+    if (this.#innerFlags !== undefined) return this.#innerFlags;
+    const outer = this.#maps.map("maglev");
+    const probe = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+      flags: MAGLEV_INNER_FLAGS,
+    });
+    try {
+      outer.update(u32(0), u32(probe.fd));
+      outer.delete(u32(0));
+      this.#innerFlags = MAGLEV_INNER_FLAGS;
+    } catch (e) {
+      if (!(e instanceof LibbpfError && e.errno === EINVAL)) throw e;
+      this.#innerFlags = BPF_F_INNER_MAP;
+    } finally {
+      probe.close();
+    }
+    return this.#innerFlags;
   }
 
   /**
@@ -389,6 +430,27 @@ export class DataplaneMaps {
     );
   }
 
+  /** Writes services entries in one batch, in order. */
+  putServices(entries: readonly { addr: ServiceAddress; entry: ServiceEntry }[]): void {
+    if (entries.length === 0) return;
+    const keys = new Uint8Array(serviceKey.size * entries.length);
+    const values = new Uint8Array(serviceValue.size * entries.length);
+    entries.forEach(({ addr, entry }, i) => {
+      keys.set(this.#serviceKey(addr), i * serviceKey.size);
+      serviceValue.encode(
+        {
+          id: entry.id,
+          flags: entry.keepClientAddress ? SVC_F.KEEP_CLIENT : 0,
+          table_size: entry.tableSize,
+          fingerprint: entry.fingerprint >>> 0,
+        },
+        values,
+        i * serviceValue.size,
+      );
+    });
+    this.#maps.map("services").updateBatch(keys, values);
+  }
+
   /** Removes the services entry of `addr` only (the frontend stops matching). */
   deleteServiceEntry(addr: ServiceAddress): void {
     this.#maps.map("services").delete(this.#serviceKey(addr));
@@ -411,19 +473,17 @@ export class DataplaneMaps {
   listServices(): { frontends: ProgrammedService[]; vips: string[] } {
     const frontends: ProgrammedService[] = [];
     const vips: string[] = [];
-    for (const [k, v] of this.#maps.map("services").entries()) {
-      const key = serviceKey.decode(k);
-      const value = serviceValue.decode(v);
+    const each = (key: ServiceKey, value: ServiceValue): void => {
       if (key.port === 0 && key.proto === 0) {
         vips.push(key.addr);
-        continue;
+        return;
       }
       const protocol = key.proto === PROTO_NUM.TCP
         ? "TCP"
         : key.proto === PROTO_NUM.UDP
         ? "UDP"
         : undefined;
-      if (!protocol) continue;
+      if (!protocol) return;
       frontends.push({
         address: { addr: key.addr, port: key.port, protocol },
         entry: {
@@ -433,7 +493,15 @@ export class DataplaneMaps {
           fingerprint: value.fingerprint,
         },
       });
-    }
+    };
+    this.#maps.map("services").scan((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        each(
+          serviceKey.decode(keys, i * serviceKey.size),
+          serviceValue.decode(values, i * serviceValue.size),
+        );
+      }
+    });
     return { frontends, vips };
   }
 
@@ -445,14 +513,15 @@ export class DataplaneMaps {
     slots.forEach((s, i) => {
       checkId("backend", s.id, LIMITS.MAX_BACKENDS);
       keys[i] = s.id;
-      values.set(
-        backend.encode({
+      backend.encode(
+        {
           addr: s.addr,
           port: s.port,
           family: FAMILY_V4,
           flags: BE_F.ACTIVE | (s.remote ? BE_F.REMOTE : 0),
           service_id: s.serviceId,
-        }),
+        },
+        values,
         i * backend.size,
       );
     });
@@ -472,17 +541,23 @@ export class DataplaneMaps {
   /** Every backend slot in use. */
   listBackends(): BackendSlot[] {
     const out: BackendSlot[] = [];
-    for (const [k, v] of this.#maps.map("backends").entries()) {
-      const b = backend.decode(v);
-      if (!(b.flags & BE_F.ACTIVE)) continue;
-      out.push({
-        id: new DataView(k.buffer).getUint32(0, true),
-        addr: b.addr,
-        port: b.port,
-        remote: (b.flags & BE_F.REMOTE) !== 0,
-        serviceId: b.service_id,
-      });
-    }
+    const flags = backend.fields.find((f) => f.name === "flags")!.offset;
+    // A packed scan: copying each of the 131,072 slots into buffers of its own left
+    // ~170 MiB of freed buffers in the allocator, kept for the process's life.
+    this.#maps.map("backends").scan((keys, values, n) => {
+      const ids = new DataView(keys.buffer);
+      for (let i = 0; i < n; i++) {
+        if (!(values[i * backend.size + flags]! & BE_F.ACTIVE)) continue;
+        const b = backend.decode(values, i * backend.size);
+        out.push({
+          id: ids.getUint32(i * 4, true),
+          addr: b.addr,
+          port: b.port,
+          remote: (b.flags & BE_F.REMOTE) !== 0,
+          serviceId: b.service_id,
+        });
+      }
+    });
     return out;
   }
 

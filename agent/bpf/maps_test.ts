@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { buildBpf } from "../../bpf/build.ts";
 import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
 import { maglevSize, maglevTable } from "./maglev.ts";
+import { BPF_F_INNER_MAP, LIMITS } from "./layout.ts";
+import { check, closeFd, cstr, lib, opts } from "./libbpf.ts";
+import { createMap, MAP_TYPE } from "./object.ts";
 
 async function withMaps(fn: (dp: Dataplane) => void): Promise<void> {
   await buildBpf();
@@ -81,4 +84,42 @@ Deno.test("maps: Maglev tables are written and removed in batches", async () => 
     dp.maps.deleteMaglevs([1, 3]);
     assert.deepEqual([1, 2, 3].map((id) => dp.maps.readMaglev(id).length), [0, 1021, 0]);
   });
+});
+
+Deno.test("maps: a maglev map pinned by an agent without mmap-able tables keeps taking tables", async () => {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-maps-legacy-${Deno.pid}`;
+  await Deno.mkdir(pinDir, { recursive: true });
+  // The outer map as an earlier agent pinned it: inner tables with BPF_F_INNER_MAP only.
+  const template = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+    keySize: 4,
+    valueSize: 4,
+    maxEntries: LIMITS.MAGLEV_MAX,
+    flags: BPF_F_INNER_MAP,
+  });
+  const outerFd = check("bpf_map_create", () =>
+    lib().bpf_map_create(
+      MAP_TYPE.ARRAY_OF_MAPS,
+      cstr("maglev"),
+      4,
+      4,
+      LIMITS.MAX_SERVICES,
+      opts("bpf_map_create_opts", { inner_map_fd: template.fd }),
+    ));
+  template.close();
+  try {
+    check("bpf_obj_pin", () => lib().bpf_obj_pin(outerFd, cstr(`${pinDir}/maglev`)));
+  } finally {
+    closeFd(outerFd);
+  }
+  const dp = Dataplane.load({ pinDir, conntrackEntries: 1024 });
+  try {
+    const table = maglevTable([{ key: "198.18.201.1:80", id: 11, weight: 1 }], maglevSize(1));
+    dp.maps.writeMaglevs([{ id: 1, table }, { id: 2, table }]);
+    assert.deepEqual(dp.maps.readMaglev(2), table);
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
 });
