@@ -344,7 +344,7 @@ Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grant
         try {
           const programmed = await programmedOf(
             "Gateway one Programmed=False/AgentNotRunning",
-            (p) => p.status === "False",
+            (p) => p.status === "False" && p.reason === "AgentNotRunning",
             (LEASE_SECONDS + 10) * 1000,
           );
           const seconds = (performance.now() - killed) / 1000;
@@ -381,7 +381,7 @@ Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grant
         try {
           const released = await programmedOf(
             "Gateway one Programmed=False/AgentNotRunning",
-            (p) => p.status === "False",
+            (p) => p.status === "False" && p.reason === "AgentNotRunning",
           );
           const seconds = (performance.now() - stoppedAt) / 1000;
           assert.equal(released.reason, "AgentNotRunning", released.message);
