@@ -13,6 +13,7 @@ const BENCHMARKS: Record<
   dataplane: () => import("./dataplane.ts"),
   agent: () => import("./agent.ts"),
   operator: () => import("./operator.ts"),
+  fuzz: () => import("./fuzz.ts"),
 };
 
 if (import.meta.main) {
