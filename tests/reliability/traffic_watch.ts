@@ -38,6 +38,8 @@ export interface TrafficReport {
   longestGapMs: number;
   /** Backends that answered new connections, with counts. */
   backends: Record<string, number>;
+  /** Answers on a long-lived flow from another backend than its first (misrouted). */
+  moved: Record<string, number>;
 }
 
 /** A running watch: `stop()` ends it and reports. */
@@ -77,6 +79,12 @@ export function watchTraffic(
     failures: [],
     longestGapMs: 0,
     backends: {},
+    moved: {},
+  };
+  const flowBackend: Record<string, string | undefined> = {};
+  const same = (client: string, backend: string) => {
+    const first = flowBackend[client] ??= backend;
+    if (first !== backend) report.moved[client] = (report.moved[client] ?? 0) + 1;
   };
   const firstFailure: Record<string, number | undefined> = {};
   const ok = (client: string, backend?: string) => {
@@ -109,18 +117,19 @@ export function watchTraffic(
     loop(100, async () => {
       try {
         tcp ??= await LineConnection.open(address, ports.tcp, timeoutMs);
-        await tcp.ask("long", timeoutMs);
+        same("long-tcp", (await tcp.ask("long", timeoutMs)).name);
         ok("long-tcp");
       } catch (e) {
         // The flow is gone: the next round opens another (a new flow, counted as such).
         fail("long-tcp", e);
         tcp?.close();
         tcp = undefined;
+        flowBackend["long-tcp"] = undefined;
       }
     }),
     loop(100, async () => {
       try {
-        await udp.ask("long", timeoutMs);
+        same("long-udp", (await udp.ask("long", timeoutMs)).name);
         ok("long-udp");
       } catch (e) {
         fail("long-udp", e);
@@ -165,7 +174,8 @@ export function describeTraffic(r: TrafficReport): string {
   const parts = clients.map((c) => `${c} ${r.failed[c] ?? 0}/${r.sent[c]} failed`);
   const kinds = new Map<string, number>();
   for (const f of r.failures) kinds.set(f.kind, (kinds.get(f.kind) ?? 0) + 1);
-  return `${parts.join(", ")}; longest gap ${r.longestGapMs} ms${
+  const moved = Object.entries(r.moved).map(([c, n]) => `${c} ${n}`).join(", ") || "none";
+  return `${parts.join(", ")}; moved ${moved}; longest gap ${r.longestGapMs} ms${
     kinds.size ? `; failures: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}` : ""
   }`;
 }
