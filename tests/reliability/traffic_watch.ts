@@ -24,6 +24,8 @@ export interface Failure {
   client: string;
   /** `reset` (the connection was reset or closed), `timeout`, or the error. */
   kind: string;
+  /** The backend a long-lived flow had until then, if any. */
+  backend?: string;
 }
 
 /** What the clients saw. */
@@ -81,12 +83,12 @@ export function watchTraffic(
     backends: {},
     moved: {},
   };
-  const flowBackend: Record<string, string | undefined> = {};
   const same = (client: string, backend: string) => {
     const first = flowBackend[client] ??= backend;
     if (first !== backend) report.moved[client] = (report.moved[client] ?? 0) + 1;
   };
   const firstFailure: Record<string, number | undefined> = {};
+  const flowBackend: Record<string, string | undefined> = {};
   const ok = (client: string, backend?: string) => {
     report.sent[client] = (report.sent[client] ?? 0) + 1;
     const first = firstFailure[client];
@@ -101,7 +103,13 @@ export function watchTraffic(
     report.failed[client] = (report.failed[client] ?? 0) + 1;
     firstFailure[client] ??= elapsed();
     if (report.failures.length < 50) {
-      report.failures.push({ at: elapsed(), client, kind: kindOf(e) });
+      const backend = flowBackend[client];
+      report.failures.push({
+        at: elapsed(),
+        client,
+        kind: kindOf(e),
+        ...(backend ? { backend } : {}),
+      });
     }
   };
   const loop = async (every: number, fn: () => Promise<void>) => {
@@ -173,7 +181,10 @@ export function describeTraffic(r: TrafficReport): string {
   const clients = Object.keys(r.sent).sort();
   const parts = clients.map((c) => `${c} ${r.failed[c] ?? 0}/${r.sent[c]} failed`);
   const kinds = new Map<string, number>();
-  for (const f of r.failures) kinds.set(f.kind, (kinds.get(f.kind) ?? 0) + 1);
+  for (const f of r.failures) {
+    const k = `${f.client} ${f.kind}${f.backend ? ` (flow on ${f.backend})` : ""}`;
+    kinds.set(k, (kinds.get(k) ?? 0) + 1);
+  }
   const moved = Object.entries(r.moved).map(([c, n]) => `${c} ${n}`).join(", ") || "none";
   return `${parts.join(", ")}; moved ${moved}; longest gap ${r.longestGapMs} ms${
     kinds.size ? `; failures: ${[...kinds].map(([k, n]) => `${k} ${n}`).join(", ")}` : ""
