@@ -14,6 +14,7 @@ const BENCHMARKS: Record<
   agent: () => import("./agent.ts"),
   operator: () => import("./operator.ts"),
   fuzz: () => import("./fuzz.ts"),
+  soak: () => import("./soak.ts"),
 };
 
 if (import.meta.main) {
