@@ -106,7 +106,7 @@ export class AgentProcess {
   static start(
     cluster: Cluster,
     index: number,
-    options: { metricsPort?: number } = {},
+    options: { metricsPort?: number; args?: string[] } = {},
   ): AgentProcess {
     const node = cluster.nodes[index]!;
     const port = options.metricsPort ?? 9464;
@@ -129,6 +129,7 @@ export class AgentProcess {
         "eth0",
         "--metrics-port",
         String(port),
+        ...(options.args ?? []),
       ],
       stdin: "null",
       stdout: "null",

@@ -5,7 +5,13 @@
  *
  * @module
  */
-import type { DataplaneNodeStatus, MapUsage, ServiceCounters } from "../api/mod.ts";
+import {
+  DATAPLANE_CONDITIONS,
+  DATAPLANE_REASONS,
+  type DataplaneNodeStatus,
+  type MapUsage,
+  type ServiceCounters,
+} from "../api/mod.ts";
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
 import {
   computeDesiredState,
@@ -14,6 +20,7 @@ import {
   type TableCache,
   type TableOutcome,
 } from "./desired_state.ts";
+import { apiStatus } from "../kube/client.ts";
 import { errorText, type Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 import type { StatusWriter } from "./node_status_writer.ts";
@@ -88,6 +95,7 @@ export class Agent {
   #statusTimer: ReturnType<typeof setTimeout> | undefined;
   #lastTick = Date.now();
   #objectReady = false;
+  #nodeFound = true;
   #lastSyncTime: string | undefined;
   #countersDigest = -1;
   #lastLogged = new Map<string, string>();
@@ -129,14 +137,63 @@ export class Agent {
     this.#ensureObject();
   }
 
-  /** Stops timers and the source; the maps and links stay as they are. */
-  async stop(): Promise<void> {
+  /**
+   * Stops timers and the source; the maps and links stay as they are. With
+   * `report`, the DataplaneNode then says `Ready=False/AgentStopped` (a
+   * graceful shutdown), written once with a 5 s limit.
+   */
+  async stop(options: { report?: boolean } = {}): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#statusTimer);
     clearInterval(this.#countersTimer);
     await this.#o.source.stop();
     await this.#statusInFlight;
+    if (options.report && this.#objectReady && this.#lastStatus) {
+      await this.#reportStopped(this.#lastStatus);
+    }
+  }
+
+  async #reportStopped(last: DataplaneNodeStatus): Promise<void> {
+    const now = new Date().toISOString();
+    const status: DataplaneNodeStatus = {
+      ...last,
+      conditions: (last.conditions ?? []).map((c) =>
+        c.type === DATAPLANE_CONDITIONS.ready
+          ? {
+            ...c,
+            status: "False",
+            reason: DATAPLANE_REASONS.agentStopped,
+            message: "the agent stopped; the pinned maps keep forwarding what they hold",
+            lastTransitionTime: c.status === "False" ? c.lastTransitionTime : now,
+          }
+          : c
+      ),
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.#o.status.write(status),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("timed out after 5 s")), 5_000);
+        }),
+      ]);
+    } catch (e) {
+      this.#o.log("warn", "reporting the stop in DataplaneNode failed", { error: errorText(e) });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * The node's Node changed: gone (`found: false`: the status says so), or
+   * there (again, or with a new uid: the DataplaneNode is applied again, so
+   * its owner reference names the Node that exists).
+   */
+  nodeChanged(state: { found: boolean }): void {
+    this.#nodeFound = state.found;
+    if (state.found && !this.#stopped && this.#synced) this.#ensureObject();
+    else this.#statusChanged();
   }
 
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */
@@ -263,6 +320,7 @@ export class Agent {
   #ensureObject(): void {
     this.#o.status.ensure(this.#o.uplink).then(() => {
       this.#objectReady = true;
+      this.#lastWritten = ""; // a (re)created object has no status yet
       this.#statusChanged();
     }).catch((e) => {
       this.#o.log("warn", "DataplaneNode create failed, retrying", { error: errorText(e) });
@@ -278,6 +336,7 @@ export class Agent {
       synced: this.#synced,
       lastSyncTime: this.#lastSyncTime,
       maps: this.#mapUsage(),
+      nodeFound: this.#nodeFound,
     }, this.#lastStatus);
     if (this.#counters) status.counters = this.#counters;
     this.#lastStatus = status;
@@ -301,6 +360,13 @@ export class Agent {
         labels: { result: "ok" },
       });
     }, (e) => {
+      if (apiStatus(e) === 404 && this.#objectReady) {
+        // the DataplaneNode was deleted under us: create it again, then write
+        this.#objectReady = false;
+        this.#o.log("warn", "DataplaneNode is gone, creating it again");
+        this.#ensureObject();
+        return;
+      }
       this.#statusRetryMs = Math.min(30_000, Math.max(500, this.#statusRetryMs * 2));
       this.#o.metrics.inc("blixt_agent_status_writes_total", "DataplaneNode status writes.", {
         labels: { result: "error" },
@@ -343,7 +409,13 @@ export class Agent {
         backends: this.#o.maps.allCounters("backend"),
       });
       if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
-      this.#counters = { collectedAt: new Date().toISOString(), services };
+      // an exhausted SNAT port range also rejects, so it always moves the services' counters
+      const snatExhausted = Number(this.#o.maps.events().snat_exhausted ?? 0);
+      this.#counters = {
+        collectedAt: new Date().toISOString(),
+        services,
+        ...(snatExhausted > 0 ? { snatExhausted } : {}),
+      };
       this.#statusChanged();
     } catch (e) {
       this.#o.log("warn", "reading counters failed", { error: errorText(e) });

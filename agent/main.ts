@@ -7,7 +7,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { AGENT_LEASE_DURATION_SECONDS, AGENT_LEASE_RENEW_INTERVAL_SECONDS } from "../api/mod.ts";
 import { Agent } from "./agent.ts";
+import { LivenessLease } from "./liveness_lease.ts";
+import { type NodeState, NodeWatch } from "./node_watch.ts";
 import { Dataplane, DEFAULT_OBJECT } from "./bpf/loader.ts";
 import { serveEndpoints } from "./http_server.ts";
 import { errorText, jsonLogger } from "./log.ts";
@@ -17,7 +20,9 @@ import { kubeConfigFor, kubeTableSource } from "./table_source.ts";
 
 const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
   [--bpffs DIR] [--metrics-port N] [--metrics-address ADDR] [--node-address IP]
-  [--object PATH] [--log-level debug|info|warn|error]`;
+  [--object PATH] [--log-level debug|info|warn|error]
+  [--lease-namespace NS] [--lease-duration SECONDS] [--lease-renew-interval SECONDS]
+  [--snat-ports MIN-MAX]`;
 
 async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -32,6 +37,16 @@ async function main(args: string[]): Promise<number> {
       "node-address": { type: "string" },
       object: { type: "string", default: DEFAULT_OBJECT },
       "log-level": { type: "string", default: "info" },
+      "snat-ports": { type: "string", default: "61000-65535" },
+      "lease-namespace": {
+        type: "string",
+        default: Deno.env.get("POD_NAMESPACE") ?? "blixt-system",
+      },
+      "lease-duration": { type: "string", default: String(AGENT_LEASE_DURATION_SECONDS) },
+      "lease-renew-interval": {
+        type: "string",
+        default: String(AGENT_LEASE_RENEW_INTERVAL_SECONDS),
+      },
       help: { type: "boolean" },
     },
   });
@@ -44,14 +59,37 @@ async function main(args: string[]): Promise<number> {
   const log = jsonLogger({ component: "agent", node }, { minLevel: level });
   const kc = kubeConfigFor(values.kubeconfig);
   const info = await readNode(kc, node);
-  const nodeAddr = values["node-address"] ?? info.address;
+  let nodeState: NodeState = { found: info.uid !== undefined, ...info };
+  let nodeAddr = values["node-address"] ?? info.address;
   if (!nodeAddr) throw new Error(`node ${node} has no address; pass --node-address`);
+
+  // Source ports of flows to backends on other nodes (per backend ip:port and node).
+  const snat = /^(\d+)-(\d+)$/.exec(values["snat-ports"]);
+  if (!snat) throw new Error(`--snat-ports ${values["snat-ports"]}: want MIN-MAX`);
+  const snatPorts: [number, number] = [Number(snat[1]), Number(snat[2])];
 
   const pinDir = `${values.bpffs}/blixt`;
   const dp = Dataplane.load({ pinDir, objectPath: values.object });
   const mode = dp.attach(values.uplink);
-  dp.maps.setConfig({ nodeAddr });
+  dp.maps.setConfig({ nodeAddr, snatPorts });
   log("info", "data plane attached", { uplink: values.uplink, mode, pinDir, nodeAddr });
+
+  const durationSeconds = Number(values["lease-duration"]);
+  const renewIntervalSeconds = Number(values["lease-renew-interval"]);
+  if (
+    !(durationSeconds > 0 && renewIntervalSeconds > 0 && renewIntervalSeconds < durationSeconds)
+  ) {
+    throw new Error("--lease-renew-interval must be positive and below --lease-duration");
+  }
+  // The operator counts this node's agent as running only while this Lease is held.
+  const lease = new LivenessLease(kc, {
+    namespace: values["lease-namespace"],
+    node,
+    identity: Deno.env.get("POD_NAME") ?? `${Deno.hostname()}-${Deno.pid}`,
+    durationSeconds,
+    renewIntervalSeconds,
+    log,
+  }).start();
 
   const metrics = new Registry();
   const agent = new Agent({
@@ -59,10 +97,30 @@ async function main(args: string[]): Promise<number> {
     uplink: values.uplink,
     maps: dp.maps,
     source: kubeTableSource(kc, { log }),
-    status: kubeStatusWriter(kc, node, info),
+    status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
   });
+  // Its own Node: a new address goes to the data plane, a new uid re-owns the DataplaneNode.
+  const nodeWatch = new NodeWatch(kc, node, nodeState, {
+    log: ({ level, msg, ...fields }) => log(level, msg, fields),
+    onChange: (state) => {
+      nodeState = state;
+      log(state.found ? "info" : "warn", state.found ? "Node changed" : "Node not found", {
+        ...(state.uid ? { uid: state.uid } : {}),
+        ...(state.address ? { address: state.address } : {}),
+      });
+      if (!values["node-address"] && state.address && state.address !== nodeAddr) {
+        nodeAddr = state.address;
+        dp.maps.setConfig({ nodeAddr, snatPorts });
+        log("info", "node address changed; flows to remote backends now leave from it", {
+          nodeAddr,
+        });
+      }
+      agent.nodeChanged(state);
+    },
+  }).start();
+  if (!nodeState.found) agent.nodeChanged({ found: false });
   const server = serveEndpoints(agent, metrics, {
     port: Number(values["metrics-port"]),
     hostname: values["metrics-address"],
@@ -75,7 +133,10 @@ async function main(args: string[]): Promise<number> {
   await Promise.race([agent.start(), done.promise]);
   await done.promise;
   log("info", "stopping; maps and links stay pinned and keep forwarding");
-  await agent.stop();
+  // The Lease first: the operator flips the node's Gateways at once, not a lease duration later.
+  await lease.stop({ release: true });
+  await nodeWatch.stop();
+  await agent.stop({ report: true });
   await server.shutdown();
   dp.close();
   return 0;

@@ -51,15 +51,19 @@ export async function readNode(kc: k8s.KubeConfig, name: string): Promise<NodeIn
   }
 }
 
-/** A {@linkcode StatusWriter} for DataplaneNode `node` through the API server. */
+/**
+ * A {@linkcode StatusWriter} for DataplaneNode `node` through the API server;
+ * `info` (or what it returns, read on every `ensure`) gives the owner.
+ */
 export function kubeStatusWriter(
   kc: k8s.KubeConfig,
   node: string,
-  info: NodeInfo,
+  nodeInfo: NodeInfo | (() => NodeInfo),
 ): StatusWriter {
   const api = kc.makeApiClient(k8s.CustomObjectsApi);
   return {
     ensure: async (uplink) => {
+      const info = typeof nodeInfo === "function" ? nodeInfo() : nodeInfo;
       await applyObject(kc, {
         apiVersion: API_VERSION,
         kind: DATAPLANE_NODE_KIND,

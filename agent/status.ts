@@ -35,6 +35,8 @@ export interface StatusInput {
   lastSyncTime?: string | undefined;
   /** Fill of the maps. */
   maps?: MapUsage[];
+  /** False once the node's Node object is gone (default true). */
+  nodeFound?: boolean;
 }
 
 const REASON_OF: Record<Exclude<TableResult, "programmed">, string> = {
@@ -98,7 +100,14 @@ export function buildStatus(
       .slice(0, 5).join("; ");
   }
   const ready = reason === DATAPLANE_REASONS.programmed;
-  const degraded = input.synced && !ready;
+  let degraded = input.synced && !ready;
+  let degradedReason = reason;
+  let degradedMessage = message;
+  if (input.nodeFound === false && !degraded) {
+    degraded = true;
+    degradedReason = DATAPLANE_REASONS.nodeNotFound;
+    degradedMessage = "the Node does not exist; the maps are kept as they are";
+  }
   return {
     conditions: [
       condition(
@@ -115,8 +124,8 @@ export function buildStatus(
         {
           type: DATAPLANE_CONDITIONS.degraded,
           status: degraded ? "True" : "False",
-          reason: degraded ? reason : DATAPLANE_REASONS.noProblems,
-          message: degraded ? message : "",
+          reason: degraded ? degradedReason : DATAPLANE_REASONS.noProblems,
+          message: degraded ? degradedMessage : "",
         },
         previous?.conditions,
         now,

@@ -128,6 +128,7 @@ const sampleNode: DataplaneNode = {
     }],
     counters: {
       collectedAt: now,
+      snatExhausted: 3,
       services: [{
         address: "198.18.0.10",
         port: 5000,

@@ -32,6 +32,10 @@ export const DATAPLANE_REASONS = {
   capacityExceeded: "CapacityExceeded",
   bpfError: "BPFError",
   noProblems: "NoProblems",
+  /** The agent stopped gracefully; the pinned maps keep forwarding what they hold. */
+  agentStopped: "AgentStopped",
+  /** The node's Node object does not exist (deleted); the maps are kept as they are. */
+  nodeNotFound: "NodeNotFound",
 } as const;
 
 /** Desired state of a DataplaneNode: which node and uplink it describes. */
@@ -104,6 +108,11 @@ export interface CountersSnapshot {
   collectedAt: string;
   /** Per frontend. */
   services: ServiceCounters[];
+  /**
+   * New flows to backends on other nodes that found no free SNAT port and
+   * were rejected (RST, ICMP unreachable), since the maps were created; absent when none.
+   */
+  snatExhausted?: number;
 }
 
 /** How full one BPF map is: what bounds how much a node can program. */
@@ -239,6 +248,9 @@ function checkStatus(status: JsonObject, e: FieldErrors): void {
   ) {
     const c = status.counters;
     e.string(c.collectedAt, "status.counters.collectedAt", { minLength: 1 });
+    if (c.snatExhausted !== undefined) {
+      e.integer(c.snatExhausted, "status.counters.snatExhausted", 0, Number.MAX_SAFE_INTEGER);
+    }
     if (e.array(c.services, "status.counters.services")) {
       c.services.forEach((s, i) => {
         const p = `status.counters.services[${i}]`;

@@ -9,3 +9,4 @@ export * from "./ip_address.ts";
 export * from "./routing_table.ts";
 export * from "./dataplane_node.ts";
 export * from "./gateway_class_config.ts";
+export * from "./agent_lease.ts";

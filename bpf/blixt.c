@@ -99,8 +99,9 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
 		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {
+			/* Answered (RST, ICMP unreachable), not dropped: a dropped SYN hangs the client. */
 			count_event(EV_SNAT_EXHAUSTED);
-			return TC_ACT_SHOT;
+			return NEW_FLOW_REJECT;
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
 			 svc->id, bid, now);

@@ -1293,7 +1293,7 @@ Deno.test("packet: conntrack entries expire after the kernel's timeouts, not bef
   });
 });
 
-Deno.test("packet: SNAT ports run out loudly and come back once their flow expires", async () => {
+Deno.test("packet: SNAT ports run out loudly (the client gets a reset) and come back once their flow expires", async () => {
   await withDataplane((dp) => {
     dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61001] });
     const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
@@ -1317,12 +1317,22 @@ Deno.test("packet: SNAT ports run out loudly and come back once their flow expir
     }
     const ports = [natPort(40901), natPort(40902)].sort();
     assert.deepEqual(ports, [61000, 61001]);
+    /** The answer to a SYN that finds no free port: RST+ACK from the VIP, as for no backend. */
+    const reset = (sport: number) =>
+      buildPacket({
+        srcMac: NODE_MAC,
+        dstMac: CLIENT_MAC,
+        src: VIP2,
+        dst: CLIENT,
+        id: 0,
+        tcp: tcp(80, sport, TCP.RST | TCP.ACK, { seq: 0, ack: 1001, window: 0 }),
+      });
     check(dp, {
-      description: "a third flow finds no free port: dropped, counted",
+      description: "a third flow finds no free port: reset from the VIP, counted",
       hook: "ingress",
       input: syn(40903),
-      expected: "unchanged",
-      verdict: TC_ACT.SHOT,
+      expected: reset(40903),
+      verdict: TC_ACT.REDIRECT,
     });
     assert.equal(dp.maps.events().snat_exhausted, 1n);
     check(dp, {
@@ -1334,11 +1344,11 @@ Deno.test("packet: SNAT ports run out loudly and come back once their flow expir
     });
     const freed = natPort(40901);
     check(dp, {
-      description: "its port stays reserved while the closed flow is tracked (10 s)",
+      description: "its port stays reserved while the closed flow is tracked (10 s): reset",
       hook: "ingress",
       input: syn(40904),
-      expected: "unchanged",
-      verdict: TC_ACT.SHOT,
+      expected: reset(40904),
+      verdict: TC_ACT.REDIRECT,
     });
     idle(dp, 11);
     check(dp, {

@@ -75,7 +75,7 @@ enum dp_event {
 	EV_REJECT_UDP,		/* ICMP port unreachable sent */
 	EV_REJECT_FAILED,	/* could not build the reject packet: dropped */
 	EV_ICMP_TRANSLATED,	/* ICMP error from a backend translated to the client */
-	EV_SNAT_EXHAUSTED,	/* no free SNAT port: dropped */
+	EV_SNAT_EXHAUSTED,	/* no free SNAT port: rejected (RST, ICMP unreachable) */
 	EV_BACKEND_GONE,	/* tracked flow's backend was removed: picked again */
 	EV_CT_CREATE_FAILED,	/* conntrack insert failed: dropped */
 	EV_MAX,

@@ -81,7 +81,10 @@ const OPERATOR_CHECKS: Check[] = [
   ["get", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
   ["update", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
   ["watch", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-operator" }],
-  ["list", "leases.coordination.k8s.io", "no", { namespace: NS }],
+  // the agents' liveness Leases: read only
+  ["list", "leases.coordination.k8s.io", "yes", { namespace: NS }],
+  ["watch", "leases.coordination.k8s.io", "yes", { namespace: NS }],
+  ["list", "leases.coordination.k8s.io", "no", { namespace: "kube-system" }],
   // and no more
   ["get", "secrets", "no"],
   ["list", "secrets", "no", { namespace: NS }],
@@ -127,6 +130,10 @@ const AGENT_CHECKS: Check[] = [
   ["update", "dataplanenodes.blixt.dev", "yes"],
   ["patch", "dataplanenodes.blixt.dev/status", "yes"],
   ["update", "dataplanenodes.blixt.dev/status", "yes"],
+  // its liveness Lease, in blixt-system
+  ["create", "leases.coordination.k8s.io", "yes", { namespace: NS }],
+  ["get", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-agent-node-1" }],
+  ["update", "leases.coordination.k8s.io", "yes", { namespace: NS, name: "blixt-agent-node-1" }],
   // and nothing else
   ["create", "routingtables.blixt.dev", "no"],
   ["update", "routingtables.blixt.dev", "no"],
@@ -146,7 +153,10 @@ const AGENT_CHECKS: Check[] = [
   ["update", `gateways.${GW}/status`, "no"],
   ["create", "events", "no"],
   ["create", "pods", "no"],
-  ["get", "leases.coordination.k8s.io", "no", { namespace: NS, name: "blixt-operator" }],
+  ["list", "leases.coordination.k8s.io", "no", { namespace: NS }],
+  ["delete", "leases.coordination.k8s.io", "no", { namespace: NS, name: "blixt-agent-node-1" }],
+  ["create", "leases.coordination.k8s.io", "no", { namespace: "kube-system" }],
+  ["update", "leases.coordination.k8s.io", "no", { namespace: "kube-node-lease", name: "node-1" }],
   ["create", "serviceaccounts/token", "no", { namespace: NS }],
 ];
 
@@ -164,6 +174,7 @@ const VIEWER_CHECKS: Check[] = [
   ["list", "services", "yes"],
   ["list", "endpointslices.discovery.k8s.io", "yes"],
   ["get", "namespaces", "yes"],
+  ["list", "leases.coordination.k8s.io", "yes", { namespace: NS }],
   // writes nothing, reads no Secrets
   ["create", `gateways.${GW}`, "no"],
   ["update", `gateways.${GW}`, "no"],

@@ -234,6 +234,33 @@ export function dataplaneNode(
   };
 }
 
+/**
+ * The liveness Lease of `node`'s agent as the agent writes it: renewed
+ * `renewedSecondsAgo` before {@linkcode NOW} (default 1), for 40 s;
+ * `released` is what a graceful shutdown leaves.
+ */
+export function agentLease(
+  node: string,
+  options: { renewedSecondsAgo?: number; released?: boolean } = {},
+): SnapshotObject {
+  const renewTime = new Date(Date.parse(NOW) - (options.renewedSecondsAgo ?? 1) * 1000)
+    .toISOString().replace("Z", "000Z");
+  return {
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: {
+      name: `blixt-agent-${node}`,
+      namespace: "blixt-system",
+      labels: { "app.kubernetes.io/part-of": "blixt", "app.kubernetes.io/component": "agent" },
+    },
+    spec: {
+      holderIdentity: options.released ? "" : `agent-${node}`,
+      leaseDurationSeconds: 40,
+      renewTime,
+    },
+  };
+}
+
 export function referenceGrant(
   namespace: string,
   fromKind: string,

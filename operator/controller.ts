@@ -20,6 +20,7 @@ import { type k8s, type KubeObject } from "../kube/client.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
+import { AgentLeaseWatch, operatorClockMs } from "./agent_leases.ts";
 import { gatewaysForEvent, managedGateways } from "./event_map.ts";
 import { reconcile } from "./gateway.ts";
 import { classFinalizer, reconcileGatewayClass } from "./gateway_class.ts";
@@ -79,6 +80,7 @@ export class Operator {
   readonly #options: OperatorOptions;
   readonly #log: Log;
   #informers: Informer[] = [];
+  #agentLeases: AgentLeaseWatch | undefined;
   #elector: LeaderElector | undefined;
   #workers: Promise<void>[] = [];
   #synced = false;
@@ -124,7 +126,16 @@ export class Operator {
     crds.on("update", (o) => this.#observeCrd(o, true));
     crds.on("delete", (o) => this.#observeCrd(o, false));
     this.#informers.push(crds.start());
-    await Promise.all(this.#informers.map((i) => i.synced));
+    // Which nodes run an agent now: a node whose agent stops holds Programmed back.
+    this.#agentLeases = new AgentLeaseWatch(this.#kc, this.snapshot, {
+      namespace: this.#options.leaseNamespace ?? "blixt-system",
+      log: this.#log,
+      wake: () => {
+        if (!this.#synced) return;
+        for (const key of managedGateways(this.snapshot)) this.queue.add(key);
+      },
+    }).start();
+    await Promise.all([...this.#informers.map((i) => i.synced), this.#agentLeases.synced]);
     this.#synced = true;
     for (const key of managedGateways(this.snapshot)) this.queue.add(key);
     for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
@@ -156,6 +167,7 @@ export class Operator {
     await this.#elector?.stop({ release: options.release ?? true });
     await Promise.all(this.#workers);
     await Promise.all(this.#informers.map((i) => i.stop()));
+    await this.#agentLeases?.stop();
   }
 
   #observe(old: SnapshotObject | undefined, now: SnapshotObject | undefined): void {
@@ -256,12 +268,12 @@ export class Operator {
     }
     if (key.startsWith(ROUTES_KEY)) {
       const gateway = key.slice(ROUTES_KEY.length);
-      const result = reconcile(gateway, this.snapshot, { now });
+      const result = reconcile(gateway, this.snapshot, { now, nowMs: operatorClockMs() });
       const written = await writeRouteStatuses(this.#kc, result, { snapshot: this.snapshot });
       if (written > 0) this.#log({ level: "info", msg: "route status", gateway, written });
       return;
     }
-    const result = reconcile(key, this.snapshot, { now });
+    const result = reconcile(key, this.snapshot, { now, nowMs: operatorClockMs() });
     // other workers must see this decision before its status write lands
     if (result.status) {
       this.snapshot.addressDecisions.set(key, result.status.addresses.map((a) => a.value));

@@ -8,6 +8,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import {
+  agentLiveness,
   API_VERSION,
   type Condition,
   CONTROLLER_NAME,
@@ -126,7 +127,14 @@ export interface ReconcileResult {
 export function reconcile(
   gatewayKey: string,
   snapshot: Snapshot,
-  options: { now: string },
+  options: {
+    now: string;
+    /**
+     * The clock agent Leases are judged by (epoch ms; the clock their
+     * observation times were taken on). Default: `now`.
+     */
+    nowMs?: number;
+  },
 ): ReconcileResult {
   const gateway = snapshot.gateways.get(gatewayKey);
   const gc = gateway &&
@@ -256,7 +264,7 @@ export function reconcile(
     });
     table = { action: "apply", table: routingTable(gateway, spec) };
     programmed = assignment.notProgrammed ??
-      dataplaneProgrammed(gatewayKey, spec, snapshot);
+      dataplaneProgrammed(gatewayKey, spec, snapshot, options.nowMs ?? Date.parse(options.now));
   }
 
   const gatewayConditions = mergeConditions(
@@ -461,16 +469,22 @@ function routingTable(gateway: Gateway, spec: RoutingTableSpec): RoutingTable {
   };
 }
 
+/** Gateway `Programmed=False` reason while a node's agent does not run (its Lease is not held). */
+export const AGENT_NOT_RUNNING = "AgentNotRunning";
+
 /**
  * Programmed only once every ready node running an agent (a Ready Node with a
  * DataplaneNode), and at least one, has its DataplaneNode report the current
- * generation of the table as programmed; a table not yet written (or written
- * with another spec) is pending.
+ * generation of the table as programmed, and holds its agent Lease: a node
+ * whose agent stopped (Lease missing, released or expired) makes the Gateway
+ * `Programmed=False/AgentNotRunning`, naming the node. A table not yet written
+ * (or written with another spec) is pending.
  */
 function dataplaneProgrammed(
   gatewayKey: string,
   spec: RoutingTableSpec,
   snapshot: Snapshot,
+  nowMs: number,
 ): ConditionSpec {
   const pending = (message: string): ConditionSpec => ({
     type: "Programmed",
@@ -494,8 +508,14 @@ function dataplaneProgrammed(
   }
   const [namespace = "", name = ""] = gatewayKey.split("/");
   const waiting: string[] = [];
+  const stopped: string[] = [];
   for (const node of ready) {
     const nodeName = node.metadata?.name ?? "";
+    const liveness = agentLiveness(snapshot.agentLeases.get(nodeName), nowMs);
+    if (!liveness.alive) {
+      stopped.push(`${nodeName} (${liveness.reason})`);
+      continue;
+    }
     const dpn = snapshot.dataplaneNodes.get(nodeName)!;
     const done = programmedGeneration(dpn, { namespace, name });
     if (done !== generation) {
@@ -509,12 +529,21 @@ function dataplaneProgrammed(
       );
     }
   }
+  const progress = `RoutingTable generation ${generation} programmed on ${
+    ready.length - waiting.length - stopped.length
+  } of ${ready.length} ready nodes running the agent`;
+  if (stopped.length > 0) {
+    return {
+      type: "Programmed",
+      status: "False",
+      reason: AGENT_NOT_RUNNING,
+      message: `the blixt agent is not running on ${stopped.join(", ")}; ${progress}${
+        waiting.length > 0 ? `; waiting for ${waiting.join(", ")}` : ""
+      }`,
+    };
+  }
   if (waiting.length > 0) {
-    return pending(
-      `RoutingTable generation ${generation} programmed on ${
-        ready.length - waiting.length
-      } of ${ready.length} ready nodes running the agent; waiting for ${waiting.join(", ")}`,
-    );
+    return pending(`${progress}; waiting for ${waiting.join(", ")}`);
   }
   return {
     type: "Programmed",

@@ -6,6 +6,7 @@ import { reconcile, type ReconcileResult } from "./gateway.ts";
 import { classFinalizer, GATEWAY_CLASS_FINALIZER, reconcileGatewayClass } from "./gateway_class.ts";
 import { createSnapshot, type Snapshot, type SnapshotObject } from "./snapshot.ts";
 import {
+  agentLease,
   blixtClass,
   BUNDLE,
   classConfig,
@@ -519,35 +520,56 @@ Deno.test("Programmed is True only once every ready node running an agent report
     name: "gw",
     programmedGeneration: g,
   });
+  // a node whose agent runs: a Ready Node, its DataplaneNode and a held agent Lease
+  const running = (name: string, generation: number) => [
+    node(name),
+    dataplaneNode(name, [t(generation)]),
+    agentLease(name),
+  ];
   const cases: [string, SnapshotObject[], string][] = [
     ["no nodes", [], "Programmed=False/Pending"],
-    ["one node behind", [
-      node("n1"),
-      node("n2"),
-      dataplaneNode("n1", [t(3)]),
-      dataplaneNode("n2", [t(2)]),
-    ], "Programmed=False/Pending"],
+    ["one node behind", [...running("n1", 3), ...running("n2", 2)], "Programmed=False/Pending"],
     ["no ready node runs an agent", [node("n1"), node("n2")], "Programmed=False/Pending"],
     ["a ready node without an agent (no DataplaneNode) is not waited for", [
-      node("n1"),
+      ...running("n1", 3),
       node("n2"),
-      dataplaneNode("n1", [t(3)]),
     ], "Programmed=True/Programmed"],
     ["a DataplaneNode of a node that is gone does not count", [
-      node("n1"),
-      dataplaneNode("n1", [t(3)]),
+      ...running("n1", 3),
       dataplaneNode("gone", [t(1)]),
     ], "Programmed=True/Programmed"],
-    ["all ready nodes current", [
-      node("n1"),
-      node("n2"),
-      dataplaneNode("n1", [t(3)]),
-      dataplaneNode("n2", [t(3)]),
-    ], "Programmed=True/Programmed"],
+    [
+      "all ready nodes current",
+      [...running("n1", 3), ...running("n2", 3)],
+      "Programmed=True/Programmed",
+    ],
     ["a not-ready node does not count", [
-      node("n1"),
+      ...running("n1", 3),
       node("n2", false),
-      dataplaneNode("n1", [t(3)]),
+      dataplaneNode("n2", [t(1)]),
+    ], "Programmed=True/Programmed"],
+    ["a node whose agent never took its Lease", [
+      ...running("n1", 3),
+      node("n2"),
+      dataplaneNode("n2", [t(3)]),
+    ], "Programmed=False/AgentNotRunning"],
+    ["a node whose agent's Lease expired", [
+      ...running("n1", 3),
+      node("n2"),
+      dataplaneNode("n2", [t(3)]),
+      agentLease("n2", { renewedSecondsAgo: 41 }),
+    ], "Programmed=False/AgentNotRunning"],
+    ["a node whose agent released its Lease at shutdown", [
+      ...running("n1", 3),
+      node("n2"),
+      dataplaneNode("n2", [t(3)]),
+      agentLease("n2", { released: true }),
+    ], "Programmed=False/AgentNotRunning"],
+    ["a node whose agent's Lease is 39 s old still runs it", [
+      ...running("n1", 3),
+      node("n2"),
+      dataplaneNode("n2", [t(3)]),
+      agentLease("n2", { renewedSecondsAgo: 39 }),
     ], "Programmed=True/Programmed"],
   ];
   for (const [what, extra, want] of cases) {
@@ -566,6 +588,7 @@ Deno.test("an agent's error for the table shows in the Programmed message", () =
   const r = run(
     programmedWorld([
       node("n1"),
+      agentLease("n1"),
       dataplaneNode("n1", [{
         namespace: "default",
         name: "gw",
@@ -615,6 +638,27 @@ Deno.test("every condition carries observedGeneration, and lastTransitionTime mo
     { now: NOW },
   );
   assert.equal(lt(third, "Accepted"), NOW, "a changed status gets a new time");
+});
+
+Deno.test("a node whose agent stopped makes the Gateway Programmed=False/AgentNotRunning, naming the node and why", () => {
+  const t = { namespace: "default", name: "gw", programmedGeneration: 2 };
+  const r = run(programmedWorld([
+    node("n1"),
+    dataplaneNode("n1", [t]),
+    agentLease("n1"),
+    node("n2"),
+    dataplaneNode("n2", [t]),
+    agentLease("n2", { renewedSecondsAgo: 50 }),
+  ], 2));
+  const programmed = r.status?.conditions.find((c) => c.type === "Programmed");
+  assert.equal(programmed?.reason, "AgentNotRunning");
+  assert.equal(
+    programmed?.message,
+    "the blixt agent is not running on n2 (agent Lease expired 10s ago); " +
+      "RoutingTable generation 2 programmed on 1 of 2 ready nodes running the agent",
+  );
+  // listeners say Pending (their reasons are Programmed, Invalid, Pending) with the same message
+  assert.equal(listenerShows(r, "tcp", "Programmed"), "Programmed=False/Pending");
 });
 
 Deno.test("conditions of other controllers on the Gateway are kept", () => {

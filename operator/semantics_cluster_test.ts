@@ -1224,11 +1224,24 @@ spec:
   gatewayClassName: blixt
   listeners: [{ name: tcp, port: 80, protocol: TCP }]
 `;
+        // an agent's DataplaneNode and its liveness Lease (held for an hour: this case is not
+        // about liveness, see agent_liveness_cluster_test.ts)
         const dpn = (node: string) => `
 apiVersion: blixt.dev/v1alpha1
 kind: DataplaneNode
 metadata: { name: ${node} }
 spec: { nodeName: ${node} }
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: blixt-agent-${node}
+  namespace: blixt-system
+  labels: { app.kubernetes.io/part-of: blixt, app.kubernetes.io/component: agent }
+spec:
+  holderIdentity: agent-${node}
+  leaseDurationSeconds: 3600
+  renewTime: "${new Date().toISOString().replace("Z", "000Z")}"
 `;
         /** What an agent writes once it has programmed `generation` of the table. */
         const report = async (node: string, generation: number) => {

@@ -11,7 +11,16 @@ import type { IReferenceGrant } from "@kubernetes-models/gateway-api/gateway.net
 import type { IParentReference } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/ParentReference";
 import type { IBackendRef } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/BackendRef";
 import type { V1EndpointSlice, V1Namespace, V1Node, V1Service } from "@kubernetes/client-node";
-import type { Condition, DataplaneNode, GatewayClassConfig, RoutingTable } from "../api/mod.ts";
+import {
+  type AgentLeaseObject,
+  type AgentLeaseRecord,
+  agentLeaseRecord,
+  type Condition,
+  type DataplaneNode,
+  type GatewayClassConfig,
+  nodeOfAgentLease,
+  type RoutingTable,
+} from "../api/mod.ts";
 
 /** Gateway API group. */
 export const GATEWAY_GROUP = "gateway.networking.k8s.io";
@@ -90,6 +99,12 @@ export interface Snapshot {
   nodes: Map<string, V1Node>;
   /** By name. */
   dataplaneNodes: Map<string, DataplaneNode>;
+  /**
+   * The agents' liveness Leases, by node name. The operator's Lease watch
+   * records when it saw each renewal on its own clock; a snapshot built from
+   * objects trusts their `renewTime`.
+   */
+  agentLeases: Map<string, AgentLeaseRecord>;
   /** By `namespace/name`. */
   routingTables: Map<string, RoutingTable>;
   /**
@@ -132,7 +147,8 @@ export type SnapshotObject =
   | (V1Namespace & { kind: "Namespace" })
   | (V1Node & { kind: "Node" })
   | DataplaneNode
-  | RoutingTable;
+  | RoutingTable
+  | (AgentLeaseObject & { kind: "Lease" });
 
 /** An empty snapshot. */
 export function emptySnapshot(): Snapshot {
@@ -147,6 +163,7 @@ export function emptySnapshot(): Snapshot {
     namespaces: new Map(),
     nodes: new Map(),
     dataplaneNodes: new Map(),
+    agentLeases: new Map(),
     routingTables: new Map(),
     crdBundleVersions: new Map(),
     addressDecisions: new Map(),
@@ -222,6 +239,11 @@ export function putObject(s: Snapshot, o: SnapshotObject): void {
     case "RoutingTable":
       s.routingTables.set(nsName(o), o);
       break;
+    case "Lease": {
+      const record = agentLeaseRecord(o);
+      if (record) s.agentLeases.set(record.node, record);
+      break;
+    }
   }
 }
 
@@ -269,5 +291,10 @@ export function removeObject(s: Snapshot, o: SnapshotObject): void {
     case "RoutingTable":
       s.routingTables.delete(nsName(o));
       break;
+    case "Lease": {
+      const node = nodeOfAgentLease(name);
+      if (node !== undefined) s.agentLeases.delete(node);
+      break;
+    }
   }
 }

@@ -266,6 +266,22 @@ export interface Scenario {
   dataplaneNodes: DataplaneNode[];
   /** Nodes (the local cluster registers these itself). */
   nodes: (V1Node & { kind: "Node" })[];
+  /** Nodes whose agent runs (holds its liveness Lease). */
+  agentNodes: string[];
+}
+
+/** The liveness Lease of `node`'s agent, renewed at `renewTime`, held for an hour. */
+export function agentLeaseObject(node: string, renewTime: string): SnapshotObject {
+  return {
+    apiVersion: "coordination.k8s.io/v1",
+    kind: "Lease",
+    metadata: {
+      name: `blixt-agent-${node}`,
+      namespace: "blixt-system",
+      labels: { "app.kubernetes.io/part-of": "blixt", "app.kubernetes.io/component": "agent" },
+    },
+    spec: { holderIdentity: `agent-${node}`, leaseDurationSeconds: 3600, renewTime },
+  };
 }
 
 /** Builds the scenario, running the operator's reconcile for the statuses and tables. */
@@ -392,6 +408,7 @@ export function scenario(): Scenario {
       ...backendsOnly,
       ...nodes,
       ...dataplaneNodes,
+      ...nodes.map((n) => agentLeaseObject(n.metadata?.name ?? "", RECONCILED_AT)),
     ] as SnapshotObject[],
     { crdBundleVersions: { "gateways.gateway.networking.k8s.io": "v1.6.3" } },
   );
@@ -429,6 +446,7 @@ export function scenario(): Scenario {
     routingTables: tables,
     dataplaneNodes: structuredClone(dataplaneNodes),
     nodes,
+    agentNodes: nodes.map((n) => n.metadata?.name ?? ""),
   };
 }
 

@@ -3,7 +3,7 @@
 // statuses written through the status subresource, RoutingTables owned by
 // their Gateway's real uid.
 import { k8s } from "../kube/client.ts";
-import { scenario } from "./_fixtures.ts";
+import { agentLeaseObject, scenario } from "./_fixtures.ts";
 
 const G = "gateway.networking.k8s.io";
 
@@ -100,4 +100,15 @@ export async function seedScenario(
     await createWithStatus(api, owned as unknown as Obj);
   }
   for (const d of s.dataplaneNodes) await createWithStatus(api, d as unknown as Obj);
+  // the agents' liveness Leases, renewed now and held for an hour
+  if (!names.includes("blixt-system")) {
+    await core.createNamespace({ body: { metadata: { name: "blixt-system" } } }).catch((e) => {
+      if (!(e instanceof k8s.ApiException && e.code === 409)) throw e;
+    });
+  }
+  const generic = kc.makeApiClient(k8s.KubernetesObjectApi);
+  const renewTime = new Date().toISOString().replace("Z", "000Z");
+  for (const node of s.agentNodes) {
+    await generic.create(agentLeaseObject(node, renewTime) as k8s.KubernetesObject);
+  }
 }

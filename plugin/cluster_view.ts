@@ -12,6 +12,8 @@
  */
 import type { V1Namespace, V1Node } from "@kubernetes/client-node";
 import {
+  type AgentLeaseRecord,
+  agentLiveness,
   canonicalIp,
   type Condition,
   CONTROLLER_NAME,
@@ -50,6 +52,13 @@ export interface ClusterView {
   nodes: V1Node[] | undefined;
   /** Namespaces, read only when a listener selects route namespaces by label. */
   namespaces: V1Namespace[] | undefined;
+  /**
+   * The agents' liveness Leases (their `renewTime` trusted, as a one-shot
+   * reader has no history); absent or undefined when they were not read.
+   */
+  agentLeases?: AgentLeaseRecord[] | undefined;
+  /** The clock the Leases are judged by (epoch ms; default: now). */
+  nowMs?: number;
 }
 
 /** An empty view, to build fixtures from. */
@@ -209,6 +218,23 @@ export function nodeReady(name: string, view: ClusterView): boolean | undefined 
   return node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
 }
 
+/**
+ * Whether the agent of node `name` runs (holds its liveness Lease), and if not
+ * why; null when unknown (no DataplaneNode, or the Leases were not read).
+ */
+export function agentRunning(
+  name: string,
+  view: ClusterView,
+): { running: boolean; reason: string } | null {
+  if (view.agentLeases === undefined) return null;
+  if (!view.dataplaneNodes.some((d) => d.metadata.name === name)) return null;
+  const liveness = agentLiveness(
+    view.agentLeases.find((l) => l.node === name),
+    view.nowMs ?? Date.now(),
+  );
+  return { running: liveness.alive, reason: liveness.reason };
+}
+
 /** Names of every node: Nodes and DataplaneNodes, sorted. */
 export function nodeNames(view: ClusterView): string[] {
   const names = new Set<string>();
@@ -225,6 +251,8 @@ export interface NodeProgramming {
   nodeReady: boolean | null;
   /** The agent's Ready condition status; null when the node has no DataplaneNode. */
   agentReady: "True" | "False" | "Unknown" | null;
+  /** Whether the agent holds its liveness Lease; null when unknown. */
+  agentRunning: boolean | null;
   /** Table generation the agent has seen; null before it has. */
   observedGeneration: number | null;
   /** Table generation in the node's maps; null before the first success. */
@@ -251,6 +279,7 @@ export function nodeProgramming(
       node,
       nodeReady: nodeReady(node, view) ?? null,
       agentReady: dpn === undefined ? null : ready ?? "Unknown",
+      agentRunning: agentRunning(node, view)?.running ?? null,
       observedGeneration: status?.observedGeneration ?? null,
       programmedGeneration: programmed ?? null,
       inSync: table.generation !== undefined && programmed === table.generation,

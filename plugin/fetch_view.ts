@@ -8,6 +8,9 @@
  * @module
  */
 import {
+  AGENT_LEASE_SELECTOR,
+  type AgentLeaseRecord,
+  agentLeaseRecord,
   API_VERSION,
   DATAPLANE_NODE_PLURAL,
   type DataplaneNode,
@@ -116,12 +119,14 @@ interface ListResult {
 class Reader {
   readonly custom: k8s.CustomObjectsApi;
   readonly core: k8s.CoreV1Api;
+  readonly coordination: k8s.CoordinationV1Api;
   readonly warnings: string[] = [];
   #routeVersions: Promise<Map<string, readonly string[]>> | undefined;
 
   constructor(kc: k8s.KubeConfig) {
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.coordination = kc.makeApiClient(k8s.CoordinationV1Api);
   }
 
   /** Resources served per Gateway API route version (absent versions are empty). */
@@ -241,6 +246,38 @@ class Reader {
     return out;
   }
 
+  /**
+   * The agents' liveness Leases in blixt-system; undefined when they cannot
+   * be read (no permission: the view then says nothing about liveness).
+   */
+  async agentLeases(namespace = "blixt-system"): Promise<AgentLeaseRecord[] | undefined> {
+    try {
+      const list = await this.coordination.listNamespacedLease({
+        namespace,
+        labelSelector: AGENT_LEASE_SELECTOR,
+      });
+      return list.items.flatMap((l) => {
+        // client-node turns MicroTime into a Date
+        const renewTime = l.spec?.renewTime as unknown as Date | string | undefined;
+        const record = agentLeaseRecord({
+          metadata: { name: l.metadata?.name ?? "" },
+          spec: {
+            holderIdentity: l.spec?.holderIdentity ?? "",
+            leaseDurationSeconds: l.spec?.leaseDurationSeconds ?? 0,
+            ...(renewTime === undefined
+              ? {}
+              : { renewTime: renewTime instanceof Date ? renewTime.toISOString() : renewTime }),
+          },
+        });
+        return record ? [record] : [];
+      });
+    } catch (err) {
+      const code = apiStatus(err);
+      if (code === 403 || code === 404) return undefined;
+      throw err;
+    }
+  }
+
   async dataplaneNodes(): Promise<DataplaneNode[]> {
     const items = await this.list(GROUP, VERSION, DATAPLANE_NODE_PLURAL, undefined);
     const out: DataplaneNode[] = [];
@@ -308,14 +345,15 @@ export async function readStatusView(
     } else {
       gateways = await r.gateways(options.namespace);
     }
-    const [gatewayClasses, routes, routingTables, dataplaneNodes, nodes, namespaces] = await Promise
-      .all([
+    const [gatewayClasses, routes, routingTables, dataplaneNodes, nodes, namespaces, agentLeases] =
+      await Promise.all([
         r.gatewayClasses(),
         gateways.length === 0 ? [] : r.routes(undefined, options.namespace),
         gateways.length === 0 ? [] : r.routingTables(options.namespace),
         gateways.length === 0 ? [] : r.dataplaneNodes(),
         gateways.length === 0 ? [] : r.nodes(),
         needsNamespaces(gateways) ? r.namespaces() : undefined,
+        gateways.length === 0 ? undefined : r.agentLeases(),
       ]);
     return {
       view: {
@@ -326,6 +364,7 @@ export async function readStatusView(
         dataplaneNodes,
         nodes,
         namespaces,
+        agentLeases,
       },
       warnings: r.warnings,
     };
@@ -338,10 +377,11 @@ export async function readStatusView(
 export async function readNodesView(kc: k8s.KubeConfig): Promise<ReadResult> {
   const r = new Reader(kc);
   try {
-    const [nodes, dataplaneNodes, routingTables] = await Promise.all([
+    const [nodes, dataplaneNodes, routingTables, agentLeases] = await Promise.all([
       r.nodes(),
       r.dataplaneNodes(),
       r.routingTables(undefined),
+      r.agentLeases(),
     ]);
     return {
       view: {
@@ -352,6 +392,7 @@ export async function readNodesView(kc: k8s.KubeConfig): Promise<ReadResult> {
         dataplaneNodes,
         nodes,
         namespaces: undefined,
+        agentLeases,
       },
       warnings: r.warnings,
     };

@@ -7,7 +7,14 @@
  * @module
  */
 import type { Condition } from "../api/mod.ts";
-import { type ClusterView, condition, isAbnormal, nodeNames, nodeReady } from "./cluster_view.ts";
+import {
+  agentRunning,
+  type ClusterView,
+  condition,
+  isAbnormal,
+  nodeNames,
+  nodeReady,
+} from "./cluster_view.ts";
 import type { ConditionReport } from "./status.ts";
 import { age, type Cell, NONE, percent, type Table, UNKNOWN } from "./table.ts";
 
@@ -34,6 +41,13 @@ export interface NodeReport {
   agent: boolean;
   /** The agent's Ready condition status; null without a DataplaneNode. */
   ready: "True" | "False" | "Unknown" | null;
+  /**
+   * Whether the agent runs, i.e. holds its liveness Lease (a stopped agent's
+   * DataplaneNode still reads as it last wrote it); null when unknown.
+   */
+  agentRunning: boolean | null;
+  /** Why it does not run (`agent Lease expired 12s ago`, ...); null while it runs. */
+  agentNotRunningReason: string | null;
   /** Whether the agent reports Degraded=True. */
   degraded: boolean;
   /** Interface the TC program is on; null when not reported. */
@@ -114,11 +128,14 @@ export function buildNodes(view: ClusterView): NodesReport {
         });
       }
       const conditions = status?.conditions as Partial<Condition>[] | undefined;
+      const running = agentRunning(name, view);
       return {
         name,
         nodeReady: nodeReady(name, view) ?? null,
         agent: dpn !== undefined,
         ready: dpn === undefined ? null : condition(conditions, "Ready")?.status ?? "Unknown",
+        agentRunning: running?.running ?? null,
+        agentNotRunningReason: running && !running.running ? running.reason : null,
         degraded: condition(conditions, "Degraded")?.status === "True",
         uplink: dpn?.spec.uplink ?? null,
         tables: {
@@ -148,6 +165,7 @@ export function buildNodes(view: ClusterView): NodesReport {
 
 function agentCell(n: NodeReport): Cell {
   if (!n.agent) return { text: NONE, color: "red" };
+  if (n.agentRunning === false) return { text: "NotRunning", color: "red" };
   const ready = n.ready === "True" ? "Ready" : n.ready === "False" ? "NotReady" : "Unknown";
   const text = n.degraded ? `${ready},Degraded` : ready;
   return {
@@ -199,16 +217,26 @@ export function nodesTables(
   };
   const problems: Table = {
     headers: ["NODE", "CONDITION", "STATUS", "REASON", "AGE", "MESSAGE"],
-    rows: report.nodes.flatMap((n) =>
-      n.problems.map((p) => [
+    rows: report.nodes.flatMap((n) => [
+      ...(n.agentRunning === false
+        ? [[
+          n.name,
+          "AgentRunning",
+          { text: "False", color: "red" as const },
+          "AgentNotRunning",
+          NONE,
+          n.agentNotRunningReason ?? "",
+        ]]
+        : []),
+      ...n.problems.map((p) => [
         n.name,
         p.type,
         { text: p.status, color: "red" as const },
         p.reason,
         age(p.lastTransitionTime ?? undefined, options.now),
         p.message,
-      ])
-    ),
+      ]),
+    ]),
   };
   return problems.rows.length > 0 ? [main, problems] : [main];
 }

@@ -65,3 +65,25 @@ Deno.test("nodes: a table the agent still reports after its deletion is listed, 
     ["edge", null, false],
   ]);
 });
+
+Deno.test("nodes: an agent that stopped holding its liveness Lease reads NotRunning, with why", () => {
+  const view = scenarioView();
+  const now = Date.parse(NOW);
+  view.nowMs = now;
+  view.agentLeases = [
+    { node: "node-1", holder: "agent-node-1", durationMs: 40_000, observedAtMs: now - 5_000 },
+    { node: "node-2", holder: "agent-node-2", durationMs: 40_000, observedAtMs: now - 52_000 },
+  ];
+  const report = buildNodes(view);
+  assert.deepEqual(
+    report.nodes.map((n) => [n.name, n.agentRunning, n.agentNotRunningReason]),
+    [["node-1", true, null], ["node-2", false, "agent Lease expired 12s ago"]],
+  );
+  const [main, problems] = nodesTables(report, { wide: false, now: new Date(NOW) });
+  const text = renderTable(main!, { noHeaders: false, color: false });
+  assert.match(text, /node-2 +NotRunning +1\/2/);
+  assert.match(
+    renderTable(problems!, { noHeaders: false, color: false }),
+    /node-2 +AgentRunning +False +AgentNotRunning +<none> +agent Lease expired 12s ago/,
+  );
+});

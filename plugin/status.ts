@@ -440,7 +440,11 @@ export function statusTables(report: StatusReport, options: TableOptions): Table
         ...ns(g),
         g.name,
         n.node,
-        n.agentReady === null ? NONE : agentCell(n.agentReady),
+        n.agentRunning === false
+          ? { text: "NotRunning", color: "red" }
+          : n.agentReady === null
+          ? NONE
+          : agentCell(n.agentReady),
         g.table?.generation == null ? NONE : String(g.table.generation),
         n.programmedGeneration === null ? NONE : String(n.programmedGeneration),
         statusCell(n.inSync ? "True" : "False", n.inSync),

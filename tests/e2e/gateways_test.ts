@@ -18,6 +18,7 @@
 import assert from "node:assert/strict";
 import {
   brief,
+  type Condition as KubeCondition,
   conditionOf,
   getObject,
   type KubeJson,
@@ -32,6 +33,7 @@ import { startSystem, stopSystem, type System } from "./system.ts";
 import {
   countAnswers,
   describeCounts,
+  LineConnection,
   routeThrough,
   tcpAsk,
   tcpAskOrReset,
@@ -41,6 +43,8 @@ import {
 } from "./traffic.ts";
 
 const NAME = "e2e-gateways";
+/** The agents' liveness Lease in this suite, in seconds (the default is 40). */
+const LEASE_SECONDS = 10;
 
 const ECHO_PORTS = [
   { name: "tcp", port: 80, targetPort: 8080, protocol: "TCP" as const },
@@ -176,14 +180,19 @@ async function attachedRoutes(
   return Object.fromEntries((gw?.status?.listeners ?? []).map((l) => [l.name, l.attachedRoutes]));
 }
 
-Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grants, missing backends, a stopped agent, deletion)", async (t) => {
+Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grants, missing backends, a killed and a stopped agent, deletion)", async (t) => {
   let system: System | undefined;
   let failed = false;
   const step = async (name: string, fn: () => Promise<void>) => {
     if (!(await t.step(name, fn))) failed = true;
   };
   try {
-    system = await startSystem({ name: NAME, nodes: 2 });
+    // A 10 s agent Lease (renewed every 2 s) instead of 40 s: a killed agent is noticed sooner.
+    system = await startSystem({
+      name: NAME,
+      nodes: 2,
+      agentArgs: ["--lease-duration", String(LEASE_SECONDS), "--lease-renew-interval", "2"],
+    });
     const sys = system;
     const cluster = sys.cluster;
     const kubectl = (args: string[]) => cluster.kubectl(args);
@@ -310,24 +319,93 @@ Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grant
       },
     );
 
+    /** Waits for Gateway `one`'s Programmed condition to satisfy `want`; returns it. */
+    const programmedOf = async (
+      what: string,
+      want: (p: KubeCondition) => boolean,
+      timeoutMs = 30_000,
+    ) => {
+      let gw: KubeJson | undefined;
+      return await waitFor(what, async () => {
+        gw = await getObject(kubectl, "gateway", "one", "default");
+        const p = conditionOf(gw?.status?.conditions, "Programmed");
+        return p && want(p) ? p : undefined;
+      }, { timeoutMs, describe: () => JSON.stringify(gw?.status?.conditions) });
+    };
+
     await step(
-      "an agent stopped: the Gateway is not Programmed (names the node); the other node serves",
+      "an agent killed (kill -9): within its Lease the Gateway is Programmed=False naming the node; the other node serves; restarted, Programmed=True",
       async () => {
+        await programmedOf("Gateway one Programmed=True", (p) => p.status === "True");
+        const unroute = await routeThrough(one, node1.ip);
+        const killed = performance.now();
+        await sys.stopAgent(node2.name, { kill: true });
+        let stopped = true;
+        try {
+          const programmed = await programmedOf(
+            "Gateway one Programmed=False/AgentNotRunning",
+            (p) => p.status === "False",
+            (LEASE_SECONDS + 10) * 1000,
+          );
+          const seconds = (performance.now() - killed) / 1000;
+          assert.equal(programmed.reason, "AgentNotRunning", programmed.message);
+          assert.match(
+            programmed.message ?? "",
+            new RegExp(`not running on ${node2.name} \\(agent Lease expired`),
+          );
+          assert.ok(!programmed.message?.includes(`${node1.name} (`), programmed.message);
+          // the last renewal was up to one renew interval (2 s) before the kill
+          assert.ok(seconds <= LEASE_SECONDS + 2, `noticed after ${seconds.toFixed(1)} s`);
+          assert.ok(seconds >= LEASE_SECONDS - 3, `noticed too early: ${seconds.toFixed(1)} s`);
+          // what is programmed keeps flowing through the node whose agent runs
+          await assertAllFrom("echo-a", 10, (i) => tcpAsk(one, 80, `killed ${i}`));
+          await assertAllFrom("echo-b", 5, (i) => udpAsk(one, 80, `killed udp ${i}`));
+
+          await sys.startAgent(node2.name);
+          stopped = false;
+          await programmedOf("Gateway one Programmed=True again", (p) => p.status === "True");
+        } finally {
+          if (stopped) await sys.startAgent(node2.name);
+          await unroute();
+        }
+      },
+    );
+
+    await step(
+      "an agent stopped (SIGTERM): Programmed=False at once naming the node, DataplaneNode AgentStopped; the other node programs a change and serves",
+      async () => {
+        const stoppedAt = performance.now();
         await sys.stopAgent(node2.name);
         let stopped = true;
         const unroute = await routeThrough(one, node1.ip);
         try {
+          const released = await programmedOf(
+            "Gateway one Programmed=False/AgentNotRunning",
+            (p) => p.status === "False",
+          );
+          const seconds = (performance.now() - stoppedAt) / 1000;
+          assert.equal(released.reason, "AgentNotRunning", released.message);
+          assert.match(
+            released.message ?? "",
+            new RegExp(`not running on ${node2.name} \\(agent stopped \\(Lease released\\)\\)`),
+          );
+          assert.ok(seconds < LEASE_SECONDS - 2, `noticed after ${seconds.toFixed(1)} s`);
+          const dpn = await getObject(kubectl, "dataplanenode", node2.name);
+          assert.equal(
+            brief(conditionOf(dpn?.status?.conditions, "Ready")),
+            "Ready=False/AgentStopped",
+          );
+
           // A change the stopped agent cannot program: echo-c joins one-tcp.
           await sys.apply(oneTcpYaml("[{ name: echo-a, port: 80 }, { name: echo-c, port: 80 }]"));
-          let gw: KubeJson | undefined;
-          const programmed = await waitFor("Gateway one Programmed=False for node-2", async () => {
-            gw = await getObject(kubectl, "gateway", "one", "default");
-            const p = conditionOf(gw?.status?.conditions, "Programmed");
-            // node-1 catches up within moments; node-2 never does.
-            return p?.status === "False" && !p.message?.includes(`${node1.name}:`) ? p : undefined;
-          }, { describe: () => JSON.stringify(gw?.status?.conditions) });
-          assert.equal(programmed.reason, "Pending");
-          assert.ok(programmed.message?.includes(`${node2.name}:`), programmed.message);
+          const programmed = await programmedOf(
+            "Gateway one: node-1 caught up, node-2 named as not running",
+            (p) =>
+              p.status === "False" && !p.message?.includes(`${node1.name}:`) &&
+              /programmed on 1 of 2/.test(p.message ?? ""),
+          );
+          assert.equal(programmed.reason, "AgentNotRunning");
+          assert.ok(programmed.message?.includes(`${node2.name} (`), programmed.message);
 
           // node-1's agent programmed the change: new flows through node-1 reach echo-c too.
           const counts = await countAnswers(60, (i) => tcpAsk(one, 80, `node-1 ${i}`));
@@ -341,6 +419,46 @@ Deno.test("e2e: Gateways, listeners, references, agents (several Gateways, grant
         } finally {
           if (stopped) await sys.startAgent(node2.name);
           await unroute();
+        }
+      },
+    );
+
+    await step(
+      "SNAT ports run out: the next new connection is reset at once (not a hung SYN) and counted in DataplaneNode",
+      async () => {
+        // node-1's agent with two SNAT ports; Gateway two's TCP 80 goes to echo-b on node-2
+        await sys.stopAgent(node1.name);
+        await sys.startAgent(node1.name, { args: ["--snat-ports", "61000-61001"] });
+        const unroute = await routeThrough(two, node1.ip);
+        const held: LineConnection[] = [];
+        try {
+          await programmedEntries(kubectl, "two", () => true);
+          let reset: Awaited<ReturnType<typeof tcpProbe>> | undefined;
+          for (let i = 0; i < 3 && reset === undefined; i++) {
+            const probe = await tcpProbe(two, 80);
+            if (probe.kind === "answer") {
+              // a held connection keeps its SNAT port
+              const c = await LineConnection.open(two, 80);
+              held.push(c);
+              assert.equal((await c.ask(`held ${i}`)).name, "echo-b");
+            } else reset = probe;
+          }
+          assert.ok(reset, `no reset after ${held.length} held connections`);
+          assert.equal(reset.kind, "reset", JSON.stringify(reset));
+          assert.ok(reset.ms < 1000, `reset after ${reset.ms} ms`);
+          assert.ok(held.length >= 1, "at least one connection got a port");
+          let dpn: KubeJson | undefined;
+          await waitFor("node-1 DataplaneNode counts the exhaustion", async () => {
+            dpn = await getObject(kubectl, "dataplanenode", node1.name);
+            const counters = (dpn?.status as { counters?: { snatExhausted?: number } } | undefined)
+              ?.counters;
+            return (counters?.snatExhausted ?? 0) >= 1 ? true : undefined;
+          }, { timeoutMs: 20_000, describe: () => JSON.stringify(dpn?.status) });
+        } finally {
+          for (const c of held) c.close();
+          await unroute();
+          await sys.stopAgent(node1.name);
+          await sys.startAgent(node1.name);
         }
       },
     );

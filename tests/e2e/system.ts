@@ -45,6 +45,11 @@ export interface SystemOptions {
   /** Lease timings for the operator (ms); short ones make failover tests quick. */
   operatorArgs?: string[];
   /**
+   * Extra agent arguments, also on restarts (e.g. `--lease-duration 10
+   * --lease-renew-interval 2`: a stopped agent is noticed sooner).
+   */
+  agentArgs?: string[];
+  /**
    * Another cluster to use instead of a local one (default: `BLIXT_E2E_KUBECONFIG`
    * from the environment, with `$KUBECTL` or `kubectl`).
    */
@@ -72,7 +77,13 @@ export interface ServicePort {
 
 /** Where a {@linkcode System} runs: the local cluster with our processes, or another. */
 export type SystemTarget =
-  | { kind: "local"; cluster: Cluster; operator: SystemProcess; agents: SystemProcess[] }
+  | {
+    kind: "local";
+    cluster: Cluster;
+    operator: SystemProcess;
+    agents: SystemProcess[];
+    agentArgs?: string[];
+  }
   | { kind: "remote" };
 
 /** blixt running on a cluster: the local one (processes) or another (deployed). */
@@ -253,13 +264,19 @@ export class System {
     await stopProcess(agent.pid);
   }
 
-  /** Starts the agent of `node` again (after {@linkcode System.stopAgent}). */
-  async startAgent(node: string): Promise<void> {
+  /**
+   * Starts the agent of `node` again (after {@linkcode System.stopAgent}),
+   * with `args` after the system's agent arguments.
+   */
+  async startAgent(node: string, options: { args?: string[] } = {}): Promise<void> {
     const local = this.#local("starting an agent");
     const i = local.agents.findIndex((a) => a.name === `agent-${node}`);
     const n = local.cluster.nodes.find((x) => x.name === node);
     if (i < 0 || !n) throw new Error(`no agent on ${node}`);
-    local.agents[i] = await startAgent(local.cluster, n);
+    local.agents[i] = await startAgent(local.cluster, n, [
+      ...local.agentArgs ?? [],
+      ...options.args ?? [],
+    ]);
   }
 
   /** Stops operator and agents; the cluster stays (see {@linkcode stopSystem}). */
@@ -273,7 +290,11 @@ function componentKubeconfig(cluster: Cluster, component: "operator" | "agent"):
   return `${cluster.dir}/${component}.kubeconfig`;
 }
 
-function agentCommand(cluster: Cluster, node: Cluster["nodes"][number]): string[] {
+function agentCommand(
+  cluster: Cluster,
+  node: Cluster["nodes"][number],
+  extra: string[],
+): string[] {
   return [
     Deno.execPath(),
     "run",
@@ -289,15 +310,17 @@ function agentCommand(cluster: Cluster, node: Cluster["nodes"][number]): string[
     node.bpffs,
     "--log-level",
     "warn",
+    ...extra,
   ];
 }
 
 async function startAgent(
   cluster: Cluster,
   node: Cluster["nodes"][number],
+  extra: string[],
 ): Promise<SystemProcess> {
   const log = `${cluster.dir}/agent-${node.name}.log`;
-  const pid = await spawnDetached(agentCommand(cluster, node), { netns: node.netns, log });
+  const pid = await spawnDetached(agentCommand(cluster, node, extra), { netns: node.netns, log });
   return { name: `agent-${node.name}`, pid, log, netns: node.netns };
 }
 
@@ -415,10 +438,11 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
   ], { log: operatorLog });
   const operator = { name: "operator", pid: operatorPid, log: operatorLog };
   const agents: SystemProcess[] = [];
-  for (const node of cluster.nodes) agents.push(await startAgent(cluster, node));
+  const agentArgs = options.agentArgs ?? [];
+  for (const node of cluster.nodes) agents.push(await startAgent(cluster, node, agentArgs));
   const system = new System(
     cluster,
-    { kind: "local", cluster, operator, agents },
+    { kind: "local", cluster, operator, agents, agentArgs },
     cluster.plan.bridgeIP,
   );
   await waitForAgents(cluster, async () => {
