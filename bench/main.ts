@@ -14,6 +14,8 @@ const BENCHMARKS: Record<
   agent: () => import("./agent.ts"),
   operator: () => import("./operator.ts"),
   peer: () => import("./peer.ts"),
+  fuzz: () => import("./fuzz.ts"),
+  soak: () => import("./soak.ts"),
 };
 
 if (import.meta.main) {

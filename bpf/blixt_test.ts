@@ -1230,6 +1230,40 @@ function idle(dp: Dataplane, seconds: number): void {
   }
 }
 
+Deno.test("packet: an ICMP error's translation stays inside its IP total length", async () => {
+  await withDataplane((dp) => {
+    // A quote of the IP header and 8 bytes (RFC 792) in a frame with bytes after the IP
+    // packet (a trailer or padding): the quoted TCP checksum is not part of the message, and
+    // the bytes after it must neither change nor count in the ICMP checksum.
+    const trailer = Array.from({ length: 16 }, (_, i) => 0xa0 + i);
+    const frame = (quote: Uint8Array, dst: string) => {
+      const f = pkt({ src: CLIENT, dst, icmp: { type: 3, code: 4, rest: 1200 }, payload: quote });
+      const out = new Uint8Array(f.length + trailer.length);
+      out.set(f);
+      out.set(trailer, f.length);
+      return out;
+    };
+    const quote = (src: string, sport: number) =>
+      buildIp({ src, dst: CLIENT, tcp: tcp(sport, 40611, TCP.ACK, { seq: 7, ack: 1001 }) })
+        .slice(0, 28);
+    check(dp, {
+      description: "a TCP flow to the local backend",
+      hook: "ingress",
+      input: pkt({ src: CLIENT, dst: VIP, tcp: tcp(40611, 80, TCP.SYN) }),
+      expected: pkt({ src: CLIENT, dst: BE1, tcp: tcp(40611, 8080, TCP.SYN) }),
+      verdict: TC_ACT.OK,
+    });
+    check(dp, {
+      description:
+        "the client's frag-needed quoting 8 bytes reaches be1; the trailer is left alone",
+      hook: "ingress",
+      input: frame(quote(VIP, 80), VIP),
+      expected: frame(quote(BE1, 8080), BE1),
+      verdict: TC_ACT.OK,
+    });
+  });
+});
+
 Deno.test("packet: conntrack entries expire after the kernel's timeouts, not before", async () => {
   await withDataplane((dp) => {
     // nf_conntrack defaults: TCP syn_sent 120 s, established 5 days, fin_wait 120 s,

@@ -128,6 +128,9 @@ static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet 
 	if (inner.protocol != IPPROTO_TCP && inner.protocol != IPPROTO_UDP)
 		return TC_ACT_OK;
 	inner_l4_off = inner_off + inner.ihl * 4;
+	/* The quote must hold 8 bytes of L4 header within the IP total length (RFC 792). */
+	if (inner_l4_off + sizeof(ports) > L3_OFF + p->ip_len)
+		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, inner_l4_off, &ports, sizeof(ports)))
 		return TC_ACT_OK;
 	if (!icmp_lookup(p, &inner, &ports, dir, &n))
@@ -172,7 +175,9 @@ static __noinline int icmp_translate(struct __sk_buff *skb, const struct packet 
 		csum_word_off = inner_l4_off + offsetof(struct tcphdr, check);
 		if (bpf_skb_store_bytes(skb, inner_l4_off, &ports_new, 4, 0))
 			return TC_ACT_SHOT;
-		if (bpf_skb_load_bytes(skb, csum_word_off, &csum_old, 4) == 0) {
+		/* Only when quoted: bytes past the IP total length are no part of the message. */
+		if (csum_word_off + 2 <= L3_OFF + p->ip_len &&
+		    bpf_skb_load_bytes(skb, csum_word_off, &csum_old, 4) == 0) {
 			csum_new = csum_old;
 			*(__u16 *)&csum_new = csum_update(*(__u16 *)&csum_old, d_l4);
 			d_icmp = bpf_csum_diff(&csum_old, 4, &csum_new, 4, d_icmp);
