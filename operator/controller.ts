@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type k8s, type KubeObject } from "../kube/client.ts";
+import { type k8s, type KubeObject, shareConnections } from "../kube/client.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
@@ -84,11 +84,14 @@ export class Operator {
   #synced = false;
   #leading: AbortSignal | undefined;
   #stopped = false;
+  /** The operator's requests share kept-alive connections (closed by stop()). */
+  readonly #connections: { close(): void };
 
   constructor(kc: k8s.KubeConfig, options: OperatorOptions) {
     this.#kc = kc;
     this.#options = options;
     this.#log = options.log ?? jsonLog;
+    this.#connections = shareConnections(kc);
   }
 
   /** Whether every informer has listed once. */
@@ -156,6 +159,7 @@ export class Operator {
     await this.#elector?.stop({ release: options.release ?? true });
     await Promise.all(this.#workers);
     await Promise.all(this.#informers.map((i) => i.stop()));
+    this.#connections.close();
   }
 
   #observe(old: SnapshotObject | undefined, now: SnapshotObject | undefined): void {
@@ -261,7 +265,9 @@ export class Operator {
       if (written > 0) this.#log({ level: "info", msg: "route status", gateway, written });
       return;
     }
+    const started = performance.now();
     const result = reconcile(key, this.snapshot, { now });
+    const computed = performance.now();
     // other workers must see this decision before its status write lands
     if (result.status) {
       this.snapshot.addressDecisions.set(key, result.status.addresses.map((a) => a.value));
@@ -273,7 +279,14 @@ export class Operator {
     // Route statuses go to the back of the queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {
-      this.#log({ level: "info", msg: "reconciled", gateway: key, ...report });
+      this.#log({
+        level: "info",
+        msg: "reconciled",
+        gateway: key,
+        ...report,
+        reconcileMs: Math.round(computed - started),
+        writeMs: Math.round(performance.now() - computed),
+      });
     }
   }
 }
