@@ -13,17 +13,28 @@ import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 
 const CLUSTER = "kube-test-pool";
 
-/** Established TCP connections of this host to `server` (`https://ip:port`), from /proc/net/tcp. */
+/**
+ * Established TCP connections of this process to `server` (`https://ip:port`):
+ * /proc/net/tcp's sockets whose inode is one of our open files (the API
+ * server's own loopback clients connect to the same address).
+ */
 async function connectionsTo(server: string): Promise<number> {
   const url = new URL(server);
   const hex = (n: number, width: number) => n.toString(16).toUpperCase().padStart(width, "0");
   // /proc/net/tcp writes the IPv4 address as a little-endian 32-bit word
   const ip = url.hostname.split(".").map(Number).reverse().map((b) => hex(b, 2)).join("");
   const remote = `${ip}:${hex(Number(url.port || 443), 4)}`;
+  const ours = new Set<string>();
+  for await (const fd of Deno.readDir("/proc/self/fd")) {
+    const link = await Deno.readLink(`/proc/self/fd/${fd.name}`).catch(() => "");
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode) ours.add(inode);
+  }
   const lines = (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1);
   return lines.filter((line) => {
     const f = line.trim().split(/\s+/);
-    return f[2] === remote && f[3] === "01"; // rem_address, state ESTABLISHED
+    // rem_address, state ESTABLISHED, inode
+    return f[2] === remote && f[3] === "01" && ours.has(f[9] ?? "");
   }).length;
 }
 
