@@ -112,8 +112,11 @@ export class Operator {
         kind: resource.kind,
         plural: resource.plural,
       }, { log: this.#log, transform: dropManagedFields });
+      // list items and watch events carry their type already: no copy of 10,000 routes
       const typed = (o: KubeObject) =>
-        ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
+        (o.apiVersion === resource.apiVersion && o.kind === resource.kind
+          ? o
+          : { ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
       informer.on("add", (o) => this.#observe(undefined, typed(o)));
       informer.on("update", (o, old) => this.#observe(typed(old), typed(o)));
       informer.on("delete", (o) => this.#observe(typed(o), undefined));
