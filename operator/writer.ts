@@ -47,6 +47,8 @@ export interface WriteReport {
   gatewayStatus: boolean;
   routeStatuses: number;
   table: "applied" | "deleted" | "unchanged";
+  /** How long the table's write took, in ms (0 when unchanged). */
+  tableMs: number;
   finalizer: "added" | "removed" | "unchanged";
   events: number;
 }
@@ -139,6 +141,7 @@ export async function writeResult(
     gatewayStatus: false,
     routeStatuses: 0,
     table: "unchanged",
+    tableMs: 0,
     finalizer: "unchanged",
     events: 0,
   };
@@ -161,6 +164,7 @@ export async function writeResult(
       isDeepStrictEqual(have.metadata.ownerReferences, want.metadata.ownerReferences) &&
       Object.entries(want.metadata.labels ?? {}).every(([k, v]) => have.metadata.labels?.[k] === v);
     if (!sameMeta || !isDeepStrictEqual(have.spec, want.spec)) {
+      const started = performance.now();
       const path = objectPath(GROUP, VERSION, ROUTING_TABLE_PLURAL, namespace, name);
       const patch = sameMeta ? changedEntriesPatch(have, want) : undefined;
       let patched = false;
@@ -188,6 +192,7 @@ export async function writeResult(
         });
       }
       report.table = "applied";
+      report.tableMs = Math.round(performance.now() - started);
     }
   } else if (result.table.action === "delete") {
     if (options.snapshot.routingTables.has(result.gatewayKey)) {
