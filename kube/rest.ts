@@ -11,7 +11,7 @@
 import "./_no_deprecation_warnings.ts";
 import http from "node:http";
 import https from "node:https";
-import { k8s } from "./client.ts";
+import { k8s, pooledAgent } from "./client.ts";
 
 /** Options of {@link requestJson}. */
 export interface RequestOptions {
@@ -74,7 +74,22 @@ function buildUrl(
   return url;
 }
 
-/** Opens a request with the kubeconfig's credentials; the caller reads the response. */
+/**
+ * A request on a kept-alive connection that the API server had closed (an
+ * idle timeout, a restart) before any answer came: safe to send again once.
+ */
+class StaleConnectionError extends Error {
+  constructor(cause: unknown) {
+    super(`kept-alive connection was closed: ${(cause as Error)?.message}`, { cause });
+    this.name = "StaleConnectionError";
+  }
+}
+
+/**
+ * Opens a request with the kubeconfig's credentials; the caller reads the response.
+ * `pooled`: on the kubeconfig's shared kept-alive connections when it has them
+ * ({@link shareConnections}); otherwise, and for watches, a connection of its own.
+ */
 async function open(
   kc: k8s.KubeConfig,
   url: URL,
@@ -82,23 +97,32 @@ async function open(
   headers: Record<string, string>,
   body: string | undefined,
   signal: AbortSignal,
+  pooled: boolean,
 ): Promise<http.IncomingMessage> {
-  // A fresh agent per request (client-node makes one per call too): no idle
-  // kept-alive socket outlives the request.
+  // client-node makes a fresh agent per call, so no idle socket outlives the
+  // request; a kubeconfig that shares connections swaps in its pooled agent.
   const opts: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(opts);
   signal.throwIfAborted();
+  const agent = (pooled ? pooledAgent(kc, opts.agent) : undefined) ?? opts.agent;
   const mod = url.protocol === "http:" ? http : https;
   return await new Promise<http.IncomingMessage>((resolve, reject) => {
     const req = mod.request(url, {
       method,
-      agent: opts.agent,
+      agent,
       headers: { ...(opts.headers ?? {}), ...headers },
       ...(opts.auth ? { auth: opts.auth } : {}),
     });
     req.on("error", (err) => {
       unlink();
-      reject(err);
+      const reused = (req as { reusedSocket?: boolean }).reusedSocket === true;
+      const code = (err as { code?: string }).code;
+      if (
+        reused && !signal.aborted &&
+        (code === "ECONNRESET" || code === "EPIPE" || /socket hang up/i.test(err.message))
+      ) {
+        reject(new StaleConnectionError(err));
+      } else reject(err);
     });
     req.on("response", (res) => {
       // From here the reader owns the abort; destroying the response ends it.
@@ -110,6 +134,8 @@ async function open(
       }
       resolve(res);
     });
+    // as Node's agents do: a request's writes go out at once, not after the last one's ACK
+    req.on("socket", (socket) => socket.setNoDelay(true));
     const unlink = whenAborted(signal, () => req.destroy(abortError(signal)));
     req.end(body);
   });
@@ -189,14 +215,15 @@ export async function requestJson<T = unknown>(
     if (body !== undefined) {
       headers["Content-Type"] = options.contentType ?? "application/json";
     }
-    const res = await open(
-      kc,
-      buildUrl(kc, path, options.query),
-      options.method ?? "GET",
-      headers,
-      body,
-      controller.signal,
-    );
+    const url = buildUrl(kc, path, options.query);
+    const method = options.method ?? "GET";
+    let res: http.IncomingMessage;
+    try {
+      res = await open(kc, url, method, headers, body, controller.signal, true);
+    } catch (err) {
+      if (!(err instanceof StaleConnectionError)) throw err;
+      res = await open(kc, url, method, headers, body, controller.signal, true);
+    }
     const text = await readBody(res, controller.signal);
     const status = res.statusCode ?? 0;
     const json = parseJson(text);
@@ -242,6 +269,7 @@ export async function streamJsonLines(
       { Accept: "application/json" },
       undefined,
       controller.signal,
+      false,
     );
     const status = res.statusCode ?? 0;
     if (status < 200 || status > 299) {

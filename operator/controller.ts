@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type k8s, type KubeObject } from "../kube/client.ts";
+import { type k8s, type KubeObject, shareConnections } from "../kube/client.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
@@ -86,11 +86,14 @@ export class Operator {
   #synced = false;
   #leading: AbortSignal | undefined;
   #stopped = false;
+  /** The operator's requests share kept-alive connections (closed by stop()). */
+  readonly #connections: { close(): void };
 
   constructor(kc: k8s.KubeConfig, options: OperatorOptions) {
     this.#kc = kc;
     this.#options = options;
     this.#log = options.log ?? jsonLog;
+    this.#connections = shareConnections(kc);
   }
 
   /** Whether every informer has listed once. */
@@ -111,8 +114,11 @@ export class Operator {
         kind: resource.kind,
         plural: resource.plural,
       }, { log: this.#log, transform: resource.transform ?? dropManagedFields });
+      // list items and watch events carry their type already: no copy of 10,000 routes
       const typed = (o: KubeObject) =>
-        ({ ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
+        (o.apiVersion === resource.apiVersion && o.kind === resource.kind
+          ? o
+          : { ...o, apiVersion: resource.apiVersion, kind: resource.kind }) as SnapshotObject;
       informer.on("add", (o) => this.#observe(undefined, typed(o)));
       informer.on("update", (o, old) => this.#observe(typed(old), typed(o)));
       informer.on("delete", (o) => this.#observe(typed(o), undefined));
@@ -168,6 +174,7 @@ export class Operator {
     await Promise.all(this.#workers);
     await Promise.all(this.#informers.map((i) => i.stop()));
     await this.#agentLeases?.stop();
+    this.#connections.close();
   }
 
   #observe(old: SnapshotObject | undefined, now: SnapshotObject | undefined): void {
@@ -273,7 +280,9 @@ export class Operator {
       if (written > 0) this.#log({ level: "info", msg: "route status", gateway, written });
       return;
     }
+    const started = performance.now();
     const result = reconcile(key, this.snapshot, { now, nowMs: operatorClockMs() });
+    const computed = performance.now();
     // other workers must see this decision before its status write lands
     if (result.status) {
       this.snapshot.addressDecisions.set(key, result.status.addresses.map((a) => a.value));
@@ -285,7 +294,14 @@ export class Operator {
     // Route statuses go to the back of the queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {
-      this.#log({ level: "info", msg: "reconciled", gateway: key, ...report });
+      this.#log({
+        level: "info",
+        msg: "reconciled",
+        gateway: key,
+        ...report,
+        reconcileMs: Math.round(computed - started),
+        writeMs: Math.round(performance.now() - computed),
+      });
     }
   }
 }

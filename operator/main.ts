@@ -16,6 +16,7 @@ import { Operator } from "./controller.ts";
 /** Prometheus text of the operator's metrics. */
 export function operatorMetrics(operator: Operator): string {
   const s = operator.stats;
+  const memory = Deno.memoryUsage();
   const sorted = [...s.latenciesMs].sort((a, b) => a - b);
   const q = (p: number) =>
     sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! / 1000 : 0;
@@ -40,6 +41,18 @@ export function operatorMetrics(operator: Operator): string {
     "# HELP blixt_operator_leader Whether this replica leads.",
     "# TYPE blixt_operator_leader gauge",
     `blixt_operator_leader ${operator.leading ? 1 : 0}`,
+    "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+    "# TYPE process_resident_memory_bytes gauge",
+    `process_resident_memory_bytes ${memory.rss}`,
+    "# HELP blixt_operator_heap_used_bytes V8 heap in use (live objects and garbage not yet collected).",
+    "# TYPE blixt_operator_heap_used_bytes gauge",
+    `blixt_operator_heap_used_bytes ${memory.heapUsed}`,
+    "# HELP blixt_operator_heap_total_bytes V8 heap reserved.",
+    "# TYPE blixt_operator_heap_total_bytes gauge",
+    `blixt_operator_heap_total_bytes ${memory.heapTotal}`,
+    "# HELP blixt_operator_external_memory_bytes Memory outside the V8 heap held by JavaScript objects (buffers, TLS).",
+    "# TYPE blixt_operator_external_memory_bytes gauge",
+    `blixt_operator_external_memory_bytes ${memory.external}`,
     "",
   ].join("\n");
 }

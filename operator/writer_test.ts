@@ -12,7 +12,7 @@ import { applyBlixtCrds } from "../manifests/crds.ts";
 import { reconcile } from "./gateway.ts";
 import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
-import { writeGatewayClassStatus, writeResult } from "./writer.ts";
+import { changedEntriesPatch, writeGatewayClassStatus, writeResult } from "./writer.ts";
 
 const NAME = "op2-test-writer";
 
@@ -175,5 +175,40 @@ Deno.test("operator writer: a reconciled Gateway reads right in kubectl", async 
     });
   } finally {
     await clusterDown(NAME);
+  }
+});
+
+Deno.test("changedEntriesPatch: only the entries whose backends changed, guarded by the resourceVersion", () => {
+  const entry = (port: number, ips: string[]) => ({
+    address: "198.18.0.1",
+    port,
+    protocol: "TCP" as const,
+    listener: `l${port}`,
+    backends: ips.map((ip) => ({ ip, port: 8080, weight: 1, node: "n1", state: "Ready" as const })),
+    rejectWeight: 0,
+  });
+  const table = (entries: ReturnType<typeof entry>[], addresses = ["198.18.0.1"]) => ({
+    apiVersion: "blixt.dev/v1alpha1" as const,
+    kind: "RoutingTable" as const,
+    metadata: { name: "gw", namespace: "ns", resourceVersion: "7" },
+    spec: { addresses, entries },
+  });
+  const have = table([entry(80, ["198.19.0.2"]), entry(81, ["198.19.0.2"])]);
+  assert.deepEqual(
+    changedEntriesPatch(have, table([entry(80, ["198.19.0.2"]), entry(81, ["198.19.0.3"])])),
+    [
+      { op: "test", path: "/metadata/resourceVersion", value: "7" },
+      { op: "replace", path: "/spec/entries/1", value: entry(81, ["198.19.0.3"]) },
+    ],
+  );
+  assert.equal(changedEntriesPatch(have, have), undefined, "nothing changed: nothing to send");
+  for (
+    const [what, want] of [
+      ["an entry more", table([entry(80, []), entry(81, []), entry(82, [])])],
+      ["another frontend", table([entry(80, ["198.19.0.2"]), entry(82, ["198.19.0.2"])])],
+      ["other addresses", table(have.spec.entries, ["198.18.0.2"])],
+    ] as const
+  ) {
+    assert.equal(changedEntriesPatch(have, want), undefined, `${what}: the whole table is applied`);
   }
 });
