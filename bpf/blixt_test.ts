@@ -1416,6 +1416,17 @@ Deno.test("packet: SNAT ports run out loudly (the client gets a reset); a finish
     }
     fromBackend(a, 40904, TCP.ACK);
     assert.equal(dp.maps.events().snat_exhausted, 2n, "no flow in the sequence was refused");
+
+    // Port b's last flow closed with FINs (the backend may hold TIME_WAIT): a reset port goes first.
+    fromClient(40904, TCP.RST);
+    for (let i = 0; i < 8; i++) {
+      const sport = 42000 + i;
+      assert.equal(open(sport), a, `flow ${i} takes the reset port, not the FIN-closed one`);
+      fromClient(sport, TCP.RST);
+    }
+    assert.equal(open(42100), a);
+    assert.equal(open(42101), b, "the FIN-closed port when it is the only one left");
+    refused(42102, "and none when both are live");
   });
 });
 

@@ -171,6 +171,7 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
 #define SNAT_FREE (1 << 0)
 #define SNAT_DEL_DNAT (1 << 1)
 #define SNAT_DEL_SNAT (1 << 2)
+#define SNAT_TIME_WAIT (1 << 3) /* closed with FINs: the backend may hold TIME_WAIT */
 
 /*
  * Whether a new flow may take the SNAT port of an existing reply entry
@@ -204,11 +205,28 @@ static __always_inline int ct_snat_port_free(const struct flow_value *reply, __b
 		return SNAT_FREE;
 	if (proto != IPPROTO_TCP)
 		return 0;
-	if (primary->state == CT_CLOSED ||
-	    (primary->state == CT_CLOSING && (primary->flags & CT_F_FIN_BOTH) == CT_F_FIN_BOTH &&
-	     (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN))
+	if (primary->state == CT_CLOSED)
 		return SNAT_FREE | SNAT_DEL_DNAT | SNAT_DEL_SNAT;
+	if (primary->state == CT_CLOSING && (primary->flags & CT_F_FIN_BOTH) == CT_F_FIN_BOTH &&
+	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
+		return SNAT_FREE | SNAT_DEL_DNAT | SNAT_DEL_SNAT | SNAT_TIME_WAIT;
 	return 0;
+}
+
+/* Give port rk (found free by ct_snat_port_free) to a new flow; 0 when it got it. */
+static __always_inline int ct_take_snat_port(struct flow_key *rk, struct flow_value *reply,
+					     int found, struct flow_key *dnat, struct flow_key *snat)
+{
+	if (found & SNAT_DEL_DNAT)
+		bpf_map_delete_elem(&conntrack, dnat);
+	if (found & SNAT_DEL_SNAT)
+		bpf_map_delete_elem(&conntrack, snat);
+	/*
+	 * Delete, then insert with BPF_NOEXIST: of two CPUs taking over the same
+	 * port at once, one gets it and the other tries the next port.
+	 */
+	bpf_map_delete_elem(&conntrack, rk);
+	return bpf_map_update_elem(&conntrack, rk, reply, BPF_NOEXIST);
 }
 
 /*
@@ -216,7 +234,9 @@ static __always_inline int ct_snat_port_free(const struct flow_value *reply, __b
  * reply entry (backend -> node:port) is inserted with BPF_NOEXIST, so two
  * live flows never share a port towards the same backend. The search starts
  * at a random port, so consecutive flows do not probe the same ports, and a
- * port whose flow is over (ct_snat_port_free) is taken over at once.
+ * port whose flow is over (ct_snat_port_free) is taken over at once; one
+ * closed with FINs only when none of the candidates is unused or reset, as
+ * the backend may still hold its TIME_WAIT socket (docs/dataplane.md).
  */
 static __always_inline int ct_reserve_snat(const struct config *cfg, const struct packet *p,
 					   const struct backend *be, struct flow_value *reply,
@@ -224,7 +244,10 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 {
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
 	__u32 range, start;
+	__be16 time_wait = 0; /* the first port closed with FINs: taken when nothing better is */
 	struct flow_key rk, dnat, snat;
+	struct flow_value *old;
+	int found;
 
 	if (min == 0 || max < min)
 		return -1;
@@ -232,8 +255,6 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 	start = bpf_get_prandom_u32();
 	for (__u32 i = 0; i < SNAT_TRIES && i < range; i++) {
 		__be16 port = bpf_htons(min + (start + i) % range);
-		struct flow_value *old;
-		int found;
 
 		ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], port, p->key.proto, DIR_INGRESS);
 		if (bpf_map_update_elem(&conntrack, &rk, reply, BPF_NOEXIST) == 0) {
@@ -246,21 +267,25 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 		found = ct_snat_port_free(old, port, p, be, now, &dnat, &snat);
 		if (!(found & SNAT_FREE))
 			continue;
-		if (found & SNAT_DEL_DNAT)
-			bpf_map_delete_elem(&conntrack, &dnat);
-		if (found & SNAT_DEL_SNAT)
-			bpf_map_delete_elem(&conntrack, &snat);
-		/*
-		 * Delete, then insert with BPF_NOEXIST: of two CPUs taking over the same
-		 * port at once, one gets it and the other tries the next port.
-		 */
-		bpf_map_delete_elem(&conntrack, &rk);
-		if (bpf_map_update_elem(&conntrack, &rk, reply, BPF_NOEXIST) == 0) {
+		if (found & SNAT_TIME_WAIT) {
+			if (!time_wait)
+				time_wait = port;
+			continue;
+		}
+		if (ct_take_snat_port(&rk, reply, found, &dnat, &snat) == 0) {
 			*port_out = port;
 			return 0;
 		}
 	}
-	return -1;
+	if (!time_wait)
+		return -1;
+	ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], time_wait, p->key.proto, DIR_INGRESS);
+	old = bpf_map_lookup_elem(&conntrack, &rk);
+	found = old ? ct_snat_port_free(old, time_wait, p, be, now, &dnat, &snat) : SNAT_FREE;
+	if (!(found & SNAT_FREE) || ct_take_snat_port(&rk, reply, found, &dnat, &snat))
+		return -1;
+	*port_out = time_wait;
+	return 0;
 }
 
 #endif
