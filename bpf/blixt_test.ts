@@ -1388,6 +1388,13 @@ Deno.test("packet: SNAT ports run out loudly (the client gets a reset); a finish
     fromClient(40901, TCP.RST);
     assert.equal(open(40904), a, "the port of a reset flow is taken at once");
     assert.deepEqual(entriesOf(40901), [], "the reset flow's DNAT and SNAT entries are gone");
+    check(dp, {
+      description: "a late packet of the reset flow no longer leaves from the port it had",
+      hook: "egress",
+      input: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40901, 8080, TCP.ACK) }),
+      expected: "unchanged",
+      verdict: TC_ACT.OK,
+    });
     assert.equal(entriesOf(40904).length, 2, "the new flow's DNAT and SNAT entries");
     fromBackend(a, 40904, TCP.ACK);
 
