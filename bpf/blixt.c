@@ -104,7 +104,7 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 	if (((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) || from_pod(skb)) {
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
-		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {
+		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, now, &nat_port)) {
 			/* Answered (RST, ICMP unreachable), not dropped: a dropped SYN hangs the client. */
 			count_event(EV_SNAT_EXHAUSTED);
 			return NEW_FLOW_REJECT;
@@ -127,8 +127,10 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 	/* A flow met mid-stream (after a restart lost the entry) is already established. */
 	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCPF_SYN))
 		v.state = CT_ESTABLISHED;
-	if (p->key.proto == IPPROTO_TCP)
+	if (p->key.proto == IPPROTO_TCP) {
 		v.state = ct_next_state(v.state, p->tcp_flags, 0);
+		v.flags = ct_fin_flag(p->tcp_flags, 0);
+	}
 	if (bpf_map_update_elem(&conntrack, &p->key, &v, BPF_ANY))
 		goto fail;
 
@@ -155,9 +157,11 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 			v->last_seen = now;
 	} else {
-		ct_touch(v, p->key.proto == IPPROTO_TCP ? ct_next_state(v->state, p->tcp_flags, 0)
-							: v->state,
-			 now);
+		if (p->key.proto == IPPROTO_TCP)
+			ct_touch(v, ct_next_state(v->state, p->tcp_flags, 0),
+				 ct_fin_flag(p->tcp_flags, 0), now);
+		else
+			ct_touch(v, v->state, 0, now);
 		count_flow(v->service_id, v->backend_id, skb->len, 0, 0);
 	}
 	if (rewrite_tuple(skb, p, v))

@@ -1349,30 +1349,45 @@ Deno.test("packet: conntrack entries expire after the kernel's timeouts, not bef
   });
 });
 
-Deno.test("packet: SNAT ports run out loudly (the client gets a reset) and come back once their flow expires", async () => {
+Deno.test("packet: SNAT ports run out loudly (the client gets a reset); a finished flow's port is taken at once", async () => {
   await withDataplane((dp) => {
     dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61001] });
     const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
-    const natPort = (sport: number) => {
+    /** Opens flow :sport (SYN, SYN-ACK) and returns its SNAT port. */
+    const open = (sport: number) => {
+      check(dp, {
+        description: `flow :${sport} to the remote backend is DNATed`,
+        hook: "ingress",
+        input: syn(sport),
+        expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
+        verdict: TC_ACT.OK,
+      });
       const out = testRun(
         dp.egressFd,
         pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
       );
       const d = decodePacket(out.data);
       assert.equal(d.src, NODE);
+      fromBackend(d.sport!, sport, TCP.SYN | TCP.ACK);
       return d.sport!;
     };
-    for (const sport of [40901, 40902]) {
+    const fromClient = (sport: number, flags: number) =>
       check(dp, {
-        description: `flow :${sport} to the remote backend gets one of the two SNAT ports`,
+        description: `client :${sport} sends flags ${flags}`,
         hook: "ingress",
-        input: syn(sport),
-        expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }),
+        input: pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, flags) }),
+        expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(sport, 8080, flags) }),
         verdict: TC_ACT.OK,
       });
-    }
-    const ports = [natPort(40901), natPort(40902)].sort();
-    assert.deepEqual(ports, [61000, 61001]);
+    /** A backend packet to node:port must reach the client of the flow now on that port. */
+    const fromBackend = (port: number, sport: number, flags: number) =>
+      check(dp, {
+        description: `backend to node:${port} (flags ${flags}) reaches client :${sport}`,
+        hook: "ingress",
+        input: pkt({ src: BE3, dst: NODE, tcp: tcp(8080, port, flags) }),
+        expected: pkt({ src: VIP2, dst: CLIENT, tcp: tcp(80, sport, flags) }),
+        verdict: TC_ACT.OK,
+      });
     /** The answer to a SYN that finds no free port: RST+ACK from the VIP, as for no backend. */
     const reset = (sport: number) =>
       buildPacket({
@@ -1383,39 +1398,76 @@ Deno.test("packet: SNAT ports run out loudly (the client gets a reset) and come 
         id: 0,
         tcp: tcp(80, sport, TCP.RST | TCP.ACK, { seq: 0, ack: 1001, window: 0 }),
       });
-    check(dp, {
-      description: "a third flow finds no free port: reset from the VIP, counted",
-      hook: "ingress",
-      input: syn(40903),
-      expected: reset(40903),
-      verdict: TC_ACT.REDIRECT,
-    });
+    const refused = (sport: number, why: string) =>
+      check(dp, {
+        description: why,
+        hook: "ingress",
+        input: syn(sport),
+        expected: reset(sport),
+        verdict: TC_ACT.REDIRECT,
+      });
+    /** Conntrack entries of client port :sport (DNAT at ingress, SNAT at egress). */
+    const entriesOf = (sport: number) =>
+      dp.maps.conntrack().filter((e) => e.key.saddr === CLIENT && e.key.sport === sport);
+
+    const a = open(40901);
+    const b = open(40902);
+    assert.deepEqual([a, b].sort(), [61000, 61001], "two live flows never share a port");
+    refused(40903, "a third flow finds no free port: reset from the VIP, counted");
     assert.equal(dp.maps.events().snat_exhausted, 1n);
-    check(dp, {
-      description: "the client resets flow :40901",
-      hook: "ingress",
-      input: pkt({ src: CLIENT, dst: VIP2, tcp: tcp(40901, 80, TCP.RST) }),
-      expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40901, 8080, TCP.RST) }),
-      verdict: TC_ACT.OK,
-    });
-    const freed = natPort(40901);
-    check(dp, {
-      description: "its port stays reserved while the closed flow is tracked (10 s): reset",
-      hook: "ingress",
-      input: syn(40904),
-      expected: reset(40904),
-      verdict: TC_ACT.REDIRECT,
-    });
-    idle(dp, 11);
-    check(dp, {
-      description: "once it expired, a new flow gets the port",
-      hook: "ingress",
-      input: syn(40904),
-      expected: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40904, 8080, TCP.SYN) }),
-      verdict: TC_ACT.OK,
-    });
-    assert.equal(natPort(40904), freed);
+    fromClient(40902, TCP.FIN | TCP.ACK);
+    refused(40903, "a half-closed flow (one FIN) keeps its port");
     assert.equal(dp.maps.events().snat_exhausted, 2n);
+
+    fromClient(40901, TCP.RST);
+    assert.equal(open(40904), a, "the port of a reset flow is taken at once");
+    assert.deepEqual(entriesOf(40901), [], "the reset flow's DNAT and SNAT entries are gone");
+    check(dp, {
+      description: "a late packet of the reset flow no longer leaves from the port it had",
+      hook: "egress",
+      input: pkt({ src: CLIENT, dst: BE3, tcp: tcp(40901, 8080, TCP.ACK) }),
+      expected: "unchanged",
+      verdict: TC_ACT.OK,
+    });
+    assert.equal(entriesOf(40904).length, 2, "the new flow's DNAT and SNAT entries");
+    fromBackend(a, 40904, TCP.ACK);
+
+    fromBackend(b, 40902, TCP.FIN | TCP.ACK);
+    fromClient(40902, TCP.ACK);
+    assert.equal(open(40905), b, "after FINs both ways a SYN takes the port (TIME_WAIT reuse)");
+    assert.deepEqual(entriesOf(40902), [], "the closed flow's DNAT and SNAT entries are gone");
+
+    // Connections opened and closed in sequence keep succeeding on the one port 40904 leaves.
+    fromClient(40905, TCP.RST);
+    for (let i = 0; i < 30; i++) {
+      const sport = 41000 + i;
+      const port = open(sport);
+      assert.equal(port, b, `flow ${i} gets the free port, never the live flow's`);
+      fromClient(sport, TCP.ACK);
+      if (i % 3 === 0) {
+        fromBackend(port, sport, TCP.RST);
+      } else if (i % 3 === 1) {
+        fromClient(sport, TCP.FIN | TCP.ACK);
+        fromBackend(port, sport, TCP.FIN | TCP.ACK);
+        fromClient(sport, TCP.ACK);
+      } else {
+        fromBackend(port, sport, TCP.FIN | TCP.ACK);
+        fromClient(sport, TCP.FIN | TCP.ACK);
+      }
+    }
+    fromBackend(a, 40904, TCP.ACK);
+    assert.equal(dp.maps.events().snat_exhausted, 2n, "no flow in the sequence was refused");
+
+    // Port b's last flow closed with FINs (the backend may hold TIME_WAIT): a reset port goes first.
+    fromClient(40904, TCP.RST);
+    for (let i = 0; i < 8; i++) {
+      const sport = 42000 + i;
+      assert.equal(open(sport), a, `flow ${i} takes the reset port, not the FIN-closed one`);
+      fromClient(sport, TCP.RST);
+    }
+    assert.equal(open(42100), a);
+    assert.equal(open(42101), b, "the FIN-closed port when it is the only one left");
+    refused(42102, "and none when both are live");
   });
 });
 

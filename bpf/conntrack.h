@@ -69,11 +69,21 @@ static __always_inline __u8 ct_next_state(__u8 state, __u8 tcp_flags, int is_rep
 	return state;
 }
 
-/* Refresh an entry's last_seen and state, writing only when something changed. */
-static __always_inline void ct_touch(struct flow_value *v, __u8 state, __u64 now)
+/* The CT_F_FIN_* bit a TCP packet sets on its flow's DNAT entry (0 without FIN). */
+static __always_inline __u8 ct_fin_flag(__u8 tcp_flags, int is_reply)
+{
+	if (!(tcp_flags & TCPF_FIN))
+		return 0;
+	return is_reply ? CT_F_FIN_BACKEND : CT_F_FIN_CLIENT;
+}
+
+/* Refresh an entry's last_seen, state and flags, writing only when something changed. */
+static __always_inline void ct_touch(struct flow_value *v, __u8 state, __u8 flags, __u64 now)
 {
 	if (v->state != state)
 		v->state = state;
+	if ((v->flags & flags) != flags)
+		v->flags |= flags;
 	if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 		v->last_seen = now;
 }
@@ -121,25 +131,9 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 		state = ct_next_state(primary->state, p->tcp_flags, 1);
 	else
 		state = CT_ESTABLISHED;
-	ct_touch(primary, state, now);
+	ct_touch(primary, state, ct_fin_flag(p->tcp_flags, 1), now);
 	reply->flags |= CT_F_REPLIED;
 	return 0;
-}
-
-/* Whether an existing reply entry may be overwritten by a new flow's SNAT port. */
-static __always_inline int ct_reply_stale(const struct flow_value *reply, __u8 proto, __u8 family,
-					  __u64 now)
-{
-	struct flow_key pk;
-	struct flow_value *primary;
-
-	ct_primary_key(&pk, reply, proto, family);
-	primary = bpf_map_lookup_elem(&conntrack, &pk);
-	if (!primary)
-		return 1;
-	if (ct_expired(primary, proto, now))
-		return 1;
-	return primary->backend_id != reply->backend_id;
 }
 
 /* A fresh entry: rewrite matching packets to saddr:sport -> daddr:dport. */
@@ -173,25 +167,94 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
 	k->dir = dir;
 }
 
+/* What ct_snat_port_free() found: the port is free, and which old entries to delete. */
+#define SNAT_FREE (1 << 0)
+#define SNAT_DEL_DNAT (1 << 1)
+#define SNAT_DEL_SNAT (1 << 2)
+#define SNAT_TIME_WAIT (1 << 3) /* closed with FINs: the backend may hold TIME_WAIT */
+
+/*
+ * Whether a new flow may take the SNAT port of an existing reply entry
+ * (backend -> node:port), because the flow behind it is over:
+ * - no live DNAT entry of the same backend behind it (gone, expired, replaced);
+ * - the flow's SNAT entry uses another port now (the client reopened its tuple);
+ * - TCP closed by a reset;
+ * - TCP closed with FINs both ways, and the new packet is a SYN: the
+ *   backend's TIME_WAIT socket accepts a new SYN (docs/dataplane.md).
+ * Also says which of the old flow's entries to delete (keys in *dnat and
+ * *snat), so that no late packet of the old flow leaves from the port the new
+ * flow now uses, nor is sent to the backend untranslated.
+ */
+static __always_inline int ct_snat_port_free(const struct flow_value *reply, __be16 port,
+					     const struct packet *p, const struct backend *be,
+					     __u64 now, struct flow_key *dnat, struct flow_key *snat)
+{
+	const struct flow_value *primary, *out;
+	__u8 proto = p->key.proto;
+	int owns;
+
+	ct_key(snat, reply->daddr[0], reply->dport, be->addr[0], be->port, proto, DIR_EGRESS);
+	out = bpf_map_lookup_elem(&conntrack, snat);
+	owns = out && out->kind == CT_KIND_SNAT && out->sport == port;
+	ct_primary_key(dnat, reply, proto, p->key.family);
+	primary = bpf_map_lookup_elem(&conntrack, dnat);
+	if (!primary || primary->kind != CT_KIND_DNAT || primary->backend_id != reply->backend_id ||
+	    ct_expired(primary, proto, now))
+		return SNAT_FREE | (owns ? SNAT_DEL_SNAT : 0);
+	if (!owns)
+		return SNAT_FREE;
+	if (proto != IPPROTO_TCP)
+		return 0;
+	if (primary->state == CT_CLOSED)
+		return SNAT_FREE | SNAT_DEL_DNAT | SNAT_DEL_SNAT;
+	if (primary->state == CT_CLOSING && (primary->flags & CT_F_FIN_BOTH) == CT_F_FIN_BOTH &&
+	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
+		return SNAT_FREE | SNAT_DEL_DNAT | SNAT_DEL_SNAT | SNAT_TIME_WAIT;
+	return 0;
+}
+
+/* Give port rk (found free by ct_snat_port_free) to a new flow; 0 when it got it. */
+static __always_inline int ct_take_snat_port(struct flow_key *rk, struct flow_value *reply,
+					     int found, struct flow_key *dnat, struct flow_key *snat)
+{
+	if (found & SNAT_DEL_DNAT)
+		bpf_map_delete_elem(&conntrack, dnat);
+	if (found & SNAT_DEL_SNAT)
+		bpf_map_delete_elem(&conntrack, snat);
+	/*
+	 * Delete, then insert with BPF_NOEXIST: of two CPUs taking over the same
+	 * port at once, one gets it and the other tries the next port.
+	 */
+	bpf_map_delete_elem(&conntrack, rk);
+	return bpf_map_update_elem(&conntrack, rk, reply, BPF_NOEXIST);
+}
+
 /*
  * Reserve a source port on this node for a flow to a remote backend: the
  * reply entry (backend -> node:port) is inserted with BPF_NOEXIST, so two
- * flows never share a port towards the same backend.
+ * live flows never share a port towards the same backend. The search starts
+ * at a random port, so consecutive flows do not probe the same ports, and a
+ * port whose flow is over (ct_snat_port_free) is taken over at once; one
+ * closed with FINs only when none of the candidates is unused or reset, as
+ * the backend may still hold its TIME_WAIT socket (docs/dataplane.md).
  */
 static __always_inline int ct_reserve_snat(const struct config *cfg, const struct packet *p,
 					   const struct backend *be, struct flow_value *reply,
-					   __u32 hash, __u64 now, __be16 *port_out)
+					   __u64 now, __be16 *port_out)
 {
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
-	__u32 range;
-	struct flow_key rk;
+	__u32 range, start;
+	__be16 time_wait = 0; /* the first port closed with FINs: taken when nothing better is */
+	struct flow_key rk, dnat, snat;
+	struct flow_value *old;
+	int found;
 
 	if (min == 0 || max < min)
 		return -1;
 	range = max - min + 1;
-	for (__u32 i = 0; i < SNAT_TRIES; i++) {
-		__be16 port = bpf_htons(min + (hash + i) % range);
-		struct flow_value *old;
+	start = bpf_get_prandom_u32();
+	for (__u32 i = 0; i < SNAT_TRIES && i < range; i++) {
+		__be16 port = bpf_htons(min + (start + i) % range);
 
 		ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], port, p->key.proto, DIR_INGRESS);
 		if (bpf_map_update_elem(&conntrack, &rk, reply, BPF_NOEXIST) == 0) {
@@ -199,16 +262,30 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 			return 0;
 		}
 		old = bpf_map_lookup_elem(&conntrack, &rk);
-		if (old && (ct_reply_stale(old, p->key.proto, p->key.family, now) ||
-			    (old->daddr[0] == reply->daddr[0] && old->dport == reply->dport &&
-			     old->saddr[0] == reply->saddr[0] && old->sport == reply->sport))) {
-			if (bpf_map_update_elem(&conntrack, &rk, reply, BPF_ANY) == 0) {
-				*port_out = port;
-				return 0;
-			}
+		if (!old)
+			continue;
+		found = ct_snat_port_free(old, port, p, be, now, &dnat, &snat);
+		if (!(found & SNAT_FREE))
+			continue;
+		if (found & SNAT_TIME_WAIT) {
+			if (!time_wait)
+				time_wait = port;
+			continue;
+		}
+		if (ct_take_snat_port(&rk, reply, found, &dnat, &snat) == 0) {
+			*port_out = port;
+			return 0;
 		}
 	}
-	return -1;
+	if (!time_wait)
+		return -1;
+	ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], time_wait, p->key.proto, DIR_INGRESS);
+	old = bpf_map_lookup_elem(&conntrack, &rk);
+	found = old ? ct_snat_port_free(old, time_wait, p, be, now, &dnat, &snat) : SNAT_FREE;
+	if (!(found & SNAT_FREE) || ct_take_snat_port(&rk, reply, found, &dnat, &snat))
+		return -1;
+	*port_out = time_wait;
+	return 0;
 }
 
 #endif

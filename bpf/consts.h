@@ -48,7 +48,10 @@
 #define CT_CLOSED 3      /* a RST was seen */
 
 /* flow_value.flags */
-#define CT_F_REPLIED (1 << 0) /* reply entry: the primary already knows a reply was seen */
+#define CT_F_REPLIED (1 << 0)   /* reply entry: the primary already knows a reply was seen */
+#define CT_F_FIN_CLIENT (1 << 1) /* DNAT entry: the client sent a FIN */
+#define CT_F_FIN_BACKEND (1 << 2) /* DNAT entry: the backend sent a FIN */
+#define CT_F_FIN_BOTH (CT_F_FIN_CLIENT | CT_F_FIN_BACKEND)
 
 /* Timeouts in nanoseconds, the kernel's nf_conntrack defaults. */
 #define NS_PER_SEC 1000000000ULL
@@ -61,7 +64,7 @@
 /* last_seen is refreshed at most this often, to keep writes off the fast path. */
 #define CT_REFRESH_NS NS_PER_SEC
 
-/* SNAT source-port search: at most this many candidates per new remote flow. */
+/* SNAT source-port search: at most this many candidates per new remote flow, from a random one. */
 #define SNAT_TRIES 32
 
 /* Seed of the flow hash; the agent's flowHash() uses the same. */

@@ -16,7 +16,7 @@ const DENO = Deno.execPath();
 const CT_ENTRIES = 65536;
 
 const ID = { be1: 1, be2: 2, be3: 3, be1u: 11, be2u: 12, be3u: 13 };
-const SVC = { tcp: 1, udp: 2, tcpNone: 3, udpNone: 4 };
+const SVC = { tcp: 1, udp: 2, tcpNone: 3, udpNone: 4, remoteOnly: 5 };
 const TCP80 = { addr: NET.vip, port: 80, protocol: "TCP" } as const;
 
 function program(dp: Dataplane): void {
@@ -265,6 +265,48 @@ Deno.test("traffic: VIP service over real namespaces", async (t) => {
           "new connections work with the reused maps",
         );
         dp = Dataplane.load({ pinDir, conntrackEntries: CT_ENTRIES });
+      },
+    );
+
+    await t.step(
+      "with 2 SNAT ports, connections to the remote backend opened and closed in sequence (FINs, resets) keep succeeding",
+      async () => {
+        dp!.maps.setConfig({ nodeAddr: NET.node1, snatPorts: [61000, 61001] });
+        dp!.maps.setService({ addr: NET.vip, port: 82, protocol: "TCP" }, {
+          id: SVC.remoteOnly,
+          backends: [{ id: ID.be3, weight: 1 }],
+        });
+        const before = dp!.maps.events().snat_exhausted;
+        try {
+          for (const close of ["fin", "rst"]) {
+            // FIN: half-close and read to the backend's FIN, so both FINs are seen before the next.
+            const script = `
+import socket, struct, sys
+for i in range(40):
+    s = socket.create_connection(("${NET.vip}", 82), timeout=3)
+    s.sendall(b"n%d\\n" % i)
+    f = s.makefile("rb")
+    line = f.readline().decode()
+    if not line.startswith("be3 "):
+        sys.exit("connection %d: %r" % (i, line))
+    if "${close}" == "rst":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        s.shutdown(socket.SHUT_WR)
+        f.read()
+    f.close()
+    s.close()
+print("ok")`;
+            const out = await topo.exec("client", ["timeout", "60", "python3", "-c", script], {
+              allowFail: true,
+            });
+            assert.equal(out.trim(), "ok", `40 connections closed with ${close}`);
+          }
+          assert.equal(dp!.maps.events().snat_exhausted, before, "no connection was refused");
+        } finally {
+          dp!.maps.deleteService({ addr: NET.vip, port: 82, protocol: "TCP" });
+          dp!.maps.setConfig({ nodeAddr: NET.node1 });
+        }
       },
     );
 

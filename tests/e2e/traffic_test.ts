@@ -189,9 +189,7 @@ async function openUdp(address: string, port: number) {
 
 /**
  * Which backend answers a new TCP connection every 10 ms from `startMs` until
- * `untilMs`. Paced: a tight loop makes thousands of connections a second,
- * which exhausts the data plane's SNAT ports towards a remote backend (see
- * docs/e2e.md, "Findings").
+ * `untilMs`, paced so that the samples are spread evenly over the window.
  */
 async function newFlowsOverTime(
   address: string,
