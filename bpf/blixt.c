@@ -55,6 +55,25 @@ static __always_inline int from_pod(const struct __sk_buff *skb)
 	return flags && (*flags & IFACE_F_PODS);
 }
 
+/*
+ * Whether a packet without a live flow may start one. TCP as nf_conntrack judges a segment
+ * with no connection: a SYN opens one, a bare ACK is picked up mid-stream (so flows survive an
+ * ECMP move or an evicted entry); a RST, a FIN or a SYN-ACK belongs to no flow of ours and is
+ * dropped, as kube-proxy drops conntrack's INVALID packets. Every UDP datagram opens a flow.
+ */
+static __always_inline int opens_flow(const struct packet *p)
+{
+	__u8 f = p->tcp_flags;
+
+	if (p->key.proto != IPPROTO_TCP)
+		return 1;
+	if (f & (TCPF_RST | TCPF_FIN))
+		return 0;
+	if (f & TCPF_SYN)
+		return !(f & TCPF_ACK);
+	return (f & TCPF_ACK) != 0;
+}
+
 /* Reject a new flow's first packet; a subprogram of its own for stack room. */
 static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u32 service_id)
 {
@@ -124,11 +143,12 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 
 	ct_value(&v, CT_KIND_DNAT, p->key.saddr, p->key.sport, be->addr[0], be->port,
 		 svc->id, bid, now);
-	/* A flow met mid-stream (after a restart lost the entry) is already established. */
+	/*
+	 * A flow met mid-stream (an ECMP move, an evicted entry) is picked up, but counts as
+	 * established only once the backend answers: a spoofed ACK holds its entries 60 s.
+	 */
 	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCPF_SYN))
-		v.state = CT_ESTABLISHED;
-	if (p->key.proto == IPPROTO_TCP)
-		v.state = ct_next_state(v.state, p->tcp_flags, 0);
+		v.state = CT_PICKUP;
 	if (bpf_map_update_elem(&conntrack, &p->key, &v, BPF_ANY))
 		goto fail;
 
@@ -206,7 +226,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK;
 	if (v) {
 		int reopened = p.key.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN) &&
-			       !(p.tcp_flags & TCPF_ACK) && v->state >= CT_CLOSING;
+			       !(p.tcp_flags & TCPF_ACK) && ct_closed_or_closing(v->state);
 
 		if (!ct_expired(v, p.key.proto, now) && !reopened) {
 			if (backend_alive(v))
@@ -231,6 +251,8 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	}
 	if (svc->flags & SVC_F_VIP_MARKER)
 		return TC_ACT_OK;
+	if (!opens_flow(&p))
+		return TC_ACT_SHOT;
 	rc = new_flow(skb, &p, svc, now);
 	if (rc == NEW_FLOW_REJECT)
 		return reject(skb, &p, svc->id);

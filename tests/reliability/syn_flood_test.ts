@@ -69,7 +69,7 @@ function conntrackFill(pinDir: string): Record<string, number> {
   try {
     const out: Record<string, number> = { total: 0 };
     const kinds = ["", "dnat", "snat", "reply"];
-    const states = ["new", "established", "closing", "closed"];
+    const states = ["new", "established", "closing", "closed", "syn_recv", "pickup"];
     for (const [, v] of map.entries()) {
       const f = flowValue.decode(v);
       out.total!++;
