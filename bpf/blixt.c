@@ -79,6 +79,9 @@ static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u3
 {
 	int rc;
 
+	/* A RST is never answered (RFC 9293): dropped, counted neither as a reject nor a failure. */
+	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & TCPF_RST))
+		return TC_ACT_SHOT;
 	count_reject(service_id, skb->len);
 	if (p->key.proto == IPPROTO_TCP) {
 		rc = reject_tcp(skb, p);

@@ -599,6 +599,7 @@ Deno.test("packet: a port or protocol of a VIP no listener has is refused (RST, 
     const ev = dp.maps.events();
     assert.equal(ev.reject_tcp, 1n);
     assert.equal(ev.reject_udp, 1n);
+    assert.equal(ev.reject_failed, 0n, "the unanswered RST is no failed reject");
     assert.equal(dp.maps.conntrack().length, 0, "nothing was tracked");
   });
 });
