@@ -93,6 +93,25 @@ static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u3
 	return rc;
 }
 
+/* Whether this CPU may still answer an SNAT-exhausted flow this second (takes one). */
+static __always_inline int snat_reject_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *b = bpf_map_lookup_elem(&reject_budget, &zero);
+	__u64 sec = now / NS_PER_SEC;
+
+	if (!b)
+		return 1;
+	if ((*b >> 32) != (sec & 0xffffffff)) {
+		*b = (sec << 32) | 1;
+		return 1;
+	}
+	if ((*b & 0xffffffff) >= SNAT_REJECTS_PER_SEC)
+		return 0;
+	*b += 1;
+	return 1;
+}
+
 /* Returned by new_flow() when the packet must be rejected. */
 #define NEW_FLOW_REJECT (-2)
 
@@ -127,9 +146,12 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
 		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, hash, now, &nat_port)) {
-			/* Answered (RST, ICMP unreachable), not dropped: a dropped SYN hangs the client. */
+			/*
+			 * Answered (RST, ICMP unreachable): a dropped SYN hangs the client. Within a
+			 * budget, though: a spoofed flood would make every forged source get one.
+			 */
 			count_event(EV_SNAT_EXHAUSTED);
-			return NEW_FLOW_REJECT;
+			return snat_reject_allowed(now) ? NEW_FLOW_REJECT : TC_ACT_SHOT;
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
 			 svc->id, bid, now);

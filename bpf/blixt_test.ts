@@ -22,6 +22,7 @@ import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
 import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
 import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
+import { monotonicCoarseNs } from "../agent/bpf/libbpf.ts";
 import {
   buildIp,
   buildPacket,
@@ -1521,6 +1522,39 @@ Deno.test("packet: SNAT ports run out loudly (the client gets a reset) and come 
     });
     assert.equal(natPort(40904), freed);
     assert.equal(dp.maps.events().snat_exhausted, 2n);
+  });
+});
+
+Deno.test("packet: SNAT exhaustion is answered at most 64 times per CPU a second, then dropped (no backscatter)", async () => {
+  await withDataplane((dp) => {
+    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61000] });
+    const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
+    assert.equal(testRun(dp.ingressFd, syn(42001)).retval, TC_ACT.OK, "the only port is taken");
+    testRun(dp.egressFd, pkt({ src: CLIENT, dst: BE3, tcp: tcp(42001, 8080, TCP.SYN) }));
+    const budget = dp.object.map("reject_budget");
+    /** Sets every CPU's budget of the current second to `used`; runs `fn` in the same second. */
+    const inSecond = (used: number, fn: () => number): number => {
+      for (;;) {
+        const sec = monotonicCoarseNs() / 1_000_000_000n;
+        const v = new BigUint64Array(budget.fullValueSize / 8).fill((sec << 32n) | BigInt(used));
+        budget.update(new Uint8Array(4), new Uint8Array(v.buffer));
+        const r = fn();
+        if (monotonicCoarseNs() / 1_000_000_000n === sec) return r;
+      }
+    };
+    assert.equal(
+      inSecond(63, () => testRun(dp.ingressFd, syn(42002)).retval),
+      TC_ACT.REDIRECT,
+      "the 64th answer of the second is sent",
+    );
+    assert.equal(
+      inSecond(64, () => testRun(dp.ingressFd, syn(42003)).retval),
+      TC_ACT.SHOT,
+      "the 65th is dropped",
+    );
+    const ev = dp.maps.events();
+    assert.ok(ev.snat_exhausted >= 2n, "both counted as snat_exhausted");
+    assert.equal(dp.maps.conntrack().filter((e) => e.key.sport >= 42002).length, 0);
   });
 });
 

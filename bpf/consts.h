@@ -74,6 +74,12 @@
 
 /* SNAT source-port search: at most this many candidates per new remote flow. */
 #define SNAT_TRIES 32
+/*
+ * SNAT exhaustion is answered with at most this many RSTs / ICMP errors per CPU per second;
+ * beyond it the packet is dropped (a real client retransmits its SYN; a spoofed flood gets
+ * no backscatter towards the addresses it forged).
+ */
+#define SNAT_REJECTS_PER_SEC 64
 
 /* Seed of the flow hash; the agent's flowHash() uses the same. */
 #define FLOW_HASH_SEED 0x626c7874 /* "blxt" */
