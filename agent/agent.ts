@@ -13,6 +13,7 @@ import {
   type ServiceCounters,
 } from "../api/mod.ts";
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
+import type { SweepResult } from "./bpf/conntrack_sweep.ts";
 import {
   computeDesiredState,
   type LastProgrammed,
@@ -66,6 +67,13 @@ export interface AgentOptions {
   metrics: Registry;
   /** How often counters are read and, when changed, written; default 10 s. */
   countersIntervalMs?: number;
+  /**
+   * Deletes expired conntrack entries (`DataplaneMaps.sweepConntrack`); when set, it runs
+   * every `sweepIntervalMs` and the conntrack map's usage counts live entries.
+   */
+  sweepConntrack?: () => SweepResult;
+  /** How often conntrack is swept; default 30 s. */
+  sweepIntervalMs?: number;
 }
 
 const SYNC_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -86,6 +94,8 @@ export class Agent {
   #retryMs = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #countersTimer: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #lastSweep: SweepResult | undefined;
   #lastStatus: DataplaneNodeStatus | undefined;
   #lastWritten = "";
   #counters: { collectedAt: string; services: ServiceCounters[] } | undefined;
@@ -136,6 +146,9 @@ export class Agent {
     this.#synced = true;
     this.#schedule();
     this.#countersTimer = setInterval(() => this.#collectCounters(), this.#interval);
+    if (this.#o.sweepConntrack) {
+      this.#sweepTimer = setInterval(() => this.#sweep(), this.#o.sweepIntervalMs ?? 30_000);
+    }
     this.#ensureObject();
   }
 
@@ -149,6 +162,7 @@ export class Agent {
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#statusTimer);
     clearInterval(this.#countersTimer);
+    clearInterval(this.#sweepTimer);
     await this.#o.source.stop();
     await this.#statusInFlight;
     if (options.report && this.#objectReady && this.#lastStatus) {
@@ -426,6 +440,24 @@ export class Agent {
     }
   }
 
+  /** Deletes expired conntrack entries; the live count feeds map usage and metrics. */
+  #sweep(): void {
+    if (this.#stopped || !this.#o.sweepConntrack) return;
+    try {
+      const r = this.#o.sweepConntrack();
+      this.#lastSweep = r;
+      const m = this.#o.metrics;
+      m.inc("blixt_agent_conntrack_swept_total", "Expired conntrack entries deleted.", {
+        by: r.deleted,
+      });
+      m.set("blixt_agent_conntrack_sweep_seconds", "Duration of the last conntrack sweep.", {
+        value: r.ms / 1000,
+      });
+    } catch (e) {
+      this.#o.log("warn", "conntrack sweep failed", { error: errorText(e) });
+    }
+  }
+
   /** Entries in use and capacity of the maps the agent fills. */
   #mapUsage(): MapUsage[] {
     const cap = this.#o.maps.capacity();
@@ -440,6 +472,10 @@ export class Agent {
       { name: "backends", entries: backends, capacity: cap.backendIds },
       { name: "maglev", entries: services, capacity: cap.serviceIds },
       { name: "services", entries: services + addrs.size, capacity: cap.serviceKeys },
+      // live entries: what the last sweep kept (the map also holds expired ones until then)
+      ...(this.#lastSweep
+        ? [{ name: "conntrack", entries: this.#lastSweep.live, capacity: cap.conntrack }]
+        : []),
     ];
   }
 

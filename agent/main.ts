@@ -100,6 +100,7 @@ async function main(args: string[]): Promise<number> {
     status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
+    sweepConntrack: () => dp.maps.sweepConntrack(),
   });
   // Its own Node: a new address goes to the data plane, a new uid re-owns the DataplaneNode.
   const nodeWatch = new NodeWatch(kc, node, nodeState, {

@@ -86,8 +86,8 @@ function monotonicNs(): number {
 }
 
 const TIMEOUT_S: Record<string, number[]> = {
-  // state -> seconds (bpf/consts.h): new, established, closing, closed
-  "6": [120, 432000, 120, 10],
+  // state -> seconds (bpf/consts.h): new, established, closing, closed, syn_recv, pickup
+  "6": [60, 432000, 120, 10, 60, 60],
   "17": [30, 120, 30, 30],
 };
 

@@ -55,11 +55,33 @@ static __always_inline int from_pod(const struct __sk_buff *skb)
 	return flags && (*flags & IFACE_F_PODS);
 }
 
+/*
+ * Whether a packet without a live flow may start one. TCP as nf_conntrack judges a segment
+ * with no connection: a SYN opens one, a bare ACK is picked up mid-stream (so flows survive an
+ * ECMP move or an evicted entry); a RST, a FIN or a SYN-ACK belongs to no flow of ours and is
+ * dropped, as kube-proxy drops conntrack's INVALID packets. Every UDP datagram opens a flow.
+ */
+static __always_inline int opens_flow(const struct packet *p)
+{
+	__u8 f = p->tcp_flags;
+
+	if (p->key.proto != IPPROTO_TCP)
+		return 1;
+	if (f & (TCPF_RST | TCPF_FIN))
+		return 0;
+	if (f & TCPF_SYN)
+		return !(f & TCPF_ACK);
+	return (f & TCPF_ACK) != 0;
+}
+
 /* Reject a new flow's first packet; a subprogram of its own for stack room. */
 static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u32 service_id)
 {
 	int rc;
 
+	/* A RST is never answered (RFC 9293): dropped, counted neither as a reject nor a failure. */
+	if (p->key.proto == IPPROTO_TCP && (p->tcp_flags & TCPF_RST))
+		return TC_ACT_SHOT;
 	count_reject(service_id, skb->len);
 	if (p->key.proto == IPPROTO_TCP) {
 		rc = reject_tcp(skb, p);
@@ -69,6 +91,25 @@ static __noinline int reject(struct __sk_buff *skb, const struct packet *p, __u3
 		count_event(rc == TC_ACT_REDIRECT ? EV_REJECT_UDP : EV_REJECT_FAILED);
 	}
 	return rc;
+}
+
+/* Whether this CPU may still answer an SNAT-exhausted flow this second (takes one). */
+static __always_inline int snat_reject_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *b = bpf_map_lookup_elem(&reject_budget, &zero);
+	__u64 sec = now / NS_PER_SEC;
+
+	if (!b)
+		return 1;
+	if ((*b >> 32) != (sec & 0xffffffff)) {
+		*b = (sec << 32) | 1;
+		return 1;
+	}
+	if ((*b & 0xffffffff) >= SNAT_REJECTS_PER_SEC)
+		return 0;
+	*b += 1;
+	return 1;
 }
 
 /* Returned by new_flow() when the packet must be rejected. */
@@ -105,9 +146,12 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
 		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, now, &nat_port)) {
-			/* Answered (RST, ICMP unreachable), not dropped: a dropped SYN hangs the client. */
+			/*
+			 * Answered (RST, ICMP unreachable): a dropped SYN hangs the client. Within a
+			 * budget, though: a spoofed flood would make every forged source get one.
+			 */
 			count_event(EV_SNAT_EXHAUSTED);
-			return NEW_FLOW_REJECT;
+			return snat_reject_allowed(now) ? NEW_FLOW_REJECT : TC_ACT_SHOT;
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
 			 svc->id, bid, now);
@@ -124,9 +168,12 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 
 	ct_value(&v, CT_KIND_DNAT, p->key.saddr, p->key.sport, be->addr[0], be->port,
 		 svc->id, bid, now);
-	/* A flow met mid-stream (after a restart lost the entry) is already established. */
+	/*
+	 * A flow met mid-stream (an ECMP move, an evicted entry) is picked up, but counts as
+	 * established only once the backend answers: a spoofed ACK holds its entries 60 s.
+	 */
 	if (p->key.proto == IPPROTO_TCP && !(p->tcp_flags & TCPF_SYN))
-		v.state = CT_ESTABLISHED;
+		v.state = CT_PICKUP;
 	if (p->key.proto == IPPROTO_TCP) {
 		v.state = ct_next_state(v.state, p->tcp_flags, 0);
 		v.flags = ct_fin_flag(p->tcp_flags, 0);
@@ -210,7 +257,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK;
 	if (v) {
 		int reopened = p.key.proto == IPPROTO_TCP && (p.tcp_flags & TCPF_SYN) &&
-			       !(p.tcp_flags & TCPF_ACK) && v->state >= CT_CLOSING;
+			       !(p.tcp_flags & TCPF_ACK) && ct_closed_or_closing(v->state);
 
 		if (!ct_expired(v, p.key.proto, now) && !reopened) {
 			if (backend_alive(v))
@@ -235,6 +282,8 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	}
 	if (svc->flags & SVC_F_VIP_MARKER)
 		return TC_ACT_OK;
+	if (!opens_flow(&p))
+		return TC_ACT_SHOT;
 	rc = new_flow(skb, &p, svc, now);
 	if (rc == NEW_FLOW_REJECT)
 		return reject(skb, &p, svc->id);

@@ -22,6 +22,7 @@ import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
 import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
 import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
+import { monotonicCoarseNs } from "../agent/bpf/libbpf.ts";
 import {
   buildIp,
   buildPacket,
@@ -302,7 +303,7 @@ Deno.test("packet: local backend, TCP and UDP, both directions", async () => {
     assert.equal(
       primary?.value.state,
       CT_STATE.ESTABLISHED,
-      "the SYN-ACK established the flow",
+      "the client's ACK after the SYN-ACK established the flow",
     );
     const c = dp.maps.serviceCounters(S.tcp80);
     assert.equal(c.new_flows, 2n);
@@ -525,10 +526,11 @@ Deno.test("packet: no backend gets a TCP reset or ICMP port unreachable from the
       },
     ];
     for (const f of fixtures) check(dp, f);
-    assert.equal(dp.maps.serviceCounters(S.rej81).rejected, 3n);
+    assert.equal(dp.maps.serviceCounters(S.rej81).rejected, 2n, "the dropped RST is no reject");
     const ev = dp.maps.events();
     assert.equal(ev.reject_tcp, 2n);
     assert.equal(ev.reject_udp, 1n);
+    assert.equal(ev.reject_failed, 0n, "a RST left unanswered is no failure");
   });
 });
 
@@ -598,6 +600,7 @@ Deno.test("packet: a port or protocol of a VIP no listener has is refused (RST, 
     const ev = dp.maps.events();
     assert.equal(ev.reject_tcp, 1n);
     assert.equal(ev.reject_udp, 1n);
+    assert.equal(ev.reject_failed, 0n, "the unanswered RST is no failed reject");
     assert.equal(dp.maps.conntrack().length, 0, "nothing was tracked");
   });
 });
@@ -762,6 +765,84 @@ Deno.test("packet: a flow keeps its backend across table changes until the backe
       e.key.sport === 40402 && e.value.kind === CT_KIND.DNAT
     );
     assert.equal(b2?.value.state, CT_STATE.NEW);
+  });
+});
+
+//   client ──SYN──► VIP ──► be1        NEW (60 s)
+//          ◄─SYN-ACK── VIP ◄── be1      SYN_RECV (60 s): a spoofed SYN stops here
+//          ──ACK──► VIP ──► be1         ESTABLISHED (5 days)
+//   no flow: ACK ──► picked up, PICKUP (60 s) until be1 answers; RST, FIN, SYN-ACK ──► dropped
+Deno.test("packet: a handshake is established by the client's ACK, not by the backend's SYN-ACK", async () => {
+  await withDataplane((dp) => {
+    const primary = (sport: number) =>
+      dp.maps.conntrack().find((e) => e.key.sport === sport && e.value.kind === CT_KIND.DNAT)
+        ?.value.state;
+    const fromClient = (sport: number, flags: number) =>
+      pkt({ src: CLIENT, dst: VIP, tcp: tcp(sport, 80, flags) });
+    const fromBackend = (sport: number, flags: number) =>
+      pkt({ src: BE1, dst: CLIENT, tcp: tcp(8080, sport, flags) });
+    const send = (hook: "ingress" | "egress", frame: Uint8Array<ArrayBuffer>) =>
+      testRun(hook === "ingress" ? dp.ingressFd : dp.egressFd, frame);
+
+    assert.equal(send("ingress", fromClient(40901, TCP.SYN)).retval, TC_ACT.OK);
+    assert.equal(primary(40901), CT_STATE.NEW, "after the SYN");
+    assert.equal(decodePacket(send("egress", fromBackend(40901, TCP.SYN | TCP.ACK)).data).src, VIP);
+    assert.equal(primary(40901), CT_STATE.SYN_RECV, "after the SYN-ACK: half-open");
+    send("ingress", fromClient(40901, TCP.SYN));
+    assert.equal(primary(40901), CT_STATE.SYN_RECV, "a retransmitted SYN establishes nothing");
+    send("ingress", fromClient(40901, TCP.ACK));
+    assert.equal(primary(40901), CT_STATE.ESTABLISHED, "after the client's ACK");
+
+    // A remote backend's SYN-ACK comes back to node:port: the same rule.
+    assert.equal(
+      testRun(dp.ingressFd, pkt({ src: CLIENT, dst: VIP2, tcp: tcp(40902, 80, TCP.SYN) })).retval,
+      TC_ACT.OK,
+    );
+    const snat = testRun(
+      dp.egressFd,
+      pkt({ src: CLIENT, dst: BE3, tcp: tcp(40902, 8080, TCP.SYN) }),
+    );
+    const port = decodePacket(snat.data).sport!;
+    testRun(dp.ingressFd, pkt({ src: BE3, dst: NODE, tcp: tcp(8080, port, TCP.SYN | TCP.ACK) }));
+    assert.equal(primary(40902), CT_STATE.SYN_RECV, "remote: after the SYN-ACK");
+
+    // Met mid-stream: a bare ACK is picked up, and established once the backend answers.
+    check(dp, {
+      description: "a bare ACK without a flow is picked up and sent to be1",
+      hook: "ingress",
+      input: fromClient(40903, TCP.ACK),
+      expected: pkt({ src: CLIENT, dst: BE1, tcp: tcp(40903, 8080, TCP.ACK) }),
+      verdict: TC_ACT.OK,
+    });
+    assert.equal(primary(40903), CT_STATE.PICKUP, "picked up, unanswered");
+    send("ingress", fromClient(40903, TCP.ACK | TCP.PSH));
+    assert.equal(primary(40903), CT_STATE.PICKUP, "the client alone establishes nothing");
+    send("egress", fromBackend(40903, TCP.ACK));
+    assert.equal(primary(40903), CT_STATE.ESTABLISHED, "after be1's answer");
+
+    // Segments that belong to no flow make none.
+    const before = dp.maps.conntrack().length;
+    const cases = [
+      ["RST", TCP.RST],
+      ["RST+ACK", TCP.RST | TCP.ACK],
+      ["FIN", TCP.FIN],
+      ["FIN+ACK", TCP.FIN | TCP.ACK],
+      ["SYN+ACK", TCP.SYN | TCP.ACK],
+      ["SYN+RST", TCP.SYN | TCP.RST],
+      ["no flags", 0],
+    ] as const;
+    let sport = 40910;
+    for (const [what, flags] of cases) {
+      check(dp, {
+        description: `a bare ${what} to VIP:80 without a flow is dropped`,
+        hook: "ingress",
+        input: fromClient(++sport, flags),
+        expected: "unchanged",
+        verdict: TC_ACT.SHOT,
+      });
+    }
+    assert.equal(dp.maps.conntrack().length, before, "no conntrack entry made");
+    assert.equal(dp.maps.serviceCounters(S.tcp80).rejected, 0n, "dropped, not answered");
   });
 });
 
@@ -1266,14 +1347,36 @@ Deno.test("packet: an ICMP error's translation stays inside its IP total length"
 
 Deno.test("packet: conntrack entries expire after the kernel's timeouts, not before", async () => {
   await withDataplane((dp) => {
-    // nf_conntrack defaults: TCP syn_sent 120 s, established 5 days, fin_wait 120 s,
-    // close 10 s; UDP 30 s, 120 s once replied ("stream").
+    // nf_conntrack defaults: TCP syn_recv 60 s, established 5 days, fin_wait 120 s, close
+    // 10 s; UDP 30 s, 120 s once replied ("stream"). Shorter: syn_sent 60 s (the kernel's
+    // 120 s), and 60 s for a flow picked up mid-stream until the backend answers.
     const cases = [
-      { what: "TCP after a SYN", proto: PROTO.TCP, flags: [TCP.SYN], reply: false, timeout: 120 },
+      { what: "TCP after a SYN", proto: PROTO.TCP, flags: [TCP.SYN], reply: false, timeout: 60 },
       {
-        what: "TCP established",
+        what: "TCP after the backend's SYN-ACK",
         proto: PROTO.TCP,
         flags: [TCP.SYN],
+        reply: true,
+        timeout: 60,
+      },
+      {
+        what: "TCP established (the client's ACK after the SYN-ACK)",
+        proto: PROTO.TCP,
+        flags: [TCP.SYN, TCP.ACK],
+        reply: true,
+        timeout: 432000,
+      },
+      {
+        what: "TCP picked up mid-stream, unanswered",
+        proto: PROTO.TCP,
+        flags: [TCP.ACK],
+        reply: false,
+        timeout: 60,
+      },
+      {
+        what: "TCP picked up mid-stream, answered by the backend",
+        proto: PROTO.TCP,
+        flags: [TCP.ACK],
         reply: true,
         timeout: 432000,
       },
@@ -1316,7 +1419,10 @@ Deno.test("packet: conntrack entries expire after the kernel's timeouts, not bef
             pkt({
               src: BE1,
               dst: CLIENT,
-              ...l4(c.proto === PROTO.TCP ? TCP.SYN | TCP.ACK : 0, "backend"),
+              ...l4(
+                c.proto !== PROTO.TCP ? 0 : c.flags[0] === TCP.SYN ? TCP.SYN | TCP.ACK : TCP.ACK,
+                "backend",
+              ),
             }),
           );
           assert.equal(decodePacket(r.data).src, VIP, `[${c.what}] reply translated`);
@@ -1468,6 +1574,39 @@ Deno.test("packet: SNAT ports run out loudly (the client gets a reset); a finish
     assert.equal(open(42100), a);
     assert.equal(open(42101), b, "the FIN-closed port when it is the only one left");
     refused(42102, "and none when both are live");
+  });
+});
+
+Deno.test("packet: SNAT exhaustion is answered at most 64 times per CPU a second, then dropped (no backscatter)", async () => {
+  await withDataplane((dp) => {
+    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61000] });
+    const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
+    assert.equal(testRun(dp.ingressFd, syn(42001)).retval, TC_ACT.OK, "the only port is taken");
+    testRun(dp.egressFd, pkt({ src: CLIENT, dst: BE3, tcp: tcp(42001, 8080, TCP.SYN) }));
+    const budget = dp.object.map("reject_budget");
+    /** Sets every CPU's budget of the current second to `used`; runs `fn` in the same second. */
+    const inSecond = (used: number, fn: () => number): number => {
+      for (;;) {
+        const sec = monotonicCoarseNs() / 1_000_000_000n;
+        const v = new BigUint64Array(budget.fullValueSize / 8).fill((sec << 32n) | BigInt(used));
+        budget.update(new Uint8Array(4), new Uint8Array(v.buffer));
+        const r = fn();
+        if (monotonicCoarseNs() / 1_000_000_000n === sec) return r;
+      }
+    };
+    assert.equal(
+      inSecond(63, () => testRun(dp.ingressFd, syn(42002)).retval),
+      TC_ACT.REDIRECT,
+      "the 64th answer of the second is sent",
+    );
+    assert.equal(
+      inSecond(64, () => testRun(dp.ingressFd, syn(42003)).retval),
+      TC_ACT.SHOT,
+      "the 65th is dropped",
+    );
+    const ev = dp.maps.events();
+    assert.ok(ev.snat_exhausted >= 2n, "both counted as snat_exhausted");
+    assert.equal(dp.maps.conntrack().filter((e) => e.key.sport >= 42002).length, 0);
   });
 });
 

@@ -41,6 +41,10 @@ static __always_inline __u64 ct_timeout(const struct flow_value *v, __u8 proto)
 		switch (v->state) {
 		case CT_NEW:
 			return TCP_TIMEOUT_SYN_SENT;
+		case CT_SYN_RECV:
+			return TCP_TIMEOUT_SYN_RECV;
+		case CT_PICKUP:
+			return TCP_TIMEOUT_PICKUP;
 		case CT_ESTABLISHED:
 			return TCP_TIMEOUT_ESTABLISHED;
 		case CT_CLOSING:
@@ -57,14 +61,32 @@ static __always_inline int ct_expired(const struct flow_value *v, __u8 proto, __
 	return ct_age(now, v->last_seen) > ct_timeout(v, proto);
 }
 
-/* The state a TCP packet moves its flow to (either direction). */
+/* Whether a flow has seen a FIN or a RST (a new SYN on its tuple starts over). */
+static __always_inline int ct_closed_or_closing(__u8 state)
+{
+	return state == CT_CLOSING || state == CT_CLOSED;
+}
+
+/*
+ * The state a TCP packet moves its flow to (either direction). A handshake is established
+ * by the client's ACK after the backend's SYN-ACK, not by the SYN-ACK: a spoofed SYN's flow
+ * stays half-open (short timeouts) however the backend answers. A flow picked up mid-stream
+ * is established by any answer of the backend.
+ */
 static __always_inline __u8 ct_next_state(__u8 state, __u8 tcp_flags, int is_reply)
 {
 	if (tcp_flags & TCPF_RST)
 		return CT_CLOSED;
 	if (tcp_flags & TCPF_FIN)
 		return state == CT_CLOSED ? CT_CLOSED : CT_CLOSING;
-	if (is_reply && state == CT_NEW)
+	if (is_reply) {
+		if (state == CT_NEW && (tcp_flags & TCPF_SYN) && (tcp_flags & TCPF_ACK))
+			return CT_SYN_RECV;
+		if (state == CT_PICKUP)
+			return CT_ESTABLISHED;
+		return state;
+	}
+	if (state == CT_SYN_RECV && (tcp_flags & TCPF_ACK) && !(tcp_flags & TCPF_SYN))
 		return CT_ESTABLISHED;
 	return state;
 }
@@ -123,7 +145,8 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 	ct_primary_key(&pk, reply, p->key.proto, p->key.family);
 	primary = bpf_map_lookup_elem(&conntrack, &pk);
 	if (!primary || primary->kind != CT_KIND_DNAT || primary->backend_id != reply->backend_id ||
-	    ct_expired(primary, p->key.proto, now) || (syn && primary->state >= CT_CLOSING))
+	    ct_expired(primary, p->key.proto, now) ||
+	    (syn && ct_closed_or_closing(primary->state)))
 		return -1;
 	if (refresh)
 		reply->last_seen = now;

@@ -41,11 +41,16 @@
 #define CT_KIND_SNAT 2  /* client -> remote backend at egress: source becomes node:port */
 #define CT_KIND_REPLY 3 /* backend -> client or node:port: back to VIP -> client */
 
-/* flow_value.state: a small subset of the kernel's conntrack states. */
-#define CT_NEW 0         /* TCP SYN seen / UDP unreplied */
-#define CT_ESTABLISHED 1 /* a reply was seen (UDP: "stream") */
+/*
+ * flow_value.state: a small subset of the kernel's conntrack states. Values are kept across
+ * versions (entries outlive a program upgrade): new states take new numbers, never reuse one.
+ */
+#define CT_NEW 0         /* TCP SYN seen (SYN_SENT) / UDP unreplied */
+#define CT_ESTABLISHED 1 /* TCP: handshake done, or a picked-up flow the backend answered; UDP: replied */
 #define CT_CLOSING 2     /* a FIN was seen */
 #define CT_CLOSED 3      /* a RST was seen */
+#define CT_SYN_RECV 4    /* TCP: the backend's SYN-ACK seen, the client's ACK not yet */
+#define CT_PICKUP 5      /* TCP met mid-stream (a bare ACK, no entry): the backend has not answered */
 
 /* flow_value.flags */
 #define CT_F_REPLIED (1 << 0)   /* reply entry: the primary already knows a reply was seen */
@@ -53,9 +58,15 @@
 #define CT_F_FIN_BACKEND (1 << 2) /* DNAT entry: the backend sent a FIN */
 #define CT_F_FIN_BOTH (CT_F_FIN_CLIENT | CT_F_FIN_BACKEND)
 
-/* Timeouts in nanoseconds, the kernel's nf_conntrack defaults. */
+/*
+ * Timeouts in nanoseconds: the kernel's nf_conntrack defaults, except the half-open ones. A
+ * client's SYN retransmits are at most 32 s apart (tcp_syn_retries 6) and each one refreshes the
+ * entry, so 60 s (nf_conntrack: 120 s) loses no real handshake and halves what a spoofed SYN holds.
+ */
 #define NS_PER_SEC 1000000000ULL
-#define TCP_TIMEOUT_SYN_SENT (120 * NS_PER_SEC)
+#define TCP_TIMEOUT_SYN_SENT (60 * NS_PER_SEC)
+#define TCP_TIMEOUT_SYN_RECV (60 * NS_PER_SEC) /* nf_conntrack's syn_recv */
+#define TCP_TIMEOUT_PICKUP (60 * NS_PER_SEC)   /* until the backend answers a picked-up flow */
 #define TCP_TIMEOUT_ESTABLISHED (432000 * NS_PER_SEC)
 #define TCP_TIMEOUT_CLOSING (120 * NS_PER_SEC) /* fin_wait / time_wait */
 #define TCP_TIMEOUT_CLOSED (10 * NS_PER_SEC)
@@ -66,6 +77,12 @@
 
 /* SNAT source-port search: at most this many candidates per new remote flow, from a random one. */
 #define SNAT_TRIES 32
+/*
+ * SNAT exhaustion is answered with at most this many RSTs / ICMP errors per CPU per second;
+ * beyond it the packet is dropped (a real client retransmits its SYN; a spoofed flood gets
+ * no backscatter towards the addresses it forged).
+ */
+#define SNAT_REJECTS_PER_SEC 64
 
 /* Seed of the flow hash; the agent's flowHash() uses the same. */
 #define FLOW_HASH_SEED 0x626c7874 /* "blxt" */

@@ -91,4 +91,12 @@ struct {
 	__type(value, struct clock_cache);
 } clock SEC(".maps");
 
+/* Per CPU: the second (CLOCK_MONOTONIC_COARSE) << 32 | SNAT-exhaustion rejects sent in it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} reject_budget SEC(".maps");
+
 #endif

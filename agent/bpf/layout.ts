@@ -241,6 +241,8 @@ export const CT_STATE = {
   ESTABLISHED: 1,
   CLOSING: 2,
   CLOSED: 3,
+  SYN_RECV: 4,
+  PICKUP: 5,
 } as const;
 /** `BPF_F_INNER_MAP`: inner maps of one outer map may differ in max_entries. */
 export const BPF_F_INNER_MAP = 1 << 12;

@@ -111,6 +111,7 @@ const libcSymbols = {
   strerror: { parameters: ["i32"], result: "pointer" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
 } as const;
 
 type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];
@@ -163,6 +164,15 @@ function errnoText(errno: number): string {
 
 function loadLibc(): Libc {
   return libc;
+}
+
+/** `CLOCK_MONOTONIC_COARSE` in ns: the clock of conntrack's `created` and `last_seen`. */
+export function monotonicCoarseNs(): bigint {
+  const ts = new BigInt64Array(2);
+  if (libc.clock_gettime(6, new Uint8Array(ts.buffer)) !== 0) {
+    throw new Error("clock_gettime(CLOCK_MONOTONIC_COARSE) failed");
+  }
+  return ts[0]! * 1_000_000_000n + ts[1]!;
 }
 
 /** The raw libbpf symbols; loads the library and installs the log capture once. */

@@ -33,7 +33,8 @@ import {
 } from "./layout.ts";
 import { MAGLEV_SIZE, type MaglevEntry, maglevSize, maglevTable, rejectEntry } from "./maglev.ts";
 import { BpfMap, createMap, MAP_TYPE, numPossibleCpus, openMapById } from "./object.ts";
-import { LibbpfError, writeMappedU32 } from "./libbpf.ts";
+import { LibbpfError, monotonicCoarseNs, writeMappedU32 } from "./libbpf.ts";
+import { sweepConntrack, type SweepOptions, type SweepResult } from "./conntrack_sweep.ts";
 
 /** A service address as clients use it. */
 export interface ServiceAddress {
@@ -655,6 +656,14 @@ export class DataplaneMaps {
   /** Unmarks interface `ifindex` (see {@linkcode DataplaneMaps.setPodInterface}). */
   deletePodInterface(ifindex: number): void {
     this.#maps.map("pod_ifaces").delete(u32(ifindex));
+  }
+
+  /**
+   * Deletes the conntrack entries the program no longer treats as live
+   * (see agent/bpf/conntrack_sweep.ts); one batched read of the whole map.
+   */
+  sweepConntrack(options: SweepOptions = {}): SweepResult {
+    return sweepConntrack(this.#maps.map("conntrack"), monotonicCoarseNs(), options);
   }
 
   /** Every conntrack entry. */

@@ -466,9 +466,16 @@ export const MAP_NAMES = [
   "events",
   "pod_ifaces",
   "clock",
+  "reject_budget",
 ] as const;
 
-const PER_CPU_MAPS = new Set(["service_stats", "backend_stats", "events", "clock"]);
+const PER_CPU_MAPS = new Set([
+  "service_stats",
+  "backend_stats",
+  "events",
+  "clock",
+  "reject_budget",
+]);
 
 /** Options of {@linkcode testRun}. */
 export interface TestRunOptions {

@@ -25,11 +25,15 @@ import { startSystem, stopSystem, type System } from "../e2e/system.ts";
 import { routeThrough, tcpProbe } from "../e2e/traffic.ts";
 import { openPinnedMap } from "../../agent/bpf/object.ts";
 import { flowValue } from "../../agent/bpf/layout.ts";
+import { ctTimeoutS } from "../../agent/bpf/conntrack_sweep.ts";
+import { monotonicCoarseNs } from "../../agent/bpf/libbpf.ts";
 import { describeTraffic, newConnectionsConverge, watchTraffic } from "./traffic_watch.ts";
 
 const NAME = "rel-syn";
 const SPOOFED = { net: "198.19.192.0", bits: 14 };
 const FLOOD = Number(Deno.env.get("BLIXT_SYN_FLOOD_PACKETS") ?? 300_000);
+/** Seconds to wait after the flood before reporting again (the half-open timeouts, the sweep). */
+const RECOVERY_S = Number(Deno.env.get("BLIXT_SYN_FLOOD_RECOVERY_S") ?? 0);
 const PORTS = [
   { name: "tcp", port: 80, targetPort: 8080, protocol: "TCP" as const },
   { name: "udp", port: 53, targetPort: 8080, protocol: "UDP" as const },
@@ -63,18 +67,24 @@ function figure(name: string, value: string | number): void {
   console.log(`reliability: ${name} = ${value}`);
 }
 
-/** Conntrack entries of a node's pinned map, by kind and (for DNAT entries) TCP state. */
+/**
+ * Conntrack entries of a node's pinned map, by kind and (for DNAT entries) TCP state, and the
+ * DNAT entries the program still treats as live (`live_flows`).
+ */
 function conntrackFill(pinDir: string): Record<string, number> {
   const map = openPinnedMap(`${pinDir}/conntrack`);
   try {
-    const out: Record<string, number> = { total: 0 };
+    const now = monotonicCoarseNs();
+    const out: Record<string, number> = { total: 0, live_flows: 0 };
     const kinds = ["", "dnat", "snat", "reply"];
-    const states = ["new", "established", "closing", "closed"];
+    const states = ["new", "established", "closing", "closed", "syn_recv", "pickup"];
     for (const [, v] of map.entries()) {
       const f = flowValue.decode(v);
       out.total!++;
       const key = f.kind === 1 ? `dnat_${states[f.state] ?? f.state}` : kinds[f.kind] ?? "?";
       out[key] = (out[key] ?? 0) + 1;
+      const age = Number(now - f.last_seen) / 1e9;
+      if (f.kind === 1 && age <= ctTimeoutS(6, f.state)) out.live_flows!++;
     }
     return out;
   } finally {
@@ -175,6 +185,17 @@ Deno.test({
     figure("syn_flood.events", JSON.stringify(delta));
     figure("syn_flood.established_traffic", describeTraffic(report));
     figure("syn_flood.new_connections_after", JSON.stringify(fresh));
+    if (RECOVERY_S > 0) {
+      await sleep(RECOVERY_S * 1000);
+      const later: Record<string, number> = {};
+      for (let i = 0; i < 40; i++) {
+        const r = await tcpProbe(vip, 80, 2);
+        const name = r.kind === "answer" ? r.answer.name : r.kind;
+        later[name] = (later[name] ?? 0) + 1;
+      }
+      figure(`syn_flood.conntrack_${RECOVERY_S}s_after`, JSON.stringify(conntrackFill(pinDir)));
+      figure(`syn_flood.new_connections_${RECOVERY_S}s_after`, JSON.stringify(later));
+    }
     assert.ok(Number(sent) > 0, `the flood sent nothing: ${flood.stdout} ${flood.stderr}`);
     assert.equal(report.failed["long-tcp"] ?? 0, 0, describeTraffic(report));
     assert.equal(report.failed["long-udp"] ?? 0, 0, describeTraffic(report));
