@@ -215,9 +215,12 @@ Deno.test("conntrack sweep: cost at a full map of 262,144 entries, half of them 
         `sweep ${r.entries} -> ${r.live} (${r.deleted} deleted) ${r.ms} ms; ` +
         `then ${again.entries} entries ${again.ms} ms`,
     );
-    assert.equal(full.entries, 262144);
-    assert.equal(r.deleted, 131072);
-    assert.equal(again.entries, 131072);
+    // An LRU hash may evict a few entries before it is quite full (per-CPU free lists), and an
+    // evicted entry's partner goes with the sweep: allow for exactly that, nothing more.
+    const evicted = 262144 - full.entries;
+    assert.ok(evicted >= 0 && evicted <= 262144 / 100, `${evicted} entries evicted`);
+    assert.ok(Math.abs(r.deleted - 131072) <= 2 * evicted, `${r.deleted} deleted`);
+    assert.equal(again.entries, r.entries - r.deleted);
     assert.equal(again.deleted, 0);
   });
 });
