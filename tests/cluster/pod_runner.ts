@@ -117,6 +117,7 @@ class PodWorker {
   #started = false;
   #finished = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #timersStopped = false;
   #ctx: PodContext | undefined;
 
   constructor(runner: PodRunner, pod: PodObject) {
@@ -149,7 +150,10 @@ class PodWorker {
   /** Runs `fn` after everything queued before it (one thing at a time per pod). */
   enqueue(fn: () => Promise<void>): Promise<void> {
     this.#queue = this.#queue.then(fn).catch((e) => {
-      log("error", "pod worker step failed", { pod: this.#key, error: errorMessage(e) });
+      // As kubelet does, a failed step (e.g. a token request the node authorizer refuses until
+      // it has seen the pod bound to this node) is tried again: the reconcile is level-based.
+      log("error", "pod worker step failed; retrying", { pod: this.#key, error: errorMessage(e) });
+      this.#retryLater(2000);
     });
     return this.#queue;
   }
@@ -166,6 +170,7 @@ class PodWorker {
 
   /** Stops the worker's timers (the runner stops; processes stay, as with kubelet). */
   stopTimers(): void {
+    this.#timersStopped = true;
     clearTimeout(this.#retryTimer);
     for (const c of this.#containers.values()) c.clearTimers();
   }
@@ -184,6 +189,7 @@ class PodWorker {
   }
 
   #retryLater(ms: number): void {
+    if (this.#timersStopped || this.#finished) return;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => void this.enqueue(() => this.#reconcile()), ms);
   }
