@@ -96,7 +96,10 @@ try {
     throw new Error("the conformance run needs the local cluster (unset BLIXT_E2E_KUBECONFIG)");
   }
   const version = await suiteVersion();
-  const dir = `${root}conformance/reports/${version}`;
+  // A partial run (--run-test) is not a report to publish: it goes to .cache.
+  const dir = values["run-test"]
+    ? `${root}.cache/conformance-reports/${version}`
+    : `${root}conformance/reports/${version}`;
   await Deno.mkdir(dir, { recursive: true });
   const report = `${dir}/blixt-${await blixtVersion()}-default-report.yaml`;
   step(`running the Gateway API ${version} conformance suite (GATEWAY-TCP, GATEWAY-UDP)`);
