@@ -29,23 +29,9 @@ import {
 import { startSystem, stopSystem, type System } from "../e2e/system.ts";
 import { routeThrough, tcpAsk } from "../e2e/traffic.ts";
 import { describeTraffic, newConnectionsConverge, watchTraffic } from "./traffic_watch.ts";
+import { figure, GATEWAY_YAML, PORTS } from "./_fixtures.ts";
 
 const NAME = "rel-cp";
-const PORTS = [
-  { name: "tcp", port: 80, targetPort: 8080, protocol: "TCP" as const },
-  { name: "udp", port: 53, targetPort: 8080, protocol: "UDP" as const },
-];
-
-const GATEWAY_YAML = `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: rel, namespace: default }
-spec:
-  gatewayClassName: blixt
-  listeners:
-  - { name: tcp, port: 80, protocol: TCP }
-  - { name: udp, port: 53, protocol: UDP }
-`;
 
 function routesYaml(a: number, b: number): string {
   const refs = (port: number) =>
@@ -68,10 +54,6 @@ spec:
 }
 
 /** Prints a figure for docs/reliability.md. */
-function figure(name: string, value: string | number): void {
-  console.log(`reliability: ${name} = ${value}`);
-}
-
 /**
  * Polls the Gateway's and routes' conditions every 250 ms and keeps every
  * state seen that is not True (API errors while the server is down are not

@@ -25,40 +25,9 @@ import { startSystem, stopSystem, type System } from "../e2e/system.ts";
 import { tcpProbe } from "../e2e/traffic.ts";
 import type { BackendPod } from "../e2e/remote_cluster.ts";
 import { newConnectionsConverge } from "./traffic_watch.ts";
+import { figure, GATEWAY_AND_ROUTES_YAML, PORTS } from "./_fixtures.ts";
 
 const NAME = "rel-node";
-const PORTS = [
-  { name: "tcp", port: 80, targetPort: 8080, protocol: "TCP" as const },
-  { name: "udp", port: 53, targetPort: 8080, protocol: "UDP" as const },
-];
-const YAML = `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: rel, namespace: default }
-spec:
-  gatewayClassName: blixt
-  listeners:
-  - { name: tcp, port: 80, protocol: TCP }
-  - { name: udp, port: 53, protocol: UDP }
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: TCPRoute
-metadata: { name: rel-tcp, namespace: default }
-spec:
-  parentRefs: [{ name: rel, sectionName: tcp }]
-  rules: [{ backendRefs: [{ name: pool, port: 80 }] }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: UDPRoute
-metadata: { name: rel-udp, namespace: default }
-spec:
-  parentRefs: [{ name: rel, sectionName: udp }]
-  rules: [{ backendRefs: [{ name: pool, port: 53 }] }]
-`;
-
-function figure(name: string, value: string | number): void {
-  console.log(`reliability: ${name} = ${value}`);
-}
 
 Deno.test("reliability: a node down under ECMP: new connections go to the other node; open flows are reported", async () => {
   let system: System | undefined;
@@ -84,7 +53,7 @@ Deno.test("reliability: a node down under ECMP: new connections go to the other 
         )[],
       });
     await publish(true);
-    await sys.apply(YAML);
+    await sys.apply(GATEWAY_AND_ROUTES_YAML);
     const vip = await programmedAddress(kubectl, "rel");
     await newConnectionsConverge(vip, 80, (n) => n === "p1" || n === "p2");
 

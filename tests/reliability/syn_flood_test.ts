@@ -28,44 +28,13 @@ import { flowValue } from "../../agent/bpf/layout.ts";
 import { ctTimeoutS } from "../../agent/bpf/conntrack_sweep.ts";
 import { monotonicCoarseNs } from "../../agent/bpf/libbpf.ts";
 import { describeTraffic, newConnectionsConverge, watchTraffic } from "./traffic_watch.ts";
+import { figure, GATEWAY_AND_ROUTES_YAML, PORTS } from "./_fixtures.ts";
 
 const NAME = "rel-syn";
 const SPOOFED = { net: "198.19.192.0", bits: 14 };
 const FLOOD = Number(Deno.env.get("BLIXT_SYN_FLOOD_PACKETS") ?? 300_000);
 /** Seconds to wait after the flood before reporting again (the half-open timeouts, the sweep). */
 const RECOVERY_S = Number(Deno.env.get("BLIXT_SYN_FLOOD_RECOVERY_S") ?? 0);
-const PORTS = [
-  { name: "tcp", port: 80, targetPort: 8080, protocol: "TCP" as const },
-  { name: "udp", port: 53, targetPort: 8080, protocol: "UDP" as const },
-];
-const YAML = `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: rel, namespace: default }
-spec:
-  gatewayClassName: blixt
-  listeners:
-  - { name: tcp, port: 80, protocol: TCP }
-  - { name: udp, port: 53, protocol: UDP }
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: TCPRoute
-metadata: { name: rel-tcp, namespace: default }
-spec:
-  parentRefs: [{ name: rel, sectionName: tcp }]
-  rules: [{ backendRefs: [{ name: pool, port: 80 }] }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: UDPRoute
-metadata: { name: rel-udp, namespace: default }
-spec:
-  parentRefs: [{ name: rel, sectionName: udp }]
-  rules: [{ backendRefs: [{ name: pool, port: 53 }] }]
-`;
-
-function figure(name: string, value: string | number): void {
-  console.log(`reliability: ${name} = ${value}`);
-}
 
 /**
  * Conntrack entries of a node's pinned map, by kind and (for DNAT entries) TCP state, and the
@@ -131,7 +100,7 @@ Deno.test({
     const p1 = await sys.createPod({ name: "p1", node: node1.name });
     const p2 = await sys.createPod({ name: "p2", node: node2.name });
     await sys.publishService("default", "pool", { ports: PORTS, pods: [p1, p2] });
-    await sys.apply(YAML);
+    await sys.apply(GATEWAY_AND_ROUTES_YAML);
     const vip = await programmedAddress(kubectl, "rel");
     unroute = await routeThrough(vip, node1.ip);
     await newConnectionsConverge(vip, 80, (n) => n === "p1" || n === "p2");
