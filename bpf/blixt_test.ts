@@ -1659,3 +1659,76 @@ Deno.test("packet: a pod of this node reaching a VIP is source-translated (hairp
     });
   });
 });
+
+Deno.test("packet: with every SNAT port held, a new flow takes a half-open flow's port (5 s old, 2 s for a verified client), never a finished handshake's", async () => {
+  await withDataplane((dp) => {
+    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61001] });
+    const SPOOFED = "198.19.192.7"; // a flood's forged source
+    const NEWCOMER = "198.18.192.11"; // a real client that never connected before
+    const ingress = (src: string, sport: number, flags: number, dst = VIP2) =>
+      testRun(dp.ingressFd, pkt({ src, dst, tcp: tcp(sport, 80, flags) }));
+    /** A SYN to the remote backend: the SNAT port it leaves from, or the verdict if refused. */
+    const connect = (src: string, sport: number): number | string => {
+      const r = ingress(src, sport, TCP.SYN);
+      if (r.retval !== TC_ACT.OK) return r.retval === TC_ACT.REDIRECT ? "reset" : "dropped";
+      const out = testRun(dp.egressFd, pkt({ src, dst: BE3, tcp: tcp(sport, 8080, TCP.SYN) }));
+      return decodePacket(out.data).sport!;
+    };
+    const fromBackend = (port: number, flags: number) =>
+      decodePacket(
+        testRun(dp.ingressFd, pkt({ src: BE3, dst: NODE, tcp: tcp(8080, port, flags) })).data,
+      );
+    const verified = () =>
+      [...dp.object.map("verified_clients").entries()].map(([k]) => [...k].join("."));
+    const entriesOf = (src: string, sport: number) =>
+      dp.maps.conntrack().filter((e) => e.key.saddr === src && e.key.sport === sport);
+
+    // A client is verified once a backend answers after its handshake (local backend here).
+    assert.equal(ingress(CLIENT, 2100, TCP.SYN, VIP).retval, TC_ACT.OK);
+    const local = (flags: number) =>
+      testRun(dp.egressFd, pkt({ src: BE1, dst: CLIENT, tcp: tcp(8080, 2100, flags) }));
+    local(TCP.SYN | TCP.ACK);
+    assert.deepEqual(verified(), [], "a SYN-ACK proves nothing: forged sources get them too");
+    ingress(CLIENT, 2100, TCP.ACK, VIP);
+    local(TCP.ACK | TCP.PSH);
+    assert.deepEqual(verified(), [CLIENT], "the backend answered after the client's ACK");
+    // A blind ACK after a forged SYN: the backend resets it, which verifies nothing.
+    const blind = connect(SPOOFED, 999) as number;
+    fromBackend(blind, TCP.SYN | TCP.ACK);
+    ingress(SPOOFED, 999, TCP.ACK);
+    fromBackend(blind, TCP.RST);
+    assert.deepEqual(verified(), [CLIENT]);
+
+    // The flood: two forged SYNs hold both ports, one answered by the backend (SYN_RECV).
+    const p1 = connect(SPOOFED, 1001);
+    const p2 = connect(SPOOFED, 1002);
+    assert.deepEqual([p1, p2].sort(), [61000, 61001]);
+    assert.equal(fromBackend(p2 as number, TCP.SYN | TCP.ACK).dst, SPOOFED);
+    assert.equal(connect(NEWCOMER, 2001), "reset", "young half-open flows keep their ports");
+    assert.equal(connect(CLIENT, 2002), "reset", "also against a verified client");
+
+    idle(dp, 3);
+    assert.equal(connect(NEWCOMER, 2003), "reset", "3 s: not yet for an unknown client");
+    const taken = connect(CLIENT, 2004);
+    assert.ok(taken === p1 || taken === p2, `3 s: a verified client takes one (${taken})`);
+    const victim = taken === p1 ? 1001 : 1002;
+    assert.deepEqual(entriesOf(SPOOFED, victim), [], "the half-open flow's entries are gone");
+    assert.equal(fromBackend(taken as number, TCP.SYN | TCP.ACK).dst, CLIENT);
+    ingress(CLIENT, 2004, TCP.ACK);
+
+    idle(dp, 2);
+    const other = connect(NEWCOMER, 2005);
+    assert.equal(other, taken === p1 ? p2 : p1, "5 s: any client takes the other one");
+    fromBackend(other as number, TCP.SYN | TCP.ACK);
+    ingress(NEWCOMER, 2005, TCP.ACK);
+
+    idle(dp, 3600);
+    assert.equal(
+      connect(CLIENT, 2006),
+      "reset",
+      "finished handshakes keep their ports, however old",
+    );
+    assert.equal(entriesOf(CLIENT, 2004).length, 2);
+    assert.equal(entriesOf(NEWCOMER, 2005).length, 2);
+  });
+});

@@ -110,6 +110,27 @@ static __always_inline void ct_touch(struct flow_value *v, __u8 state, __u8 flag
 		v->last_seen = now;
 }
 
+/* Record that a client finished a TCP handshake its backend accepted (at most once a minute). */
+static __always_inline void ct_verify_client(__be32 addr, __u64 now)
+{
+	__u64 *t = bpf_map_lookup_elem(&verified_clients, &addr);
+
+	if (!t) {
+		bpf_map_update_elem(&verified_clients, &addr, &now, BPF_ANY);
+		return;
+	}
+	if (ct_age(now, *t) > VERIFIED_REFRESH_NS)
+		*t = now;
+}
+
+/* Whether a client address finished a handshake here lately (a SYN of a real host, not forged). */
+static __always_inline int ct_client_verified(__be32 addr, __u64 now)
+{
+	__u64 *t = bpf_map_lookup_elem(&verified_clients, &addr);
+
+	return t && ct_age(now, *t) <= VERIFIED_TIMEOUT_NS;
+}
+
 /* The DNAT (primary) key of the flow a reply entry belongs to. */
 static __always_inline void ct_primary_key(struct flow_key *k, const struct flow_value *reply,
 					   __u8 proto, __u8 family)
@@ -140,6 +161,7 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 	__u8 state;
 
 	if (!refresh && !syn && (reply->flags & CT_F_REPLIED) &&
+	    ((reply->flags & CT_F_VERIFIED) || p->key.proto != IPPROTO_TCP) &&
 	    !(p->tcp_flags & (TCPF_FIN | TCPF_RST)))
 		return 0;
 	ct_primary_key(&pk, reply, p->key.proto, p->key.family);
@@ -150,10 +172,20 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 		return -1;
 	if (refresh)
 		reply->last_seen = now;
-	if (p->key.proto == IPPROTO_TCP)
+	if (p->key.proto == IPPROTO_TCP) {
+		/*
+		 * The backend answers after the client's ACK, so it accepted the handshake: the
+		 * client is a real host (a forged source cannot know the backend's sequence).
+		 */
+		if (primary->state == CT_ESTABLISHED && !(reply->flags & CT_F_VERIFIED) &&
+		    !(p->tcp_flags & (TCPF_SYN | TCPF_RST))) {
+			ct_verify_client(reply->daddr[0], now);
+			reply->flags |= CT_F_VERIFIED;
+		}
 		state = ct_next_state(primary->state, p->tcp_flags, 1);
-	else
+	} else {
 		state = CT_ESTABLISHED;
+	}
 	ct_touch(primary, state, ct_fin_flag(p->tcp_flags, 1), now);
 	reply->flags |= CT_F_REPLIED;
 	return 0;
@@ -195,6 +227,13 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
 #define SNAT_DEL_DNAT (1 << 1)
 #define SNAT_DEL_SNAT (1 << 2)
 #define SNAT_TIME_WAIT (1 << 3) /* closed with FINs: the backend may hold TIME_WAIT */
+#define SNAT_HALF_OPEN (1 << 4) /* a TCP handshake the client never finished: taken when old */
+
+/* Whether a TCP flow is half-open: no ACK of the client after the backend's SYN-ACK yet. */
+static __always_inline int ct_half_open(__u8 state)
+{
+	return state == CT_NEW || state == CT_SYN_RECV || state == CT_PICKUP;
+}
 
 /*
  * Whether a new flow may take the SNAT port of an existing reply entry
@@ -204,13 +243,17 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
  * - TCP closed by a reset;
  * - TCP closed with FINs both ways, and the new packet is a SYN: the
  *   backend's TIME_WAIT socket accepts a new SYN (docs/dataplane.md).
- * Also says which of the old flow's entries to delete (keys in *dnat and
- * *snat), so that no late packet of the old flow leaves from the port the new
- * flow now uses, nor is sent to the backend untranslated.
+ * A TCP flow still half-open is not free but SNAT_HALF_OPEN, with its age
+ * since its first packet in *age: the caller takes the oldest such port when
+ * nothing is free (a SYN flood's flows). Also says which of the old flow's
+ * entries to delete (keys in *dnat and *snat), so that no late packet of the
+ * old flow leaves from the port the new flow now uses, nor is sent to the
+ * backend untranslated.
  */
 static __always_inline int ct_snat_port_free(const struct flow_value *reply, __be16 port,
 					     const struct packet *p, const struct backend *be,
-					     __u64 now, struct flow_key *dnat, struct flow_key *snat)
+					     __u64 now, struct flow_key *dnat, struct flow_key *snat,
+					     __u64 *age)
 {
 	const struct flow_value *primary, *out;
 	__u8 proto = p->key.proto;
@@ -233,6 +276,10 @@ static __always_inline int ct_snat_port_free(const struct flow_value *reply, __b
 	if (primary->state == CT_CLOSING && (primary->flags & CT_F_FIN_BOTH) == CT_F_FIN_BOTH &&
 	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
 		return SNAT_FREE | SNAT_DEL_DNAT | SNAT_DEL_SNAT | SNAT_TIME_WAIT;
+	if (ct_half_open(primary->state)) {
+		*age = ct_age(now, primary->created);
+		return SNAT_HALF_OPEN | SNAT_DEL_DNAT | SNAT_DEL_SNAT;
+	}
 	return 0;
 }
 
@@ -257,9 +304,11 @@ static __always_inline int ct_take_snat_port(struct flow_key *rk, struct flow_va
  * reply entry (backend -> node:port) is inserted with BPF_NOEXIST, so two
  * live flows never share a port towards the same backend. The search starts
  * at a random port, so consecutive flows do not probe the same ports, and a
- * port whose flow is over (ct_snat_port_free) is taken over at once; one
- * closed with FINs only when none of the candidates is unused or reset, as
- * the backend may still hold its TIME_WAIT socket (docs/dataplane.md).
+ * port whose flow is over (ct_snat_port_free) is taken over at once. When none
+ * of the candidates is unused, expired or reset: one closed with FINs, as the
+ * backend may still hold its TIME_WAIT socket; else the oldest half-open one
+ * (a SYN flood's), once SNAT_HALF_OPEN_NS old, or SNAT_HALF_OPEN_VERIFIED_NS
+ * for a client that finished a handshake lately (docs/dataplane.md).
  */
 static __always_inline int ct_reserve_snat(const struct config *cfg, const struct packet *p,
 					   const struct backend *be, struct flow_value *reply,
@@ -268,8 +317,11 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
 	__u32 range, start;
 	__be16 time_wait = 0; /* the first port closed with FINs: taken when nothing better is */
+	__be16 half_open = 0; /* the oldest half-open port: taken when no port is free at all */
+	__u64 half_open_age = 0, age = 0, min_age = SNAT_HALF_OPEN_NS;
 	struct flow_key rk, dnat, snat;
 	struct flow_value *old;
+	__be16 port;
 	int found;
 
 	if (min == 0 || max < min)
@@ -277,8 +329,7 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 	range = max - min + 1;
 	start = bpf_get_prandom_u32();
 	for (__u32 i = 0; i < SNAT_TRIES && i < range; i++) {
-		__be16 port = bpf_htons(min + (start + i) % range);
-
+		port = bpf_htons(min + (start + i) % range);
 		ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], port, p->key.proto, DIR_INGRESS);
 		if (bpf_map_update_elem(&conntrack, &rk, reply, BPF_NOEXIST) == 0) {
 			*port_out = port;
@@ -287,7 +338,14 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 		old = bpf_map_lookup_elem(&conntrack, &rk);
 		if (!old)
 			continue;
-		found = ct_snat_port_free(old, port, p, be, now, &dnat, &snat);
+		found = ct_snat_port_free(old, port, p, be, now, &dnat, &snat, &age);
+		if (found & SNAT_HALF_OPEN) {
+			if (!half_open || age > half_open_age) {
+				half_open = port;
+				half_open_age = age;
+			}
+			continue;
+		}
 		if (!(found & SNAT_FREE))
 			continue;
 		if (found & SNAT_TIME_WAIT) {
@@ -300,14 +358,24 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 			return 0;
 		}
 	}
-	if (!time_wait)
+	port = time_wait;
+	if (!port && half_open) {
+		if (ct_client_verified(p->key.saddr, now))
+			min_age = SNAT_HALF_OPEN_VERIFIED_NS;
+		if (half_open_age >= min_age)
+			port = half_open;
+	}
+	if (!port)
 		return -1;
-	ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], time_wait, p->key.proto, DIR_INGRESS);
+	/* Judged again: another CPU may have taken or changed the port since. */
+	ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], port, p->key.proto, DIR_INGRESS);
 	old = bpf_map_lookup_elem(&conntrack, &rk);
-	found = old ? ct_snat_port_free(old, time_wait, p, be, now, &dnat, &snat) : SNAT_FREE;
+	found = old ? ct_snat_port_free(old, port, p, be, now, &dnat, &snat, &age) : SNAT_FREE;
+	if ((found & SNAT_HALF_OPEN) && age >= min_age)
+		found |= SNAT_FREE;
 	if (!(found & SNAT_FREE) || ct_take_snat_port(&rk, reply, found, &dnat, &snat))
 		return -1;
-	*port_out = time_wait;
+	*port_out = port;
 	return 0;
 }
 

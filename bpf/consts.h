@@ -13,6 +13,7 @@
 #define MAGLEV_MAX 65537 /* the largest Maglev table, a prime; inner tables are 1021..65537 slots */
 #define CT_MAX 262144
 #define MAX_POD_IFACES 256
+#define VERIFIED_MAX 65536 /* client addresses that finished a handshake (verified_clients) */
 
 /* Address families in keys (the kernel's AF_* values). */
 #define FAMILY_V4 2
@@ -57,6 +58,7 @@
 #define CT_F_FIN_CLIENT (1 << 1) /* DNAT entry: the client sent a FIN */
 #define CT_F_FIN_BACKEND (1 << 2) /* DNAT entry: the backend sent a FIN */
 #define CT_F_FIN_BOTH (CT_F_FIN_CLIENT | CT_F_FIN_BACKEND)
+#define CT_F_VERIFIED (1 << 3)  /* reply entry: the client's address is in verified_clients */
 
 /*
  * Timeouts in nanoseconds: the kernel's nf_conntrack defaults, except the half-open ones. A
@@ -83,6 +85,17 @@
  * no backscatter towards the addresses it forged).
  */
 #define SNAT_REJECTS_PER_SEC 64
+/*
+ * With every candidate port held by a live flow, a new flow takes the port of the oldest
+ * half-open TCP flow (a handshake the client did not finish: a SYN flood's) once it is this old
+ * (since its first packet), or this younger one for a client address that finished a handshake
+ * lately (verified_clients). A real handshake is done within a round trip.
+ */
+#define SNAT_HALF_OPEN_NS (5 * NS_PER_SEC)
+#define SNAT_HALF_OPEN_VERIFIED_NS (2 * NS_PER_SEC)
+/* verified_clients: how long a finished handshake vouches for its address, and write interval. */
+#define VERIFIED_TIMEOUT_NS (600 * NS_PER_SEC)
+#define VERIFIED_REFRESH_NS (60 * NS_PER_SEC)
 
 /* Seed of the flow hash; the agent's flowHash() uses the same. */
 #define FLOW_HASH_SEED 0x626c7874 /* "blxt" */

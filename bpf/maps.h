@@ -99,4 +99,15 @@ struct {
 	__type(value, __u64);
 } reject_budget SEC(".maps");
 
+/*
+ * IPv4 client addresses whose TCP handshake a backend accepted lately (value: when, on the
+ * coarse clock). Under SNAT exhaustion their SYNs take half-open ports sooner than unknown ones.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VERIFIED_MAX);
+	__type(key, __be32);
+	__type(value, __u64);
+} verified_clients SEC(".maps");
+
 #endif

@@ -215,6 +215,7 @@ export const LIMITS = {
   MAGLEV_MAX: 65537,
   CT_MAX: 262144,
   MAX_POD_IFACES: 256,
+  VERIFIED_MAX: 65536,
 } as const;
 
 /** Address family values of keys. */

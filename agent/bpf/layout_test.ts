@@ -114,6 +114,7 @@ Deno.test("layout: map capacities and event names match bpf/consts.h", async () 
     assert.equal(o.map("service_stats").maxEntries, LIMITS.MAX_SERVICES);
     assert.equal(o.map("events").maxEntries, EVENTS.length);
     assert.equal(o.map("pod_ifaces").maxEntries, LIMITS.MAX_POD_IFACES);
+    assert.equal(o.map("verified_clients").maxEntries, LIMITS.VERIFIED_MAX);
   } finally {
     dp.close();
     removePins(pinDir);

@@ -467,6 +467,7 @@ export const MAP_NAMES = [
   "pod_ifaces",
   "clock",
   "reject_budget",
+  "verified_clients",
 ] as const;
 
 const PER_CPU_MAPS = new Set([
