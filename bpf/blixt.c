@@ -145,12 +145,18 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 	if (((be->flags & BE_F_REMOTE) && !(svc->flags & SVC_F_KEEP_CLIENT)) || from_pod(skb)) {
 		struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 
-		if (!cfg || ct_reserve_snat(cfg, p, be, &reply, now, &nat_port)) {
+		int rc = cfg ? ct_reserve_snat(cfg, p, be, &reply, now, &nat_port) : -1;
+
+		if (rc) {
 			/*
-			 * Answered (RST, ICMP unreachable): a dropped SYN hangs the client. Within a
-			 * budget, though: a spoofed flood would make every forged source get one.
+			 * Finished flows hold every port: answered (RST, ICMP unreachable), as a
+			 * dropped SYN hangs the client; within a budget, as a spoofed flood would make
+			 * every forged source get one. Half-open flows hold some: dropped, and the
+			 * client's retransmitted SYN takes one once it is old enough.
 			 */
 			count_event(EV_SNAT_EXHAUSTED);
+			if (rc == SNAT_WAIT)
+				return TC_ACT_SHOT;
 			return snat_reject_allowed(now) ? NEW_FLOW_REJECT : TC_ACT_SHOT;
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,

@@ -1475,6 +1475,8 @@ Deno.test("packet: SNAT ports run out loudly (the client gets a reset); a finish
       const d = decodePacket(out.data);
       assert.equal(d.src, NODE);
       fromBackend(d.sport!, sport, TCP.SYN | TCP.ACK);
+      // Finished: a half-open flow's port would go to a new SYN once old (a flood's flows).
+      fromClient(sport, TCP.ACK);
       return d.sport!;
     };
     const fromClient = (sport: number, flags: number) =>
@@ -1583,6 +1585,12 @@ Deno.test("packet: SNAT exhaustion is answered at most 64 times per CPU a second
     const syn = (sport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(sport, 80, TCP.SYN) });
     assert.equal(testRun(dp.ingressFd, syn(42001)).retval, TC_ACT.OK, "the only port is taken");
     testRun(dp.egressFd, pkt({ src: CLIENT, dst: BE3, tcp: tcp(42001, 8080, TCP.SYN) }));
+    // By a finished handshake (a half-open one would make the next SYN wait, not be refused).
+    testRun(
+      dp.ingressFd,
+      pkt({ src: BE3, dst: NODE, tcp: tcp(8080, 61000, TCP.SYN | TCP.ACK) }),
+    );
+    testRun(dp.ingressFd, pkt({ src: CLIENT, dst: VIP2, tcp: tcp(42001, 80, TCP.ACK) }));
     const budget = dp.object.map("reject_budget");
     /** Sets every CPU's budget of the current second to `used`; runs `fn` in the same second. */
     const inSecond = (used: number, fn: () => number): number => {
@@ -1660,14 +1668,14 @@ Deno.test("packet: a pod of this node reaching a VIP is source-translated (hairp
   });
 });
 
-Deno.test("packet: with every SNAT port held, a new flow takes a half-open flow's port (5 s old, 2 s for a verified client), never a finished handshake's", async () => {
+Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's port once it is old (5 s; 1 s unanswered or 3 s answered for a verified client), never a finished handshake's", async () => {
   await withDataplane((dp) => {
-    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61001] });
+    dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61002] });
     const SPOOFED = "198.19.192.7"; // a flood's forged source
     const NEWCOMER = "198.18.192.11"; // a real client that never connected before
     const ingress = (src: string, sport: number, flags: number, dst = VIP2) =>
       testRun(dp.ingressFd, pkt({ src, dst, tcp: tcp(sport, 80, flags) }));
-    /** A SYN to the remote backend: the SNAT port it leaves from, or the verdict if refused. */
+    /** A SYN to the remote backend: the SNAT port it leaves from, or what became of it. */
     const connect = (src: string, sport: number): number | string => {
       const r = ingress(src, sport, TCP.SYN);
       if (r.retval !== TC_ACT.OK) return r.retval === TC_ACT.REDIRECT ? "reset" : "dropped";
@@ -1678,6 +1686,11 @@ Deno.test("packet: with every SNAT port held, a new flow takes a half-open flow'
       decodePacket(
         testRun(dp.ingressFd, pkt({ src: BE3, dst: NODE, tcp: tcp(8080, port, flags) })).data,
       );
+    /** The backend's SYN-ACK and the client's ACK: a finished handshake. */
+    const finish = (src: string, sport: number, port: number) => {
+      assert.equal(fromBackend(port, TCP.SYN | TCP.ACK).dst, src);
+      ingress(src, sport, TCP.ACK);
+    };
     const verified = () =>
       [...dp.object.map("verified_clients").entries()].map(([k]) => [...k].join("."));
     const entriesOf = (src: string, sport: number) =>
@@ -1699,36 +1712,44 @@ Deno.test("packet: with every SNAT port held, a new flow takes a half-open flow'
     fromBackend(blind, TCP.RST);
     assert.deepEqual(verified(), [CLIENT]);
 
-    // The flood: two forged SYNs hold both ports, one answered by the backend (SYN_RECV).
-    const p1 = connect(SPOOFED, 1001);
-    const p2 = connect(SPOOFED, 1002);
-    assert.deepEqual([p1, p2].sort(), [61000, 61001]);
-    assert.equal(fromBackend(p2 as number, TCP.SYN | TCP.ACK).dst, SPOOFED);
-    assert.equal(connect(NEWCOMER, 2001), "reset", "young half-open flows keep their ports");
-    assert.equal(connect(CLIENT, 2002), "reset", "also against a verified client");
+    // The flood: forged SYNs hold the three ports; the backend answered two (SYN_RECV).
+    const q1 = connect(SPOOFED, 1001) as number;
+    const q2 = connect(SPOOFED, 1002) as number;
+    const q3 = connect(SPOOFED, 1003) as number;
+    assert.deepEqual([q1, q2, q3].sort(), [61000, 61001, 61002]);
+    fromBackend(q2, TCP.SYN | TCP.ACK);
+    fromBackend(q3, TCP.SYN | TCP.ACK);
+    const before = dp.maps.events().snat_exhausted;
+    assert.equal(connect(NEWCOMER, 2001), "dropped", "young half-open flows keep their ports");
+    assert.equal(connect(CLIENT, 2002), "dropped", "also against a verified client");
+    assert.equal(dp.maps.events().snat_exhausted - before, 2n, "counted, not answered");
 
-    idle(dp, 3);
-    assert.equal(connect(NEWCOMER, 2003), "reset", "3 s: not yet for an unknown client");
-    const taken = connect(CLIENT, 2004);
-    assert.ok(taken === p1 || taken === p2, `3 s: a verified client takes one (${taken})`);
-    const victim = taken === p1 ? 1001 : 1002;
-    assert.deepEqual(entriesOf(SPOOFED, victim), [], "the half-open flow's entries are gone");
-    assert.equal(fromBackend(taken as number, TCP.SYN | TCP.ACK).dst, CLIENT);
-    ingress(CLIENT, 2004, TCP.ACK);
+    idle(dp, 1);
+    assert.equal(connect(NEWCOMER, 2003), "dropped", "1 s: not yet for an unknown client");
+    assert.equal(connect(CLIENT, 2004), q1, "1 s: the unanswered one, for a verified client");
+    assert.deepEqual(entriesOf(SPOOFED, 1001), [], "the half-open flow's entries are gone");
+    finish(CLIENT, 2004, q1);
+    assert.equal(connect(CLIENT, 2005), "dropped", "an answered one is kept 3 s");
 
     idle(dp, 2);
-    const other = connect(NEWCOMER, 2005);
-    assert.equal(other, taken === p1 ? p2 : p1, "5 s: any client takes the other one");
-    fromBackend(other as number, TCP.SYN | TCP.ACK);
-    ingress(NEWCOMER, 2005, TCP.ACK);
+    assert.equal(connect(NEWCOMER, 2006), "dropped", "3 s: not yet for an unknown client");
+    const taken = connect(CLIENT, 2007);
+    assert.ok(taken === q2 || taken === q3, `3 s: an answered one for a verified client`);
+    finish(CLIENT, 2007, taken as number);
+
+    idle(dp, 2);
+    const last = connect(NEWCOMER, 2008);
+    assert.equal(last, taken === q2 ? q3 : q2, "5 s: any client takes the last one");
+    finish(NEWCOMER, 2008, last as number);
 
     idle(dp, 3600);
     assert.equal(
-      connect(CLIENT, 2006),
+      connect(CLIENT, 2009),
       "reset",
       "finished handshakes keep their ports, however old",
     );
-    assert.equal(entriesOf(CLIENT, 2004).length, 2);
-    assert.equal(entriesOf(NEWCOMER, 2005).length, 2);
+    for (const [src, sport] of [[CLIENT, 2004], [CLIENT, 2007], [NEWCOMER, 2008]] as const) {
+      assert.equal(entriesOf(src, sport).length, 2, `${src}:${sport} keeps its entries`);
+    }
   });
 });

@@ -236,6 +236,20 @@ static __always_inline int ct_half_open(__u8 state)
 }
 
 /*
+ * How old (since its first packet) a half-open flow must be before a new flow of the client at
+ * saddr takes its SNAT port; *verified caches ct_client_verified() (-1: not looked up yet).
+ */
+static __always_inline __u64 ct_half_open_min_age(__u8 state, __be32 saddr, __u64 now,
+						  int *verified)
+{
+	if (*verified < 0)
+		*verified = ct_client_verified(saddr, now);
+	if (!*verified)
+		return SNAT_HALF_OPEN_NS;
+	return state == CT_NEW ? SNAT_HALF_OPEN_VERIFIED_NS : SNAT_HALF_OPEN_ANSWERED_NS;
+}
+
+/*
  * Whether a new flow may take the SNAT port of an existing reply entry
  * (backend -> node:port), because the flow behind it is over:
  * - no live DNAT entry of the same backend behind it (gone, expired, replaced);
@@ -243,9 +257,10 @@ static __always_inline int ct_half_open(__u8 state)
  * - TCP closed by a reset;
  * - TCP closed with FINs both ways, and the new packet is a SYN: the
  *   backend's TIME_WAIT socket accepts a new SYN (docs/dataplane.md).
- * A TCP flow still half-open is not free but SNAT_HALF_OPEN, with its age
- * since its first packet in *age: the caller takes the oldest such port when
- * nothing is free (a SYN flood's flows). Also says which of the old flow's
+ * A TCP flow still half-open is not free but SNAT_HALF_OPEN, with *spare set
+ * to its age past the age at which it may be taken (ct_half_open_min_age;
+ * negative: not yet): the caller takes the one with the most when nothing is
+ * free (a SYN flood's flows). Also says which of the old flow's
  * entries to delete (keys in *dnat and *snat), so that no late packet of the
  * old flow leaves from the port the new flow now uses, nor is sent to the
  * backend untranslated.
@@ -253,7 +268,7 @@ static __always_inline int ct_half_open(__u8 state)
 static __always_inline int ct_snat_port_free(const struct flow_value *reply, __be16 port,
 					     const struct packet *p, const struct backend *be,
 					     __u64 now, struct flow_key *dnat, struct flow_key *snat,
-					     __u64 *age)
+					     int *verified, __s64 *spare)
 {
 	const struct flow_value *primary, *out;
 	__u8 proto = p->key.proto;
@@ -277,7 +292,8 @@ static __always_inline int ct_snat_port_free(const struct flow_value *reply, __b
 	    (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
 		return SNAT_FREE | SNAT_DEL_DNAT | SNAT_DEL_SNAT | SNAT_TIME_WAIT;
 	if (ct_half_open(primary->state)) {
-		*age = ct_age(now, primary->created);
+		*spare = (__s64)ct_age(now, primary->created) -
+			 (__s64)ct_half_open_min_age(primary->state, p->key.saddr, now, verified);
 		return SNAT_HALF_OPEN | SNAT_DEL_DNAT | SNAT_DEL_SNAT;
 	}
 	return 0;
@@ -299,6 +315,9 @@ static __always_inline int ct_take_snat_port(struct flow_key *rk, struct flow_va
 	return bpf_map_update_elem(&conntrack, rk, reply, BPF_NOEXIST);
 }
 
+/* ct_reserve_snat(): no port now, but half-open flows hold some; a retransmitted SYN may get one. */
+#define SNAT_WAIT (-2)
+
 /*
  * Reserve a source port on this node for a flow to a remote backend: the
  * reply entry (backend -> node:port) is inserted with BPF_NOEXIST, so two
@@ -306,9 +325,10 @@ static __always_inline int ct_take_snat_port(struct flow_key *rk, struct flow_va
  * at a random port, so consecutive flows do not probe the same ports, and a
  * port whose flow is over (ct_snat_port_free) is taken over at once. When none
  * of the candidates is unused, expired or reset: one closed with FINs, as the
- * backend may still hold its TIME_WAIT socket; else the oldest half-open one
- * (a SYN flood's), once SNAT_HALF_OPEN_NS old, or SNAT_HALF_OPEN_VERIFIED_NS
- * for a client that finished a handshake lately (docs/dataplane.md).
+ * backend may still hold its TIME_WAIT socket; else the half-open one (a SYN
+ * flood's) most past ct_half_open_min_age(). Returns 0 with a port, SNAT_WAIT
+ * when half-open flows hold the candidates but none is old enough yet, -1 when
+ * finished handshakes hold them all (docs/dataplane.md).
  */
 static __always_inline int ct_reserve_snat(const struct config *cfg, const struct packet *p,
 					   const struct backend *be, struct flow_value *reply,
@@ -317,8 +337,9 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 	__u32 min = cfg->snat_port_min, max = cfg->snat_port_max;
 	__u32 range, start;
 	__be16 time_wait = 0; /* the first port closed with FINs: taken when nothing better is */
-	__be16 half_open = 0; /* the oldest half-open port: taken when no port is free at all */
-	__u64 half_open_age = 0, age = 0, min_age = SNAT_HALF_OPEN_NS;
+	__be16 half_open = 0; /* the half-open port most past its age: taken when none is free */
+	__s64 half_open_spare = 0, spare = 0;
+	int verified = -1;
 	struct flow_key rk, dnat, snat;
 	struct flow_value *old;
 	__be16 port;
@@ -338,11 +359,11 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 		old = bpf_map_lookup_elem(&conntrack, &rk);
 		if (!old)
 			continue;
-		found = ct_snat_port_free(old, port, p, be, now, &dnat, &snat, &age);
+		found = ct_snat_port_free(old, port, p, be, now, &dnat, &snat, &verified, &spare);
 		if (found & SNAT_HALF_OPEN) {
-			if (!half_open || age > half_open_age) {
+			if (!half_open || spare > half_open_spare) {
 				half_open = port;
-				half_open_age = age;
+				half_open_spare = spare;
 			}
 			continue;
 		}
@@ -359,22 +380,19 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 		}
 	}
 	port = time_wait;
-	if (!port && half_open) {
-		if (ct_client_verified(p->key.saddr, now))
-			min_age = SNAT_HALF_OPEN_VERIFIED_NS;
-		if (half_open_age >= min_age)
-			port = half_open;
-	}
+	if (!port && half_open && half_open_spare >= 0)
+		port = half_open;
 	if (!port)
-		return -1;
+		return half_open ? SNAT_WAIT : -1;
 	/* Judged again: another CPU may have taken or changed the port since. */
 	ct_key(&rk, be->addr[0], be->port, cfg->node_addr[0], port, p->key.proto, DIR_INGRESS);
 	old = bpf_map_lookup_elem(&conntrack, &rk);
-	found = old ? ct_snat_port_free(old, port, p, be, now, &dnat, &snat, &age) : SNAT_FREE;
-	if ((found & SNAT_HALF_OPEN) && age >= min_age)
+	found = old ? ct_snat_port_free(old, port, p, be, now, &dnat, &snat, &verified, &spare)
+		    : SNAT_FREE;
+	if ((found & SNAT_HALF_OPEN) && spare >= 0)
 		found |= SNAT_FREE;
 	if (!(found & SNAT_FREE) || ct_take_snat_port(&rk, reply, found, &dnat, &snat))
-		return -1;
+		return half_open ? SNAT_WAIT : -1;
 	*port_out = port;
 	return 0;
 }

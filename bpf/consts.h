@@ -86,13 +86,16 @@
  */
 #define SNAT_REJECTS_PER_SEC 64
 /*
- * With every candidate port held by a live flow, a new flow takes the port of the oldest
- * half-open TCP flow (a handshake the client did not finish: a SYN flood's) once it is this old
- * (since its first packet), or this younger one for a client address that finished a handshake
- * lately (verified_clients). A real handshake is done within a round trip.
+ * With every candidate port held by a live flow, a new TCP flow takes the port of a half-open one
+ * (no ACK of its client after the backend's SYN-ACK: a SYN flood's) once it is this old since its
+ * first packet; a client address that finished a handshake lately (verified_clients) sooner: a
+ * handshake the backend never answered after Linux's initial SYN retransmission time (1 s), one
+ * it answered after 3 s (the backend retransmitted its SYN-ACK at 1 s; a client with a round trip
+ * below 3 s has ACKed).
  */
 #define SNAT_HALF_OPEN_NS (5 * NS_PER_SEC)
-#define SNAT_HALF_OPEN_VERIFIED_NS (2 * NS_PER_SEC)
+#define SNAT_HALF_OPEN_VERIFIED_NS (1 * NS_PER_SEC)
+#define SNAT_HALF_OPEN_ANSWERED_NS (3 * NS_PER_SEC)
 /* verified_clients: how long a finished handshake vouches for its address, and write interval. */
 #define VERIFIED_TIMEOUT_NS (600 * NS_PER_SEC)
 #define VERIFIED_REFRESH_NS (60 * NS_PER_SEC)

@@ -12,17 +12,23 @@
  *
  * The spoofed range is outside every local cluster's address plan (slots use
  * 198.18.0.0-198.19.127.255), so answers to it go nowhere. What must hold: the
- * established flows keep working. Reported: the conntrack map's fill on
- * node-1 before, during and after, the program's events (SNAT ports run
- * out, conntrack inserts that failed), and what new connections see after.
+ * established flows keep working, and new connections of the host's clients
+ * (which connected before: a verified client address) reach both backends
+ * during and right after the flood, the remote one although the flood's
+ * half-open flows hold its SNAT ports. A newcomer (the flood namespace's own
+ * address, which never connected before) is reported during the flood and
+ * must reach both backends right after it. Reported: the conntrack map's fill
+ * on node-1 before and after, the program's events (SNAT ports run out,
+ * conntrack inserts that failed), and new connections per backend.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { ip, run, sleep } from "../cluster/host.ts";
+import { parseEchoReply } from "../cluster/echo_server.ts";
 import { programmedAddress } from "../e2e/kube_state.ts";
 import { startSystem, stopSystem, type System } from "../e2e/system.ts";
-import { routeThrough, tcpProbe } from "../e2e/traffic.ts";
+import { type ProbeResult, routeThrough, tcpProbe } from "../e2e/traffic.ts";
 import { openPinnedMap } from "../../agent/bpf/object.ts";
 import { flowValue } from "../../agent/bpf/layout.ts";
 import { ctTimeoutS } from "../../agent/bpf/conntrack_sweep.ts";
@@ -37,10 +43,11 @@ const FLOOD = Number(Deno.env.get("BLIXT_SYN_FLOOD_PACKETS") ?? 300_000);
 const RECOVERY_S = Number(Deno.env.get("BLIXT_SYN_FLOOD_RECOVERY_S") ?? 0);
 
 /**
- * Conntrack entries of a node's pinned map, by kind and (for DNAT entries) TCP state, and the
- * DNAT entries the program still treats as live (`live_flows`).
+ * Conntrack entries of a node's pinned map, by kind and (for DNAT entries) TCP state, the DNAT
+ * entries the program still treats as live (`live_flows`), and DNAT entries to the remote
+ * backend by state (`remote_…`: the flows that hold its SNAT ports).
  */
-function conntrackFill(pinDir: string): Record<string, number> {
+function conntrackFill(pinDir: string, remote: string): Record<string, number> {
   const map = openPinnedMap(`${pinDir}/conntrack`);
   try {
     const now = monotonicCoarseNs();
@@ -50,8 +57,12 @@ function conntrackFill(pinDir: string): Record<string, number> {
     for (const [, v] of map.entries()) {
       const f = flowValue.decode(v);
       out.total!++;
-      const key = f.kind === 1 ? `dnat_${states[f.state] ?? f.state}` : kinds[f.kind] ?? "?";
+      const state = states[f.state] ?? f.state;
+      const key = f.kind === 1 ? `dnat_${state}` : kinds[f.kind] ?? "?";
       out[key] = (out[key] ?? 0) + 1;
+      if (f.kind === 1 && f.daddr === remote) {
+        out[`remote_${state}`] = (out[`remote_${state}`] ?? 0) + 1;
+      }
       const age = Number(now - f.last_seen) / 1e9;
       if (f.kind === 1 && age <= ctTimeoutS(6, f.state)) out.live_flows!++;
     }
@@ -68,6 +79,69 @@ async function events(nodeIP: string): Promise<Record<string, number>> {
     out[m[1]!] = Number(m[2]);
   }
   return out;
+}
+
+/** One TCP request from network namespace `netns`, as {@linkcode tcpProbe} from the host. */
+async function tcpProbeIn(netns: string, host: string, port: number): Promise<ProbeResult> {
+  const started = performance.now();
+  const res = await run([
+    "timeout",
+    "2",
+    "bash",
+    "-c",
+    `exec 2>&1; exec 3<>/dev/tcp/${host}/${port} && echo probe >&3 && head -n1 <&3`,
+  ], { netns, allowFailure: true });
+  const ms = performance.now() - started;
+  const out = res.stdout.trim();
+  const answer = res.code === 0 ? parseEchoReply(out) : undefined;
+  if (answer) return { kind: "answer", answer, ms };
+  if (/Connection refused/.test(out)) return { kind: "reset", detail: out, ms };
+  return { kind: res.code === 124 ? "timeout" : "error", detail: out, ms };
+}
+
+/** Outcomes of new connections: answers per backend, failures per kind, and their rate. */
+interface Tally {
+  counts: Record<string, number>;
+  seconds: number;
+}
+
+function tally(results: ProbeResult[], seconds: number): Tally {
+  const counts: Record<string, number> = {};
+  for (const r of results) {
+    const name = r.kind === "answer" ? r.answer.name : r.kind;
+    counts[name] = (counts[name] ?? 0) + 1;
+  }
+  return { counts, seconds: Math.round(seconds * 100) / 100 };
+}
+
+function describeTally(t: Tally): string {
+  const n = Object.values(t.counts).reduce((a, b) => a + b, 0);
+  const rate = t.seconds > 0 ? ` (${(n / t.seconds).toFixed(1)}/s over ${t.seconds} s)` : "";
+  return `${JSON.stringify(t.counts)}${rate}`;
+}
+
+/** New connections one after another until `done` settles (every 100 ms). */
+async function probeUntil(
+  done: Promise<unknown>,
+  probe: () => Promise<ProbeResult>,
+): Promise<Tally> {
+  let over = false;
+  done.finally(() => over = true).catch(() => {});
+  const started = performance.now();
+  const results: ProbeResult[] = [];
+  while (!over) {
+    results.push(await probe());
+    await sleep(100);
+  }
+  return tally(results, (performance.now() - started) / 1000);
+}
+
+/** `n` new connections one after another. */
+async function probeN(n: number, probe: () => Promise<ProbeResult>): Promise<Tally> {
+  const started = performance.now();
+  const results: ProbeResult[] = [];
+  for (let i = 0; i < n; i++) results.push(await probe());
+  return tally(results, (performance.now() - started) / 1000);
 }
 
 async function buildFlooder(dir: string): Promise<string> {
@@ -119,17 +193,23 @@ Deno.test({
     const flooder = await buildFlooder(cluster.dir);
 
     const pinDir = `${node1.bpffs}/blixt`;
-    const before = conntrackFill(pinDir);
+    const before = conntrackFill(pinDir, p2.ip);
     const eventsBefore = await events(node1.ip);
     // 5 s: a stall while the flood has both CPUs is not a broken flow; a lost one stays lost.
     const traffic = watchTraffic(vip, { tcp: 80, udp: 53 }, { timeoutMs: 5000 });
     await sleep(2000);
-    const flood = await run(
+    const flooding = run(
       [flooder, vip, "80", SPOOFED.net, String(SPOOFED.bits), String(FLOOD)],
       { netns: floodNs },
     );
+    // New connections while the flood runs: the host's (verified) and the newcomer's.
+    const [hostDuring, newcomerDuring] = await Promise.all([
+      probeUntil(flooding, () => tcpProbe(vip, 80, 2)),
+      probeUntil(flooding, () => tcpProbeIn(floodNs, vip, 80)),
+    ]);
+    const flood = await flooding;
     const [sent = "0", seconds = "0"] = flood.stdout.trim().split(" ");
-    const during = conntrackFill(pinDir);
+    const during = conntrackFill(pinDir, p2.ip);
     await sleep(3000);
     const report = await traffic.stop();
     const eventsAfter = await events(node1.ip);
@@ -138,12 +218,8 @@ Deno.test({
       if (v - (eventsBefore[k] ?? 0) > 0) delta[k] = v - (eventsBefore[k] ?? 0);
     }
     // New connections right after the flood: which backends answer, and how others fail.
-    const fresh: Record<string, number> = {};
-    for (let i = 0; i < 40; i++) {
-      const r = await tcpProbe(vip, 80, 2);
-      const name = r.kind === "answer" ? r.answer.name : r.kind;
-      fresh[name] = (fresh[name] ?? 0) + 1;
-    }
+    const hostAfter = await probeN(40, () => tcpProbe(vip, 80, 2));
+    const newcomerAfter = await probeN(40, () => tcpProbeIn(floodNs, vip, 80));
     const capacity = openPinnedMap(`${pinDir}/conntrack`);
     const maxEntries = capacity.maxEntries;
     capacity.close();
@@ -153,7 +229,10 @@ Deno.test({
     figure("syn_flood.conntrack_after_flood", JSON.stringify(during));
     figure("syn_flood.events", JSON.stringify(delta));
     figure("syn_flood.established_traffic", describeTraffic(report));
-    figure("syn_flood.new_connections_after", JSON.stringify(fresh));
+    figure("syn_flood.new_connections_during.host", describeTally(hostDuring));
+    figure("syn_flood.new_connections_during.newcomer", describeTally(newcomerDuring));
+    figure("syn_flood.new_connections_after.host", describeTally(hostAfter));
+    figure("syn_flood.new_connections_after.newcomer", describeTally(newcomerAfter));
     if (RECOVERY_S > 0) {
       await sleep(RECOVERY_S * 1000);
       const later: Record<string, number> = {};
@@ -162,12 +241,30 @@ Deno.test({
         const name = r.kind === "answer" ? r.answer.name : r.kind;
         later[name] = (later[name] ?? 0) + 1;
       }
-      figure(`syn_flood.conntrack_${RECOVERY_S}s_after`, JSON.stringify(conntrackFill(pinDir)));
+      figure(
+        `syn_flood.conntrack_${RECOVERY_S}s_after`,
+        JSON.stringify(conntrackFill(pinDir, p2.ip)),
+      );
       figure(`syn_flood.new_connections_${RECOVERY_S}s_after`, JSON.stringify(later));
     }
     assert.ok(Number(sent) > 0, `the flood sent nothing: ${flood.stdout} ${flood.stderr}`);
     assert.equal(report.failed["long-tcp"] ?? 0, 0, describeTraffic(report));
     assert.equal(report.failed["long-udp"] ?? 0, 0, describeTraffic(report));
+    // The host's clients connected before (a verified address): the flood's half-open flows
+    // give up their SNAT ports to them, during the flood and after it.
+    for (const [when, t] of [["during", hostDuring], ["after", hostAfter]] as const) {
+      const c = t.counts;
+      assert.ok((c.p1 ?? 0) > 0 && (c.p2 ?? 0) > 0, `${when}: both backends: ${describeTally(t)}`);
+      const failed = Object.entries(c).filter(([k]) => k !== "p1" && k !== "p2");
+      assert.deepEqual(failed, [], `${when} the flood, host: ${describeTally(t)}`);
+    }
+    // A newcomer takes a half-open port once it is 5 s old: right after the flood, not during.
+    const c = newcomerAfter.counts;
+    assert.ok(
+      (c.p1 ?? 0) > 0 && (c.p2 ?? 0) > 0,
+      `newcomer after: ${describeTally(newcomerAfter)}`,
+    );
+    assert.equal((c.p1 ?? 0) + (c.p2 ?? 0), 40, `newcomer after: ${describeTally(newcomerAfter)}`);
   } catch (e) {
     if (system) console.error(await system.logTails(30));
     throw e;
