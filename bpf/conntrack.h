@@ -110,6 +110,12 @@ static __always_inline void ct_touch(struct flow_value *v, __u8 state, __u8 flag
 		v->last_seen = now;
 }
 
+/* Whether a TCP flow is half-open: no ACK of the client after the backend's SYN-ACK yet. */
+static __always_inline int ct_half_open(__u8 state)
+{
+	return state == CT_NEW || state == CT_SYN_RECV || state == CT_PICKUP;
+}
+
 /* Record that a client finished a TCP handshake its backend accepted (at most once a minute). */
 static __always_inline void ct_verify_client(__be32 addr, __u64 now)
 {
@@ -161,7 +167,7 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 	__u8 state;
 
 	if (!refresh && !syn && (reply->flags & CT_F_REPLIED) &&
-	    ((reply->flags & CT_F_VERIFIED) || p->key.proto != IPPROTO_TCP) &&
+	    ((reply->flags & CT_F_JUDGED) || p->key.proto != IPPROTO_TCP) &&
 	    !(p->tcp_flags & (TCPF_FIN | TCPF_RST)))
 		return 0;
 	ct_primary_key(&pk, reply, p->key.proto, p->key.family);
@@ -175,12 +181,13 @@ static __always_inline int ct_on_reply(struct flow_value *reply, const struct pa
 	if (p->key.proto == IPPROTO_TCP) {
 		/*
 		 * The backend answers after the client's ACK, so it accepted the handshake: the
-		 * client is a real host (a forged source cannot know the backend's sequence).
+		 * client is a real host (a forged source cannot know the backend's sequence). Judged
+		 * once, when the handshake is over either way: later replies skip the lookup above.
 		 */
-		if (primary->state == CT_ESTABLISHED && !(reply->flags & CT_F_VERIFIED) &&
-		    !(p->tcp_flags & (TCPF_SYN | TCPF_RST))) {
-			ct_verify_client(reply->daddr[0], now);
-			reply->flags |= CT_F_VERIFIED;
+		if (!(reply->flags & CT_F_JUDGED) && !ct_half_open(primary->state)) {
+			if (primary->state == CT_ESTABLISHED && !(p->tcp_flags & (TCPF_SYN | TCPF_RST)))
+				ct_verify_client(reply->daddr[0], now);
+			reply->flags |= CT_F_JUDGED;
 		}
 		state = ct_next_state(primary->state, p->tcp_flags, 1);
 	} else {
@@ -228,12 +235,6 @@ static __always_inline void ct_key(struct flow_key *k, __be32 saddr, __be16 spor
 #define SNAT_DEL_SNAT (1 << 2)
 #define SNAT_TIME_WAIT (1 << 3) /* closed with FINs: the backend may hold TIME_WAIT */
 #define SNAT_HALF_OPEN (1 << 4) /* a TCP handshake the client never finished: taken when old */
-
-/* Whether a TCP flow is half-open: no ACK of the client after the backend's SYN-ACK yet. */
-static __always_inline int ct_half_open(__u8 state)
-{
-	return state == CT_NEW || state == CT_SYN_RECV || state == CT_PICKUP;
-}
 
 /*
  * How old (since its first packet) a half-open flow must be before a new flow of the client at

@@ -58,7 +58,7 @@
 #define CT_F_FIN_CLIENT (1 << 1) /* DNAT entry: the client sent a FIN */
 #define CT_F_FIN_BACKEND (1 << 2) /* DNAT entry: the backend sent a FIN */
 #define CT_F_FIN_BOTH (CT_F_FIN_CLIENT | CT_F_FIN_BACKEND)
-#define CT_F_VERIFIED (1 << 3)  /* reply entry: the client's address is in verified_clients */
+#define CT_F_JUDGED (1 << 3)    /* reply entry: the handshake was judged (ct_on_reply, verified_clients) */
 
 /*
  * Timeouts in nanoseconds: the kernel's nf_conntrack defaults, except the half-open ones. A
