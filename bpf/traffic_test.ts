@@ -311,6 +311,65 @@ print("ok")`;
     );
 
     await t.step(
+      "with both SNAT ports held by forged SYNs the remote backend answered, a verified client still connects",
+      async () => {
+        dp!.maps.setConfig({ nodeAddr: NET.node1, snatPorts: [61000, 61001] });
+        dp!.maps.setService({ addr: NET.vip, port: 82, protocol: "TCP" }, {
+          id: SVC.remoteOnly,
+          backends: [{ id: ID.be3, weight: 1 }],
+        });
+        try {
+          const verified = [...dp!.object.map("verified_clients").entries()]
+            .map(([k]) => [...k].join("."));
+          assert.ok(verified.includes(NET.client), "the earlier steps' answered handshakes");
+          // Two SYNs from forged sources (a raw socket in the client's namespace).
+          const forge = `
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b"\\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+dst = socket.inet_aton("${NET.vip}")
+for i in range(2):
+    src = socket.inet_aton("198.19.192.%d" % (i + 1))
+    tcp = struct.pack("!HHIIBBHHH", 1000 + i, 82, 12345 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, 20) + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    r.sendto(ip + tcp, ("${NET.vip}", 0))
+print("ok")`;
+          assert.equal((await topo.exec("client", ["python3", "-c", forge])).trim(), "ok");
+          await new Promise((r) => setTimeout(r, 300));
+          const forged = dp!.maps.conntrack().filter((e) =>
+            e.key.saddr.startsWith("198.19.192.") && e.value.kind === 1
+          );
+          assert.equal(forged.length, 2, "the forged SYNs hold both ports");
+          const states = forged.map((e) => e.value.state).sort();
+          const connect = `
+import socket, time
+t = time.monotonic()
+s = socket.create_connection(("${NET.vip}", 82), timeout=60)
+s.sendall(b"slow\\n")
+line = s.makefile("rb").readline().decode().strip()
+print("%s|%.2f" % (line, time.monotonic() - t))`;
+          const out = await topo.exec("client", ["timeout", "70", "python3", "-c", connect], {
+            allowFail: true,
+          });
+          const [line = "", seconds = "?"] = out.trim().split("|");
+          console.log(
+            `forged half-open flows (states ${states}): the verified client connected in ${seconds} s`,
+          );
+          assert.match(line, /^be3 \S+ slow$/, out);
+        } finally {
+          dp!.maps.deleteService({ addr: NET.vip, port: 82, protocol: "TCP" });
+          dp!.maps.setConfig({ nodeAddr: NET.node1 });
+        }
+      },
+    );
+
+    await t.step(
       "the clsact fallback (kernels without tcx) carries the same traffic",
       async () => {
         const node1 = topo.nsPath("node1");
