@@ -103,21 +103,30 @@ async function tcpProbeIn(netns: string, host: string, port: number): Promise<Pr
 interface Tally {
   counts: Record<string, number>;
   seconds: number;
+  /** Answered connections that took over 900 ms (a SYN retransmitted), and the slowest, in ms. */
+  slow: number;
+  slowestMs: number;
 }
 
 function tally(results: ProbeResult[], seconds: number): Tally {
   const counts: Record<string, number> = {};
+  let slow = 0, slowestMs = 0;
   for (const r of results) {
     const name = r.kind === "answer" ? r.answer.name : r.kind;
     counts[name] = (counts[name] ?? 0) + 1;
+    if (r.kind !== "answer") continue;
+    if (r.ms > 900) slow++;
+    slowestMs = Math.max(slowestMs, Math.round(r.ms));
   }
-  return { counts, seconds: Math.round(seconds * 100) / 100 };
+  return { counts, seconds: Math.round(seconds * 100) / 100, slow, slowestMs };
 }
 
 function describeTally(t: Tally): string {
   const n = Object.values(t.counts).reduce((a, b) => a + b, 0);
   const rate = t.seconds > 0 ? ` (${(n / t.seconds).toFixed(1)}/s over ${t.seconds} s)` : "";
-  return `${JSON.stringify(t.counts)}${rate}`;
+  return `${
+    JSON.stringify(t.counts)
+  }${rate}; ${t.slow} answered after > 900 ms, slowest ${t.slowestMs} ms`;
 }
 
 /** New connections one after another until `done` settles (every 100 ms). */
