@@ -81,6 +81,16 @@ async function events(nodeIP: string): Promise<Record<string, number>> {
   return out;
 }
 
+/** The client addresses in a node's `verified_clients` map (they finished a handshake there). */
+function verifiedClients(pinDir: string): string[] {
+  const map = openPinnedMap(`${pinDir}/verified_clients`);
+  try {
+    return [...map.entries()].map(([k]) => [...k].join("."));
+  } finally {
+    map.close();
+  }
+}
+
 /** One TCP request from network namespace `netns`, as {@linkcode tcpProbe} from the host. */
 async function tcpProbeIn(netns: string, host: string, port: number): Promise<ProbeResult> {
   const started = performance.now();
@@ -203,6 +213,7 @@ Deno.test({
 
     const pinDir = `${node1.bpffs}/blixt`;
     const before = conntrackFill(pinDir, p2.ip);
+    const newcomerBefore = verifiedClients(pinDir).includes(floodIP) ? "verified" : "unknown";
     const eventsBefore = await events(node1.ip);
     // 5 s: a stall while the flood has both CPUs is not a broken flow; a lost one stays lost.
     const traffic = watchTraffic(vip, { tcp: 80, udp: 53 }, { timeoutMs: 5000 });
@@ -219,6 +230,7 @@ Deno.test({
     const flood = await flooding;
     const [sent = "0", seconds = "0"] = flood.stdout.trim().split(" ");
     const during = conntrackFill(pinDir, p2.ip);
+    const verified = verifiedClients(pinDir);
     await sleep(3000);
     const report = await traffic.stop();
     const eventsAfter = await events(node1.ip);
@@ -238,6 +250,10 @@ Deno.test({
     figure("syn_flood.conntrack_after_flood", JSON.stringify(during));
     figure("syn_flood.events", JSON.stringify(delta));
     figure("syn_flood.established_traffic", describeTraffic(report));
+    figure(
+      "syn_flood.verified_clients_after_flood",
+      `${verified.length}: ${verified.join(" ")} (newcomer ${floodIP}, before: ${newcomerBefore})`,
+    );
     figure("syn_flood.new_connections_during.host", describeTally(hostDuring));
     figure("syn_flood.new_connections_during.newcomer", describeTally(newcomerDuring));
     figure("syn_flood.new_connections_after.host", describeTally(hostAfter));
