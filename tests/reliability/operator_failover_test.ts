@@ -282,7 +282,10 @@ Deno.test("reliability: operator failover during route and endpoint churn: the s
       fetch(`http://127.0.0.1:${standbyPort}/metrics`).then((r) => r.text()).catch(() => "");
     const deadline = Date.now() + 60_000;
     while (
-      !(await fetch(`http://127.0.0.1:${standbyPort}/readyz`).then((r) => r.ok).catch(() => false))
+      !(await fetch(`http://127.0.0.1:${standbyPort}/readyz`).then(async (r) => {
+        await r.body?.cancel(); // a 503 while the caches sync: its body too
+        return r.ok;
+      }).catch(() => false))
     ) {
       assert.ok(Date.now() < deadline && processAlive(standbyPid), "standby operator not ready");
       await sleep(200);
