@@ -361,10 +361,13 @@ export function putObject(
       s.routingTables.set(key, o);
       const generation = o.metadata.generation ?? 0;
       const history = s.tableHistory.get(key) ?? [];
-      if (history.at(-1)?.generation !== generation) {
+      const last = history.at(-1);
+      if (last?.generation !== generation) {
+        const frontends = tableFrontends(o.spec);
         history.push({
           generation,
-          frontends: tableFrontends(o.spec),
+          // one string for a run of generations with the same frontends (most of them)
+          frontends: last?.frontends === frontends ? last.frontends : frontends,
           seenAtMs: options.nowMs ?? performance.timeOrigin + performance.now(),
         });
         if (history.length > TABLE_HISTORY) history.shift();
