@@ -14,6 +14,9 @@
  *   operator process used until then (its share of two busy cores is what
  *   shared machines make noisy; its CPU time much less so), and
  *   `operator_cpu_ms_per_endpoint_change` during the endpoint changes.
+ * - `gateway_status_writes_per_endpoint_change`: Gateway updates (the
+ *   operator writes only their status there) seen through a watch from the
+ *   first endpoint change to 3 s after the last, over the number of changes.
  * - `operator_rss_mib_at_10k`: the operator process's resident set once it has
  *   converged and the endpoint changes are done; `operator_heap_used_mib_at_10k`
  *   and `operator_heap_total_mib_at_10k`: its V8 heap then (from its /metrics).
@@ -306,6 +309,16 @@ export async function main(args: string[]): Promise<void> {
       better: "lower",
     });
 
+    // every Gateway write from here on is one the endpoint changes caused
+    let gatewayWrites = 0;
+    const gatewayInformer = new Informer(kc, {
+      apiVersion: "gateway.networking.k8s.io/v1",
+      kind: "Gateway",
+      plural: "gateways",
+    }, { log: () => {}, transform: dropManagedFields });
+    gatewayInformer.on("update", () => gatewayWrites++);
+    informers.push(gatewayInformer.start());
+    await gatewayInformer.synced;
     const latencies: number[] = [];
     for (let i = 0; i < changes; i++) {
       const g = i % gateways;
@@ -324,6 +337,13 @@ export async function main(args: string[]): Promise<void> {
       latencies.push(performance.now() - t0);
       seen.delete(key);
     }
+    await new Promise((r) => setTimeout(r, 3000)); // writes that follow the table's
+    emit({
+      name: "gateway_status_writes_per_endpoint_change",
+      value: Math.round(gatewayWrites * 100 / changes) / 100,
+      unit: "writes",
+      better: "lower",
+    });
     emit({
       name: "operator_cpu_ms_per_endpoint_change",
       value: round((await cpuSeconds(operator.pid) - convergedCpu) * 1000 / changes),

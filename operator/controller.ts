@@ -86,6 +86,8 @@ export class Operator {
   #synced = false;
   #leading: AbortSignal | undefined;
   #stopped = false;
+  /** Gateways to reconcile again at a time, though nothing changes (`recheckAfterMs`). */
+  readonly #rechecks = new Map<string, ReturnType<typeof setTimeout>>();
   /** The operator's requests share kept-alive connections (closed by stop()). */
   readonly #connections: { close(): void };
 
@@ -170,6 +172,8 @@ export class Operator {
     if (this.#stopped) return;
     this.#stopped = true;
     this.queue.shutdown();
+    for (const timer of this.#rechecks.values()) clearTimeout(timer);
+    this.#rechecks.clear();
     await this.#elector?.stop({ release: options.release ?? true });
     await Promise.all(this.#workers);
     await Promise.all(this.#informers.map((i) => i.stop()));
@@ -254,6 +258,18 @@ export class Operator {
     }
   }
 
+  /** Queues `key` again in `ms`, replacing an earlier timer of the same key. */
+  #recheck(key: string, ms: number): void {
+    clearTimeout(this.#rechecks.get(key));
+    this.#rechecks.set(
+      key,
+      setTimeout(() => {
+        this.#rechecks.delete(key);
+        if (!this.#stopped) this.queue.add(key);
+      }, ms + 50),
+    );
+  }
+
   async #reconcileKey(key: string): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     if (key.startsWith(CLASS_KEY)) {
@@ -291,6 +307,7 @@ export class Operator {
       snapshot: this.snapshot,
       routeStatuses: false,
     });
+    if (result.recheckAfterMs !== undefined) this.#recheck(key, result.recheckAfterMs);
     // Route statuses go to the back of the queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {

@@ -233,10 +233,11 @@ export function gatewaysForEvent(
       for (const t of after?.status?.tables ?? []) {
         const k = objectKey(t.namespace, t.name);
         const old = before?.status?.tables?.find((x) => objectKey(x.namespace, x.name) === k);
-        // counters-only updates wake nobody
+        // counters-only updates wake nobody; a node's errors revoke Programmed
         if (
           old &&
-          isDeepStrictEqual(old.programmedGeneration, t.programmedGeneration)
+          isDeepStrictEqual(old.programmedGeneration, t.programmedGeneration) &&
+          isDeepStrictEqual(old.errors ?? [], t.errors ?? [])
         ) {
           continue;
         }

@@ -98,6 +98,10 @@ Deno.test("each kind of event wakes exactly the Gateways it can affect", () => {
       old: dataplaneNode("n1", [t("a", 1), t("b", 1)]),
       new: dataplaneNode("n1", [t("a", 2), t("b", 1)]),
     }, ["default/a"]],
+    ["a DataplaneNode reporting an error for a table: that Gateway", {
+      old: dataplaneNode("n1", [t("a", 1), t("b", 1)]),
+      new: dataplaneNode("n1", [{ ...t("a", 1), errors: ["map full"] }, t("b", 1)]),
+    }, ["default/a"]],
     ["a DataplaneNode counters update: none", {
       old: dataplaneNode("n1", [t("a", 1)]),
       new: dataplaneNode("n1", [t("a", 1)]),

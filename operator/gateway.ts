@@ -32,6 +32,7 @@ import {
   type L4Route,
   type RouteParentStatus,
   type Snapshot,
+  tableFrontends,
 } from "./snapshot.ts";
 
 /** Finalizer the operator keeps on Gateways it manages, so their table goes first. */
@@ -111,6 +112,12 @@ export interface ReconcileResult {
   finalizer: "add" | "remove" | "none";
   /** Events to record (only on change). */
   events: GatewayEvent[];
+  /**
+   * Reconcile again after this many ms even if nothing changes: `Programmed`
+   * is held True while a node serves an earlier table, until a grace period
+   * ends ({@linkcode PROGRAMMED_GRACE_MS}).
+   */
+  recheckAfterMs?: number;
 }
 
 /**
@@ -134,6 +141,8 @@ export function reconcile(
      * observation times were taken on). Default: `now`.
      */
     nowMs?: number;
+    /** Default {@linkcode PROGRAMMED_GRACE_MS}. */
+    programmedGraceMs?: number;
   },
 ): ReconcileResult {
   const gateway = snapshot.gateways.get(gatewayKey);
@@ -258,6 +267,7 @@ export function reconcile(
   // the table, then Programmed
   let table: TableAction;
   let programmed: ConditionSpec;
+  let recheckAfterMs: number | undefined;
   if (accepted.status === "False") {
     // a parameters typo must not take traffic down: keep the last table
     table = accepted.reason === "InvalidParameters" ? { action: "keep" } : { action: "delete" };
@@ -276,8 +286,15 @@ export function reconcile(
       localBackendsOnly: config.localBackendsOnly ?? false,
     });
     table = { action: "apply", table: routingTable(gateway, spec) };
-    programmed = assignment.notProgrammed ??
-      dataplaneProgrammed(gatewayKey, spec, snapshot, options.nowMs ?? Date.parse(options.now));
+    if (assignment.notProgrammed) programmed = assignment.notProgrammed;
+    else {
+      const verdict = dataplaneProgrammed(gateway, spec, snapshot, {
+        nowMs: options.nowMs ?? Date.parse(options.now),
+        graceMs: options.programmedGraceMs ?? PROGRAMMED_GRACE_MS,
+      });
+      programmed = verdict.condition;
+      recheckAfterMs = verdict.recheckAfterMs;
+    }
   }
 
   const gatewayConditions = mergeConditions(
@@ -311,6 +328,7 @@ export function reconcile(
     routeStatuses,
     finalizer: gateway.metadata?.finalizers?.includes(GATEWAY_FINALIZER) ? "none" : "add",
     events,
+    ...(recheckAfterMs === undefined ? {} : { recheckAfterMs }),
   };
 }
 
@@ -487,30 +505,41 @@ function routingTable(gateway: Gateway, spec: RoutingTableSpec): RoutingTable {
 export const AGENT_NOT_RUNNING = "AgentNotRunning";
 
 /**
- * Programmed only once every ready node running an agent (a Ready Node with a
- * DataplaneNode), and at least one, has its DataplaneNode report the current
- * generation of the table as programmed, and holds its agent Lease: a node
- * whose agent stopped (Lease missing, released or expired) makes the Gateway
- * `Programmed=False/AgentNotRunning`, naming the node. A table not yet written
- * (or written with another spec) is pending.
+ * How long a node may serve an earlier generation of a Programmed Gateway's
+ * table (same Gateway generation, same frontends) before `Programmed` turns
+ * False naming it.
+ */
+export const PROGRAMMED_GRACE_MS = 10_000;
+
+/**
+ * `Programmed` of a Gateway whose table reconcile wants as `spec`.
+ *
+ * It becomes True only once every ready node running an agent (a Ready Node
+ * with a DataplaneNode), and at least one, reports the table's current
+ * generation as programmed and holds its agent Lease (DESIGN.md). A node whose
+ * agent stopped makes it `False/AgentNotRunning`, naming the node.
+ *
+ * Once True for the Gateway's current `metadata.generation`, it stays True
+ * while a newer table changes only routes and backends (same frontends) and
+ * every node serves an earlier generation with those frontends, without
+ * errors, for less than `graceMs` since the first generation it lacks was
+ * seen: the change is generated and assumed ready soon in the data plane, as
+ * Gateway API defines Programmed, and an endpoint change writes no status
+ * (docs/decisions.md). A lag beyond the grace, a node's error, or a node that
+ * serves nothing known makes it False again by the strict rule.
  */
 function dataplaneProgrammed(
-  gatewayKey: string,
+  gateway: Gateway,
   spec: RoutingTableSpec,
   snapshot: Snapshot,
-  nowMs: number,
-): ConditionSpec {
-  const pending = (message: string): ConditionSpec => ({
-    type: "Programmed",
-    status: "False",
-    reason: "Pending",
-    message,
+  options: { nowMs: number; graceMs: number },
+): { condition: ConditionSpec; recheckAfterMs?: number } {
+  const pending = (message: string) => ({
+    condition: { type: "Programmed", status: "False", reason: "Pending", message } as const,
   });
-  const current = snapshot.routingTables.get(gatewayKey);
-  if (current === undefined || !isDeepStrictEqual(current.spec, spec)) {
-    return pending("waiting for the RoutingTable to be written");
-  }
-  const generation = current.metadata.generation ?? 0;
+  const namespace = gateway.metadata?.namespace ?? "";
+  const name = gateway.metadata?.name ?? "";
+  const gatewayKey = `${namespace}/${name}`;
   // Nodes that count: Ready ones whose agent has announced itself with a DataplaneNode. A node
   // the agent does not run on (nodeSelector, taints) must not hold Programmed back forever.
   const ready = [...snapshot.nodes.values()].filter((n) =>
@@ -520,22 +549,26 @@ function dataplaneProgrammed(
   if (ready.length === 0) {
     return pending("no ready node runs the blixt agent yet (no DataplaneNode for a Ready Node)");
   }
-  const [namespace = "", name = ""] = gatewayKey.split("/");
+  const current = snapshot.routingTables.get(gatewayKey);
+  const written = current !== undefined && isDeepStrictEqual(current.spec, spec);
+  const generation = current?.metadata.generation ?? 0;
   const waiting: string[] = [];
   const stopped: string[] = [];
+  const behind: { done: number | undefined; errors: string[] }[] = [];
   for (const node of ready) {
     const nodeName = node.metadata?.name ?? "";
-    const liveness = agentLiveness(snapshot.agentLeases.get(nodeName), nowMs);
+    const liveness = agentLiveness(snapshot.agentLeases.get(nodeName), options.nowMs);
     if (!liveness.alive) {
       stopped.push(`${nodeName} (${liveness.reason})`);
       continue;
     }
     const dpn = snapshot.dataplaneNodes.get(nodeName)!;
     const done = programmedGeneration(dpn, { namespace, name });
+    const errors = dpn.status?.tables?.find((t) =>
+      t.namespace === namespace && t.name === name
+    )?.errors ?? [];
+    if (done !== generation || errors.length > 0) behind.push({ done, errors });
     if (done !== generation) {
-      const errors = dpn.status?.tables?.find((t) =>
-        t.namespace === namespace && t.name === name
-      )?.errors ?? [];
       waiting.push(
         `${nodeName}: generation ${done ?? "none"} of ${generation}${
           errors.length ? ` (${errors.join("; ")})` : ""
@@ -543,29 +576,71 @@ function dataplaneProgrammed(
       );
     }
   }
+
+  // Held: True already for this Gateway generation, and only routes and backends changed since.
+  const previous = findCondition(
+    gateway.status?.conditions as Partial<Condition>[] | undefined,
+    "Programmed",
+  );
+  if (
+    stopped.length === 0 && current !== undefined && previous?.status === "True" &&
+    previous.observedGeneration === (gateway.metadata?.generation ?? 0) &&
+    tableFrontends(current.spec) === tableFrontends(spec)
+  ) {
+    const frontends = tableFrontends(spec);
+    const history = snapshot.tableHistory.get(gatewayKey) ?? [];
+    let until = Infinity;
+    const held = behind.every(({ done, errors }) => {
+      if (errors.length > 0) return false;
+      if (done === generation) return true;
+      const i = history.findIndex((r) => r.generation === done);
+      const lacked = history[i + 1];
+      if (i < 0 || history[i]!.frontends !== frontends || lacked === undefined) return false;
+      until = Math.min(until, lacked.seenAtMs + options.graceMs);
+      return options.nowMs < until;
+    });
+    if (held) {
+      return {
+        condition: {
+          type: "Programmed",
+          status: "True",
+          reason: previous.reason ?? "Programmed",
+          message: previous.message ?? "",
+        },
+        ...(until === Infinity ? {} : { recheckAfterMs: Math.ceil(until - options.nowMs) }),
+      };
+    }
+  }
+
+  if (!written) return pending("waiting for the RoutingTable to be written");
   const progress = `RoutingTable generation ${generation} programmed on ${
     ready.length - waiting.length - stopped.length
   } of ${ready.length} ready nodes running the agent`;
   if (stopped.length > 0) {
     return {
-      type: "Programmed",
-      status: "False",
-      reason: AGENT_NOT_RUNNING,
-      message: `the blixt agent is not running on ${stopped.join(", ")}; ${progress}${
-        waiting.length > 0 ? `; waiting for ${waiting.join(", ")}` : ""
-      }`,
+      condition: {
+        type: "Programmed",
+        status: "False",
+        reason: AGENT_NOT_RUNNING,
+        message: `the blixt agent is not running on ${stopped.join(", ")}; ${progress}${
+          waiting.length > 0 ? `; waiting for ${waiting.join(", ")}` : ""
+        }`,
+      },
     };
   }
   if (waiting.length > 0) {
     return pending(`${progress}; waiting for ${waiting.join(", ")}`);
   }
+  // no generation in the message: a True Gateway's status stays the same across table changes
   return {
-    type: "Programmed",
-    status: "True",
-    reason: "Programmed",
-    message: `RoutingTable generation ${generation} programmed on ${ready.length} ready node${
-      ready.length > 1 ? "s" : ""
-    } running the agent`,
+    condition: {
+      type: "Programmed",
+      status: "True",
+      reason: "Programmed",
+      message: `programmed on ${ready.length} ready node${
+        ready.length > 1 ? "s" : ""
+      } running the agent`,
+    },
   };
 }
 

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { reconcile, type ReconcileResult } from "./gateway.ts";
 import { classFinalizer, GATEWAY_CLASS_FINALIZER, reconcileGatewayClass } from "./gateway_class.ts";
-import { createSnapshot, type Snapshot, type SnapshotObject } from "./snapshot.ts";
+import { createSnapshot, putObject, type Snapshot, type SnapshotObject } from "./snapshot.ts";
 import {
   agentLease,
   blixtClass,
@@ -1331,4 +1331,190 @@ Deno.test("a static address in a Service CIDR, a node's pod CIDR or a node addre
     assert.ok(message.includes(why), message);
     assert.deepEqual(r.status?.addresses.map((a) => a.value), ["198.18.5.5"]);
   }
+});
+
+// --- Programmed across table changes ---------------------------------------------------
+
+/**
+ * A Gateway with a TCPRoute to Service `web`, two nodes running agents, and
+ * the operator's loop played by hand: reconcile, write the table (a new
+ * generation, seen at a time), write the status, agents report.
+ */
+function churnWorld() {
+  const nowMs = Date.parse(NOW);
+  const s = snapshotOf([
+    ...blixtClass(),
+    gateway("gw", [tcp()], { addresses: [{ value: "198.18.0.10" }] }),
+    route("TCPRoute", "r", [gwRef()], [backend("web")]),
+    ...webService,
+    ...["n1", "n2"].flatMap((n) => [node(n), agentLease(n)]),
+  ]);
+  let generation = 0;
+  const world = {
+    s,
+    reconcile: (options: { atMs?: number } = {}) =>
+      reconcile("default/gw", s, { now: NOW, nowMs: options.atMs ?? nowMs }),
+    /** Writes the table reconcile wants as a new generation, seen `agoMs` before now. */
+    writeTable(agoMs = 0) {
+      const table = tableOf(world.reconcile());
+      generation++;
+      putObject(s, { ...table, metadata: { ...table.metadata, generation } }, {
+        nowMs: nowMs - agoMs,
+      });
+      return generation;
+    },
+    /** Writes the Gateway status reconcile wants (as the writer would). */
+    writeStatus(result: ReconcileResult) {
+      const gw = s.gateways.get("default/gw")!;
+      putObject(s, { ...gw, status: result.status } as SnapshotObject);
+    },
+    report(nodeName: string, programmed: number, errors?: string[]) {
+      putObject(
+        s,
+        dataplaneNode(nodeName, [{
+          namespace: "default",
+          name: "gw",
+          programmedGeneration: programmed,
+          ...(errors ? { errors } : {}),
+        }]),
+      );
+    },
+    endpoints(ips: string[]) {
+      putObject(
+        s,
+        endpointSlice(
+          "web",
+          [{ port: 8080, name: "http" }],
+          ips.map((ip, i) => ({ ip, node: i % 2 ? "n2" : "n1" })),
+        ),
+      );
+    },
+    /** Reaches Programmed=True by the strict rule and writes it. */
+    programmed() {
+      const g = world.writeTable(60_000);
+      world.report("n1", g);
+      world.report("n2", g);
+      const r = world.reconcile();
+      assert.equal(gatewayShows(r, "Programmed"), "Programmed=True/Programmed");
+      world.writeStatus(r);
+      return r;
+    },
+  };
+  return world;
+}
+
+Deno.test("an endpoint change of a Programmed Gateway changes nothing in its status, from the first reconcile to the nodes catching up", () => {
+  const w = churnWorld();
+  const before = w.programmed().status;
+  w.endpoints(["198.19.0.1", "198.19.0.2", "198.19.0.3"]);
+  // 1: the table is not written yet
+  const first = w.reconcile();
+  assert.deepEqual(first.status, before);
+  assert.equal(first.recheckAfterMs, undefined);
+  // 2: written; both nodes still serve the earlier generation
+  const g = w.writeTable();
+  const second = w.reconcile();
+  assert.deepEqual(second.status, before);
+  assert.equal(second.recheckAfterMs, 10_000, "a timer at the end of the grace period");
+  // 3: one node caught up, then the other
+  w.report("n1", g);
+  assert.deepEqual(w.reconcile().status, before);
+  w.report("n2", g);
+  const last = w.reconcile();
+  assert.deepEqual(last.status, before);
+  assert.equal(last.recheckAfterMs, undefined);
+});
+
+Deno.test("a node that serves an earlier table beyond the grace period makes a Programmed Gateway Pending, naming it", () => {
+  const w = churnWorld();
+  w.programmed();
+  w.endpoints(["198.19.0.1"]);
+  const g = w.writeTable(10_001);
+  w.report("n1", g);
+  const r = w.reconcile();
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Pending");
+  assert.match(
+    r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "",
+    new RegExp(`waiting for n2: generation ${g - 1} of ${g}`),
+  );
+  assert.equal(listenerShows(r, "tcp", "Programmed"), "Programmed=False/Pending");
+  // 9.9 s behind is still within the grace: True, and a recheck when it ends
+  const w2 = churnWorld();
+  w2.programmed();
+  w2.endpoints(["198.19.0.1"]);
+  w2.writeTable(9_900);
+  const held = w2.reconcile();
+  assert.equal(gatewayShows(held, "Programmed"), "Programmed=True/Programmed");
+  assert.equal(held.recheckAfterMs, 100);
+});
+
+Deno.test("a node's error for the table revokes Programmed at once", () => {
+  const w = churnWorld();
+  w.programmed();
+  w.endpoints(["198.19.0.1"]);
+  const g = w.writeTable();
+  w.report("n1", g);
+  w.report("n2", g - 1, ["map full"]);
+  const r = w.reconcile();
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Pending");
+  assert.match(
+    r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "",
+    /n2: generation \d+ of \d+ \(map full\)/,
+  );
+});
+
+Deno.test("a Gateway spec change keeps the strict rule: Programmed waits for every node", () => {
+  const w = churnWorld();
+  w.programmed();
+  const gw = w.s.gateways.get("default/gw")!;
+  putObject(w.s, { ...gw, metadata: { ...gw.metadata, generation: 2 } } as SnapshotObject);
+  w.endpoints(["198.19.0.1"]);
+  assert.equal(gatewayShows(w.reconcile(), "Programmed"), "Programmed=False/Pending");
+  w.writeTable();
+  assert.equal(gatewayShows(w.reconcile(), "Programmed"), "Programmed=False/Pending");
+});
+
+Deno.test("a table whose frontends change is not held: Programmed waits for every node", () => {
+  const w = churnWorld();
+  w.programmed();
+  // the table written holds another address (as if the pool moved it): frontends differ
+  const table = w.s.routingTables.get("default/gw")!;
+  putObject(w.s, {
+    ...table,
+    metadata: { ...table.metadata, generation: 9 },
+    spec: {
+      ...table.spec,
+      addresses: ["198.18.0.11"],
+      entries: table.spec.entries.map((e) => ({ ...e, address: "198.18.0.11" })),
+    },
+  });
+  const r = w.reconcile();
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Pending");
+  assert.match(
+    r.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "",
+    /waiting for the RoutingTable to be written/,
+  );
+});
+
+Deno.test("a Gateway that was not Programmed becomes so only by the strict rule", () => {
+  const w = churnWorld();
+  const g = w.writeTable(60_000);
+  w.report("n1", g);
+  w.report("n2", g);
+  w.endpoints(["198.19.0.1"]);
+  const g2 = w.writeTable();
+  w.report("n1", g2);
+  const r = w.reconcile();
+  assert.equal(gatewayShows(r, "Programmed"), "Programmed=False/Pending");
+  w.report("n2", g2);
+  assert.equal(gatewayShows(w.reconcile(), "Programmed"), "Programmed=True/Programmed");
+});
+
+Deno.test("a stopped agent revokes a held Programmed: AgentNotRunning", () => {
+  const w = churnWorld();
+  w.programmed();
+  w.endpoints(["198.19.0.1"]);
+  w.writeTable();
+  putObject(w.s, agentLease("n2", { released: true }));
+  assert.equal(gatewayShows(w.reconcile(), "Programmed"), "Programmed=False/AgentNotRunning");
 });

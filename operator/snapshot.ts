@@ -20,6 +20,7 @@ import {
   type GatewayClassConfig,
   nodeOfAgentLease,
   type RoutingTable,
+  type RoutingTableSpec,
 } from "../api/mod.ts";
 import { type SecretObject, type SecretSummary, summarizeSecret } from "./certificates.ts";
 
@@ -170,6 +171,13 @@ export interface Snapshot {
   /** By `namespace/name`. */
   routingTables: Map<string, RoutingTable>;
   /**
+   * By `namespace/name`: the generations of each RoutingTable the operator
+   * saw go by, oldest first (the last {@linkcode TABLE_HISTORY}), with when it
+   * saw each. `Programmed` stays True while nodes serve a recent one with the
+   * same frontends (gateway.ts).
+   */
+  tableHistory: Map<string, TableGenerationRecord[]>;
+  /**
    * `gateway.networking.k8s.io/bundle-version` annotation of each installed
    * Gateway API CRD, by CRD name; for the SupportedVersion condition.
    */
@@ -180,6 +188,32 @@ export interface Snapshot {
    * so two Gateways are never handed one address in the same moment.
    */
   addressDecisions: Map<string, string[]>;
+}
+
+/** One generation of a RoutingTable as the operator saw it. */
+export interface TableGenerationRecord {
+  /** `metadata.generation`. */
+  generation: number;
+  /** {@linkcode tableFrontends} of its spec. */
+  frontends: string;
+  /** When the operator first saw it, on its own clock (epoch ms). */
+  seenAtMs: number;
+}
+
+/** How many generations of each table {@linkcode Snapshot.tableHistory} keeps. */
+export const TABLE_HISTORY = 32;
+
+/**
+ * What of a table decides where traffic enters and how: its addresses, the
+ * local-only option, and each entry's address, port, protocol and listener.
+ * Two specs with the same frontends differ only in routes and backends.
+ */
+export function tableFrontends(spec: RoutingTableSpec): string {
+  return JSON.stringify([
+    spec.addresses,
+    spec.localBackendsOnly ?? false,
+    (spec.entries ?? []).map((e) => [e.address, e.port, e.protocol, e.listener]),
+  ]);
 }
 
 /** Key of a namespaced object. */
@@ -233,6 +267,7 @@ export function emptySnapshot(): Snapshot {
     dataplaneNodes: new Map(),
     agentLeases: new Map(),
     routingTables: new Map(),
+    tableHistory: new Map(),
     crdBundleVersions: new Map(),
     addressDecisions: new Map(),
   };
@@ -264,8 +299,16 @@ function sliceServiceKey(slice: V1EndpointSlice): string | undefined {
   return svc === undefined ? undefined : objectKey(slice.metadata?.namespace ?? "", svc);
 }
 
-/** Adds or replaces an object in the snapshot. */
-export function putObject(s: Snapshot, o: SnapshotObject): void {
+/**
+ * Adds or replaces an object in the snapshot. A RoutingTable of a generation
+ * not seen before is recorded in {@linkcode Snapshot.tableHistory} as seen at
+ * `options.nowMs` (default: now, on the operator's clock).
+ */
+export function putObject(
+  s: Snapshot,
+  o: SnapshotObject,
+  options: { nowMs?: number } = {},
+): void {
   const name = o.metadata?.name ?? "";
   switch (o.kind) {
     case "GatewayClass":
@@ -313,9 +356,25 @@ export function putObject(s: Snapshot, o: SnapshotObject): void {
     case "DataplaneNode":
       s.dataplaneNodes.set(name, o);
       break;
-    case "RoutingTable":
-      s.routingTables.set(nsName(o), o);
+    case "RoutingTable": {
+      const key = nsName(o);
+      s.routingTables.set(key, o);
+      const generation = o.metadata.generation ?? 0;
+      const history = s.tableHistory.get(key) ?? [];
+      const last = history.at(-1);
+      if (last?.generation !== generation) {
+        const frontends = tableFrontends(o.spec);
+        history.push({
+          generation,
+          // one string for a run of generations with the same frontends (most of them)
+          frontends: last?.frontends === frontends ? last.frontends : frontends,
+          seenAtMs: options.nowMs ?? performance.timeOrigin + performance.now(),
+        });
+        if (history.length > TABLE_HISTORY) history.shift();
+        s.tableHistory.set(key, history);
+      }
       break;
+    }
     case "Lease": {
       const record = agentLeaseRecord(o);
       if (record) s.agentLeases.set(record.node, record);
@@ -376,6 +435,7 @@ export function removeObject(s: Snapshot, o: SnapshotObject): void {
       break;
     case "RoutingTable":
       s.routingTables.delete(nsName(o));
+      s.tableHistory.delete(nsName(o));
       break;
     case "Lease": {
       const node = nodeOfAgentLease(name);
