@@ -299,6 +299,8 @@ export class Operator {
         msg: "reconciled",
         gateway: key,
         ...report,
+        // from the event that queued the key to a worker taking it
+        queuedMs: Math.round(this.queue.waitedMs(key)),
         reconcileMs: Math.round(computed - started),
         writeMs: Math.round(performance.now() - computed),
       });

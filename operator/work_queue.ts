@@ -36,6 +36,9 @@ export class WorkQueue {
   #failures = new Map<string, number>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #waiters: ((key: string | undefined) => void)[] = [];
+  /** When each waiting key was queued (performance.now), and how long taken keys waited. */
+  #queuedAt = new Map<string, number>();
+  #waited = new Map<string, number>();
   #shutDown = false;
   readonly #baseMs: number;
   readonly #maxMs: number;
@@ -62,10 +65,12 @@ export class WorkQueue {
     const waiter = this.#waiters.shift();
     if (waiter) {
       this.#processing.add(key);
+      this.#waited.set(key, 0);
       waiter(key);
       return;
     }
     this.#queued.add(key);
+    this.#queuedAt.set(key, performance.now());
     this.#queue.push(key);
   }
 
@@ -75,15 +80,26 @@ export class WorkQueue {
     if (key !== undefined) {
       this.#queued.delete(key);
       this.#processing.add(key);
+      this.#waited.set(key, performance.now() - (this.#queuedAt.get(key) ?? performance.now()));
+      this.#queuedAt.delete(key);
       return Promise.resolve(key);
     }
     if (this.#shutDown) return Promise.resolve(undefined);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
+  /**
+   * How long a key in flight waited in the queue before a worker took it, in
+   * ms (0 when a worker was idle); for logs that trace a change's latency.
+   */
+  waitedMs(key: string): number {
+    return this.#waited.get(key) ?? 0;
+  }
+
   /** Marks a key processed; if it was added meanwhile, it is queued again. */
   done(key: string): void {
     this.#processing.delete(key);
+    this.#waited.delete(key);
     if (this.#dirty.delete(key)) this.add(key);
   }
 
