@@ -3,17 +3,22 @@
  * write method, table shape and CRD schema variant, on the local cluster.
  *
  * ```sh
- * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10]
- *   [--variants current,noipformat] [--methods apply,merge,jsonpatch,put,get] [--keep]
- *   [--kubeconfig PATH]
+ * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
+ *   [--variants current,noipformat,noformats,unvalidated]
+ *   [--methods apply,merge,jsonpatch,put,get] [--compact] [--keep] [--kubeconfig PATH]
  * ```
  *
  * Each variant is the RoutingTable CRD under a group of its own
  * (`<variant>.bench.blixt.dev`), so schemas can be compared side by side on
- * one API server. Each write changes one backend's weight in entry 0 (what an
- * endpoint change does to a table with a Service per route). Prints one JSON
- * line per (variant, shape, method): p50, p90 and max of the request's wall
- * time, the object's size and its managedFields' size.
+ * one API server: `noipformat` without the `anyOf` IP formats of backends,
+ * `noformats` without any, `unvalidated` with backends left unchecked (the
+ * bound of what their validation costs). `--compact` leaves the optional
+ * `node` and `service` out of backends. Each write changes one backend's
+ * weight in entry 0 (what an endpoint change does to a table with a Service
+ * per route). Prints one JSON line per (variant, shape, method): p50, p90 and
+ * max of the request's wall time, the API server's CPU per request (from
+ * `/proc`, steadier than wall time on shared cores), the object's size and
+ * its managedFields' size.
  *
  * @module
  */
@@ -46,12 +51,28 @@ function crdVariant(variant: string): KubeObject {
   const entry = ((spec.properties as Schema).entries as Schema).items as Schema;
   const backend = ((entry.properties as Schema).backends as Schema).items as Schema;
   const ip = (backend.properties as Schema).ip as Schema;
+  const entryProps = entry.properties as Schema;
   if (variant === "noipformat") delete ip.anyOf;
-  else if (variant !== "current") throw new Error(`unknown variant ${variant}`);
+  else if (variant === "noformats") {
+    delete ip.anyOf;
+    delete (entryProps.address as Schema).anyOf;
+  } else if (variant === "unvalidated") {
+    // the upper bound of what validating backends costs (not a candidate: bad input would pass)
+    (entryProps.backends as Schema).items = {
+      type: "object",
+      "x-kubernetes-preserve-unknown-fields": true,
+    };
+  } else if (variant !== "current") throw new Error(`unknown variant ${variant}`);
   return crd;
 }
 
-function table(group: string, shape: [number, number], weight: number): RoutingTable {
+/** `compact`: backends without the optional `service` and `node` (what they cost in bytes). */
+function table(
+  group: string,
+  shape: [number, number],
+  weight: number,
+  compact = false,
+): RoutingTable {
   const [entries, backends] = shape;
   const vip = "198.18.200.1";
   return {
@@ -71,13 +92,37 @@ function table(group: string, shape: [number, number], weight: number): RoutingT
           ip: `198.19.${e % 250}.${2 + b}`,
           port: 8080,
           weight: e === 0 && b === 0 ? weight : 100000,
-          node: `node-${1 + (b % 2)}`,
           state: "Ready" as const,
-          service: { namespace: "default", name: `svc-${e}`, port: 80 },
+          ...(compact ? {} : {
+            node: `node-${1 + (b % 2)}`,
+            service: { namespace: "default", name: `svc-${e}`, port: 80 },
+          }),
         })),
       })),
     },
   };
+}
+
+/**
+ * CPU time (user + system) the API server of `kc` has used, in ms: the
+ * kube-apiserver process listening on the kubeconfig's address.
+ */
+function apiserverCpuMs(kc: { getCurrentCluster(): { server: string } | null }): number {
+  const host = new URL(kc.getCurrentCluster()!.server).hostname;
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    let cmd: string;
+    try {
+      cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+    } catch {
+      continue;
+    }
+    if (!cmd.includes("\0apiserver\0") || !cmd.includes(`--bind-address=${host}\0`)) continue;
+    const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
+  }
+  throw new Error(`no kube-apiserver bound to ${host}`);
 }
 
 function percentile(xs: number[], p: number): number {
@@ -95,12 +140,14 @@ async function main(): Promise<void> {
       methods: { type: "string", default: "apply,merge,jsonpatch,put,get" },
       keep: { type: "boolean", default: false },
       kubeconfig: { type: "string" },
+      compact: { type: "boolean", default: false },
     },
   });
   const writes = Number(values.writes);
   const shapes = values.shapes.split(",").map((s) => s.split("x").map(Number) as [number, number]);
   const variants = values.variants.split(",");
   const methods = values.methods.split(",");
+  const compact = values.compact;
   // --kubeconfig: an API server already up (e.g. restarted with --profiling=true)
   const kc = values.kubeconfig
     ? loadKubeConfig({ kubeconfig: values.kubeconfig })
@@ -122,7 +169,7 @@ async function main(): Promise<void> {
         }
       }
       for (const shape of shapes) {
-        const first = table(group, shape, 1);
+        const first = table(group, shape, 1, compact);
         const path = `${base}/${first.metadata.name}`;
         await requestJson(kc, path, {
           method: "PATCH",
@@ -132,8 +179,9 @@ async function main(): Promise<void> {
         });
         for (const method of methods) {
           const times: number[] = [];
+          const cpu0 = apiserverCpuMs(kc);
           for (let w = 0; w < writes; w++) {
-            const want = table(group, shape, 2 + (w % 2));
+            const want = table(group, shape, 2 + (w % 2), compact);
             const t0 = performance.now();
             if (method === "apply") {
               await requestJson(kc, path, {
@@ -171,6 +219,8 @@ async function main(): Promise<void> {
             }
             times.push(performance.now() - t0);
           }
+          // CPU of the API server per request: steadier than wall time on shared cores
+          const cpuPerRequest = (apiserverCpuMs(kc) - cpu0) / writes;
           const obj = await requestJson<KubeObject>(kc, path);
           const managed = JSON.stringify(obj.metadata?.managedFields ?? []).length;
           console.log(JSON.stringify({
@@ -180,6 +230,7 @@ async function main(): Promise<void> {
             p50: Math.round(percentile(times, 50)),
             p90: Math.round(percentile(times, 90)),
             max: Math.round(Math.max(...times)),
+            apiserverCpuMs: Math.round(cpuPerRequest * 10) / 10,
             objectBytes: JSON.stringify(obj).length,
             managedFieldsBytes: managed,
             load: Deno.loadavg()[0],
