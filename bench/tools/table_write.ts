@@ -5,15 +5,16 @@
  * ```sh
  * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
  *   [--variants current,noipformat,noformats,unvalidated]
- *   [--methods apply,merge,jsonpatch,put,get] [--compact] [--keep] [--kubeconfig PATH]
+ *   [--methods apply,merge,jsonpatch,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
  * ```
  *
  * Each variant is the RoutingTable CRD under a group of its own
  * (`<variant>.bench.blixt.dev`), so schemas can be compared side by side on
  * one API server: `noipformat` without the `anyOf` IP formats of backends,
  * `noformats` without any, `unvalidated` with backends left unchecked (the
- * bound of what their validation costs). `--compact` leaves the optional
- * `node` and `service` out of backends. Each write changes one backend's
+ * bound of what their validation costs). `--drop service,node` leaves
+ * those optional fields out of backends (with `service` dropped the entry
+ * names it once, as the operator writes a table now). Each write changes one backend's
  * weight in entry 0 (what an endpoint change does to a table with a Service
  * per route). Prints one JSON line per (variant, shape, method): p50, p90 and
  * max of the request's wall time, the API server's CPU per request (from
@@ -66,12 +67,15 @@ function crdVariant(variant: string): KubeObject {
   return crd;
 }
 
-/** `compact`: backends without the optional `service` and `node` (what they cost in bytes). */
+/**
+ * `drop`: optional backend fields left out (`service`, `node`), to see what
+ * they cost; with `service` dropped the entry names the Service once instead.
+ */
 function table(
   group: string,
   shape: [number, number],
   weight: number,
-  compact = false,
+  drop: string[] = [],
 ): RoutingTable {
   const [entries, backends] = shape;
   const vip = "198.18.200.1";
@@ -88,13 +92,17 @@ function table(
         listener: `listener-${e}`,
         route: { kind: "TCPRoute" as const, namespace: "default", name: `route-${e}` },
         rejectWeight: 0,
+        // as the operator writes it: one Service for all backends is named once, by the entry
+        ...(drop.includes("service")
+          ? { service: { namespace: "default", name: `svc-${e}`, port: 80 } }
+          : {}),
         backends: Array.from({ length: backends }, (_, b) => ({
           ip: `198.19.${e % 250}.${2 + b}`,
           port: 8080,
           weight: e === 0 && b === 0 ? weight : 100000,
           state: "Ready" as const,
-          ...(compact ? {} : {
-            node: `node-${1 + (b % 2)}`,
+          ...(drop.includes("node") ? {} : { node: `node-${1 + (b % 2)}` }),
+          ...(drop.includes("service") ? {} : {
             service: { namespace: "default", name: `svc-${e}`, port: 80 },
           }),
         })),
@@ -140,14 +148,14 @@ async function main(): Promise<void> {
       methods: { type: "string", default: "apply,merge,jsonpatch,put,get" },
       keep: { type: "boolean", default: false },
       kubeconfig: { type: "string" },
-      compact: { type: "boolean", default: false },
+      drop: { type: "string", default: "" },
     },
   });
   const writes = Number(values.writes);
   const shapes = values.shapes.split(",").map((s) => s.split("x").map(Number) as [number, number]);
   const variants = values.variants.split(",");
   const methods = values.methods.split(",");
-  const compact = values.compact;
+  const drop = values.drop.split(",").filter((f) => f);
   // --kubeconfig: an API server already up (e.g. restarted with --profiling=true)
   const kc = values.kubeconfig
     ? loadKubeConfig({ kubeconfig: values.kubeconfig })
@@ -169,7 +177,7 @@ async function main(): Promise<void> {
         }
       }
       for (const shape of shapes) {
-        const first = table(group, shape, 1, compact);
+        const first = table(group, shape, 1, drop);
         const path = `${base}/${first.metadata.name}`;
         await requestJson(kc, path, {
           method: "PATCH",
@@ -181,7 +189,7 @@ async function main(): Promise<void> {
           const times: number[] = [];
           const cpu0 = apiserverCpuMs(kc);
           for (let w = 0; w < writes; w++) {
-            const want = table(group, shape, 2 + (w % 2), compact);
+            const want = table(group, shape, 2 + (w % 2), drop);
             const t0 = performance.now();
             if (method === "apply") {
               await requestJson(kc, path, {
