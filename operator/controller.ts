@@ -74,7 +74,8 @@ export interface OperatorStats {
 /** The operator: start it, await {@linkcode Operator.synced}, stop it on shutdown. */
 export class Operator {
   readonly snapshot: Snapshot = emptySnapshot();
-  readonly queue = new WorkQueue();
+  /** Route status writes wait behind every Gateway's reconcile (a table must not wait for them). */
+  readonly queue = new WorkQueue({ background: (key) => key.startsWith(ROUTES_KEY) });
   readonly stats: OperatorStats = { reconciles: 0, errors: 0, conflicts: 0, latenciesMs: [] };
   readonly #kc: k8s.KubeConfig;
   readonly #options: OperatorOptions;
@@ -291,7 +292,7 @@ export class Operator {
       snapshot: this.snapshot,
       routeStatuses: false,
     });
-    // Route statuses go to the back of the queue: every Gateway's table and status first.
+    // Route statuses wait in the background queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {
       this.#log({

@@ -7,12 +7,17 @@
  * @module
  */
 
-/** Backoff of one key: base * 2^failures, capped. */
+/** Backoff of one key: base * 2^failures, capped; and which keys can wait. */
 export interface BackoffOptions {
   /** First retry delay in ms. */
   baseMs?: number;
   /** Longest delay in ms. */
   maxMs?: number;
+  /**
+   * Keys that go to workers only when no other key is waiting (e.g. route
+   * status writes, which must not hold a Gateway's table behind them).
+   */
+  background?: (key: string) => boolean;
 }
 
 /**
@@ -30,6 +35,7 @@ export interface BackoffOptions {
  */
 export class WorkQueue {
   #queue: string[] = [];
+  #backgroundQueue: string[] = [];
   #queued = new Set<string>();
   #processing = new Set<string>();
   #dirty = new Set<string>();
@@ -42,16 +48,18 @@ export class WorkQueue {
   #shutDown = false;
   readonly #baseMs: number;
   readonly #maxMs: number;
+  readonly #background: ((key: string) => boolean) | undefined;
 
   /** A queue with the given backoff (defaults: 50 ms doubling to 5 min). */
   constructor(options: BackoffOptions = {}) {
     this.#baseMs = options.baseMs ?? 50;
     this.#maxMs = options.maxMs ?? 300_000;
+    this.#background = options.background;
   }
 
   /** Keys waiting (not in flight, not in backoff). */
   get length(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#backgroundQueue.length;
   }
 
   /** Queues a key unless it is queued already; a key in flight is queued when done. */
@@ -71,12 +79,13 @@ export class WorkQueue {
     }
     this.#queued.add(key);
     this.#queuedAt.set(key, performance.now());
-    this.#queue.push(key);
+    if (this.#background?.(key)) this.#backgroundQueue.push(key);
+    else this.#queue.push(key);
   }
 
   /** The next key, marked in flight; undefined once the queue is shut down. */
   get(): Promise<string | undefined> {
-    const key = this.#queue.shift();
+    const key = this.#queue.shift() ?? this.#backgroundQueue.shift();
     if (key !== undefined) {
       this.#queued.delete(key);
       this.#processing.add(key);

@@ -76,3 +76,19 @@ Deno.test("a key taken by an idle worker waited 0 ms; a queued one reports how l
   assert.equal(q.waitedMs("b"), 0, "forgotten once done");
   q.shutdown();
 });
+
+Deno.test("background keys go to workers only once no other key is waiting", async () => {
+  const q = new WorkQueue({ background: (k) => k.startsWith("routes:") });
+  q.add("routes:a");
+  q.add("routes:b");
+  q.add("gw-1");
+  q.add("gw-2");
+  assert.equal(q.length, 4);
+  assert.deepEqual([await q.get(), await q.get(), await q.get(), await q.get()], [
+    "gw-1",
+    "gw-2",
+    "routes:a",
+    "routes:b",
+  ]);
+  q.shutdown();
+});
