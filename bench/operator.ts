@@ -197,7 +197,11 @@ export async function main(args: string[]): Promise<void> {
           apiVersion: "v1",
           kind: "Service",
           metadata: { name: serviceName(g, l), namespace: ns },
-          spec: { ports: [{ name: "tcp", port: 80, targetPort: 8080 }] },
+          spec: {
+            // headless: 5,000 Services do not fit the local cluster's /24 of ClusterIPs
+            ...(l === undefined ? {} : { clusterIP: "None" }),
+            ports: [{ name: "tcp", port: 80, targetPort: 8080 }],
+          },
         });
         perGateway.push(slice(ns, g, 0, l));
       }
