@@ -83,6 +83,7 @@ const sampleTable: RoutingTable = {
       protocol: "TCP",
       listener: "tcp",
       route: { kind: "TCPRoute", namespace: "default", name: "r" },
+      service: { namespace: "default", name: "web", port: 80 },
       rejectWeight: 250000,
       backends: [{
         ip: "198.19.1.5",
@@ -188,6 +189,8 @@ const kinds: {
       ["address not an IP", "spec.addresses.0", "gw.example"],
       ["weight on a serving backend", "spec.entries.0.backends.1.weight", 5, "validator only"],
       ["unknown state", "spec.entries.0.backends.0.state", "Up"],
+      ["entry's service port 0", "spec.entries.0.service.port", 0],
+      ["entry's service without a name", "spec.entries.0.service.name", DELETE],
     ],
   },
   {

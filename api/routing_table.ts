@@ -73,7 +73,7 @@ export interface Backend {
   node?: string;
   /** What the backend may do, see {@linkcode BACKEND_STATES}. */
   state: BackendState;
-  /** The Service the backend came from. */
+  /** The Service the backend came from, when not the entry's `service`. */
   service?: ServiceRef;
 }
 
@@ -89,6 +89,12 @@ export interface RoutingTableEntry {
   listener: string;
   /** Route carrying the traffic; absent when no route is attached. */
   route?: RouteRef;
+  /**
+   * The Service of every backend that names none: when all of an entry's
+   * backends come from one Service it is written once here rather than on
+   * each backend (the API server's cost of a write grows with the object).
+   */
+  service?: ServiceRef;
   /** Backends, sorted by ip then port. */
   backends: Backend[];
   /**
@@ -218,6 +224,7 @@ function checkEntry(
     });
     e.string(entry.route.name, `${path}.route.name`, { minLength: 1 });
   }
+  if (entry.service !== undefined) serviceRef(entry.service, `${path}.service`, e);
   e.integer(entry.rejectWeight, `${path}.rejectWeight`, 0, MAX_WEIGHT);
   if (!e.array(entry.backends, `${path}.backends`)) return;
   entry.backends.forEach((b, j) => {
@@ -235,12 +242,26 @@ function checkEntry(
       e.add(`${bp}.weight`, `must be 0 for a backend in state ${b.state}`);
     }
     if (b.node !== undefined) e.string(b.node, `${bp}.node`, { minLength: 1 });
-    if (b.service !== undefined && e.object(b.service, `${bp}.service`)) {
-      e.string(b.service.namespace, `${bp}.service.namespace`);
-      e.string(b.service.name, `${bp}.service.name`);
-      e.integer(b.service.port, `${bp}.service.port`, 1, 65535);
-    }
+    if (b.service !== undefined) serviceRef(b.service, `${bp}.service`, e);
   });
+}
+
+function serviceRef(value: unknown, path: string, e: FieldErrors): void {
+  if (!e.object(value, path)) return;
+  e.string(value.namespace, `${path}.namespace`);
+  e.string(value.name, `${path}.name`);
+  e.integer(value.port, `${path}.port`, 1, 65535);
+}
+
+/**
+ * The Service backend `backend` of `entry` came from: its own `service`, or
+ * else the entry's; undefined when neither says.
+ */
+export function backendService(
+  entry: Pick<RoutingTableEntry, "service">,
+  backend: Pick<Backend, "service">,
+): ServiceRef | undefined {
+  return backend.service ?? entry.service;
 }
 
 /** Two tables that claim the same frontend. */

@@ -1,6 +1,12 @@
 /**
- * `deno task bench agent`: the agent at 10,000 services x 10 backends, in
- * the local cluster (one node), against the real API server and kernel.
+ * `deno task bench agent [rounds] [--shape 100x100]`: the agent at 10,000
+ * services x 10 backends, in the local cluster (one node), against the real
+ * API server and kernel, as TABLESxENTRIES RoutingTables. 100x100 (the
+ * default) is the original shape, kept for comparison, although the operator
+ * cannot write it (a Gateway has at most 64 listeners, so a table at most 64
+ * entries); 1000x10 (Gateways of 10 listeners) and 157x64 (full Gateways) are
+ * shapes it writes. Lines of other shapes carry the shape as a suffix
+ * (`update_one_backend_at_10k_ms_1000x10`).
  *
  * - `program_10k_services_ms`: the agent's first sync, from its table cache
  *   to all 10,000 services in the maps (its "maps synced" log line);
@@ -8,11 +14,13 @@
  *   100 tables reported programmed in DataplaneNode.
  * - `update_one_backend_at_10k_ms` (p50, and `_p99`): one table write that
  *   changes one backend's weight, from the start of the API call to the
- *   service's new Maglev table in the pinned map.
+ *   service's new Maglev table in the pinned map. The write is the one the
+ *   operator sends for it (operator/writer.ts): a JSON patch replacing the
+ *   changed entry, guarded by the resourceVersion.
  * - `update_one_backend_agent_ms` (p50, and `_p99`): the agent's own part of
  *   the same updates, from its table cache seeing the change to the maps
  *   written (`sinceChangeMs` of its "maps synced" lines).
- * - `update_api_write_ms` (p50, and `_p99`): the apply request of those
+ * - `update_api_write_ms` (p50, and `_p99`): the patch request of those
  *   writes alone (the API server's part).
  * - `agent_rss_mib_at_10k`, `agent_cpu_idle_percent` (30 s at steady state);
  *   `agent_rss_mib_empty`: an agent started before any table exists.
@@ -22,41 +30,67 @@
 import { buildBpf } from "../bpf/build.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import type { RoutingTable } from "../api/mod.ts";
-import {
-  AgentProcess,
-  applyTable,
-  dataplaneNode,
-  eventually,
-  installCrds,
-} from "../agent/_cluster_testing.ts";
+import { AgentProcess, dataplaneNode, eventually, installCrds } from "../agent/_cluster_testing.ts";
 import { openPinnedMap } from "../agent/bpf/object.ts";
 import { serviceKey, serviceValue } from "../agent/bpf/layout.ts";
+import { type k8s, shareConnections } from "../kube/client.ts";
+import { requestJson } from "../kube/rest.ts";
+import { changedEntriesPatch } from "../operator/writer.ts";
+import { parseArgs } from "node:util";
 
 const NAME = "agent-test-bench";
-const TABLES = 100;
-const ENTRIES = 100;
 const BACKENDS = 10;
+/** Addresses of the Gateway pool the tables use; more tables share them on other ports. */
+const VIPS = 200;
+const TABLES_PATH = "/apis/blixt.dev/v1alpha1/namespaces/default/routingtables";
 
 function emit(name: string, value: number, unit: string, better: "higher" | "lower"): void {
   console.log(JSON.stringify({ name, value: Math.round(value * 100) / 100, unit, better }));
 }
 
-function table(t: number, vip: string, podNet: string, changed = -1, weight = 1): RoutingTable {
+/** How many tables of how many entries make the 10,000 services. */
+interface Shape {
+  tables: number;
+  entries: number;
+  /** suffix of the metric names ("" for the original 100x100) */
+  suffix: string;
+}
+
+function parseShape(text: string): Shape {
+  const [tables, entries] = text.split("x").map(Number);
+  if (!tables || !entries) throw new Error(`shape "${text}" is not TABLESxENTRIES`);
+  return { tables, entries, suffix: text === "100x100" ? "" : `_${text}` };
+}
+
+/** Table `t`'s address and its first port: tables beyond the pool's VIPS addresses take more ports. */
+function frontend(shape: Shape, vips: string[], t: number): { vip: string; port: number } {
+  return { vip: vips[t % VIPS]!, port: 1000 + Math.floor(t / VIPS) * shape.entries };
+}
+
+function table(
+  shape: Shape,
+  t: number,
+  vips: string[],
+  podNet: string,
+  changed = -1,
+  weight = 1,
+): RoutingTable {
+  const { vip, port } = frontend(shape, vips, t);
   return {
     apiVersion: "blixt.dev/v1alpha1",
     kind: "RoutingTable",
     metadata: { name: `gw-${t}`, namespace: "default" },
     spec: {
       addresses: [vip],
-      entries: Array.from({ length: ENTRIES }, (_, e) => ({
+      entries: Array.from({ length: shape.entries }, (_, e) => ({
         address: vip,
-        port: 1000 + e,
+        port: port + e,
         protocol: "TCP" as const,
         listener: `l${e}`,
         rejectWeight: 0,
         backends: Array.from({ length: BACKENDS }, (_, b) => ({
           ip: `${podNet}.${2 + b}`,
-          port: 10000 + t * ENTRIES + e,
+          port: 10000 + t * shape.entries + e,
           weight: e === changed && b === 0 ? weight : 1,
           node: "node-1",
           state: "Ready" as const,
@@ -64,6 +98,16 @@ function table(t: number, vip: string, podNet: string, changed = -1, weight = 1)
       })),
     },
   };
+}
+
+/** Server-side apply of a table over the shared connections; the table as the server has it. */
+async function applyRaw(kc: k8s.KubeConfig, t: RoutingTable): Promise<RoutingTable> {
+  return await requestJson<RoutingTable>(kc, `${TABLES_PATH}/${t.metadata.name}`, {
+    method: "PATCH",
+    query: { fieldManager: "agent-test", force: true },
+    body: t,
+    contentType: "application/apply-patch+yaml",
+  });
 }
 
 function cpuTicks(pid: number): number {
@@ -84,17 +128,25 @@ function percentile(xs: number[], p: number): number {
 
 /** Runs the benchmark and prints its JSON lines. */
 export async function main(args: string[]): Promise<void> {
-  const rounds = Number(args[0] ?? 20);
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { shape: { type: "string", default: "100x100" } },
+  });
+  const rounds = Number(positionals[0] ?? 20);
+  const shape = parseShape(values.shape);
+  const TABLES = shape.tables;
   await buildBpf();
   const cluster = await clusterUp({ name: NAME, nodes: 1 });
   let agent: AgentProcess | undefined;
+  const connections = shareConnections(cluster.kubeConfig());
   try {
     const kc = cluster.kubeConfig();
     await installCrds(kc);
     const node = cluster.nodes[0]!;
     const podNet = node.podCIDR.replace(/\.0\/24$/, "");
     const vips = Array.from(
-      { length: TABLES },
+      { length: Math.min(TABLES, VIPS) },
       (_, t) => cluster.plan.gatewayPool.replace(/\.0\/24$/, `.${t + 2}`),
     );
     // The agent with no table at all: what Deno, its libraries and the loaded data plane cost.
@@ -109,11 +161,13 @@ export async function main(args: string[]): Promise<void> {
       await idle.kill("SIGTERM");
     }
 
-    const generations: number[] = [];
-    for (let t = 0; t < TABLES; t++) {
-      generations.push(await applyTable(kc, table(t, vips[t]!, podNet)));
-    }
-    console.error(`${TABLES} tables of ${ENTRIES} entries x ${BACKENDS} backends written`);
+    // Table 0 by apply: its answer (resourceVersion, spec) is what the updates patch.
+    let current = await applyRaw(kc, table(shape, 0, vips, podNet));
+    let next = 1;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (next < TABLES) await applyRaw(kc, table(shape, next++, vips, podNet));
+    }));
+    console.error(`${TABLES} tables of ${shape.entries} entries x ${BACKENDS} backends written`);
 
     const started = performance.now();
     agent = AgentProcess.start(cluster, 0, { metricsPort: 19464 });
@@ -124,14 +178,15 @@ export async function main(args: string[]): Promise<void> {
     }, { timeoutMs: 180_000, intervalMs: 100 });
     const e2e = performance.now() - started;
     const synced = agent.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "maps synced");
-    emit("program_10k_services_ms", synced.ms, "ms", "lower");
-    emit("program_10k_services_e2e_ms", e2e, "ms", "lower");
+    emit(`program_10k_services_ms${shape.suffix}`, synced.ms, "ms", "lower");
+    emit(`program_10k_services_e2e_ms${shape.suffix}`, e2e, "ms", "lower");
 
     // One backend's weight, back and forth, in table 0's first entry.
     const services = openPinnedMap(`${node.bpffs}/blixt/services`);
     const maglev = openPinnedMap(`${node.bpffs}/blixt/maglev`);
     try {
-      const key = serviceKey.encode({ addr: vips[0]!, port: 1000, proto: 6, family: 2 });
+      const { vip, port } = frontend(shape, vips, 0);
+      const key = serviceKey.encode({ addr: vip, port, proto: 6, family: 2 });
       const id = serviceValue.decode(services.lookup(key)!).id;
       const idKey = new Uint8Array(new Uint32Array([id]).buffer);
       const innerId = () => new DataView(maglev.lookup(idKey)!.buffer).getUint32(0, true);
@@ -141,8 +196,17 @@ export async function main(args: string[]): Promise<void> {
       for (let r = 0; r < rounds; r++) {
         const seen = agent.lines.length;
         const before = innerId();
+        // What the operator sends when one entry's backends change: a JSON patch of that entry.
+        const want = table(shape, 0, vips, podNet, 0, r % 2 === 0 ? 2 : 1);
+        const patch = changedEntriesPatch(current, want);
+        if (!patch) throw new Error("the writer would apply the whole table");
         const t0 = performance.now();
-        await applyTable(kc, table(0, vips[0]!, podNet, 0, r % 2 === 0 ? 2 : 1));
+        current = await requestJson<RoutingTable>(kc, `${TABLES_PATH}/gw-0`, {
+          method: "PATCH",
+          query: { fieldManager: "agent-test" },
+          body: patch,
+          contentType: "application/json-patch+json",
+        });
         writes.push(performance.now() - t0);
         await eventually("the new Maglev table", () => innerId() !== before, {
           timeoutMs: 10_000,
@@ -154,14 +218,15 @@ export async function main(args: string[]): Promise<void> {
           .filter((l) => l.msg === "maps synced");
         for (const l of synced) agentTimes.push(l.sinceChangeMs);
       }
-      emit("update_one_backend_at_10k_ms", percentile(times, 50), "ms", "lower");
-      emit("update_one_backend_at_10k_ms_p99", percentile(times, 99), "ms", "lower");
-      // The API server's part: the apply request of the table (1,000 backends) alone.
-      emit("update_api_write_ms", percentile(writes, 50), "ms", "lower");
-      emit("update_api_write_ms_p99", percentile(writes, 99), "ms", "lower");
+      const x = shape.suffix;
+      emit(`update_one_backend_at_10k_ms${x}`, percentile(times, 50), "ms", "lower");
+      emit(`update_one_backend_at_10k_ms_p99${x}`, percentile(times, 99), "ms", "lower");
+      // The API server's part: the patch request of the table (entries x 10 backends) alone.
+      emit(`update_api_write_ms${x}`, percentile(writes, 50), "ms", "lower");
+      emit(`update_api_write_ms_p99${x}`, percentile(writes, 99), "ms", "lower");
       // The agent's own part: from its table cache seeing the change to the maps written.
-      emit("update_one_backend_agent_ms", percentile(agentTimes, 50), "ms", "lower");
-      emit("update_one_backend_agent_ms_p99", percentile(agentTimes, 99), "ms", "lower");
+      emit(`update_one_backend_agent_ms${x}`, percentile(agentTimes, 50), "ms", "lower");
+      emit(`update_one_backend_agent_ms_p99${x}`, percentile(agentTimes, 99), "ms", "lower");
     } finally {
       services.close();
       maglev.close();
@@ -174,9 +239,10 @@ export async function main(args: string[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 30_000));
     const seconds = (performance.now() - t0) / 1000;
     const cpu = ((cpuTicks(pid) - ticks0) / 100) / seconds * 100; // USER_HZ = 100
-    emit("agent_rss_mib_at_10k", rssMiB(pid), "MiB", "lower");
-    emit("agent_cpu_idle_percent", cpu, "percent", "lower");
+    emit(`agent_rss_mib_at_10k${shape.suffix}`, rssMiB(pid), "MiB", "lower");
+    emit(`agent_cpu_idle_percent${shape.suffix}`, cpu, "percent", "lower");
   } finally {
+    connections.close();
     await agent?.kill("SIGTERM");
     await clusterDown(NAME);
   }

@@ -9,7 +9,11 @@
  *   written too.
  * - `endpoint_change_to_table_ms_p50` / `_p99`: at that scale, from writing an
  *   EndpointSlice (one endpoint added) to the Gateway's RoutingTable carrying
- *   it, as seen through a watch.
+ *   it, as seen through a watch. With `--services per-gateway` (the default)
+ *   one Service backs all 50 listeners of a Gateway, so a change rewrites
+ *   every entry of its table; with `--services per-listener` (the usual shape:
+ *   a Service per route, the listener's two routes sharing it; lines suffixed
+ *   `_per_listener`) a change rewrites one entry.
  * - `operator_cpu_s_to_tables`, `operator_cpu_s_to_status`: CPU time the
  *   operator process used until then (its share of two busy cores is what
  *   shared machines make noisy; its CPU time much less so), and
@@ -22,14 +26,14 @@
  *   and `operator_heap_total_mib_at_10k`: its V8 heap then (from its /metrics).
  *
  * deno task bench operator [--gateways 100] [--routes 10000] [--changes 100]
- *   [--operator-log FILE] [--operator-v8-flags FLAGS]
+ *   [--services per-gateway|per-listener] [--operator-log FILE] [--operator-v8-flags FLAGS]
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
-import { apiStatus, applyObject, type KubeObject, shareConnections } from "../kube/client.ts";
+import { apiStatus, type KubeObject, shareConnections } from "../kube/client.ts";
 import { requestJson } from "../kube/rest.ts";
 import { collectionPath, type ResolvedResource, resolveResource } from "../kube/resource.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
@@ -50,19 +54,29 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 }
 
-function slice(ns: string, gw: number, extra: number): KubeObject {
+/** Service `svc-G` (all of Gateway G's listeners) or `svc-G-lL` (listener L's only). */
+function serviceName(gw: number, listener?: number): string {
+  return listener === undefined ? `svc-${gw}` : `svc-${gw}-l${listener}`;
+}
+
+function slice(ns: string, gw: number, extra: number, listener?: number): KubeObject {
+  const service = serviceName(gw, listener);
+  // per listener: addresses unique within the Gateway (listener L: a /26 of its own), so the
+  // changed table shows the new one in exactly one entry
+  const base = listener === undefined ? 2 : 2 + (listener % 4) * 64;
+  const third = listener === undefined ? gw : (gw + 100 * Math.floor(listener / 4)) % 256;
   return {
     apiVersion: "discovery.k8s.io/v1",
     kind: "EndpointSlice",
     metadata: {
-      name: `svc-${gw}-1`,
+      name: `${service}-1`,
       namespace: ns,
-      labels: { "kubernetes.io/service-name": `svc-${gw}` },
+      labels: { "kubernetes.io/service-name": service },
     },
     addressType: "IPv4",
     ports: [{ name: "tcp", port: 8080, protocol: "TCP" }],
     endpoints: Array.from({ length: ENDPOINTS + extra }, (_, i) => ({
-      addresses: [`198.19.${gw}.${i + 2}`],
+      addresses: [`198.19.${third}.${base + i}`],
       nodeName: "node-1",
       conditions: { ready: true, serving: true, terminating: false },
     })),
@@ -98,6 +112,7 @@ export async function main(args: string[]): Promise<void> {
       gateways: { type: "string", default: "100" },
       routes: { type: "string", default: "10000" },
       changes: { type: "string", default: "100" },
+      services: { type: "string", default: "per-gateway" },
       "operator-log": { type: "string" },
       "operator-v8-flags": { type: "string" },
     },
@@ -105,6 +120,11 @@ export async function main(args: string[]): Promise<void> {
   const gateways = Number(values.gateways);
   const routes = Number(values.routes);
   const changes = Number(values.changes);
+  if (values.services !== "per-gateway" && values.services !== "per-listener") {
+    throw new Error(`--services per-gateway|per-listener, not ${values.services}`);
+  }
+  const perListener = values.services === "per-listener";
+  const suffix = perListener ? "_per_listener" : "";
   const log = (msg: string) => console.error(`# ${msg}`);
   let operator: Deno.ChildProcess | undefined;
   const informers: Informer[] = [];
@@ -175,17 +195,24 @@ export async function main(args: string[]): Promise<void> {
           })),
         },
       });
-      perGateway.push({
-        apiVersion: "v1",
-        kind: "Service",
-        metadata: { name: `svc-${g}`, namespace: ns },
-        spec: { ports: [{ name: "tcp", port: 80, targetPort: 8080 }] },
-      });
-      perGateway.push(slice(ns, g, 0));
+      for (const l of perListener ? Array.from({ length: LISTENERS }, (_, l) => l) : [undefined]) {
+        perGateway.push({
+          apiVersion: "v1",
+          kind: "Service",
+          metadata: { name: serviceName(g, l), namespace: ns },
+          spec: {
+            // headless: 5,000 Services do not fit the local cluster's /24 of ClusterIPs
+            ...(l === undefined ? {} : { clusterIP: "None" }),
+            ports: [{ name: "tcp", port: 80, targetPort: 8080 }],
+          },
+        });
+        perGateway.push(slice(ns, g, 0, l));
+      }
     }
     await pool(perGateway, 8, create);
     const routeObjects = Array.from({ length: routes }, (_, r): KubeObject => {
       const g = r % gateways;
+      const l = Math.floor(r / gateways) % LISTENERS;
       return {
         apiVersion: "gateway.networking.k8s.io/v1",
         kind: "TCPRoute",
@@ -193,9 +220,11 @@ export async function main(args: string[]): Promise<void> {
         spec: {
           parentRefs: [{
             name: `gw-${g}`,
-            sectionName: `l${Math.floor(r / gateways) % LISTENERS}`,
+            sectionName: `l${l}`,
           }],
-          rules: [{ backendRefs: [{ name: `svc-${g}`, port: 80 }] }],
+          rules: [{
+            backendRefs: [{ name: serviceName(g, perListener ? l : undefined), port: 80 }],
+          }],
         },
       };
     });
@@ -320,44 +349,62 @@ export async function main(args: string[]): Promise<void> {
     informers.push(gatewayInformer.start());
     await gatewayInformer.synced;
     const latencies: number[] = [];
+    // the changes over one kept-alive connection: a new TLS connection per write is the client's
+    // cost, not the operator's
+    const changeConnections = shareConnections(kc);
     for (let i = 0; i < changes; i++) {
       const g = i % gateways;
       const ns = nsOf(g);
       const extra = 1 + Math.floor(i / gateways);
-      const ip = `198.19.${g}.${ENDPOINTS + extra + 1}`;
+      // per listener: the changes go round the listeners too (listener 0 of each Gateway first)
+      const l = perListener ? Math.floor(i / gateways) % LISTENERS : undefined;
+      const changed = slice(ns, g, extra, l);
+      const ips = (changed.endpoints as { addresses: string[] }[]).map((e) => e.addresses[0]);
+      const ip = ips[ips.length - 1];
       const key = `${ns}/gw-${g}`;
       const arrived = new Promise<void>((resolve) => {
         seen.set(key, (t) => {
           if (JSON.stringify(t.spec).includes(`"${ip}"`)) resolve();
         });
       });
+      const name = changed.metadata?.name ?? "";
       const t0 = performance.now();
-      await applyObject(kc, slice(ns, g, extra), { fieldManager: MANAGER, force: true });
+      await requestJson(
+        kc,
+        `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices/${name}`,
+        {
+          method: "PATCH",
+          query: { fieldManager: MANAGER, force: true },
+          body: changed,
+          contentType: "application/apply-patch+yaml",
+        },
+      );
       await arrived;
       latencies.push(performance.now() - t0);
       seen.delete(key);
     }
+    changeConnections.close();
     await new Promise((r) => setTimeout(r, 3000)); // writes that follow the table's
     emit({
-      name: "gateway_status_writes_per_endpoint_change",
+      name: `gateway_status_writes_per_endpoint_change${suffix}`,
       value: Math.round(gatewayWrites * 100 / changes) / 100,
       unit: "writes",
       better: "lower",
     });
     emit({
-      name: "operator_cpu_ms_per_endpoint_change",
+      name: `operator_cpu_ms_per_endpoint_change${suffix}`,
       value: round((await cpuSeconds(operator.pid) - convergedCpu) * 1000 / changes),
       unit: "ms",
       better: "lower",
     });
     emit({
-      name: "endpoint_change_to_table_ms_p50",
+      name: `endpoint_change_to_table_ms_p50${suffix}`,
       value: round(quantile(latencies, 0.5)),
       unit: "ms",
       better: "lower",
     });
     emit({
-      name: "endpoint_change_to_table_ms_p99",
+      name: `endpoint_change_to_table_ms_p99${suffix}`,
       value: round(quantile(latencies, 0.99)),
       unit: "ms",
       better: "lower",

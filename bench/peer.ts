@@ -25,7 +25,6 @@
 
 import { parseArgs } from "node:util";
 import { buildBpf } from "../bpf/build.ts";
-import { applyObject } from "../kube/client.ts";
 import { type ClusterPlan } from "../tests/cluster/address_plan.ts";
 import { type Cluster, type Pod } from "../tests/cluster/cluster.ts";
 import { run, sleep } from "../tests/cluster/host.ts";
@@ -192,11 +191,17 @@ interface Bench {
   log: (line: string) => void;
 }
 
-async function setUp(log: (line: string) => void): Promise<Bench> {
+async function setUp(log: (line: string) => void, options: { agentInfo: boolean }): Promise<Bench> {
   await buildBpf();
   const l4 = await buildL4bench();
   await ensureKubeProxyBinary(log);
-  const system = await startSystem({ name: "peer-bench", nodes: 2, log });
+  const system = await startSystem({
+    name: "peer-bench",
+    nodes: 2,
+    log,
+    // the agents' "maps synced" lines time blixt's path (programming only: no extra CPU in the churn)
+    ...(options.agentInfo ? { agentArgs: ["--log-level", "info"] } : {}),
+  });
   if (system.target.kind !== "local") throw new Error("bench peer runs on the local cluster only");
   const cluster = system.target.cluster;
   const proxies = await startKubeProxies(cluster, log);
@@ -493,6 +498,75 @@ async function fillTo(bench: Bench, n: number): Promise<void> {
 }
 
 /**
+ * Where one change of the probe's EndpointSlice spent its time in blixt, in
+ * ms from the start of the write (the operator's and node-1's agent's log
+ * lines; one clock, one machine).
+ */
+interface Phases {
+  /** the benchmark's EndpointSlice write answered */
+  sliceWritten: number;
+  /** the operator's watch delivered the event (its work queue got the Gateway) */
+  operatorEvent: number;
+  /** a worker took the Gateway from the queue */
+  reconcileStart: number;
+  /** the RoutingTable write answered */
+  tableWritten: number;
+  /** node-1's agent's cache saw the new table */
+  agentEvent: number;
+  /** node-1's agent wrote the maps */
+  mapsWritten: number;
+  /** the new backend answered through the Gateway's address */
+  firstAnswer: number;
+}
+
+async function blixtPhases(
+  bench: Bench,
+  startedAt: number,
+  sliceWritten: number,
+  firstAnswer: number,
+): Promise<Phases | undefined> {
+  if (bench.system.target.kind !== "local") return undefined;
+  const { operator, agents } = bench.system.target;
+  await sleep(300); // let both logs flush
+  type Line = Record<string, unknown> & { time: string; msg: string };
+  const lines = async (path: string): Promise<Line[]> => {
+    const out: Line[] = [];
+    for (const text of (await Deno.readTextFile(path)).split("\n")) {
+      if (!text.startsWith("{")) continue;
+      try {
+        const l = JSON.parse(text) as Line;
+        if (Date.parse(l.time) >= startedAt) out.push(l);
+      } catch {
+        // a line cut mid-write
+      }
+    }
+    return out;
+  };
+  const reconciled = (await lines(operator.log)).find((l) =>
+    l.msg === "reconciled" && l.gateway === "default/probe" && l.table === "applied"
+  );
+  const synced = (await lines(agents[0]!.log)).find((l) => l.msg === "maps synced");
+  if (!reconciled || !synced) {
+    bench.log(`no ${reconciled ? "agent" : "operator"} log line for the change at ${startedAt}`);
+    return undefined;
+  }
+  const at = (l: { time: string }) => Date.parse(l.time) - startedAt;
+  const num = (v: unknown) => Number(v ?? 0);
+  // the operator logs once the whole write is done: its table write started right after reconcile
+  const tableStart = at(reconciled) - num(reconciled.writeMs);
+  const reconcileStart = tableStart - num(reconciled.reconcileMs);
+  return {
+    sliceWritten,
+    operatorEvent: reconcileStart - num(reconciled.queuedMs),
+    reconcileStart,
+    tableWritten: tableStart + num(reconciled.tableMs),
+    agentEvent: at(synced) - num(synced.sinceChangeMs),
+    mapsWritten: at(synced),
+    firstAnswer,
+  };
+}
+
+/**
  * Programming latency: the probe Service's only endpoint moves between two
  * pods; from the start of the EndpointSlice write, each side's prober opens
  * new connections through its address (one every ~5 ms) until the new pod
@@ -500,15 +574,31 @@ async function fillTo(bench: Bench, n: number): Promise<void> {
  */
 async function programmingBench(bench: Bench, n: number, samples: number): Promise<void> {
   await fillTo(bench, n);
-  const kc = bench.cluster.kubeConfig();
+  // The write goes over a kept-alive connection: through the client library each write made
+  // a TLS connection of its own and held this process's event loop, the probers' included.
+  const writer = endpointSliceWriter(bench.cluster);
+  try {
+    await programmingSamples(bench, n, samples, writer);
+  } finally {
+    writer.close();
+  }
+}
+
+async function programmingSamples(
+  bench: Bench,
+  n: number,
+  samples: number,
+  writer: ReturnType<typeof endpointSliceWriter>,
+): Promise<void> {
   const took: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
+  const phases: Phases[] = [];
   for (let s = 0; s < samples + 1; s++) {
     const target = s % 2 ? bench.pods.echoA : bench.pods.echoB;
+    const startedAt = Date.now();
     const started = performance.now();
-    const write = applyObject(kc, endpointSlice("probe", ECHO, [target]) as never, {
-      fieldManager: FIELD_MANAGER,
-      force: true,
-    });
+    let written = 0;
+    const write = writer.apply(endpointSlice("probe", ECHO, [target]))
+      .then(() => written = performance.now());
     const [b, k] = await Promise.all([
       firstAnswerFrom(bench.addresses.blixtProbe, target.name, 60_000),
       firstAnswerFrom(bench.addresses.kubeProxyProbe, target.name, 60_000),
@@ -518,6 +608,11 @@ async function programmingBench(bench: Bench, n: number, samples: number): Promi
     if (s > 0) {
       took.blixt.push(b - started);
       took.kubeProxy.push(k - started);
+      const p = await blixtPhases(bench, startedAt, written - started, b - started);
+      if (p) {
+        phases.push(p);
+        bench.log(`blixt's path: ${Object.entries(p).map(([k, v]) => `${k} ${Math.round(v)}`)}`);
+      }
     }
     // kube-proxy syncs at most once a second (--min-sync-period): changes are spaced beyond it.
     await sleep(1500);
@@ -528,6 +623,21 @@ async function programmingBench(bench: Bench, n: number, samples: number): Promi
     }`,
   );
   const label = n === 0 ? "1" : String(n);
+  if (phases.length > 0) {
+    const keys = Object.keys(phases[0]!) as (keyof Phases)[];
+    bench.log(
+      `blixt's path at +${n}, median ms of ${phases.length} (write start = 0): ` +
+        keys.map((k) => `${k} ${Math.round(median(phases.map((p) => p[k])))}`).join(", "),
+    );
+    for (const k of keys) {
+      console.log(JSON.stringify({
+        name: `programming_path_${k}_${label}_services`,
+        value: Math.round(median(phases.map((p) => p[k]))),
+        unit: "ms",
+        better: "lower",
+      }));
+    }
+  }
   emit(
     `programming_latency_p50_ms_${label}_services`,
     median(took.blixt),
@@ -728,7 +838,7 @@ export async function main(args: string[]): Promise<void> {
   const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
   let bench: Bench | undefined;
   try {
-    bench = await setUp(log);
+    bench = await setUp(log, { agentInfo: only === "programming" });
     if (!only || only === "traffic") {
       await trafficBench(bench, Number(values.runs), Number(values.seconds));
     }

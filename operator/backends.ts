@@ -221,6 +221,8 @@ export interface WeightedBackends {
   backends: Backend[];
   /** Reject share. */
   rejectWeight: number;
+  /** The one Service every backend came from (then named by no backend), if there is one. */
+  service?: ServiceRef;
 }
 
 /**
@@ -269,10 +271,19 @@ export function weighBackends(
   }
   for (const b of merged.values()) if (b.state !== "Ready") b.weight = 0;
   const backends = [...merged.values()].sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port);
-  return {
-    backends,
-    rejectWeight: total > 0 ? Math.round(MAX_WEIGHT * reject / total) : 0,
-  };
+  const rejectWeight = total > 0 ? Math.round(MAX_WEIGHT * reject / total) : 0;
+  // One Service for all (the usual case): named once by the entry instead of on every backend,
+  // which made up a third of the API server's CPU for a table's write (docs/performance.md).
+  const first = backends[0]?.service;
+  if (first && backends.every((b) => b.service !== undefined && sameService(b.service, first))) {
+    for (const b of backends) delete b.service;
+    return { backends, rejectWeight, service: first };
+  }
+  return { backends, rejectWeight };
+}
+
+function sameService(a: ServiceRef, b: ServiceRef): boolean {
+  return a === b || (a.namespace === b.namespace && a.name === b.name && a.port === b.port);
 }
 
 function compareIp(a: string, b: string): number {

@@ -74,7 +74,8 @@ export interface OperatorStats {
 /** The operator: start it, await {@linkcode Operator.synced}, stop it on shutdown. */
 export class Operator {
   readonly snapshot: Snapshot = emptySnapshot();
-  readonly queue = new WorkQueue();
+  /** Route status writes wait behind every Gateway's reconcile (a table must not wait for them). */
+  readonly queue = new WorkQueue({ background: (key) => key.startsWith(ROUTES_KEY) });
   readonly stats: OperatorStats = { reconciles: 0, errors: 0, conflicts: 0, latenciesMs: [] };
   readonly #kc: k8s.KubeConfig;
   readonly #options: OperatorOptions;
@@ -308,7 +309,7 @@ export class Operator {
       routeStatuses: false,
     });
     if (result.recheckAfterMs !== undefined) this.#recheck(key, result.recheckAfterMs);
-    // Route statuses go to the back of the queue: every Gateway's table and status first.
+    // Route statuses wait in the background queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {
       this.#log({
@@ -316,6 +317,8 @@ export class Operator {
         msg: "reconciled",
         gateway: key,
         ...report,
+        // from the event that queued the key to a worker taking it
+        queuedMs: Math.round(this.queue.waitedMs(key)),
         reconcileMs: Math.round(computed - started),
         writeMs: Math.round(performance.now() - computed),
       });

@@ -464,6 +464,7 @@ function tableSpec(
             name: winner.metadata.name,
           },
         }),
+        ...(weighted.service === undefined ? {} : { service: weighted.service }),
         backends: weighted.backends,
         rejectWeight: weighted.rejectWeight,
       });

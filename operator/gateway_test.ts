@@ -1054,23 +1054,11 @@ Deno.test("a backendRef resolves through the Service port to the EndpointSlice p
     listener: "tcp",
     route: { kind: "TCPRoute", namespace: "default", name: "r" },
     rejectWeight: 0,
+    // every backend came from one Service: the entry names it once
+    service: { namespace: "default", name: "web", port: 80 },
     backends: [
-      {
-        ip: "198.19.0.1",
-        port: 8080,
-        weight: 500000,
-        node: "n1",
-        state: "Ready",
-        service: { namespace: "default", name: "web", port: 80 },
-      },
-      {
-        ip: "198.19.0.2",
-        port: 8080,
-        weight: 500000,
-        node: "n2",
-        state: "Ready",
-        service: { namespace: "default", name: "web", port: 80 },
-      },
+      { ip: "198.19.0.1", port: 8080, weight: 500000, node: "n1", state: "Ready" },
+      { ip: "198.19.0.2", port: 8080, weight: 500000, node: "n2", state: "Ready" },
     ],
   });
   assert.equal(
@@ -1127,6 +1115,9 @@ Deno.test("weights split traffic across all backendRefs of the rule, then evenly
     "198.19.2.1:5353 250000",
   ]);
   assert.equal(e?.rejectWeight, 0);
+  // two Services: each backend names its own, the entry none
+  assert.equal(e?.service, undefined);
+  assert.deepEqual(e?.backends.map((b) => b.service?.name), ["a", "a", "b"]);
 });
 
 Deno.test("invalid backendRefs become the reject share, in proportion to their weight, with the ResolvedRefs reason", () => {

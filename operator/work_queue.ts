@@ -7,12 +7,17 @@
  * @module
  */
 
-/** Backoff of one key: base * 2^failures, capped. */
+/** Backoff of one key: base * 2^failures, capped; and which keys can wait. */
 export interface BackoffOptions {
   /** First retry delay in ms. */
   baseMs?: number;
   /** Longest delay in ms. */
   maxMs?: number;
+  /**
+   * Keys that go to workers only when no other key is waiting (e.g. route
+   * status writes, which must not hold a Gateway's table behind them).
+   */
+  background?: (key: string) => boolean;
 }
 
 /**
@@ -30,25 +35,31 @@ export interface BackoffOptions {
  */
 export class WorkQueue {
   #queue: string[] = [];
+  #backgroundQueue: string[] = [];
   #queued = new Set<string>();
   #processing = new Set<string>();
   #dirty = new Set<string>();
   #failures = new Map<string, number>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #waiters: ((key: string | undefined) => void)[] = [];
+  /** When each waiting key was queued (performance.now), and how long taken keys waited. */
+  #queuedAt = new Map<string, number>();
+  #waited = new Map<string, number>();
   #shutDown = false;
   readonly #baseMs: number;
   readonly #maxMs: number;
+  readonly #background: ((key: string) => boolean) | undefined;
 
   /** A queue with the given backoff (defaults: 50 ms doubling to 5 min). */
   constructor(options: BackoffOptions = {}) {
     this.#baseMs = options.baseMs ?? 50;
     this.#maxMs = options.maxMs ?? 300_000;
+    this.#background = options.background;
   }
 
   /** Keys waiting (not in flight, not in backoff). */
   get length(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#backgroundQueue.length;
   }
 
   /** Queues a key unless it is queued already; a key in flight is queued when done. */
@@ -62,28 +73,42 @@ export class WorkQueue {
     const waiter = this.#waiters.shift();
     if (waiter) {
       this.#processing.add(key);
+      this.#waited.set(key, 0);
       waiter(key);
       return;
     }
     this.#queued.add(key);
-    this.#queue.push(key);
+    this.#queuedAt.set(key, performance.now());
+    if (this.#background?.(key)) this.#backgroundQueue.push(key);
+    else this.#queue.push(key);
   }
 
   /** The next key, marked in flight; undefined once the queue is shut down. */
   get(): Promise<string | undefined> {
-    const key = this.#queue.shift();
+    const key = this.#queue.shift() ?? this.#backgroundQueue.shift();
     if (key !== undefined) {
       this.#queued.delete(key);
       this.#processing.add(key);
+      this.#waited.set(key, performance.now() - (this.#queuedAt.get(key) ?? performance.now()));
+      this.#queuedAt.delete(key);
       return Promise.resolve(key);
     }
     if (this.#shutDown) return Promise.resolve(undefined);
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
+  /**
+   * How long a key in flight waited in the queue before a worker took it, in
+   * ms (0 when a worker was idle); for logs that trace a change's latency.
+   */
+  waitedMs(key: string): number {
+    return this.#waited.get(key) ?? 0;
+  }
+
   /** Marks a key processed; if it was added meanwhile, it is queued again. */
   done(key: string): void {
     this.#processing.delete(key);
+    this.#waited.delete(key);
     if (this.#dirty.delete(key)) this.add(key);
   }
 

@@ -61,3 +61,34 @@ Deno.test("shutdown releases waiting workers and cancels pending retries", async
   q.add("x");
   assert.equal(await q.get(), undefined);
 });
+
+Deno.test("a key taken by an idle worker waited 0 ms; a queued one reports how long it waited", async () => {
+  const q = new WorkQueue();
+  const next = q.get();
+  q.add("a");
+  assert.equal(await next, "a");
+  assert.equal(q.waitedMs("a"), 0);
+  q.add("b");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await q.get(), "b");
+  assert.ok(q.waitedMs("b") >= 15, `waited ${q.waitedMs("b")} ms`);
+  q.done("b");
+  assert.equal(q.waitedMs("b"), 0, "forgotten once done");
+  q.shutdown();
+});
+
+Deno.test("background keys go to workers only once no other key is waiting", async () => {
+  const q = new WorkQueue({ background: (k) => k.startsWith("routes:") });
+  q.add("routes:a");
+  q.add("routes:b");
+  q.add("gw-1");
+  q.add("gw-2");
+  assert.equal(q.length, 4);
+  assert.deepEqual([await q.get(), await q.get(), await q.get(), await q.get()], [
+    "gw-1",
+    "gw-2",
+    "routes:a",
+    "routes:b",
+  ]);
+  q.shutdown();
+});

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BackendState, Condition } from "../api/mod.ts";
+import { backendService, type BackendState, type Condition, type ServiceRef } from "../api/mod.ts";
 import {
   attachments,
   type ClusterView,
@@ -267,9 +267,7 @@ function gatewayReport(gateway: Gateway, view: ClusterView): GatewayReport {
         share: round(shares.backends[i] ?? 0),
         state: b.state,
         node: b.node ?? null,
-        service: b.service === undefined
-          ? null
-          : { namespace: b.service.namespace, name: b.service.name, port: b.service.port },
+        service: plainService(backendService(entry, b)),
         counters: counters?.backends.get(hostPort(b.ip, b.port)) ?? null,
       })),
       rejectWeight: entry.rejectWeight,
@@ -508,4 +506,9 @@ function problemObject(p: Problem, g: GatewayReport): string {
   if (p.kind === "Gateway") return `gateway/${p.name}`;
   if (p.kind === "Listener") return `listener/${p.name}`;
   return shortRef(p, g.namespace);
+}
+
+/** A backend's Service, fields in the schema's order, or null when the table names none. */
+function plainService(s: ServiceRef | undefined): ServiceRef | null {
+  return s === undefined ? null : { namespace: s.namespace, name: s.name, port: s.port };
 }

@@ -1,0 +1,255 @@
+/**
+ * One-off measurement: what one RoutingTable write costs the API server, by
+ * write method, table shape and CRD schema variant, on the local cluster.
+ *
+ * ```sh
+ * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
+ *   [--variants current,noipformat,noformats,unvalidated]
+ *   [--methods apply,merge,jsonpatch,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
+ * ```
+ *
+ * Each variant is the RoutingTable CRD under a group of its own
+ * (`<variant>.bench.blixt.dev`), so schemas can be compared side by side on
+ * one API server: `noipformat` without the `anyOf` IP formats of backends,
+ * `noformats` without any, `unvalidated` with backends left unchecked (the
+ * bound of what their validation costs). `--drop service,node` leaves
+ * those optional fields out of backends (with `service` dropped the entry
+ * names it once, as the operator writes a table now). Each write changes one backend's
+ * weight in entry 0 (what an endpoint change does to a table with a Service
+ * per route). Prints one JSON line per (variant, shape, method): p50, p90 and
+ * max of the request's wall time, the API server's CPU per request (from
+ * `/proc`, steadier than wall time on shared cores), the object's size and
+ * its managedFields' size.
+ *
+ * @module
+ */
+import { parse } from "yaml";
+import { parseArgs } from "node:util";
+import { clusterDown, clusterUp } from "../../tests/cluster/cluster.ts";
+import {
+  applyObject,
+  type KubeObject,
+  loadKubeConfig,
+  shareConnections,
+} from "../../kube/client.ts";
+import { requestJson } from "../../kube/rest.ts";
+import type { RoutingTable } from "../../api/mod.ts";
+
+const NAME = "table-write";
+const CRD = new URL("../../manifests/crds/routingtables.blixt.dev.yaml", import.meta.url);
+
+type Schema = Record<string, unknown>;
+
+/** The RoutingTable CRD as `variant` changes it. */
+function crdVariant(variant: string): KubeObject {
+  const crd = parse(Deno.readTextFileSync(CRD)) as KubeObject & {
+    spec: { group: string; versions: { schema: { openAPIV3Schema: Schema } }[] };
+  };
+  const group = `${variant}.bench.blixt.dev`;
+  crd.metadata = { ...crd.metadata, name: `routingtables.${group}` };
+  crd.spec.group = group;
+  const spec = (crd.spec.versions[0]!.schema.openAPIV3Schema.properties as Schema).spec as Schema;
+  const entry = ((spec.properties as Schema).entries as Schema).items as Schema;
+  const backend = ((entry.properties as Schema).backends as Schema).items as Schema;
+  const ip = (backend.properties as Schema).ip as Schema;
+  const entryProps = entry.properties as Schema;
+  if (variant === "noipformat") delete ip.anyOf;
+  else if (variant === "noformats") {
+    delete ip.anyOf;
+    delete (entryProps.address as Schema).anyOf;
+  } else if (variant === "unvalidated") {
+    // the upper bound of what validating backends costs (not a candidate: bad input would pass)
+    (entryProps.backends as Schema).items = {
+      type: "object",
+      "x-kubernetes-preserve-unknown-fields": true,
+    };
+  } else if (variant !== "current") throw new Error(`unknown variant ${variant}`);
+  return crd;
+}
+
+/**
+ * `drop`: optional backend fields left out (`service`, `node`), to see what
+ * they cost; with `service` dropped the entry names the Service once instead.
+ */
+function table(
+  group: string,
+  shape: [number, number],
+  weight: number,
+  drop: string[] = [],
+): RoutingTable {
+  const [entries, backends] = shape;
+  const vip = "198.18.200.1";
+  return {
+    apiVersion: `${group}/v1alpha1` as "blixt.dev/v1alpha1",
+    kind: "RoutingTable",
+    metadata: { name: `t-${entries}x${backends}`, namespace: "default" },
+    spec: {
+      addresses: [vip],
+      entries: Array.from({ length: entries }, (_, e) => ({
+        address: vip,
+        port: 1000 + e,
+        protocol: "TCP" as const,
+        listener: `listener-${e}`,
+        route: { kind: "TCPRoute" as const, namespace: "default", name: `route-${e}` },
+        rejectWeight: 0,
+        // as the operator writes it: one Service for all backends is named once, by the entry
+        ...(drop.includes("service")
+          ? { service: { namespace: "default", name: `svc-${e}`, port: 80 } }
+          : {}),
+        backends: Array.from({ length: backends }, (_, b) => ({
+          ip: `198.19.${e % 250}.${2 + b}`,
+          port: 8080,
+          weight: e === 0 && b === 0 ? weight : 100000,
+          state: "Ready" as const,
+          ...(drop.includes("node") ? {} : { node: `node-${1 + (b % 2)}` }),
+          ...(drop.includes("service") ? {} : {
+            service: { namespace: "default", name: `svc-${e}`, port: 80 },
+          }),
+        })),
+      })),
+    },
+  };
+}
+
+/**
+ * CPU time (user + system) the API server of `kc` has used, in ms: the
+ * kube-apiserver process listening on the kubeconfig's address.
+ */
+function apiserverCpuMs(kc: { getCurrentCluster(): { server: string } | null }): number {
+  const host = new URL(kc.getCurrentCluster()!.server).hostname;
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    let cmd: string;
+    try {
+      cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+    } catch {
+      continue;
+    }
+    if (!cmd.includes("\0apiserver\0") || !cmd.includes(`--bind-address=${host}\0`)) continue;
+    const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
+  }
+  throw new Error(`no kube-apiserver bound to ${host}`);
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      writes: { type: "string", default: "20" },
+      shapes: { type: "string", default: "100x10,64x10,10x10,1x10" },
+      variants: { type: "string", default: "current,noipformat" },
+      methods: { type: "string", default: "apply,merge,jsonpatch,put,get" },
+      keep: { type: "boolean", default: false },
+      kubeconfig: { type: "string" },
+      drop: { type: "string", default: "" },
+    },
+  });
+  const writes = Number(values.writes);
+  const shapes = values.shapes.split(",").map((s) => s.split("x").map(Number) as [number, number]);
+  const variants = values.variants.split(",");
+  const methods = values.methods.split(",");
+  const drop = values.drop.split(",").filter((f) => f);
+  // --kubeconfig: an API server already up (e.g. restarted with --profiling=true)
+  const kc = values.kubeconfig
+    ? loadKubeConfig({ kubeconfig: values.kubeconfig })
+    : (await clusterUp({ name: NAME, nodes: 1 })).kubeConfig();
+  const connections = shareConnections(kc);
+  try {
+    for (const variant of variants) {
+      const crd = crdVariant(variant);
+      await applyObject(kc, crd, { fieldManager: "bench", force: true });
+      const group = `${variant}.bench.blixt.dev`;
+      const base = `/apis/${group}/v1alpha1/namespaces/default/routingtables`;
+      for (let i = 0;; i++) {
+        try {
+          await requestJson(kc, base);
+          break;
+        } catch (err) {
+          if (i > 100) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      for (const shape of shapes) {
+        const first = table(group, shape, 1, drop);
+        const path = `${base}/${first.metadata.name}`;
+        await requestJson(kc, path, {
+          method: "PATCH",
+          query: { fieldManager: "blixt-operator", force: true },
+          body: first,
+          contentType: "application/apply-patch+yaml",
+        });
+        for (const method of methods) {
+          const times: number[] = [];
+          const cpu0 = apiserverCpuMs(kc);
+          for (let w = 0; w < writes; w++) {
+            const want = table(group, shape, 2 + (w % 2), drop);
+            const t0 = performance.now();
+            if (method === "apply") {
+              await requestJson(kc, path, {
+                method: "PATCH",
+                query: { fieldManager: "blixt-operator", force: true },
+                body: want,
+                contentType: "application/apply-patch+yaml",
+              });
+            } else if (method === "merge") {
+              await requestJson(kc, path, {
+                method: "PATCH",
+                query: { fieldManager: "blixt-operator" },
+                body: { spec: want.spec },
+                contentType: "application/merge-patch+json",
+              });
+            } else if (method === "jsonpatch") {
+              await requestJson(kc, path, {
+                method: "PATCH",
+                query: { fieldManager: "blixt-operator" },
+                body: [{ op: "replace", path: "/spec/entries/0", value: want.spec.entries[0] }],
+                contentType: "application/json-patch+json",
+              });
+            } else if (method === "put") {
+              const have = await requestJson<RoutingTable>(kc, path);
+              const t1 = performance.now();
+              await requestJson(kc, path, {
+                method: "PUT",
+                query: { fieldManager: "blixt-operator" },
+                body: { ...want, metadata: have.metadata },
+              });
+              times.push(performance.now() - t1);
+              continue;
+            } else if (method === "get") {
+              await requestJson(kc, path);
+            }
+            times.push(performance.now() - t0);
+          }
+          // CPU of the API server per request: steadier than wall time on shared cores
+          const cpuPerRequest = (apiserverCpuMs(kc) - cpu0) / writes;
+          const obj = await requestJson<KubeObject>(kc, path);
+          const managed = JSON.stringify(obj.metadata?.managedFields ?? []).length;
+          console.log(JSON.stringify({
+            variant,
+            shape: `${shape[0]}x${shape[1]}`,
+            method,
+            p50: Math.round(percentile(times, 50)),
+            p90: Math.round(percentile(times, 90)),
+            max: Math.round(Math.max(...times)),
+            apiserverCpuMs: Math.round(cpuPerRequest * 10) / 10,
+            objectBytes: JSON.stringify(obj).length,
+            managedFieldsBytes: managed,
+            load: Deno.loadavg()[0],
+          }));
+        }
+      }
+    }
+  } finally {
+    connections.close();
+    if (!values.keep && !values.kubeconfig) await clusterDown(NAME);
+  }
+}
+
+if (import.meta.main) await main();
