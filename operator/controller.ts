@@ -235,7 +235,11 @@ export class Operator {
       const key = await this.queue.get();
       if (key === undefined) return;
       if (signal.aborted) {
-        // Not ours to write any more; the new leader reconciles everything anyway.
+        // Not ours to write any more. The key goes back: a worker of a term that ended waits in
+        // get() until a key comes, and when this replica leads again the new term's keys (its
+        // "everything again" and every event after) would otherwise be taken and dropped here,
+        // one per old worker, leaving a change unreconciled until its Gateway's next event.
+        this.queue.add(key);
         this.queue.done(key);
         return;
       }

@@ -170,6 +170,35 @@ Deno.test("operator: reconciles what users create, follows changes, fails over",
     });
 
     await t.step(
+      "leadership lost and won back: the leader reconciles the next change at once",
+      async () => {
+        // Another holder takes the Lease (as after an API server outage outlasting the renew
+        // deadline); when it runs out, a leads again and must not lose keys to its old term.
+        const micro = new Date().toISOString().replace(/Z$/, "000Z");
+        await cluster.kubectl([
+          "patch",
+          "lease",
+          "blixt-operator",
+          "-n",
+          "blixt-system",
+          "--type",
+          "merge",
+          "-p",
+          JSON.stringify({
+            spec: { holderIdentity: "intruder", renewTime: micro, leaseDurationSeconds: 2 },
+          }),
+        ]);
+        await eventually("a stepped down", () => Promise.resolve(a.leading ? undefined : true));
+        await eventually("a leading again", () => Promise.resolve(a.leading ? true : undefined));
+        await applyObject(kc, slice(["198.18.1.2", "198.18.1.3", "198.18.1.4"]), manager);
+        await eventually("the new endpoint in the table", async () => {
+          const table = JSON.stringify((await json(["get", "routingtable", "edge"])).spec);
+          return table.includes("198.18.1.4") ? true : undefined;
+        }, 5000);
+      },
+    );
+
+    await t.step(
       "the leader dies without releasing; the standby takes over within the lease",
       async () => {
         const b = new Operator(kc, { identity: "operator-b", lease, log: quiet });
