@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type k8s, loadKubeConfig } from "../kube/client.ts";
+import { loadRestConfig, type RestConfig } from "../kube/kubeconfig.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { GROUP, ROUTING_TABLE_PLURAL, VERSION } from "../api/mod.ts";
 import type { Logger } from "./log.ts";
@@ -29,7 +29,7 @@ export interface TableSource {
  * with bookmarks, re-list on 410 Gone, reconnect with backoff), without
  * managed fields in the cache.
  */
-export function kubeTableSource(kc: k8s.KubeConfig, options: { log: Logger }): TableSource {
+export function kubeTableSource(kc: RestConfig, options: { log: Logger }): TableSource {
   const informer = new Informer(kc, {
     apiVersion: `${GROUP}/${VERSION}`,
     plural: ROUTING_TABLE_PLURAL,
@@ -49,6 +49,6 @@ export function kubeTableSource(kc: k8s.KubeConfig, options: { log: Logger }): T
 }
 
 /** Loads the kubeconfig of `--kubeconfig` (or the defaults, in-cluster included). */
-export function kubeConfigFor(path: string | undefined): k8s.KubeConfig {
-  return loadKubeConfig({ kubeconfig: path });
+export function kubeConfigFor(path: string | undefined): Promise<RestConfig> {
+  return loadRestConfig({ kubeconfig: path });
 }
