@@ -99,7 +99,7 @@ async function main(args: string[]): Promise<number> {
     node,
     uplink: values.uplink,
     maps: dp.maps,
-    source: kubeTableSource(kc, { log }),
+    source: kubeTableSource(kc, { node, log }),
     status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
