@@ -17,6 +17,7 @@
  * - `update_api_write_ms` (p50, and `_p99`): the apply request of those
  *   writes alone (the API server's part).
  * - `agent_rss_mib_at_10k`, `agent_cpu_idle_percent` (30 s at steady state);
+ *   `agent_rss_mib_peak`: the agent's largest RSS (VmHWM) over the whole run;
  *   `agent_rss_mib_empty`: an agent started before any table exists.
  *
  * @module
@@ -76,6 +77,12 @@ function cpuTicks(pid: number): number {
 
 function rssMiB(pid: number): number {
   const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/);
+  return Number(m?.[1] ?? 0) / 1024;
+}
+
+/** VmHWM: the largest RSS the process has had. */
+function peakRssMiB(pid: number): number {
+  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmHWM:\s+(\d+) kB/);
   return Number(m?.[1] ?? 0) / 1024;
 }
 
@@ -180,6 +187,7 @@ export async function main(args: string[]): Promise<void> {
     const seconds = (performance.now() - t0) / 1000;
     const cpu = ((cpuTicks(pid) - ticks0) / 100) / seconds * 100; // USER_HZ = 100
     emit("agent_rss_mib_at_10k", rssMiB(pid), "MiB", "lower");
+    emit("agent_rss_mib_peak", peakRssMiB(pid), "MiB", "lower");
     emit("agent_cpu_idle_percent", cpu, "percent", "lower");
   } finally {
     await agent?.kill("SIGTERM");
