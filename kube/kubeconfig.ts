@@ -211,7 +211,9 @@ export async function loadRestConfig(options: KubeConfigOptions = {}): Promise<R
     files.push({ doc: await parseKubeconfig(readFileSync(path, "utf8")), dir: dirname(path) });
   }
   const contexts = merge(files, "contexts");
-  const contextName = options.context ?? str(files[0]?.doc, "current-context");
+  // As kubectl: the first file that names a current context decides it.
+  const contextName = options.context ??
+    files.map((f) => str(f.doc, "current-context")).find((c) => c !== undefined);
   const context = contexts.find((c) => c.name === contextName)?.context as Dict | undefined;
   if (options.context && !context) {
     throw new Error(`context "${options.context}" is not in the kubeconfig`);

@@ -99,3 +99,31 @@ Deno.test("a context that is not in the kubeconfig is an error", async () => {
     );
   });
 });
+
+Deno.test("$KUBECONFIG with several files: merged, the first current-context wins", async () => {
+  const dir = await Deno.makeTempDir();
+  const before = Deno.env.get("KUBECONFIG");
+  try {
+    await Deno.writeTextFile(
+      `${dir}/a`,
+      JSON.stringify({
+        clusters: [{ name: "c", cluster: { server: "https://198.18.0.9:6443" } }],
+        users: [{ name: "u", user: { token: "from-a" } }],
+      }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/b`,
+      "current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n" +
+        "users: [{name: u, user: {token: from-b}}]\n",
+    );
+    Deno.env.set("KUBECONFIG", `${dir}/a:${dir}/b`);
+    const kc = await loadRestConfig();
+    assert.equal(kc.getCurrentCluster()?.server, "https://198.18.0.9:6443");
+    const opts = await optionsOf(kc);
+    assert.equal((opts.headers as Record<string, string>).Authorization, "Bearer from-a");
+  } finally {
+    if (before === undefined) Deno.env.delete("KUBECONFIG");
+    else Deno.env.set("KUBECONFIG", before);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
