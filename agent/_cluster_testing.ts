@@ -102,11 +102,14 @@ export class AgentProcess {
     })();
   }
 
-  /** Starts `deno run -A agent/main.ts` for node `index` of `cluster` inside its namespace. */
+  /**
+   * Starts `deno run -A agent/main.ts` for node `index` of `cluster` inside its
+   * namespace (`v8Flags`: as `deno run --v8-flags=...`).
+   */
   static start(
     cluster: Cluster,
     index: number,
-    options: { metricsPort?: number; args?: string[] } = {},
+    options: { metricsPort?: number; args?: string[]; v8Flags?: string | undefined } = {},
   ): AgentProcess {
     const node = cluster.nodes[index]!;
     const port = options.metricsPort ?? 9464;
@@ -118,6 +121,7 @@ export class AgentProcess {
         Deno.execPath(),
         "run",
         "-A",
+        ...(options.v8Flags ? [`--v8-flags=${options.v8Flags}`] : []),
         MAIN,
         "--node",
         node.name,

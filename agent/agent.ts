@@ -20,7 +20,8 @@ import {
   type TableCache,
   type TableOutcome,
 } from "./desired_state.ts";
-import { apiStatus } from "../kube/client.ts";
+import process from "node:process";
+import { apiStatus } from "../kube/rest.ts";
 import { errorText, type Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 import type { StatusWriter } from "./node_status_writer.ts";
@@ -215,6 +216,7 @@ export class Agent {
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */
   reconcile(): void {
     const started = performance.now();
+    const cpuStarted = process.cpuUsage();
     const changedAt = this.#changedAt ?? started;
     this.#changedAt = undefined;
     const desired = computeDesiredState(this.#o.source.list(), {
@@ -270,6 +272,8 @@ export class Agent {
         this.#o.log("info", "maps synced", {
           ...stats,
           ms: Math.round(seconds * 1000),
+          // CPU time of the process (user + system) over the same span: the wall clock less waits
+          cpuMs: cpuMsSince(cpuStarted),
           // from the first table change this sync covers (as the cache saw it) to the maps written
           sinceChangeMs: Math.round(performance.now() - changedAt),
         });
@@ -560,4 +564,10 @@ export class Agent {
       });
     }
   }
+}
+
+/** CPU time (user + system) of the process since `from`, in milliseconds. */
+function cpuMsSince(from: { user: number; system: number }): number {
+  const now = process.cpuUsage(from);
+  return Math.round((now.user + now.system) / 1000);
 }

@@ -219,7 +219,7 @@ interface Candidate {
   namespace: string;
   tableName: string;
   generation: number;
-  valid?: RoutingTable;
+  valid?: boolean;
   errors: string[];
   addresses: string[];
   /** What stays if this generation does not go in. */
@@ -231,8 +231,8 @@ interface Candidate {
 
 /** A table validated and turned into services, cached by resourceVersion. */
 export interface ParsedTable {
-  /** The table when valid. */
-  valid?: RoutingTable;
+  /** Whether the table is valid. */
+  valid: boolean;
   /** Its services when valid. */
   wanted: DesiredService[];
   /** Validation errors. */
@@ -248,7 +248,7 @@ function parseTable(raw: unknown, node: string): ParsedTable {
   const v = validateRoutingTable(raw);
   if (v.ok) {
     return {
-      valid: v.value,
+      valid: true,
       wanted: tableServices(v.value, node),
       errors: [],
       addresses: v.value.spec.addresses.map(canonical),
@@ -261,7 +261,47 @@ function parseTable(raw: unknown, node: string): ParsedTable {
   const addresses = Array.isArray(addrs)
     ? addrs.filter((a): a is string => typeof a === "string").map(canonical)
     : [];
-  return { wanted: [], errors, addresses };
+  return { valid: false, wanted: [], errors, addresses };
+}
+
+/** What {@linkcode compactTable} parsed, by the object it returned. */
+const preparsed = new WeakMap<object, ParsedTable>();
+
+/** A RoutingTable reduced to what identifies it; its parsed services are held aside. */
+export interface CompactTable {
+  apiVersion: unknown;
+  kind: unknown;
+  metadata: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    generation?: number;
+    resourceVersion?: string;
+  };
+}
+
+/**
+ * Validates and parses `raw` for `node` now and returns only its identity:
+ * computeDesiredState uses the parsed form of what this returns. A table
+ * cache that keeps this instead of the table does not hold the raw spec
+ * (~30 MiB of heap for 10,000 services of 10 backends) beside its parsed
+ * services, and the parsing is done as tables arrive rather than in a sync.
+ */
+export function compactTable(raw: unknown, node: string): CompactTable {
+  const meta = (raw as { metadata?: CompactTable["metadata"] } | undefined)?.metadata;
+  const compact: CompactTable = {
+    apiVersion: (raw as { apiVersion?: unknown })?.apiVersion,
+    kind: (raw as { kind?: unknown })?.kind,
+    metadata: {
+      ...(meta?.name !== undefined ? { name: meta.name } : {}),
+      ...(meta?.namespace !== undefined ? { namespace: meta.namespace } : {}),
+      ...(meta?.uid !== undefined ? { uid: meta.uid } : {}),
+      ...(meta?.generation !== undefined ? { generation: meta.generation } : {}),
+      ...(meta?.resourceVersion !== undefined ? { resourceVersion: meta.resourceVersion } : {}),
+    },
+  };
+  preparsed.set(compact, parseTable(raw, node));
+  return compact;
 }
 
 /**
@@ -296,12 +336,15 @@ export function computeDesiredState(
       wanted: [],
     };
     const rv = (meta as { resourceVersion?: string } | undefined)?.resourceVersion;
-    const cached = rv !== undefined ? options.cache?.get(name) : undefined;
-    const parsed = cached && cached.resourceVersion === rv
-      ? cached.parsed
-      : parseTable(raw, options.node);
-    if (rv !== undefined && parsed !== cached?.parsed) {
-      options.cache?.set(name, { resourceVersion: rv, parsed });
+    let parsed = typeof raw === "object" && raw !== null ? preparsed.get(raw) : undefined;
+    if (!parsed) {
+      const cached = rv !== undefined ? options.cache?.get(name) : undefined;
+      parsed = cached && cached.resourceVersion === rv
+        ? cached.parsed
+        : parseTable(raw, options.node);
+      if (rv !== undefined && parsed !== cached?.parsed) {
+        options.cache?.set(name, { resourceVersion: rv, parsed });
+      }
     }
     c.addresses = parsed.addresses;
     c.errors = [...parsed.errors];

@@ -21,8 +21,8 @@ import {
   agentLeaseName,
   type AgentLeaseObject,
 } from "../api/mod.ts";
-import type { k8s } from "../kube/client.ts";
-import { apiStatus } from "../kube/client.ts";
+import type { RestConfig } from "../kube/kubeconfig.ts";
+import { apiStatus } from "../kube/rest.ts";
 import { microTime } from "../kube/leader_election.ts";
 import { requestJson } from "../kube/rest.ts";
 import { errorText, type Logger } from "./log.ts";
@@ -45,7 +45,7 @@ export interface LivenessLeaseOptions {
 
 /** Holds and renews this node's agent Lease until stopped. */
 export class LivenessLease {
-  readonly #kc: k8s.KubeConfig;
+  readonly #kc: RestConfig;
   readonly #o: LivenessLeaseOptions;
   readonly #namespace: string;
   readonly #name: string;
@@ -57,7 +57,7 @@ export class LivenessLease {
   #lastRenewMs: number | undefined;
 
   /** A holder of `options.node`'s agent Lease (not started). */
-  constructor(kc: k8s.KubeConfig, options: LivenessLeaseOptions) {
+  constructor(kc: RestConfig, options: LivenessLeaseOptions) {
     this.#kc = kc;
     this.#o = options;
     this.#namespace = options.namespace ?? "blixt-system";

@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { shareConnections } from "../kube/connections.ts";
 import { AGENT_LEASE_DURATION_SECONDS, AGENT_LEASE_RENEW_INTERVAL_SECONDS } from "../api/mod.ts";
 import { Agent } from "./agent.ts";
 import { LivenessLease } from "./liveness_lease.ts";
@@ -57,7 +58,9 @@ async function main(args: string[]): Promise<number> {
   const node = values.node;
   const level = values["log-level"] as "debug" | "info" | "warn" | "error";
   const log = jsonLogger({ component: "agent", node }, { minLevel: level });
-  const kc = kubeConfigFor(values.kubeconfig);
+  const kc = await kubeConfigFor(values.kubeconfig);
+  // Lease renewals and status writes reuse kept-alive connections (no TLS handshake each).
+  const connections = shareConnections(kc);
   const info = await readNode(kc, node);
   let nodeState: NodeState = { found: info.uid !== undefined, ...info };
   let nodeAddr = values["node-address"] ?? info.address;
@@ -96,7 +99,7 @@ async function main(args: string[]): Promise<number> {
     node,
     uplink: values.uplink,
     maps: dp.maps,
-    source: kubeTableSource(kc, { log }),
+    source: kubeTableSource(kc, { node, log }),
     status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
@@ -140,6 +143,7 @@ async function main(args: string[]): Promise<number> {
   await agent.stop({ report: true });
   await server.shutdown();
   dp.close();
+  connections.close();
   return 0;
 }
 

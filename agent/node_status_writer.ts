@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { applyObject, k8s } from "../kube/client.ts";
+import type { RestConfig } from "../kube/kubeconfig.ts";
+import { ApiError, requestJson } from "../kube/rest.ts";
 import {
   API_VERSION,
   DATAPLANE_NODE_KIND,
@@ -35,10 +36,13 @@ export interface StatusWriter {
 }
 
 /** Reads the Node `name`. */
-export async function readNode(kc: k8s.KubeConfig, name: string): Promise<NodeInfo> {
-  const api = kc.makeApiClient(k8s.CoreV1Api);
+export async function readNode(kc: RestConfig, name: string): Promise<NodeInfo> {
+  interface Node {
+    metadata?: { uid?: string };
+    status?: { addresses?: { type: string; address: string }[] };
+  }
   try {
-    const node = await api.readNode({ name });
+    const node = await requestJson<Node>(kc, `/api/v1/nodes/${encodeURIComponent(name)}`);
     const addrs = node.status?.addresses ?? [];
     const address = (addrs.find((a) => a.type === "InternalIP") ?? addrs[0])?.address;
     return {
@@ -46,9 +50,19 @@ export async function readNode(kc: k8s.KubeConfig, name: string): Promise<NodeIn
       ...(address ? { address } : {}),
     };
   } catch (e) {
-    if (e instanceof k8s.ApiException && e.code === 404) return {};
+    if (e instanceof ApiError && e.code === 404) return {};
     throw e;
   }
+}
+
+/** Server-side apply of `body` at `path` as `blixt-agent`, taking over conflicting fields. */
+async function apply(kc: RestConfig, path: string, body: unknown): Promise<void> {
+  await requestJson(kc, path, {
+    method: "PATCH",
+    query: { fieldManager: FIELD_MANAGER, force: true },
+    body,
+    contentType: "application/apply-patch+yaml",
+  });
 }
 
 /**
@@ -56,15 +70,15 @@ export async function readNode(kc: k8s.KubeConfig, name: string): Promise<NodeIn
  * `info` (or what it returns, read on every `ensure`) gives the owner.
  */
 export function kubeStatusWriter(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   node: string,
   nodeInfo: NodeInfo | (() => NodeInfo),
 ): StatusWriter {
-  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  const path = `/apis/${GROUP}/${VERSION}/${DATAPLANE_NODE_PLURAL}/${encodeURIComponent(node)}`;
   return {
     ensure: async (uplink) => {
       const info = typeof nodeInfo === "function" ? nodeInfo() : nodeInfo;
-      await applyObject(kc, {
+      await apply(kc, path, {
         apiVersion: API_VERSION,
         kind: DATAPLANE_NODE_KIND,
         metadata: {
@@ -77,26 +91,15 @@ export function kubeStatusWriter(
             : {}),
         },
         spec: { nodeName: node, uplink },
-      }, { fieldManager: FIELD_MANAGER, force: true });
+      });
     },
     write: async (status) => {
-      await api.patchClusterCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: DATAPLANE_NODE_PLURAL,
-          name: node,
-          body: {
-            apiVersion: API_VERSION,
-            kind: DATAPLANE_NODE_KIND,
-            metadata: { name: node },
-            status,
-          },
-          fieldManager: FIELD_MANAGER,
-          force: true,
-        },
-        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.ServerSideApply),
-      );
+      await apply(kc, `${path}/status`, {
+        apiVersion: API_VERSION,
+        kind: DATAPLANE_NODE_KIND,
+        metadata: { name: node },
+        status,
+      });
     },
   };
 }

@@ -20,6 +20,7 @@
  */
 import type { V1Node } from "@kubernetes/client-node";
 import type { k8s } from "../kube/client.ts";
+import type { RestConfig } from "../kube/kubeconfig.ts";
 import { Informer } from "../kube/informer.ts";
 import type { Log } from "../kube/log.ts";
 import type { NodeInfo } from "./node_status_writer.ts";
@@ -55,7 +56,7 @@ export class NodeWatch {
   #last: NodeState | undefined;
 
   /** A watch of Node `name` (not started); `initial` is what the agent read at start. */
-  constructor(kc: k8s.KubeConfig, name: string, initial: NodeState, options: NodeWatchOptions) {
+  constructor(kc: RestConfig, name: string, initial: NodeState, options: NodeWatchOptions) {
     this.#options = options;
     this.#last = initial;
     this.#informer = new Informer(kc, { apiVersion: "v1", plural: "nodes" }, {

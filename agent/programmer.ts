@@ -67,6 +67,108 @@ export interface ProgrammedBackend {
   remote: boolean;
 }
 
+/**
+ * A service's programmed backends, packed: their addresses in one array and
+ * id, port and remote flag in one Uint32Array, rather than a Map of objects
+ * keyed by `addr:port` (~120 bytes a backend; 100,000 at 10,000 services).
+ * Read like a `ReadonlyMap` by `addr:port`; backend objects are made only
+ * when read.
+ */
+export class PackedBackends implements ReadonlyMap<string, ProgrammedBackend> {
+  readonly #addrs: string[];
+  /** id, port, remote (0/1) of each backend, in the order of #addrs. */
+  readonly #data: Uint32Array;
+
+  constructor(addrs: string[], data: Uint32Array) {
+    this.#addrs = addrs;
+    this.#data = data;
+  }
+
+  /** Packs `backends` (unique by `addr:port`). */
+  static of(backends: readonly ProgrammedBackend[]): PackedBackends {
+    const data = new Uint32Array(backends.length * 3);
+    backends.forEach((b, i) => {
+      data[3 * i] = b.id;
+      data[3 * i + 1] = b.port;
+      data[3 * i + 2] = b.remote ? 1 : 0;
+    });
+    return new PackedBackends(backends.map((b) => b.addr), data);
+  }
+
+  get size(): number {
+    return this.#addrs.length;
+  }
+
+  /** Index of the backend `addr`, `port`, or -1. */
+  indexOf(addr: string, port: number): number {
+    const addrs = this.#addrs;
+    for (let i = 0; i < addrs.length; i++) {
+      if (addrs[i] === addr && this.#data[3 * i + 1] === port) return i;
+    }
+    return -1;
+  }
+
+  /** Backend id at `i`. */
+  idAt(i: number): number {
+    return this.#data[3 * i]!;
+  }
+
+  /** Remote flag at `i`. */
+  remoteAt(i: number): boolean {
+    return this.#data[3 * i + 2] === 1;
+  }
+
+  /** The backend at `i`, as an object. */
+  at(i: number): ProgrammedBackend {
+    const d = this.#data;
+    return {
+      id: d[3 * i]!,
+      addr: this.#addrs[i]!,
+      port: d[3 * i + 1]!,
+      remote: d[3 * i + 2] === 1,
+    };
+  }
+
+  get(key: string): ProgrammedBackend | undefined {
+    const colon = key.lastIndexOf(":");
+    const i = this.indexOf(key.slice(0, colon), Number(key.slice(colon + 1)));
+    return i < 0 ? undefined : this.at(i);
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  *entries(): MapIterator<[string, ProgrammedBackend]> {
+    for (let i = 0; i < this.size; i++) {
+      const b = this.at(i);
+      yield [`${b.addr}:${b.port}`, b];
+    }
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  *values(): MapIterator<ProgrammedBackend> {
+    for (let i = 0; i < this.size; i++) yield this.at(i);
+  }
+
+  forEach(
+    fn: (
+      value: ProgrammedBackend,
+      key: string,
+      map: ReadonlyMap<string, ProgrammedBackend>,
+    ) => void,
+  ): void {
+    for (const [k, b] of this.entries()) fn(b, k, this);
+  }
+
+  [Symbol.iterator](): MapIterator<[string, ProgrammedBackend]> {
+    return this.entries();
+  }
+}
+
 /** A service as programmed. */
 export interface ProgrammedService {
   /** `address:port/protocol`. */
@@ -76,7 +178,7 @@ export interface ProgrammedService {
   /** Its services entry. */
   entry: ServiceEntry;
   /** Its backends by `addr:port`. */
-  backends: Map<string, ProgrammedBackend>;
+  backends: PackedBackends;
 }
 
 /** What one apply did, for logs and metrics. */
@@ -215,32 +317,33 @@ export class Programmer {
     this.#services = new Map();
     this.#source = new Map();
     const { frontends, vips } = this.#maps.listServices();
-    const byId = new Map<number, ProgrammedService>();
+    const byId = new Map<number, { s: ProgrammedService; list: Map<string, ProgrammedBackend> }>();
     for (const f of frontends) {
       const s: ProgrammedService = {
         frontend: frontendOf(f.address),
         address: f.address,
         entry: f.entry,
-        backends: new Map(),
+        backends: PackedBackends.of([]),
       };
       this.#services.set(s.frontend, s);
-      byId.set(f.entry.id, s);
+      byId.set(f.entry.id, { s, list: new Map() });
       this.#serviceIds.take(f.entry.id);
     }
     this.#vips = new Set(vips);
     const orphans: number[] = [];
     let backends = 0;
     for (const b of this.#maps.listBackends()) {
-      const s = byId.get(b.serviceId);
+      const owner = byId.get(b.serviceId);
       const key = `${b.addr}:${b.port}`;
-      if (!s || s.backends.has(key)) {
+      if (!owner || owner.list.has(key)) {
         orphans.push(b.id);
         continue;
       }
-      s.backends.set(key, { id: b.id, addr: b.addr, port: b.port, remote: b.remote });
+      owner.list.set(key, { id: b.id, addr: b.addr, port: b.port, remote: b.remote });
       this.#backendIds.take(b.id);
       backends++;
     }
+    for (const { s, list } of byId.values()) s.backends = PackedBackends.of([...list.values()]);
     this.#maps.clearBackends(orphans);
     return { services: this.#services.size, backends, orphans: orphans.length };
   }
@@ -271,7 +374,7 @@ export class Programmer {
       }
       steps.push({ op: "deleteServiceEntry", addr: s.address });
       if (s.entry.tableSize > 0) dropTables.push(s.entry.id);
-      for (const b of s.backends.values()) clearNow.push(b.id);
+      for (let i = 0; i < s.backends.size; i++) clearNow.push(s.backends.idAt(i));
       stats.removed++;
     }
     // Outer-map writes wait for an RCU grace period each: one batch per kind of write.
@@ -282,7 +385,7 @@ export class Programmer {
     for (const [frontend, s] of this.#services) {
       if (desired.services.has(frontend) || desired.keep.has(frontend)) continue;
       serviceIds.free(s.entry.id);
-      for (const b of s.backends.values()) backendIds.free(b.id);
+      for (let i = 0; i < s.backends.size; i++) backendIds.free(s.backends.idAt(i));
     }
 
     // 2. backend slots, and the service writes they enable
@@ -307,27 +410,37 @@ export class Programmer {
         if (id === undefined) throw new CapacityError("no free service id");
         freshServices.push(id);
       }
-      const backends = new Map<string, ProgrammedBackend>();
-      for (const b of d.backends) {
-        const key = `${b.addr}:${b.port}`;
-        const was = old?.backends.get(key);
-        let bid = was?.id;
-        if (bid === undefined) {
+      const n = d.backends.length;
+      const addrs: string[] = new Array(n);
+      const data = new Uint32Array(3 * n);
+      const kept = old ? new Uint8Array(old.backends.size) : undefined;
+      for (let i = 0; i < n; i++) {
+        const b = d.backends[i]!;
+        const was = old ? old.backends.indexOf(b.addr, b.port) : -1;
+        let bid: number | undefined;
+        if (was >= 0) {
+          bid = old!.backends.idAt(was);
+          kept![was] = 1;
+        } else {
           bid = backendIds.alloc();
           if (bid === undefined) throw new CapacityError("no free backend id");
           freshBackends.push(bid);
         }
-        if (!was || was.remote !== b.remote) {
+        if (was < 0 || old!.backends.remoteAt(was) !== b.remote) {
           slots.push({ id: bid, addr: b.addr, port: b.port, remote: b.remote, serviceId: id });
         }
-        backends.set(key, { id: bid, addr: b.addr, port: b.port, remote: b.remote });
+        addrs[i] = b.addr;
+        data[3 * i] = bid;
+        data[3 * i + 1] = b.port;
+        data[3 * i + 2] = b.remote ? 1 : 0;
       }
+      const backends = new PackedBackends(addrs, data);
       if (old) {
-        for (const [key, b] of old.backends) {
-          if (!backends.has(key)) {
-            clearLater.push(b.id);
-            backendIds.free(b.id);
-          }
+        for (let i = 0; i < old.backends.size; i++) {
+          if (kept![i] === 1) continue;
+          const bid = old.backends.idAt(i);
+          clearLater.push(bid);
+          backendIds.free(bid);
         }
       }
       const { entry, table: buildTable } = serviceEntry(id, d, backends);
@@ -482,12 +595,14 @@ export class CapacityError extends Error {
 export function serviceEntry(
   id: number,
   d: DesiredService,
-  backends: ReadonlyMap<string, ProgrammedBackend>,
+  backends: PackedBackends,
 ): { entry: ServiceEntry; table: () => Uint32Array } {
-  const entries = d.backends.map((b) => {
-    const key = `${b.addr}:${b.port}`;
-    return { key, id: backends.get(key)!.id, weight: b.weight };
-  });
+  // `backends` is in the order of d.backends (plan builds it so).
+  const entries = d.backends.map((b, i) => ({
+    key: `${b.addr}:${b.port}`,
+    id: backends.idAt(i),
+    weight: b.weight,
+  }));
   if (d.rejectWeight > 0) entries.push(rejectEntry(d.rejectWeight));
   let live = 0;
   let text = "";

@@ -5,8 +5,10 @@
  *
  * @module
  */
-import { type k8s, loadKubeConfig } from "../kube/client.ts";
-import { dropManagedFields, Informer } from "../kube/informer.ts";
+import { loadRestConfig, type RestConfig } from "../kube/kubeconfig.ts";
+import { Informer } from "../kube/informer.ts";
+import type { KubeObject } from "../kube/client.ts";
+import { compactTable } from "./desired_state.ts";
 import { GROUP, ROUTING_TABLE_PLURAL, VERSION } from "../api/mod.ts";
 import type { Logger } from "./log.ts";
 
@@ -14,7 +16,7 @@ import type { Logger } from "./log.ts";
 export interface TableSource {
   /** Resolves once the first list is in. */
   readonly synced: Promise<void>;
-  /** Every table in the cache (unvalidated, as the API server sent it). */
+  /** Every table in the cache (as the API server sent it, or as compactTable made it). */
   list(): unknown[];
   /** Calls `fn` after every change of the cache. */
   onChange(fn: () => void): void;
@@ -26,15 +28,18 @@ export interface TableSource {
 
 /**
  * RoutingTables from the API server through kube/informer.ts (list+watch
- * with bookmarks, re-list on 410 Gone, reconnect with backoff), without
- * managed fields in the cache.
+ * with bookmarks, re-list on 410 Gone, reconnect with backoff). The cache
+ * keeps each table parsed for `node` (compactTable), not as sent.
  */
-export function kubeTableSource(kc: k8s.KubeConfig, options: { log: Logger }): TableSource {
+export function kubeTableSource(
+  kc: RestConfig,
+  options: { node: string; log: Logger },
+): TableSource {
   const informer = new Informer(kc, {
     apiVersion: `${GROUP}/${VERSION}`,
     plural: ROUTING_TABLE_PLURAL,
   }, {
-    transform: dropManagedFields,
+    transform: (obj) => compactTable(obj, options.node) as unknown as KubeObject,
     log: ({ level, msg, ...fields }) => options.log(level, msg, fields),
   });
   return {
@@ -49,6 +54,6 @@ export function kubeTableSource(kc: k8s.KubeConfig, options: { log: Logger }): T
 }
 
 /** Loads the kubeconfig of `--kubeconfig` (or the defaults, in-cluster included). */
-export function kubeConfigFor(path: string | undefined): k8s.KubeConfig {
-  return loadKubeConfig({ kubeconfig: path });
+export function kubeConfigFor(path: string | undefined): Promise<RestConfig> {
+  return loadRestConfig({ kubeconfig: path });
 }

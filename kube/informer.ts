@@ -34,6 +34,7 @@
  */
 
 import type { k8s, KubeObject } from "./client.ts";
+import type { RestConfig } from "./kubeconfig.ts";
 import { backoffDelay, type BackoffOptions, childController, sleep } from "./backoff.ts";
 import { errorMessage, jsonLog, type Log } from "./log.ts";
 import {
@@ -152,7 +153,7 @@ export function dropManagedFields(obj: KubeObject): KubeObject {
 export class Informer<T extends k8s.KubernetesObject = KubeObject> {
   /** Resolves once the first list is in the cache (rejects if stopped before). */
   readonly synced: Promise<void>;
-  readonly #kc: k8s.KubeConfig;
+  readonly #kc: RestConfig;
   readonly #ref: ResourceRef;
   readonly #options: InformerOptions;
   readonly #log: Log;
@@ -173,7 +174,7 @@ export class Informer<T extends k8s.KubernetesObject = KubeObject> {
   #rejectSynced!: (err: Error) => void;
 
   /** An informer of `resource` (not started). */
-  constructor(kc: k8s.KubeConfig, resource: ResourceRef, options: InformerOptions = {}) {
+  constructor(kc: RestConfig, resource: ResourceRef, options: InformerOptions = {}) {
     this.#kc = kc;
     this.#ref = resource;
     this.#options = options;

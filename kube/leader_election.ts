@@ -34,11 +34,11 @@
  * @module
  */
 
-import type { k8s } from "./client.ts";
+import type { RestConfig } from "./kubeconfig.ts";
 import { childController, sleep } from "./backoff.ts";
 import { Informer } from "./informer.ts";
 import { errorMessage, jsonLog, type Log } from "./log.ts";
-import { apiStatus } from "./client.ts";
+import { apiStatus } from "./rest.ts";
 import { requestJson } from "./rest.ts";
 
 /** Which Lease the candidates compete for. */
@@ -141,7 +141,7 @@ function recordKey(spec: LeaseSpec | undefined): string {
  * {@link LeaderElector.start}, and {@link LeaderElector.stop} on shutdown.
  */
 export class LeaderElector {
-  readonly #kc: k8s.KubeConfig;
+  readonly #kc: RestConfig;
   readonly #lease: LeaseRef;
   readonly #options: LeaderElectionOptions;
   readonly #leaseDurationMs: number;
@@ -162,7 +162,7 @@ export class LeaderElector {
   #poke: (() => void) | undefined;
 
   /** A candidate for `lease` (not started). */
-  constructor(kc: k8s.KubeConfig, lease: LeaseRef, options: LeaderElectionOptions) {
+  constructor(kc: RestConfig, lease: LeaseRef, options: LeaderElectionOptions) {
     this.#kc = kc;
     this.#lease = lease;
     this.#options = options;

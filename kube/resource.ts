@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { k8s } from "./client.ts";
+import type { RestConfig } from "./kubeconfig.ts";
 import { requestJson } from "./rest.ts";
 
 /** A kind of object: its apiVersion and its kind or plural resource name. */
@@ -43,7 +43,7 @@ export function apiVersionPath(apiVersion: string): string {
  * when the plural is not given.
  */
 export async function resolveResource(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   ref: ResourceRef,
   options: { signal?: AbortSignal } = {},
 ): Promise<ResolvedResource> {

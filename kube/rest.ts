@@ -11,7 +11,16 @@
 import "./_no_deprecation_warnings.ts";
 import http from "node:http";
 import https from "node:https";
-import { k8s, pooledAgent } from "./client.ts";
+// The exception module alone: the package's index loads every generated model (docs/decisions.md).
+import { ApiException } from "@kubernetes/client-node/dist/gen/apis/exception.js";
+import { pooledAgent } from "./connections.ts";
+import type { RestConfig } from "./kubeconfig.ts";
+
+/** The HTTP status of a failed API call (ours or client-node's), when it has one. */
+export function apiStatus(err: unknown): number | undefined {
+  if (err instanceof ApiException) return err.code;
+  return undefined;
+}
 
 /** Options of {@link requestJson}. */
 export interface RequestOptions {
@@ -49,7 +58,7 @@ export class IdleTimeoutError extends Error {
 }
 
 /** A request that got no 2xx: the status code and the API server's Status object. */
-export class ApiError extends k8s.ApiException<unknown> {
+export class ApiError extends ApiException<unknown> {
   /** `reason` of the Status (e.g. `Conflict`, `Expired`, `NotFound`). */
   readonly reason: string;
   constructor(code: number, message: string, body: unknown) {
@@ -61,7 +70,7 @@ export class ApiError extends k8s.ApiException<unknown> {
 }
 
 function buildUrl(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   path: string,
   query: Record<string, string | number | boolean | undefined> | undefined,
 ): URL {
@@ -91,7 +100,7 @@ class StaleConnectionError extends Error {
  * ({@link shareConnections}); otherwise, and for watches, a connection of its own.
  */
 async function open(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   url: URL,
   method: string,
   headers: Record<string, string>,
@@ -194,7 +203,7 @@ function errorFrom(status: number, body: unknown): ApiError {
  * ```
  */
 export async function requestJson<T = unknown>(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   path: string,
   options: RequestOptions = {},
 ): Promise<T> {
@@ -241,7 +250,7 @@ export async function requestJson<T = unknown>(
  * (resolves) or it fails (rejects; a non-2xx answer as an {@link ApiError}).
  */
 export async function streamJsonLines(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   path: string,
   options: StreamOptions,
 ): Promise<void> {

@@ -62,6 +62,33 @@ function strHash(s: string, seed: number): number {
   return h >>> 0;
 }
 
+interface Scratch {
+  pos: Uint32Array;
+  skip: Uint32Array;
+  ids: Uint32Array;
+  weights: Float64Array;
+  credit: Float64Array;
+  taken: Uint8Array;
+}
+
+let scratch: Scratch | undefined;
+
+/** Work arrays for `n` backends and `size` slots, grown when too small (never shrunk). */
+function scratchFor(n: number, size: number): Scratch {
+  if (!scratch || scratch.pos.length < n || scratch.taken.length < size) {
+    const cap = Math.max(n, scratch?.pos.length ?? 0, 16);
+    scratch = {
+      pos: new Uint32Array(cap),
+      skip: new Uint32Array(cap),
+      ids: new Uint32Array(cap),
+      weights: new Float64Array(cap),
+      credit: new Float64Array(cap),
+      taken: new Uint8Array(Math.max(size, scratch?.taken.length ?? 0)),
+    };
+  }
+  return scratch;
+}
+
 /**
  * Builds a weighted Maglev table of `size` slots (a prime). Returns an empty
  * table when no entry has weight > 0: the service has no usable backend.
@@ -96,11 +123,11 @@ export function maglevTable(
   }
   const n = live.length;
   // pos[i] walks backend i's permutation (offset + j * skip) % size one step at a time.
-  const pos = new Uint32Array(n);
-  const skip = new Uint32Array(n);
-  const ids = new Uint32Array(n);
-  const weights = new Float64Array(n);
-  const credit = new Float64Array(n);
+  // Scratch arrays are reused across calls: a first sync builds 10,000 tables.
+  const s = scratchFor(n, size);
+  const { pos, skip, ids, weights, credit, taken } = s;
+  taken.fill(0, 0, size);
+  credit.fill(0, 0, n);
   let maxWeight = 0;
   for (let i = 0; i < n; i++) {
     const e = live[i]!;
@@ -111,7 +138,6 @@ export function maglevTable(
     if (e.weight > maxWeight) maxWeight = e.weight;
   }
   const table = new Uint32Array(size);
-  const taken = new Uint8Array(size);
   let filled = 0;
   // Each round a backend earns weight/maxWeight turns; a turn claims the next
   // free slot of its permutation. Slots end up proportional to weights.

@@ -585,8 +585,8 @@ export class DataplaneMaps {
     m.scan((keys, values, n) => {
       const ids = new Uint32Array(keys.buffer, 0, n);
       const words = new Uint32Array(values.buffer, 0, (n * vsize) / 4);
+      const t = new Float64Array(6); // reused: 65,536 services are read every 10 s
       for (let i = 0; i < n; i++) {
-        const t = [0, 0, 0, 0, 0, 0];
         let any = false;
         for (let c = 0; c < cpus; c++) {
           const base = (i * vsize + c * stride) / 4;
@@ -594,6 +594,7 @@ export class DataplaneMaps {
             const lo = words[base + 2 * f]!;
             const hi = words[base + 2 * f + 1]!;
             if (lo | hi) {
+              if (!any) t.fill(0);
               any = true;
               t[f]! += lo + hi * 4294967296;
             }
