@@ -208,9 +208,11 @@ Deno.test("operator: reconciles what users create, follows changes, fails over",
         // a "dies": it stops writing and never renews nor releases its Lease.
         const died = Date.now();
         await a.stop({ release: false });
-        await eventually("b leading", () => Promise.resolve(b.leading ? true : undefined), 6000);
+        // The lease time itself is held to account by kube/leader_election_test.ts; here the
+        // operator's takeover is, with room for CI's shared cores (a run at load ~25 took > 6 s).
+        await eventually("b leading", () => Promise.resolve(b.leading ? true : undefined), 10_000);
         const takeover = Date.now() - died;
-        assert.ok(takeover <= lease.durationMs + 1000, `took over after ${takeover} ms`);
+        assert.ok(takeover <= lease.durationMs + 5000, `took over after ${takeover} ms`);
         await cluster.kubectl(["delete", "tcproute", "echo-tcp"]);
         await eventually("the new leader writes: tcp listener with 0 routes", async () => {
           const gw = await json(["get", "gateway", "edge"]);
