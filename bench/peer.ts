@@ -666,6 +666,19 @@ async function machineJiffies(): Promise<{ busy: number; total: number }> {
   return { busy: total - (cpu[3] ?? 0) - (cpu[4] ?? 0), total };
 }
 
+/** Sum of the samples of Prometheus metric `name` (every label set matching `labels`) at `url`. */
+async function scrape(url: string, name: string, labels = ""): Promise<number> {
+  const text = await fetch(url, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text());
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const [key, value] = line.split(" ");
+    if (key && (key === name || key.startsWith(`${name}{`)) && key.includes(labels)) {
+      sum += Number(value);
+    }
+  }
+  return sum;
+}
+
 /** Options of {@link churnBench}. */
 interface ChurnOptions {
   rate: number;
@@ -695,6 +708,9 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
   const pods = [bench.pods.echoA, bench.pods.echoB];
   const sum = async (pids: number[]) =>
     (await Promise.all(pids.map((p) => cpuSeconds(p)))).reduce((x, y) => x + y, 0);
+  const nodes = bench.cluster.nodes;
+  const sumOf = async (urls: string[], name: string, labels?: string) =>
+    (await Promise.all(urls.map((u) => scrape(u, name, labels)))).reduce((x, y) => x + y, 0);
   const cpu = async () => ({
     agents: await sum(agents.map((a) => a.pid)),
     proxies: await sum(bench.proxies.map((p) => p.pid)),
@@ -703,6 +719,20 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
     etcd: await cpuSeconds(state.etcdPid),
     generator: await cpuSeconds(Deno.pid),
     machine: await machineJiffies(),
+    // Each one's syncs: how many changes one data-plane run carries.
+    agentSyncs: await sumOf(
+      nodes.map((node) => `http://${node.ip}:9464/metrics`),
+      "blixt_agent_syncs_total",
+      'result="ok"',
+    ),
+    proxySyncs: await sumOf(
+      nodes.map((node) => `http://${node.ip}:10249/metrics`),
+      "kubeproxy_sync_proxy_rules_duration_seconds_count",
+    ),
+    reconciles: await scrape(
+      `http://127.0.0.1:${18081 + bench.cluster.plan.slot}/metrics`,
+      "blixt_operator_reconciles_total",
+    ),
   });
   // Each change moves one endpoint: a slice alternates between one and two pods (it has two now).
   const bodies = Array.from(
@@ -759,7 +789,10 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
         `${percentile(latencies, 0.99).toFixed(0)} ms. CPU s (+3 s): agents ` +
         `${d("agents").toFixed(2)}, kube-proxies ${d("proxies").toFixed(2)}, operator ` +
         `${d("operator").toFixed(2)}, kube-apiserver ${d("apiserver").toFixed(2)}, etcd ` +
-        `${d("etcd").toFixed(2)}, this generator ${d("generator").toFixed(2)}; machine ` +
+        `${d("etcd").toFixed(2)}, this generator ${d("generator").toFixed(2)}; syncs: agents ` +
+        `${after.agentSyncs - before.agentSyncs}, kube-proxies ` +
+        `${after.proxySyncs - before.proxySyncs}, operator reconciles ` +
+        `${after.reconciles - before.reconciles}; machine ` +
         `${(100 * busy).toFixed(0)}% busy of ${CPUS} CPUs; load average ` +
         `${(await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")}`,
     );
@@ -772,6 +805,13 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
       (100 * d("proxies")) / done,
     );
     emit(`${prefix}_cpu_seconds_${n}_services`, d("agents"), "CPU s", "lower", d("proxies"));
+    emit(
+      `${prefix}_data_plane_syncs_${n}_services`,
+      after.agentSyncs - before.agentSyncs,
+      "syncs",
+      "lower",
+      after.proxySyncs - before.proxySyncs,
+    );
     for (
       const [name, value, unit, better] of [
         [`${prefix}_changes_per_s_${n}_services`, done / elapsed, "changes/s", "higher"],
@@ -779,6 +819,12 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
         [`${prefix}_write_latency_p99_ms`, percentile(latencies, 0.99), "ms", "lower"],
         [`${prefix}_apiserver_cpu_seconds`, d("apiserver"), "CPU s", "lower"],
         [`${prefix}_etcd_cpu_seconds`, d("etcd"), "CPU s", "lower"],
+        [
+          `${prefix}_operator_reconciles`,
+          after.reconciles - before.reconciles,
+          "reconciles",
+          "lower",
+        ],
         [`${prefix}_machine_busy_percent`, 100 * busy, "%", "lower"],
       ] as const
     ) {
