@@ -16,6 +16,7 @@
  *
  * deno task bench peer [--runs 5] [--seconds 3] [--samples 20]
  *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
+ *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
  *
  * See docs/performance.md ("Against kube-proxy") for the set-up and figures.
@@ -716,108 +717,231 @@ async function addChurnServices(bench: Bench): Promise<void> {
 }
 
 /**
- * Server-side apply of EndpointSlices over one HTTP/2 connection with the
- * host's admin certificate: the client library's agent took ~16 writes a
- * second here, too few for the churn.
+ * How the churn writes a slice: `update` is a PUT of the whole object, as kube-controller-manager's
+ * EndpointSlice controller writes them; `apply` is a server-side apply (more work for the API
+ * server: it merges the fields of every manager).
+ */
+type ChurnWrite = "update" | "apply";
+
+/**
+ * Writes of EndpointSlices spread over `connections` HTTPS clients (HTTP/2 each) with the host's
+ * admin certificate: the client library's agent took ~16 writes a second here, too few for the
+ * churn. A write resolves to its latency (ms).
  */
 function endpointSliceWriter(
   cluster: Cluster,
-): { apply(slice: Record<string, unknown>): Promise<void>; close(): void } {
+  connections: number,
+): { write(path: string, write: ChurnWrite, body: string): Promise<number>; close(): void } {
   const kc = cluster.kubeConfig();
   const user = kc.getCurrentUser(), server = kc.getCurrentCluster();
   if (!user?.certData || !user.keyData || !server?.caData) {
     throw new Error(`${cluster.kubeconfig}: expected inline client certificate, key and CA`);
   }
-  const client = Deno.createHttpClient({
+  const tls = {
     caCerts: [atob(server.caData)],
     cert: atob(user.certData),
     key: atob(user.keyData),
-  });
-  const apply = async (slice: Record<string, unknown>) => {
-    const meta = slice.metadata as { name: string; namespace: string };
-    const url = `${server.server}/apis/discovery.k8s.io/v1/namespaces/${meta.namespace}` +
-      `/endpointslices/${meta.name}?fieldManager=${FIELD_MANAGER}&force=true`;
-    const res = await fetch(url, {
-      method: "PATCH",
-      headers: { "content-type": "application/apply-patch+yaml" },
-      body: JSON.stringify(slice),
-      client,
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`apply ${meta.name}: ${res.status} ${text.slice(0, 200)}`);
   };
-  return { apply, close: () => client.close() };
+  const clients = Array.from({ length: connections }, () => Deno.createHttpClient(tls));
+  let next = 0;
+  const write = async (path: string, write: ChurnWrite, body: string) => {
+    const client = clients[next++ % clients.length]!;
+    const started = performance.now();
+    const res = await fetch(
+      `${server.server}${path}?fieldManager=${FIELD_MANAGER}${
+        write === "apply" ? "&force=true" : ""
+      }`,
+      {
+        method: write === "apply" ? "PATCH" : "PUT",
+        headers: {
+          "content-type": write === "apply" ? "application/apply-patch+yaml" : "application/json",
+        },
+        body,
+        client,
+      },
+    );
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${write} ${path}: ${res.status} ${text.slice(0, 200)}`);
+    return performance.now() - started;
+  };
+  return { write, close: () => clients.forEach((c) => c.close()) };
+}
+
+/** Busy and total jiffies of the machine (all CPUs), from /proc/stat. */
+async function machineJiffies(): Promise<{ busy: number; total: number }> {
+  const cpu = (await Deno.readTextFile("/proc/stat")).split("\n")[0]!.split(/\s+/).slice(1)
+    .map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  // idle and iowait are fields 4 and 5.
+  return { busy: total - (cpu[3] ?? 0) - (cpu[4] ?? 0), total };
+}
+
+/** Sum of the samples of Prometheus metric `name` (every label set matching `labels`) at `url`. */
+async function scrape(url: string, name: string, labels = ""): Promise<number> {
+  const text = await fetch(url, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text());
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const [key, value] = line.split(" ");
+    if (key && (key === name || key.startsWith(`${name}{`)) && key.includes(labels)) {
+      sum += Number(value);
+    }
+  }
+  return sum;
+}
+
+/** Options of {@link churnBench}. */
+interface ChurnOptions {
+  rate: number;
+  seconds: number;
+  connections: number;
+  writes: ChurnWrite[];
 }
 
 /**
- * CPU seconds of each node's data-plane component (the agents, the
- * kube-proxies; summed over the nodes) while `rate` EndpointSlice changes a
- * second (one endpoint added or removed) go to the churn's 100 one-port
- * Services for `seconds`, on top of the `n` filler services.
+ * CPU seconds of each node's data-plane component (the agents, the kube-proxies; summed over the
+ * nodes) while `rate` EndpointSlice changes a second (one endpoint added or removed) go to the
+ * churn's 100 one-port Services for `seconds`, on top of the `n` filler services; once per way of
+ * writing. Writes start on a paced schedule (the k-th at k / rate s) over `connections`
+ * connections, bodies made beforehand; the rate achieved, the write latency and the CPU of the API
+ * server, etcd and the whole machine tell where a rate out of reach is lost.
  */
-async function churnBench(bench: Bench, n: number, rate: number, seconds: number): Promise<void> {
+async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promise<void> {
   if (bench.system.target.kind !== "local") return;
   const { agents, operator } = bench.system.target;
+  const { rate, seconds } = options;
   await addChurnServices(bench);
-  const writer = endpointSliceWriter(bench.cluster);
+  const state = JSON.parse(await Deno.readTextFile(`${bench.cluster.dir}/cluster.json`)) as {
+    etcdPid: number;
+    apiserverPid: number;
+  };
+  const writer = endpointSliceWriter(bench.cluster, options.connections);
   const pods = [bench.pods.echoA, bench.pods.echoB];
+  const sum = async (pids: number[]) =>
+    (await Promise.all(pids.map((p) => cpuSeconds(p)))).reduce((x, y) => x + y, 0);
+  const nodes = bench.cluster.nodes;
+  const sumOf = async (urls: string[], name: string, labels?: string) =>
+    (await Promise.all(urls.map((u) => scrape(u, name, labels)))).reduce((x, y) => x + y, 0);
   const cpu = async () => ({
-    agents: (await Promise.all(agents.map((a) => cpuSeconds(a.pid)))).reduce((x, y) => x + y, 0),
-    proxies: (await Promise.all(bench.proxies.map((p) => cpuSeconds(p.pid)))).reduce(
-      (x, y) => x + y,
-      0,
-    ),
+    agents: await sum(agents.map((a) => a.pid)),
+    proxies: await sum(bench.proxies.map((p) => p.pid)),
     operator: await cpuSeconds(operator.pid),
+    apiserver: await cpuSeconds(state.apiserverPid),
+    etcd: await cpuSeconds(state.etcdPid),
+    generator: await cpuSeconds(Deno.pid),
+    machine: await machineJiffies(),
+    // Each one's syncs: how many changes one data-plane run carries.
+    agentSyncs: await sumOf(
+      nodes.map((node) => `http://${node.ip}:9464/metrics`),
+      "blixt_agent_syncs_total",
+      'result="ok"',
+    ),
+    proxySyncs: await sumOf(
+      nodes.map((node) => `http://${node.ip}:10249/metrics`),
+      "kubeproxy_sync_proxy_rules_duration_seconds_count",
+    ),
+    reconciles: await scrape(
+      `http://127.0.0.1:${18081 + bench.cluster.plan.slot}/metrics`,
+      "blixt_operator_reconciles_total",
+    ),
   });
-  const before = await cpu();
-  const started = performance.now();
-  let sent = 0, done = 0, failed = 0, lastError = "";
-  const inflight = new Set<Promise<void>>();
-  while (performance.now() - started < seconds * 1000) {
-    const due = Math.floor(((performance.now() - started) / 1000) * rate);
-    while (sent < due && inflight.size < 100) {
-      const i = sent % CHURN_SERVICES, round = Math.floor(sent / CHURN_SERVICES);
-      // Each change moves one endpoint: the slice alternates between one and two pods.
-      const endpoints = round % 2 ? pods : [pods[0]!];
-      const p = writer.apply(
-        endpointSlice(`churn-${i}`, [{ name: "c", port: 20000 + i }], endpoints),
-      )
-        .then(() => void done++, (e) => {
-          failed++;
-          lastError = (e as Error).message;
-        }).finally(() => inflight.delete(p));
-      inflight.add(p);
-      sent++;
+  // Each change moves one endpoint: a slice alternates between one and two pods (it has two now).
+  const bodies = Array.from(
+    { length: CHURN_SERVICES },
+    (_, i) =>
+      [[pods[0]!], pods].map((endpoints) =>
+        JSON.stringify(endpointSlice(`churn-${i}`, [{ name: "c", port: 20000 + i }], endpoints))
+      ),
+  );
+  const twoPods = bodies.map(() => true);
+  const path = (i: number) =>
+    `/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/churn-${i}-bench`;
+  for (const write of options.writes) {
+    const before = await cpu();
+    const started = performance.now();
+    let sent = 0, done = 0, failed = 0, lastError = "", maxBehind = 0;
+    const latencies: number[] = [];
+    const inflight = new Set<Promise<void>>();
+    while (performance.now() - started < seconds * 1000) {
+      const due = Math.floor(((performance.now() - started) / 1000) * rate);
+      maxBehind = Math.max(maxBehind, due - sent);
+      while (sent < due && inflight.size < 200) {
+        const i = sent % CHURN_SERVICES;
+        twoPods[i] = !twoPods[i];
+        const p = writer.write(path(i), write, bodies[i]![twoPods[i] ? 1 : 0]!)
+          .then((ms) => {
+            done++;
+            latencies.push(ms);
+          }, (e) => {
+            failed++;
+            lastError = (e as Error).message;
+          }).finally(() => inflight.delete(p));
+        inflight.add(p);
+        sent++;
+      }
+      await sleep(Math.max(1, started + ((sent + 1) * 1000) / rate - performance.now()));
     }
-    await sleep(5);
+    await Promise.all(inflight);
+    const elapsed = (performance.now() - started) / 1000;
+    if (done === 0) throw new Error(`churn (${write}): no write succeeded: ${lastError}`);
+    // kube-proxy syncs at most once a second (minSyncPeriod): both get 3 s to finish the last.
+    await sleep(3000);
+    const after = await cpu();
+    const d = (k: "agents" | "proxies" | "operator" | "apiserver" | "etcd" | "generator") =>
+      after[k] - before[k];
+    const busy = (after.machine.busy - before.machine.busy) /
+      (after.machine.total - before.machine.total);
+    const prefix = write === "update" ? "churn" : `churn_${write}`;
+    bench.log(
+      `churn (${write}, ${options.connections} connections): ${done} changes in ` +
+        `${elapsed.toFixed(1)} s = ${(done / elapsed).toFixed(1)}/s of ${rate}/s asked, ` +
+        `${failed} failed${lastError ? ` (${lastError})` : ""}, schedule behind by up to ` +
+        `${maxBehind}; write latency p50 ${percentile(latencies, 0.5).toFixed(0)} ms p99 ` +
+        `${percentile(latencies, 0.99).toFixed(0)} ms. CPU s (+3 s): agents ` +
+        `${d("agents").toFixed(2)}, kube-proxies ${d("proxies").toFixed(2)}, operator ` +
+        `${d("operator").toFixed(2)}, kube-apiserver ${d("apiserver").toFixed(2)}, etcd ` +
+        `${d("etcd").toFixed(2)}, this generator ${d("generator").toFixed(2)}; syncs: agents ` +
+        `${after.agentSyncs - before.agentSyncs}, kube-proxies ` +
+        `${after.proxySyncs - before.proxySyncs}, operator reconciles ` +
+        `${after.reconciles - before.reconciles}; machine ` +
+        `${(100 * busy).toFixed(0)}% busy of ${CPUS} CPUs; load average ` +
+        `${(await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")}`,
+    );
+    // Where the API server cannot take `rate` writes a second, the figure is per 100 changes made.
+    emit(
+      `${prefix}_cpu_seconds_per_100_changes_${n}_services`,
+      (100 * d("agents")) / done,
+      "CPU s",
+      "lower",
+      (100 * d("proxies")) / done,
+    );
+    emit(`${prefix}_cpu_seconds_${n}_services`, d("agents"), "CPU s", "lower", d("proxies"));
+    emit(
+      `${prefix}_data_plane_syncs_${n}_services`,
+      after.agentSyncs - before.agentSyncs,
+      "syncs",
+      "lower",
+      after.proxySyncs - before.proxySyncs,
+    );
+    for (
+      const [name, value, unit, better] of [
+        [`${prefix}_changes_per_s_${n}_services`, done / elapsed, "changes/s", "higher"],
+        [`${prefix}_write_latency_p50_ms`, percentile(latencies, 0.5), "ms", "lower"],
+        [`${prefix}_write_latency_p99_ms`, percentile(latencies, 0.99), "ms", "lower"],
+        [`${prefix}_apiserver_cpu_seconds`, d("apiserver"), "CPU s", "lower"],
+        [`${prefix}_etcd_cpu_seconds`, d("etcd"), "CPU s", "lower"],
+        [
+          `${prefix}_operator_reconciles`,
+          after.reconciles - before.reconciles,
+          "reconciles",
+          "lower",
+        ],
+        [`${prefix}_machine_busy_percent`, 100 * busy, "%", "lower"],
+      ] as const
+    ) {
+      console.log(JSON.stringify({ name, value: round(value, 1), unit, better }));
+    }
   }
-  await Promise.all(inflight);
   writer.close();
-  const elapsed = (performance.now() - started) / 1000;
-  const after = await cpu();
-  const agentsCpu = after.agents - before.agents, proxiesCpu = after.proxies - before.proxies;
-  bench.log(
-    `churn: ${done} changes in ${elapsed.toFixed(1)} s (${(done / elapsed).toFixed(1)}/s asked ` +
-      `${rate}/s, ${failed} failed${lastError ? `: ${lastError}` : ""}); CPU s: agents ${
-        agentsCpu.toFixed(2)
-      }, kube-proxies ` +
-      `${proxiesCpu.toFixed(2)}, operator ${(after.operator - before.operator).toFixed(2)}`,
-  );
-  // Where the API server cannot take `rate` writes a second, the figure is per 100 changes made.
-  emit(
-    `churn_cpu_seconds_per_100_changes_${n}_services`,
-    (100 * agentsCpu) / done,
-    "CPU s",
-    "lower",
-    (100 * proxiesCpu) / done,
-  );
-  emit(`churn_cpu_seconds_${n}_services`, agentsCpu, "CPU s", "lower", proxiesCpu);
-  console.log(JSON.stringify({
-    name: `churn_changes_per_s_${n}_services`,
-    value: round(done / elapsed, 1),
-    unit: "changes/s",
-    better: "higher",
-  }));
 }
 
 /** Runs the benchmark with command-line arguments. */
@@ -831,6 +955,8 @@ export async function main(args: string[]): Promise<void> {
       services: { type: "string", default: "1,1000,10000" },
       "churn-rate": { type: "string", default: "100" },
       "churn-seconds": { type: "string", default: "30" },
+      "churn-connections": { type: "string", default: "4" },
+      "churn-write": { type: "string", default: "update" },
       only: { type: "string" },
     },
   });
@@ -849,7 +975,16 @@ export async function main(args: string[]): Promise<void> {
     if (!only || only === "churn") {
       const n = sizes[sizes.length - 1]!;
       await fillTo(bench, n);
-      await churnBench(bench, n, Number(values["churn-rate"]), Number(values["churn-seconds"]));
+      const writes = values["churn-write"].split(",");
+      if (!writes.every((w): w is ChurnWrite => w === "update" || w === "apply")) {
+        throw new RangeError(`--churn-write ${values["churn-write"]}: update, apply or both`);
+      }
+      await churnBench(bench, n, {
+        rate: Number(values["churn-rate"]),
+        seconds: Number(values["churn-seconds"]),
+        connections: Number(values["churn-connections"]),
+        writes,
+      });
     }
   } finally {
     await tearDown(bench);

@@ -16,7 +16,15 @@
  * answers, conntrack entries of both nodes (total, and live by the program's
  * timeouts) at the start and end and after the idle timeouts (130 s), RSS of
  * the agents (mean) and the operator at start, end and after the idle time,
- * and its slope during the soak (least squares over a sample every 10 s).
+ * and its slope during the soak (least squares over a sample every 10 s), over
+ * the whole soak and over its first and last 10 minutes (a third of it when
+ * shorter than 30 minutes); the operator's V8 heap (its /metrics gauges) the
+ * same way. Every sample goes to `.cache/soak-samples.jsonl`. With
+ * `--heap-snapshots` the operator writes a heap snapshot (SIGUSR2) at the end
+ * of the first window, at the end of the churn and after the idle time; compare
+ * them with `deno run -A bench/heap_snapshot.ts A B`. Writing one leaves the
+ * operator's RSS ~300 MiB higher for good (the serializer's memory): with
+ * snapshots, compare RSS by the last window's slope, not by levels.
  *
  * @module
  */
@@ -27,6 +35,7 @@ import { newConnectionsConverge, watchTraffic } from "../tests/reliability/traff
 import { openPinnedMap } from "../agent/bpf/object.ts";
 import { flowValue } from "../agent/bpf/layout.ts";
 
+const root = new URL("../", import.meta.url).pathname;
 const NAME = "rel-soak";
 const PORTS = [
   { name: "tcp", port: 80, targetPort: 8080, protocol: "TCP" as const },
@@ -131,11 +140,85 @@ function slope(samples: [number, number][]): number {
   return den ? num / den : 0;
 }
 
+/** The operator's V8 heap gauges (MiB), from its /metrics; zeros when unreachable. */
+async function operatorHeap(
+  port: number,
+): Promise<{ used: number; total: number; external: number }> {
+  try {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`, {
+      signal: AbortSignal.timeout(5000),
+    }).then((r) => r.text());
+    const gauge = (name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0) / 2 ** 20;
+    return {
+      used: gauge("blixt_operator_heap_used_bytes"),
+      total: gauge("blixt_operator_heap_total_bytes"),
+      external: gauge("blixt_operator_external_memory_bytes"),
+    };
+  } catch {
+    return { used: 0, total: 0, external: 0 };
+  }
+}
+
+/**
+ * Has the operator write a heap snapshot and waits until it is written (the write blocks its
+ * event loop, so /healthz answers only after). Resolves to the snapshot's path.
+ */
+async function heapSnapshot(pid: number, port: number): Promise<string> {
+  const dir = Deno.env.get("TMPDIR") ?? "/tmp";
+  const prefix = `blixt-operator-${pid}-`;
+  const existing = new Set(
+    [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith(prefix)),
+  );
+  Deno.kill(pid, "SIGUSR2");
+  for (let t = 0; t < 600; t++) {
+    await sleep(1000);
+    const made = [...Deno.readDirSync(dir)].map((e) => e.name).find((n) =>
+      n.startsWith(prefix) && !existing.has(n)
+    );
+    const up = await fetch(`http://127.0.0.1:${port}/healthz`, {
+      signal: AbortSignal.timeout(2000),
+    }).then((r) => r.ok, () => false);
+    if (made && up) return `${dir}/${made}`;
+  }
+  throw new Error("the operator wrote no heap snapshot in 600 s");
+}
+
+/** Slopes over the first and the last `window` minutes of the samples. */
+function emitWindows(
+  prefix: string,
+  samples: [number, number][],
+  window: number,
+  minutes: number,
+): void {
+  const first = samples.filter(([m]) => m <= window);
+  const last = samples.filter(([m]) => m >= minutes - window);
+  emit(
+    `${prefix}_slope_first_${Math.round(window)}min_mib_per_min`,
+    slope(first),
+    "MiB/min",
+    "lower",
+  );
+  emit(
+    `${prefix}_slope_last_${Math.round(window)}min_mib_per_min`,
+    slope(last),
+    "MiB/min",
+    "lower",
+  );
+}
+
 /** Runs the soak and prints its figures. */
 export async function main(args: string[]): Promise<void> {
   const i = args.indexOf("--minutes");
   const minutes = i >= 0 ? Number(args[i + 1]) : 10;
   if (!(minutes > 0 && minutes <= 24 * 60)) throw new RangeError(`--minutes ${args[i + 1]}`);
+  const snapshots = args.includes("--heap-snapshots");
+  // The windows whose slopes tell a settling heap (steep, then flat) from a leak (steady).
+  const window = Math.min(10, minutes / 3);
+  const samplesPath = `${root}.cache/soak-samples.jsonl`;
+  await Deno.mkdir(`${root}.cache`, { recursive: true });
+  await Deno.writeTextFile(samplesPath, "");
+  const snapshotPaths: string[] = [];
   let system: System | undefined;
   try {
     system = await startSystem({ name: NAME, nodes: 2 });
@@ -168,7 +251,14 @@ export async function main(args: string[]): Promise<void> {
       which === "agents"
         ? pids.agents.reduce((a, p) => a + rssMiB(p), 0) / pids.agents.length
         : rssMiB(pids.operator);
-    const samples = { agents: [] as [number, number][], operator: [] as [number, number][] };
+    const healthPort = 18081 + local.cluster.plan.slot;
+    const samples = {
+      agents: [] as [number, number][],
+      operator: [] as [number, number][],
+      operator_heap_used: [] as [number, number][],
+      operator_heap_total: [] as [number, number][],
+      operator_external: [] as [number, number][],
+    };
     const traffic = watchTraffic(vip, { tcp: 80, udp: 53 });
     const started = performance.now();
     let changes = 0;
@@ -177,8 +267,23 @@ export async function main(args: string[]): Promise<void> {
       const m = (performance.now() - started) / 60_000;
       if (Math.floor(m * 6) !== lastSample) {
         lastSample = Math.floor(m * 6);
-        samples.agents.push([m, rss("agents")]);
-        samples.operator.push([m, rss("operator")]);
+        const heap = await operatorHeap(healthPort);
+        const sample = {
+          minute: m,
+          agents: rss("agents"),
+          operator: rss("operator"),
+          operator_heap_used: heap.used,
+          operator_heap_total: heap.total,
+          operator_external: heap.external,
+          changes,
+        };
+        await Deno.writeTextFile(samplesPath, JSON.stringify(sample) + "\n", { append: true });
+        for (const k of Object.keys(samples) as (keyof typeof samples)[]) {
+          samples[k].push([m, sample[k]]);
+        }
+        if (snapshots && snapshotPaths.length === 0 && m >= window) {
+          snapshotPaths.push(await heapSnapshot(pids.operator, healthPort));
+        }
       }
       const w = [0, 1, 2, 3].map((k) => 1 + ((changes + k) % 4));
       await sys.apply(yaml(w, changes % 2 === 0)).catch((e) => console.error(`apply: ${e}`));
@@ -188,9 +293,13 @@ export async function main(args: string[]): Promise<void> {
     const report = await traffic.stop();
     const ctEnd = ct();
     const rssEnd = { agents: rss("agents"), operator: rss("operator") };
+    const heapEnd = await operatorHeap(healthPort);
+    if (snapshots) snapshotPaths.push(await heapSnapshot(pids.operator, healthPort));
     // Closed connections linger 120 s (TIME_WAIT-like), UDP 30-120 s: then they are dead.
     await sleep(130_000);
     const ctIdle = ct();
+    const heapIdle = await operatorHeap(healthPort);
+    if (snapshots) snapshotPaths.push(await heapSnapshot(pids.operator, healthPort));
     const total = Object.values(report.sent).reduce((a, b) => a + b, 0);
     const failed = Object.values(report.failed).reduce((a, b) => a + b, 0);
     const resets = report.failures.filter((f) => f.kind === "reset").length;
@@ -213,7 +322,24 @@ export async function main(args: string[]): Promise<void> {
       emit(`soak_${which}_rss_end_mib`, rssEnd[which], "MiB", "lower");
       emit(`soak_${which}_rss_idle_mib`, rss(which), "MiB", "lower");
       emit(`soak_${which}_rss_slope_mib_per_min`, slope(s), "MiB/min", "lower");
+      emitWindows(`soak_${which}_rss`, s, window, minutes);
     }
+    for (
+      const [key, end, idle] of [
+        ["operator_heap_used", heapEnd.used, heapIdle.used],
+        ["operator_heap_total", heapEnd.total, heapIdle.total],
+        ["operator_external", heapEnd.external, heapIdle.external],
+      ] as const
+    ) {
+      const s = samples[key];
+      emit(`soak_${key}_start_mib`, s[0]?.[1] ?? 0, "MiB", "lower");
+      emit(`soak_${key}_end_mib`, end, "MiB", "lower");
+      emit(`soak_${key}_idle_mib`, idle, "MiB", "lower");
+      emit(`soak_${key}_slope_mib_per_min`, slope(s), "MiB/min", "lower");
+      emitWindows(`soak_${key}`, s, window, minutes);
+    }
+    console.error(`samples: ${samplesPath}`);
+    if (snapshotPaths.length) console.error(`heap snapshots: ${snapshotPaths.join(" ")}`);
     if (failed > 0) {
       console.error(`failures: ${JSON.stringify(report.failures.slice(0, 20))}`);
       Deno.exitCode = 1;

@@ -4,12 +4,15 @@
  * a cluster (in-cluster service account) or from outside (kubeconfig).
  *
  * Serves `/healthz` (the process is up), `/readyz` (the caches are synced)
- * and `/metrics` (Prometheus text) on the health port.
+ * and `/metrics` (Prometheus text) on the health port. SIGUSR2 writes a V8 heap
+ * snapshot to `$TMPDIR` (or /tmp) as `blixt-operator-PID-MS.heapsnapshot`, for
+ * memory diagnosis; the operator stands still while it is written.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { writeHeapSnapshot } from "node:v8";
 import { loadKubeConfig } from "../kube/client.ts";
 import { Operator } from "./controller.ts";
 
@@ -98,5 +101,10 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGTERM", shutdown);
   Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGUSR2", () => {
+    const dir = Deno.env.get("TMPDIR") ?? "/tmp";
+    const path = writeHeapSnapshot(`${dir}/blixt-operator-${Deno.pid}-${Date.now()}.heapsnapshot`);
+    console.error(`heap snapshot written: ${path}`);
+  });
   await operator.start();
 }
