@@ -577,7 +577,7 @@ async function programmingBench(bench: Bench, n: number, samples: number): Promi
   await fillTo(bench, n);
   // The write goes over a kept-alive connection: through the client library each write made
   // a TLS connection of its own and held this process's event loop, the probers' included.
-  const writer = endpointSliceWriter(bench.cluster);
+  const writer = endpointSliceWriter(bench.cluster, 1);
   try {
     await programmingSamples(bench, n, samples, writer);
   } finally {
@@ -598,7 +598,11 @@ async function programmingSamples(
     const startedAt = Date.now();
     const started = performance.now();
     let written = 0;
-    const write = writer.apply(endpointSlice("probe", ECHO, [target]))
+    const slice = endpointSlice("probe", ECHO, [target]);
+    const meta = slice.metadata as { name: string; namespace: string };
+    const path =
+      `/apis/discovery.k8s.io/v1/namespaces/${meta.namespace}/endpointslices/${meta.name}`;
+    const write = writer.write(path, "apply", JSON.stringify(slice))
       .then(() => written = performance.now());
     const [b, k] = await Promise.all([
       firstAnswerFrom(bench.addresses.blixtProbe, target.name, 60_000),
