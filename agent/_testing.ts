@@ -82,8 +82,8 @@ export class FakeMaps implements MapWriter {
     this.#op("clearBackends", ids.join(","));
     for (const id of ids) this.backends.delete(id);
   }
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[]): void {
-    this.#op("writeMaglevs", tables.map((t) => t.id).join(","));
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array; inPlace?: boolean }[]): void {
+    this.#op("writeMaglevs", tables.map((t) => `${t.id}${t.inPlace ? " in place" : ""}`).join(","));
     for (const t of tables) this.tables.set(t.id, t.table);
   }
   deleteMaglevs(ids: readonly number[]): void {

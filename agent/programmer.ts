@@ -34,7 +34,7 @@ export interface MapWriter {
   /** Empties backend slots. */
   clearBackends(ids: readonly number[]): void;
   /** Swaps in Maglev tables, each whole. */
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[]): void;
+  writeMaglevs(tables: readonly { id: number; table: Uint32Array; inPlace?: boolean }[]): void;
   /** Removes Maglev tables. */
   deleteMaglevs(ids: readonly number[]): void;
   /** Writes a services entry. */
@@ -201,7 +201,7 @@ export type Step =
   | { op: "clearBackends"; ids: number[] }
   | { op: "resetCounters"; services: number[]; backends: number[] }
   | { op: "writeBackends"; slots: BackendSlot[] }
-  | { op: "writeMaglevs"; tables: { id: number; table: Uint32Array }[] }
+  | { op: "writeMaglevs"; tables: { id: number; table: Uint32Array; inPlace?: boolean }[] }
   | { op: "putService"; addr: ServiceAddress; entry: ServiceEntry }
   | { op: "putVipMarker"; addr: string }
   | { op: "deleteVipMarker"; addr: string };
@@ -394,7 +394,7 @@ export class Programmer {
     const freshBackends: number[] = [];
     // 3a entries that must change before their table, 3b tables, 3c entries after their table
     const entriesBefore: Step[] = [];
-    const newTables: { id: number; table: Uint32Array }[] = [];
+    const newTables: { id: number; table: Uint32Array; inPlace?: boolean }[] = [];
     const emptied: number[] = [];
     const entriesAfter: Step[] = [];
     const clearLater: number[] = [];
@@ -435,9 +435,11 @@ export class Programmer {
         data[3 * i + 2] = b.remote ? 1 : 0;
       }
       const backends = new PackedBackends(addrs, data);
+      let removed = false;
       if (old) {
         for (let i = 0; i < old.backends.size; i++) {
           if (kept![i] === 1) continue;
+          removed = true;
           const bid = old.backends.idAt(i);
           clearLater.push(bid);
           backendIds.free(bid);
@@ -462,6 +464,11 @@ export class Programmer {
       } else if (entry.tableSize === 0) {
         entriesBefore.push(put); // size 0 rejects before the table goes
         if (old.entry.tableSize > 0) emptied.push(id);
+      } else if (entry.tableSize === old.entry.tableSize && old.entry.tableSize > 0 && !removed) {
+        // Same size, every backend of the old table still in place: written over the old table
+        // (no outer-map swap, no RCU grace period to wait for), then the entry.
+        newTables.push(lazyTable(id, buildTable, true));
+        entriesAfter.push(put);
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
         newTables.push(lazyTable(id, buildTable));
@@ -568,9 +575,14 @@ export class Programmer {
  * writes 10,000 of them, and holding them all until the write would cost
  * ~40 MiB of buffers that the allocator then keeps.
  */
-function lazyTable(id: number, build: () => Uint32Array): { id: number; table: Uint32Array } {
+function lazyTable(
+  id: number,
+  build: () => Uint32Array,
+  inPlace = false,
+): { id: number; table: Uint32Array; inPlace: boolean } {
   return {
     id,
+    inPlace,
     get table() {
       return build();
     },

@@ -51,14 +51,17 @@ Deno.test("programmer: applying the same tables again writes nothing", () => {
 Deno.test("programmer: a removed backend leaves the table before its slot is cleared", () => {
   const { maps, p } = setup(table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3")] }]));
   p.apply(desired(maps, table("gw", [{ backends: [be("198.18.1.2")] }])));
+  // a backend leaves: a fresh table swapped in (the kernel's grace period passes before the
+  // slot is cleared), not written in place
   assert.deepEqual(maps.ops, ["writeMaglevs 1", `putService ${F}`, "clearBackends 2"]);
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2"]);
 });
 
-Deno.test("programmer: a weight change rebuilds only that table; weight 0 keeps the slot", () => {
+Deno.test("programmer: a weight change rewrites only that table, in place; weight 0 keeps the slot", () => {
   const { maps, p } = setup(table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3")] }]));
   p.apply(desired(maps, table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3", 0)] }])));
-  assert.deepEqual(maps.ops, ["writeMaglevs 1", `putService ${F}`]);
+  // same size, every backend still there: written over the old table, no swap
+  assert.deepEqual(maps.ops, ["writeMaglevs 1 in place", `putService ${F}`]);
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2"]);
   assert.equal(maps.backends.size, 2, "the drained backend keeps its slot for tracked flows");
 });

@@ -201,6 +201,21 @@ function sumCounters(bytes: Uint8Array, cpus: number): Counters {
 }
 
 /** Typed access to the data plane's maps. */
+/**
+ * A Maglev table to write for a service. `inPlace`: the service keeps its
+ * table size and every backend its current table names, so the table may be
+ * overwritten where it is (a reader mixing old and new slots meets only live
+ * backends) instead of swapped in.
+ */
+export interface MaglevWrite {
+  /** Service id. */
+  id: number;
+  /** The slots (backend ids). */
+  table: Uint32Array;
+  /** May be written over the current table; see above. */
+  inPlace?: boolean;
+}
+
 export class DataplaneMaps {
   readonly #maps: MapSet;
   /** map_flags of inner Maglev tables, once probed (see #maglevInnerFlags). */
@@ -304,9 +319,10 @@ export class DataplaneMaps {
    * chunk's inner maps stay open (one fd each) until their batch is in.
    * Each `table` is read once (the agent's are built when read).
    */
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array }[], chunk = 2048): void {
-    for (let i = 0; i < tables.length; i += chunk) {
-      const part = tables.slice(i, i + chunk);
+  writeMaglevs(tables: readonly MaglevWrite[], chunk = 2048): void {
+    const swaps = tables.filter((t) => !(t.inPlace && this.#writeInPlace(t.id, t.table)));
+    for (let i = 0; i < swaps.length; i += chunk) {
+      const part = swaps.slice(i, i + chunk);
       const inner: BpfMap[] = [];
       try {
         for (const { id, table } of part) {
@@ -322,6 +338,27 @@ export class DataplaneMaps {
       } finally {
         for (const m of inner) m.close(); // the outer map holds the tables now
       }
+    }
+  }
+
+  /**
+   * Writes `table` over service `id`'s current inner map, slot by slot through
+   * mmap (each slot one aligned 32-bit store, so a program reads a slot's old
+   * or new backend, never a torn one), without the outer-map write and its
+   * RCU grace period. Only where the table keeps its size and the inner maps
+   * are mmap-able; false when it cannot (the caller swaps instead).
+   */
+  #writeInPlace(id: number, table: Uint32Array): boolean {
+    if (table.length === 0 || !(this.#maglevInnerFlags() & BPF_F_MMAPABLE)) return false;
+    const idBytes = this.#maps.map("maglev").lookup(u32(id));
+    if (!idBytes) return false;
+    const inner = openMapById(new DataView(idBytes.buffer).getUint32(0, true), "blixt_maglev");
+    try {
+      if (inner.maxEntries !== table.length) return false;
+      writeMappedU32(inner.fd, table);
+      return true;
+    } finally {
+      inner.close();
     }
   }
 

@@ -4,7 +4,7 @@ import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
 import { maglevSize, maglevTable } from "./maglev.ts";
 import { BPF_F_INNER_MAP, LIMITS } from "./layout.ts";
 import { check, closeFd, cstr, lib, opts } from "./libbpf.ts";
-import { createMap, MAP_TYPE } from "./object.ts";
+import { createMap, MAP_TYPE, openPinnedMap } from "./object.ts";
 
 async function withMaps(fn: (dp: Dataplane) => void): Promise<void> {
   await buildBpf();
@@ -83,6 +83,40 @@ Deno.test("maps: Maglev tables are written and removed in batches", async () => 
     for (const t of tables) assert.deepEqual(dp.maps.readMaglev(t.id), t.table);
     dp.maps.deleteMaglevs([1, 3]);
     assert.deepEqual([1, 2, 3].map((id) => dp.maps.readMaglev(id).length), [0, 1021, 0]);
+  });
+});
+
+Deno.test("maps: a table of the same size is written over the old one in place, another size is swapped in", async () => {
+  await withMaps((dp) => {
+    const innerId = (id: number) => {
+      const outer = openPinnedMap(`${dp.pinDir}/maglev`);
+      try {
+        const key = new Uint8Array(Uint32Array.of(id).buffer);
+        return new DataView(outer.lookup(key)!.buffer).getUint32(0, true);
+      } finally {
+        outer.close();
+      }
+    };
+    const two = [
+      { key: "198.18.201.1:80", id: 11, weight: 1 },
+      { key: "198.18.201.2:80", id: 12, weight: 1 },
+    ];
+    const first = maglevTable(two, maglevSize(2));
+    dp.maps.writeMaglevs([{ id: 1, table: first }]);
+    const before = innerId(1);
+    const weighted = maglevTable([two[0]!, { ...two[1]!, weight: 3 }], maglevSize(2));
+    assert.notDeepEqual(weighted, first);
+    dp.maps.writeMaglevs([{ id: 1, table: weighted, inPlace: true }]);
+    assert.deepEqual(dp.maps.readMaglev(1), weighted);
+    assert.equal(innerId(1), before, "the same inner map, written in place");
+    const bigger = maglevTable(
+      [...two, { key: "198.18.201.3:80", id: 13, weight: 1 }],
+      maglevSize(20),
+    );
+    assert.notEqual(bigger.length, first.length);
+    dp.maps.writeMaglevs([{ id: 1, table: bigger, inPlace: true }]);
+    assert.deepEqual(dp.maps.readMaglev(1), bigger);
+    assert.notEqual(innerId(1), before, "another size: a new inner map swapped in");
   });
 });
 
