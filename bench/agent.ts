@@ -36,7 +36,8 @@ import { buildBpf } from "../bpf/build.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import type { RoutingTable } from "../api/mod.ts";
 import { AgentProcess, dataplaneNode, eventually, installCrds } from "../agent/_cluster_testing.ts";
-import { openPinnedMap } from "../agent/bpf/object.ts";
+import { openMapById, openPinnedMap } from "../agent/bpf/object.ts";
+import { readMappedU32 } from "../agent/bpf/libbpf.ts";
 import { serviceKey, serviceValue } from "../agent/bpf/layout.ts";
 import { type k8s, shareConnections } from "../kube/client.ts";
 import { requestJson } from "../kube/rest.ts";
@@ -206,12 +207,22 @@ export async function main(args: string[]): Promise<void> {
       const id = serviceValue.decode(services.lookup(key)!).id;
       const idKey = new Uint8Array(new Uint32Array([id]).buffer);
       const innerId = () => new DataView(maglev.lookup(idKey)!.buffer).getUint32(0, true);
+      // A weight change is written over the table in place (same inner map), a resize swaps in
+      // another: either way the slots the programs read change.
+      const slots = () => {
+        const inner = openMapById(innerId(), "blixt_maglev");
+        try {
+          return readMappedU32(inner.fd, inner.maxEntries).join();
+        } finally {
+          inner.close();
+        }
+      };
       const times: number[] = [];
       const agentTimes: number[] = [];
       const writes: number[] = [];
       for (let r = 0; r < rounds; r++) {
         const seen = agent.lines.length;
-        const before = innerId();
+        const before = slots();
         // What the operator sends when one entry's backends change: a JSON patch of that entry.
         const want = table(shape, 0, vips, podNet, 0, r % 2 === 0 ? 2 : 1);
         const patch = changedEntriesPatch(current, want);
@@ -224,7 +235,7 @@ export async function main(args: string[]): Promise<void> {
           contentType: "application/json-patch+json",
         });
         writes.push(performance.now() - t0);
-        await eventually("the new Maglev table", () => innerId() !== before, {
+        await eventually("the new Maglev table", () => slots() !== before, {
           timeoutMs: 10_000,
           intervalMs: 1,
         });
@@ -233,6 +244,7 @@ export async function main(args: string[]): Promise<void> {
         const synced = agent.lines.slice(seen).map((l) => JSON.parse(l))
           .filter((l) => l.msg === "maps synced");
         for (const l of synced) agentTimes.push(l.sinceChangeMs);
+        if (Deno.env.get("BLIXT_BENCH_DEBUG")) for (const l of synced) console.error(JSON.stringify(l));
       }
       const x = shape.suffix;
       emit(`update_one_backend_at_10k_ms${x}`, percentile(times, 50), "ms", "lower");

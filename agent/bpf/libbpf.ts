@@ -265,6 +265,28 @@ export function writeMappedU32(fd: number, values: Uint32Array): void {
   }
 }
 
+/**
+ * Reads the first `n` u32 values of an mmap-able BPF array map (the layout
+ * {@link writeMappedU32} writes: one value per 8-byte slot).
+ */
+export function readMappedU32(fd: number, n: number): Uint32Array {
+  const len = BigInt(Math.ceil((n * 8) / PAGE) * PAGE);
+  const c = loadLibc();
+  lib();
+  const p = c.mmap(null, len, 0x1, MAP_SHARED, fd, 0n); // PROT_READ
+  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
+    throw new LibbpfError("mmap", lastErrno() || 22, "", `map fd ${fd}`);
+  }
+  try {
+    const words = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(p, n * 8));
+    const out = new Uint32Array(n);
+    for (let i = 0; i < n; i++) out[i] = words[2 * i]!;
+    return out;
+  } finally {
+    c.munmap(p, len);
+  }
+}
+
 /** A NUL-terminated C string. */
 export function cstr(s: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(`${s}\0`);
