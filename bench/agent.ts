@@ -244,7 +244,9 @@ export async function main(args: string[]): Promise<void> {
         const synced = agent.lines.slice(seen).map((l) => JSON.parse(l))
           .filter((l) => l.msg === "maps synced");
         for (const l of synced) agentTimes.push(l.sinceChangeMs);
-        if (Deno.env.get("BLIXT_BENCH_DEBUG")) for (const l of synced) console.error(JSON.stringify(l));
+        if (Deno.env.get("BLIXT_BENCH_DEBUG")) {
+          for (const l of synced) console.error(JSON.stringify(l));
+        }
       }
       const x = shape.suffix;
       emit(`update_one_backend_at_10k_ms${x}`, percentile(times, 50), "ms", "lower");
