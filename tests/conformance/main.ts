@@ -86,6 +86,44 @@ function summarize(reportYaml: string): boolean {
   return ok;
 }
 
+/**
+ * After a failed run, what the cluster knew (its processes' logs; pods, EndpointSlices,
+ * RoutingTables and DataplaneNodes as YAML) goes to `.cache/conformance-failure/` before the
+ * cluster and its directory go: a flake seen once in CI can then be read, not guessed.
+ */
+async function keepEvidence(cluster: Cluster): Promise<void> {
+  const dest = `${root}.cache/conformance-failure`;
+  try {
+    await Deno.remove(dest, { recursive: true }).catch(() => {});
+    await Deno.mkdir(dest, { recursive: true });
+    const copy = async (dir: string, rel: string): Promise<void> => {
+      for await (const e of Deno.readDir(dir)) {
+        const from = `${dir}/${e.name}`, to = `${rel}/${e.name}`;
+        if (e.isDirectory) await copy(from, to);
+        else if (e.isFile && e.name.endsWith(".log")) {
+          await Deno.mkdir(`${dest}/${rel}`, { recursive: true });
+          await Deno.copyFile(from, `${dest}/${to}`);
+        }
+      }
+    };
+    await copy(cluster.dir, ".");
+    const objects = "pods,endpointslices,routingtables,dataplanenodes,gateways,udproutes,tcproutes";
+    const yaml = await cluster.kubectl(["get", objects, "-A", "-o", "yaml"]);
+    await Deno.writeTextFile(`${dest}/objects.yaml`, yaml);
+    step(`evidence of the failed run: ${dest.slice(root.length)}`);
+    // The CI log is all a CI failure leaves: the pods and the components' complaints go there too.
+    console.log(await cluster.kubectl(["get", "pods", "-A", "-o", "wide"]));
+    for (const log of ["operator.log", "agent-node-1.log", "agent-node-2.log"]) {
+      const text = await Deno.readTextFile(`${dest}/${log}`).catch(() => "");
+      const complaints = text.split("\n").filter((l) => /"level":"(warn|error)"/.test(l));
+      console.log(`${log}: ${complaints.length} warn/error lines, the last 20:`);
+      for (const l of complaints.slice(-20)) console.log(`  ${l.slice(0, 400)}`);
+    }
+  } catch (e) {
+    step(`could not keep the failed run's evidence: ${e instanceof Error ? e.message : e}`);
+  }
+}
+
 let system: System | undefined;
 let code = 1;
 try {
@@ -163,6 +201,7 @@ try {
     console.log(`no report written (${e instanceof Error ? e.message : e})`);
   }
   code = status.code === 0 && passed ? 0 : 1;
+  if (code !== 0) await keepEvidence(cluster);
 } finally {
   if (values.keep && system) {
     step(`left running: KUBECONFIG=${system.cluster.kubeconfig}`);
