@@ -19,6 +19,26 @@ import { Operator } from "./controller.ts";
 /** Field manager of what the tests apply. */
 export const TEST_MANAGER = "op2-test";
 
+/**
+ * YAML of blixt's GatewayClass `blixt` and its GatewayClassConfig with one
+ * address pool, `cidr`: the start of most test scenarios (ends with a newline).
+ */
+export function blixtClassYaml(cidr: string): string {
+  return `apiVersion: blixt.dev/v1alpha1
+kind: GatewayClassConfig
+metadata: { name: blixt-config }
+spec:
+  addressPools: [{ name: local, cidr: ${cidr} }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: blixt }
+spec:
+  controllerName: blixt.dev/gateway-controller
+  parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt-config }
+`;
+}
+
 /** A condition as kubectl shows it. */
 export interface Cond {
   type: string;

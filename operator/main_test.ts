@@ -10,6 +10,7 @@ import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { applyObject, type KubeObject } from "../kube/client.ts";
 import { parseManifests } from "../kube/manifests.ts";
 import { applyBlixtCrds } from "../manifests/crds.ts";
+import { blixtClassYaml } from "./_cluster_testing.ts";
 
 const NAME = "op2-test-metrics";
 const MANAGER = { fieldManager: "op2-test", force: true };
@@ -20,19 +21,7 @@ apiVersion: v1
 kind: Namespace
 metadata: { name: blixt-system }
 ---
-apiVersion: blixt.dev/v1alpha1
-kind: GatewayClassConfig
-metadata: { name: blixt-config }
-spec:
-  addressPools: [{ name: local, cidr: ${pool} }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: blixt }
-spec:
-  controllerName: blixt.dev/gateway-controller
-  parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt-config }
----
+${blixtClassYaml(pool)}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: { name: edge, namespace: default }

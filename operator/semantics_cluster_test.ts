@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import {
   assertConditions,
+  blixtClassYaml,
   blixtParents,
   type Cond,
   converge,
@@ -30,19 +31,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The blixt class every case uses, with the cluster's Gateway pool. */
 function baseClass(pool: string): string {
   return `
-apiVersion: blixt.dev/v1alpha1
-kind: GatewayClassConfig
-metadata: { name: blixt-config }
-spec:
-  addressPools: [{ name: local, cidr: ${pool} }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: blixt }
-spec:
-  controllerName: blixt.dev/gateway-controller
-  parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt-config }
-`;
+${blixtClassYaml(pool)}`;
 }
 
 function namespace(name: string, labels: Record<string, string> = {}): string {

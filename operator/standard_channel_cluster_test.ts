@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import {
   assertConditions,
+  blixtClassYaml,
   blixtParents,
   converge,
   listenerOf,
@@ -24,19 +25,7 @@ Deno.test("standard channel: v1 routes are reconciled, v1alpha2 is not served", 
       "UDPRoute gateway.networking.k8s.io/v1",
     ]);
     await oc.apply(`
-apiVersion: blixt.dev/v1alpha1
-kind: GatewayClassConfig
-metadata: { name: blixt-config }
-spec:
-  addressPools: [{ name: local, cidr: ${oc.cluster.plan.gatewayPool} }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: blixt }
-spec:
-  controllerName: blixt.dev/gateway-controller
-  parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt-config }
----
+${blixtClassYaml(oc.cluster.plan.gatewayPool)}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: { name: gw, namespace: default }

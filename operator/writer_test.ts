@@ -13,25 +13,14 @@ import { reconcile } from "./gateway.ts";
 import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
 import { changedEntriesPatch, writeGatewayClassStatus, writeResult } from "./writer.ts";
+import { blixtClassYaml } from "./_cluster_testing.ts";
 
 const NAME = "op2-test-writer";
 
 /** A blixt class with a pool, a Gateway, an echo Service with one endpoint, and a TCPRoute. */
 function objects(pool: string, endpoint: string) {
   return parseManifests(`
-apiVersion: blixt.dev/v1alpha1
-kind: GatewayClassConfig
-metadata: { name: blixt-config }
-spec:
-  addressPools: [{ name: local, cidr: ${pool} }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: blixt }
-spec:
-  controllerName: blixt.dev/gateway-controller
-  parametersRef: { group: blixt.dev, kind: GatewayClassConfig, name: blixt-config }
----
+${blixtClassYaml(pool)}---
 apiVersion: v1
 kind: Namespace
 metadata: { name: shop }
