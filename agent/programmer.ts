@@ -440,9 +440,7 @@ export class Programmer {
         for (let i = 0; i < old.backends.size; i++) {
           if (kept![i] === 1) continue;
           removed = true;
-          const bid = old.backends.idAt(i);
-          clearLater.push(bid);
-          backendIds.free(bid);
+          clearLater.push(old.backends.idAt(i)); // freed after this loop, not for reuse in it
         }
       }
       const { entry, table: buildTable } = serviceEntry(id, d, backends);
@@ -479,6 +477,9 @@ export class Programmer {
         newTables.push(lazyTable(id, buildTable));
       }
     }
+    // Removed backends' ids are free for the next change only: handed to another service in this
+    // one, their slot would be overwritten while a table still names it, then cleared under it.
+    for (const bid of clearLater) backendIds.free(bid);
     if (freshServices.length > 0 || freshBackends.length > 0) {
       steps.push({ op: "resetCounters", services: freshServices, backends: freshBackends });
     }

@@ -105,3 +105,23 @@ Deno.test("programmer: after a failed map write the state is re-read and the nex
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2", "198.18.1.3"]);
   assert.equal(maps.backends.size, 2);
 });
+
+Deno.test("programmer: a backend id freed by one service is not handed to another in the same change", () => {
+  // Service :80 loses 198.18.1.3 while :81 gains 198.18.1.9 in one apply. Were the freed id
+  // reused for :81's new backend, its slot would be overwritten while :80's table still names
+  // it, and then cleared under :81.
+  const a = { port: 80, backends: [be("198.18.1.2"), be("198.18.1.3")] };
+  const b = { port: 81, backends: [be("198.18.1.8")] };
+  const { maps, p } = setup(table("gw", [a, b]));
+  p.apply(desired(
+    maps,
+    table("gw", [{ ...a, backends: [be("198.18.1.2")] }, {
+      ...b,
+      backends: [be("198.18.1.8"), be("198.18.1.9")],
+    }]),
+  ));
+  assert.deepEqual(maps.tableTargets(F), ["198.18.1.2"]);
+  assert.deepEqual(maps.tableTargets("198.18.100.1:81/TCP"), ["198.18.1.8", "198.18.1.9"]);
+  const ids = [...maps.backends.values()].map((s) => `${s.id}=${s.addr}`).sort();
+  assert.equal(ids.length, 3, `backend slots: ${ids.join(" ")}`);
+});
