@@ -65,7 +65,7 @@ export class FakeMaps implements MapWriter {
       this.failOn = undefined;
       throw new Error(`injected failure of ${name}`);
     }
-    this.ops.push(`${name} ${arg}`);
+    this.ops.push(arg === "" ? name : `${name} ${arg}`);
   }
   listServices() {
     return { frontends: [...this.services.values()], vips: [...this.vips] };
@@ -80,12 +80,35 @@ export class FakeMaps implements MapWriter {
   clearBackends(ids: readonly number[]): void {
     if (ids.length === 0) return;
     this.#op("clearBackends", ids.join(","));
+    for (const id of ids) {
+      if (this.#mayBeHeld.has(id)) {
+        throw new Error(`backend ${id} cleared while a reader may hold it`);
+      }
+      for (const [sid, t] of this.tables) {
+        if (t.includes(id)) throw new Error(`backend ${id} cleared while table ${sid} names it`);
+      }
+    }
     for (const id of ids) this.backends.delete(id);
   }
   writeMaglevs(tables: readonly { id: number; table: Uint32Array; inPlace?: boolean }[]): void {
     this.#op("writeMaglevs", tables.map((t) => `${t.id}${t.inPlace ? " in place" : ""}`).join(","));
-    for (const t of tables) this.tables.set(t.id, t.table);
+    let swapped = false;
+    for (const t of tables) {
+      // A table written in place leaves readers that may still hold one of its old slots until
+      // the next grace period; a swap waits for one (as the kernel does after an outer write).
+      const old = this.tables.get(t.id);
+      if (t.inPlace && old) { for (const id of old) this.#mayBeHeld.add(id); }
+      else swapped = true;
+      this.tables.set(t.id, t.table);
+    }
+    if (swapped) this.#mayBeHeld.clear();
   }
+  waitForReaders(): void {
+    this.#op("waitForReaders", "");
+    this.#mayBeHeld.clear();
+  }
+  /** Backend ids a program may still hold from a table overwritten in place. */
+  #mayBeHeld = new Set<number>();
   deleteMaglevs(ids: readonly number[]): void {
     this.#op("deleteMaglevs", ids.join(","));
     for (const id of ids) this.tables.delete(id);

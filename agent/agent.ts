@@ -38,6 +38,7 @@ export type AgentMaps = Pick<
   | "clearBackends"
   | "writeMaglevs"
   | "deleteMaglevs"
+  | "waitForReaders"
   | "putService"
   | "putServices"
   | "deleteServiceEntry"

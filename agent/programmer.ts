@@ -37,6 +37,8 @@ export interface MapWriter {
   writeMaglevs(tables: readonly { id: number; table: Uint32Array; inPlace?: boolean }[]): void;
   /** Removes Maglev tables. */
   deleteMaglevs(ids: readonly number[]): void;
+  /** Returns once no program can still hold a slot read before the in-place table writes. */
+  waitForReaders(): void;
   /** Writes a services entry. */
   putService(addr: ServiceAddress, entry: ServiceEntry): void;
   /** Writes services entries in one call, in order (optional: else one putService each). */
@@ -198,6 +200,7 @@ export interface ApplyStats {
 export type Step =
   | { op: "deleteServiceEntry"; addr: ServiceAddress }
   | { op: "deleteMaglevs"; ids: number[] }
+  | { op: "waitForReaders" }
   | { op: "clearBackends"; ids: number[] }
   | { op: "resetCounters"; services: number[]; backends: number[] }
   | { op: "writeBackends"; slots: BackendSlot[] }
@@ -398,6 +401,7 @@ export class Programmer {
     const emptied: number[] = [];
     const entriesAfter: Step[] = [];
     const clearLater: number[] = [];
+    let inPlaceRemovals = false;
     for (const [frontend, d] of desired.services) {
       const old = this.#services.get(frontend);
       if (old && this.#source.get(frontend) === d) {
@@ -462,11 +466,14 @@ export class Programmer {
       } else if (entry.tableSize === 0) {
         entriesBefore.push(put); // size 0 rejects before the table goes
         if (old.entry.tableSize > 0) emptied.push(id);
-      } else if (entry.tableSize === old.entry.tableSize && old.entry.tableSize > 0 && !removed) {
-        // Same size, every backend of the old table still in place: written over the old table
-        // (no outer-map swap, no RCU grace period to wait for), then the entry.
+      } else if (entry.tableSize === old.entry.tableSize && old.entry.tableSize > 0) {
+        // Same size: written over the old table (no outer-map swap and its RCU grace period before
+        // the new backends get flows), then the entry. A reader mixing old and new slots meets
+        // only backends whose slots are still there: removed ones are cleared after a grace
+        // period (step 4).
         newTables.push(lazyTable(id, buildTable, true));
         entriesAfter.push(put);
+        if (removed) inPlaceRemovals = true;
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
         newTables.push(lazyTable(id, buildTable));
@@ -494,6 +501,7 @@ export class Programmer {
     for (const a of liveAddrs) if (!this.#vips.has(a)) steps.push({ op: "putVipMarker", addr: a });
 
     // 4. backends no table points at any more
+    if (inPlaceRemovals) steps.push({ op: "waitForReaders" });
     if (clearLater.length > 0) steps.push({ op: "clearBackends", ids: clearLater });
     // 5. markers of addresses without frontends
     for (const a of this.#vips) {
@@ -552,6 +560,8 @@ export class Programmer {
         return m.deleteServiceEntry(step.addr);
       case "deleteMaglevs":
         return m.deleteMaglevs(step.ids);
+      case "waitForReaders":
+        return m.waitForReaders();
       case "clearBackends":
         return m.clearBackends(step.ids);
       case "resetCounters":

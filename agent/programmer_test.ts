@@ -51,9 +51,14 @@ Deno.test("programmer: applying the same tables again writes nothing", () => {
 Deno.test("programmer: a removed backend leaves the table before its slot is cleared", () => {
   const { maps, p } = setup(table("gw", [{ backends: [be("198.18.1.2"), be("198.18.1.3")] }]));
   p.apply(desired(maps, table("gw", [{ backends: [be("198.18.1.2")] }])));
-  // a backend leaves: a fresh table swapped in (the kernel's grace period passes before the
-  // slot is cleared), not written in place
-  assert.deepEqual(maps.ops, ["writeMaglevs 1", `putService ${F}`, "clearBackends 2"]);
+  // a backend leaves: the table (same size) is written in place, and its slot is cleared only
+  // after a grace period, once no program can hold an old slot naming it
+  assert.deepEqual(maps.ops, [
+    "writeMaglevs 1 in place",
+    `putService ${F}`,
+    "waitForReaders",
+    "clearBackends 2",
+  ]);
   assert.deepEqual(maps.tableTargets(F), ["198.18.1.2"]);
 });
 

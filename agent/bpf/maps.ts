@@ -356,10 +356,37 @@ export class DataplaneMaps {
     try {
       if (inner.maxEntries !== table.length) return false;
       writeMappedU32(inner.fd, table);
+      this.#readersMaySeeOld = id;
       return true;
     } finally {
       inner.close();
     }
+  }
+
+  /** A service whose table was written in place since the last grace period, if any. */
+  #readersMaySeeOld: number | undefined;
+
+  /**
+   * Returns once no program still runs with a slot read before the in-place
+   * writes so far (a slot naming a backend that is about to be cleared): one
+   * RCU grace period, which the kernel waits for after any outer-map write.
+   * The outer map gets the table it already has back. Nothing to wait for
+   * when no table was written in place since the last call.
+   */
+  waitForReaders(): void {
+    const id = this.#readersMaySeeOld;
+    if (id === undefined) return;
+    const outer = this.#maps.map("maglev");
+    const idBytes = outer.lookup(u32(id));
+    if (idBytes) {
+      const inner = openMapById(new DataView(idBytes.buffer).getUint32(0, true), "blixt_maglev");
+      try {
+        outer.update(u32(id), u32(inner.fd));
+      } finally {
+        inner.close();
+      }
+    }
+    this.#readersMaySeeOld = undefined;
   }
 
   /**

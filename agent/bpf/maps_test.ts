@@ -109,6 +109,10 @@ Deno.test("maps: a table of the same size is written over the old one in place, 
     dp.maps.writeMaglevs([{ id: 1, table: weighted, inPlace: true }]);
     assert.deepEqual(dp.maps.readMaglev(1), weighted);
     assert.equal(innerId(1), before, "the same inner map, written in place");
+    // the grace period after it gives the outer map its own table back
+    dp.maps.waitForReaders();
+    assert.deepEqual(dp.maps.readMaglev(1), weighted);
+    assert.equal(innerId(1), before, "the same inner map after the grace period");
     const bigger = maglevTable(
       [...two, { key: "198.18.201.3:80", id: 13, weight: 1 }],
       maglevSize(20),
