@@ -516,6 +516,20 @@ export class Agent {
       m.set("blixt_agent_ready", "1 when the maps hold the current tables.", {
         value: this.ready ? 1 : 0,
       });
+      // Memory, as the operator reports it: a growing RSS with a flat heap is native memory.
+      const mem = Deno.memoryUsage();
+      m.set("process_resident_memory_bytes", "Resident memory size in bytes.", { value: mem.rss });
+      m.set(
+        "blixt_agent_heap_used_bytes",
+        "V8 heap in use (live objects and garbage not yet collected).",
+        { value: mem.heapUsed },
+      );
+      m.set("blixt_agent_heap_total_bytes", "V8 heap reserved.", { value: mem.heapTotal });
+      m.set(
+        "blixt_agent_external_memory_bytes",
+        "Memory outside the V8 heap held by JavaScript objects (buffers, TLS).",
+        { value: mem.external },
+      );
       this.#trafficMetrics();
     });
   }

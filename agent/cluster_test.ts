@@ -318,6 +318,8 @@ Deno.test("agent in the local cluster", async (t) => {
       const [, text] = await agent.get("/metrics");
       assert.match(text, /^blixt_agent_tables\{result="programmed"\} 1$/m);
       assert.match(text, /^blixt_agent_map_entries\{map="maglev"\} 3$/m);
+      assert.match(text, /^blixt_agent_heap_used_bytes [1-9]\d*$/m);
+      assert.match(text, /^process_resident_memory_bytes [1-9]\d*$/m);
       // The host's ECMP route sends the flows to one node or the other: one of them counted.
       const both = text + (await agents[1]!.get("/metrics"))[1];
       const frontend = `${vip}:80/TCP`.replaceAll(".", "\\.");
