@@ -17,7 +17,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { processAlive, run, sleep, spawnDetached, stopProcess } from "../cluster/host.ts";
+import { run, sleep, stopProcess } from "../cluster/host.ts";
 import { clusterUp } from "../cluster/cluster.ts";
 import {
   brief,
@@ -29,7 +29,7 @@ import {
 import { startSystem, stopSystem, type System } from "../e2e/system.ts";
 import { routeThrough, tcpAsk } from "../e2e/traffic.ts";
 import { describeTraffic, newConnectionsConverge, watchTraffic } from "./traffic_watch.ts";
-import { figure, GATEWAY_YAML, PORTS } from "./_fixtures.ts";
+import { figure, GATEWAY_YAML, PORTS, startStandbyOperator } from "./_fixtures.ts";
 
 const NAME = "rel-cp";
 
@@ -175,33 +175,9 @@ Deno.test("reliability: control plane failures (API server and etcd restart, ope
       async () => {
         const local = sys.target.kind === "local" ? sys.target : undefined;
         assert.ok(local);
-        const standbyPort = 18181 + cluster.plan.slot;
+        const standby = await startStandbyOperator(cluster, (pid) => standbyPid = pid);
+        const standbyPort = standby.port;
         const leaderPort = 18081 + cluster.plan.slot;
-        standbyPid = await spawnDetached([
-          Deno.execPath(),
-          "run",
-          "-A",
-          new URL("../../operator/main.ts", import.meta.url).pathname,
-          "--kubeconfig",
-          `${cluster.dir}/operator.kubeconfig`,
-          "--health-port",
-          String(standbyPort),
-          "--identity",
-          `operator-${cluster.name}-standby`,
-        ], { log: `${cluster.dir}/operator-standby.log` });
-        // The standby is up and synced, and does not lead.
-        const deadline = Date.now() + 60_000;
-        while (
-          !(await fetch(`http://127.0.0.1:${standbyPort}/readyz`).then((r) => r.ok).catch(() =>
-            false
-          ))
-        ) {
-          assert.ok(
-            Date.now() < deadline && processAlive(standbyPid),
-            "standby operator not ready",
-          );
-          await sleep(200);
-        }
         assert.equal(await leaseHolder(sys), `operator-${cluster.name}`);
         assert.ok(await leads(leaderPort));
         assert.ok(!(await leads(standbyPort)));

@@ -32,11 +32,11 @@ import { AGENT_LEASE_SELECTOR, programmedGeneration } from "../../api/mod.ts";
 import { putObject, type SnapshotObject } from "../../operator/snapshot.ts";
 import { reconcile } from "../../operator/gateway.ts";
 import { listSnapshot } from "../../operator/resources.ts";
-import { processAlive, sleep, spawnDetached, stopProcess } from "../cluster/host.ts";
+import { sleep, stopProcess } from "../cluster/host.ts";
 import { programmedAddress } from "../e2e/kube_state.ts";
 import { startSystem, stopSystem, type System } from "../e2e/system.ts";
 import { describeTraffic, newConnectionsConverge, watchTraffic } from "./traffic_watch.ts";
-import { figure, PORTS } from "./_fixtures.ts";
+import { figure, PORTS, startStandbyOperator } from "./_fixtures.ts";
 
 const NAME = "rel-fo";
 const LEASE_MS = 15_000;
@@ -264,32 +264,11 @@ Deno.test("reliability: operator failover during route and endpoint churn: the s
     );
 
     // The standby: synced, not leading.
-    const standby = `operator-${cluster.name}-standby`;
-    const standbyPort = 18181 + cluster.plan.slot;
-    standbyPid = await spawnDetached([
-      Deno.execPath(),
-      "run",
-      "-A",
-      new URL("../../operator/main.ts", import.meta.url).pathname,
-      "--kubeconfig",
-      `${cluster.dir}/operator.kubeconfig`,
-      "--health-port",
-      String(standbyPort),
-      "--identity",
-      standby,
-    ], { log: `${cluster.dir}/operator-standby.log` });
+    const started = await startStandbyOperator(cluster, (pid) => standbyPid = pid);
+    const standby = started.identity;
+    const standbyPort = started.port;
     const metrics = () =>
       fetch(`http://127.0.0.1:${standbyPort}/metrics`).then((r) => r.text()).catch(() => "");
-    const deadline = Date.now() + 60_000;
-    while (
-      !(await fetch(`http://127.0.0.1:${standbyPort}/readyz`).then(async (r) => {
-        await r.body?.cancel(); // a 503 while the caches sync: its body too
-        return r.ok;
-      }).catch(() => false))
-    ) {
-      assert.ok(Date.now() < deadline && processAlive(standbyPid), "standby operator not ready");
-      await sleep(200);
-    }
     assert.match(await metrics(), /^blixt_operator_leader 0$/m);
 
     const watch = await watchControlPlane(sys, standby);
