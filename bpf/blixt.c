@@ -155,8 +155,10 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 			 * client's retransmitted SYN takes one once it is old enough.
 			 */
 			count_event(EV_SNAT_EXHAUSTED);
-			if (rc == SNAT_WAIT)
+			if (rc == SNAT_WAIT) {
+				count_event(EV_SNAT_WAIT_DROPPED);
 				return TC_ACT_SHOT;
+			}
 			return snat_reject_allowed(now) ? NEW_FLOW_REJECT : TC_ACT_SHOT;
 		}
 		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,

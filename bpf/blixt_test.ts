@@ -1723,6 +1723,8 @@ Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's por
     assert.equal(connect(NEWCOMER, 2001), "dropped", "young half-open flows keep their ports");
     assert.equal(connect(CLIENT, 2002), "dropped", "also against a verified client");
     assert.equal(dp.maps.events().snat_exhausted - before, 2n, "counted, not answered");
+    assert.equal(dp.maps.events().snat_wait_dropped, 2n, "dropped to wait for a half-open port");
+    assert.equal(dp.maps.events().snat_half_open_taken, 0n);
 
     idle(dp, 1);
     assert.equal(connect(NEWCOMER, 2003), "dropped", "1 s: not yet for an unknown client");
@@ -1742,12 +1744,16 @@ Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's por
     assert.equal(last, taken === q2 ? q3 : q2, "5 s: any client takes the last one");
     finish(NEWCOMER, 2008, last as number);
 
+    assert.equal(dp.maps.events().snat_half_open_taken, 3n, "three half-open flows' ports taken");
+    assert.equal(dp.maps.events().snat_wait_dropped, 5n);
+
     idle(dp, 3600);
     assert.equal(
       connect(CLIENT, 2009),
       "reset",
       "finished handshakes keep their ports, however old",
     );
+    assert.equal(dp.maps.events().snat_wait_dropped, 5n, "no half-open flow to wait for: reset");
     for (const [src, sport] of [[CLIENT, 2004], [CLIENT, 2007], [NEWCOMER, 2008]] as const) {
       assert.equal(entriesOf(src, sport).length, 2, `${src}:${sport} keeps its entries`);
     }

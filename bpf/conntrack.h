@@ -5,6 +5,7 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "counters.h"
 
 /*
  * Now on CLOCK_MONOTONIC_COARSE (the clock of created/last_seen), without a
@@ -394,6 +395,8 @@ static __always_inline int ct_reserve_snat(const struct config *cfg, const struc
 		found |= SNAT_FREE;
 	if (!(found & SNAT_FREE) || ct_take_snat_port(&rk, reply, found, &dnat, &snat))
 		return half_open ? SNAT_WAIT : -1;
+	if (port == half_open)
+		count_event(EV_SNAT_HALF_OPEN_TAKEN);
 	*port_out = port;
 	return 0;
 }

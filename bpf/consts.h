@@ -114,7 +114,16 @@ enum dp_event {
 	EV_SNAT_EXHAUSTED,	/* no free SNAT port: rejected (RST, ICMP unreachable) */
 	EV_BACKEND_GONE,	/* tracked flow's backend was removed: picked again */
 	EV_CT_CREATE_FAILED,	/* conntrack insert failed: dropped */
+	EV_SNAT_HALF_OPEN_TAKEN, /* a new flow took the SNAT port of a half-open flow (SYN flood) */
+	EV_SNAT_WAIT_DROPPED,	/* SYN dropped: half-open flows hold the ports (also EV_SNAT_EXHAUSTED) */
 	EV_MAX,
 };
+
+/*
+ * Slots of the events map: more than EV_MAX, so that a new event does not change the pinned
+ * map's definition (the agent replaces an events map pinned with another size; counters restart).
+ */
+#define EVENT_SLOTS 32
+_Static_assert(EV_MAX <= EVENT_SLOTS, "EVENT_SLOTS too small");
 
 #endif

@@ -70,7 +70,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EV_MAX);
+	__uint(max_entries, EVENT_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } events SEC(".maps");

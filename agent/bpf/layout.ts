@@ -216,6 +216,8 @@ export const LIMITS = {
   CT_MAX: 262144,
   MAX_POD_IFACES: 256,
   VERIFIED_MAX: 65536,
+  /** Slots of the events map: room for new events without changing its pinned definition. */
+  EVENT_SLOTS: 32,
 } as const;
 
 /** Address family values of keys. */
@@ -264,6 +266,8 @@ export const EVENTS = [
   "snat_exhausted",
   "backend_gone",
   "ct_create_failed",
+  "snat_half_open_taken",
+  "snat_wait_dropped",
 ] as const;
 
 // ---- structs of bpf/structs.h ----

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "../../bpf/build.ts";
 import { EVENTS, LIBBPF_OPTS, LIMITS, MAGLEV_INNER_FLAGS, SHARED_STRUCTS } from "./layout.ts";
 import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
+import { createMap, MAP_TYPE } from "./object.ts";
 
 interface BtfType {
   id: number;
@@ -112,9 +113,32 @@ Deno.test("layout: map capacities and event names match bpf/consts.h", async () 
     assert.equal(o.map("maglev").maxEntries, LIMITS.MAX_SERVICES);
     assert.equal(o.map("conntrack").maxEntries, LIMITS.CT_MAX);
     assert.equal(o.map("service_stats").maxEntries, LIMITS.MAX_SERVICES);
-    assert.equal(o.map("events").maxEntries, EVENTS.length);
+    assert.equal(o.map("events").maxEntries, LIMITS.EVENT_SLOTS);
+    assert.ok(EVENTS.length <= LIMITS.EVENT_SLOTS);
     assert.equal(o.map("pod_ifaces").maxEntries, LIMITS.MAX_POD_IFACES);
     assert.equal(o.map("verified_clients").maxEntries, LIMITS.VERIFIED_MAX);
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
+});
+
+Deno.test("layout: an events map pinned with fewer slots (an older agent's) is replaced on load", async () => {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-events-${Deno.pid}`;
+  Deno.mkdirSync(pinDir, { recursive: true });
+  const old = createMap(MAP_TYPE.PERCPU_ARRAY, "events", {
+    keySize: 4,
+    valueSize: 8,
+    maxEntries: 9,
+  });
+  old.pin(`${pinDir}/events`);
+  old.close();
+  const dp = Dataplane.load({ pinDir });
+  try {
+    assert.equal(dp.object.map("events").maxEntries, LIMITS.EVENT_SLOTS);
+    assert.equal(dp.maps.events().snat_wait_dropped, 0n);
   } finally {
     dp.close();
     removePins(pinDir);

@@ -18,7 +18,8 @@
 
 import { check, closeFd, cstr, ifIndex, inNetns, lib, LibbpfError, opts } from "./libbpf.ts";
 import { DataplaneMaps } from "./maps.ts";
-import { BpfObject } from "./object.ts";
+import { LIMITS } from "./layout.ts";
+import { BpfObject, openPinnedMap } from "./object.ts";
 
 /** Default object path: bpf/blixt.o of this checkout (see bpf/build.ts). */
 export const DEFAULT_OBJECT = new URL("../../bpf/blixt.o", import.meta.url).pathname;
@@ -114,6 +115,7 @@ export class Dataplane {
    */
   static load(options: LoadOptions): Dataplane {
     Deno.mkdirSync(options.pinDir, { recursive: true });
+    replaceOutgrownPins(options.pinDir);
     const maxEntries: Record<string, number> = {};
     if (options.conntrackEntries) {
       maxEntries.conntrack = options.conntrackEntries;
@@ -287,4 +289,28 @@ export function removePins(pinDir: string): void {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
+}
+
+/**
+ * Maps whose contents an upgrade may drop: the program's event counters. One
+ * pinned by an agent with another number of slots could not be reused (libbpf
+ * refuses a pinned map of another definition, and the load would fail), so
+ * its pin is removed and the load makes a new one; the running program keeps
+ * the old map until the new program replaces it, and the counters restart at
+ * zero (a counter reset, as after a node reboot).
+ */
+function replaceOutgrownPins(pinDir: string): void {
+  const path = `${pinDir}/events`;
+  let pinned;
+  try {
+    pinned = openPinnedMap(path);
+  } catch {
+    return; // not pinned yet
+  }
+  try {
+    if (pinned.maxEntries === LIMITS.EVENT_SLOTS) return;
+  } finally {
+    pinned.close();
+  }
+  Deno.removeSync(path);
 }
