@@ -167,6 +167,19 @@ export class AgentProcess {
     const res = await fetch(`${this.metricsUrl}${path}`);
     return [res.status, await res.text()];
   }
+
+  /**
+   * Waits until the agent is up with its program loaded and synced once
+   * (`/readyz`). Loading the program takes 2-4 s on a quiet 2-core VM and
+   * over 10 s on a busy one (the verifier and the maps' allocation), so tests
+   * wait for this first and keep their tighter timeouts for what they assert.
+   */
+  async started(timeoutMs = 90_000): Promise<void> {
+    await eventually("the agent's /readyz", async () => {
+      if (await this.exited()) throw new Error("the agent exited");
+      return (await this.get("/readyz"))[0] === 200;
+    }, { timeoutMs, intervalMs: 200 });
+  }
 }
 
 const ECHO_CLIENT = new URL("../tests/cluster/echo_client.ts", import.meta.url).pathname;

@@ -110,6 +110,7 @@ Deno.test("agent in the local cluster", async (t) => {
     });
     const vip = vipOf(cluster.plan.gatewayPool, 10);
     agents.push(AgentProcess.start(cluster, 0), AgentProcess.start(cluster, 1));
+    await Promise.all(agents.map((a) => a.started()));
 
     await t.step(
       "a RoutingTable by hand: traffic to the VIP reaches the pods; DataplaneNode reports the generation",
@@ -280,6 +281,7 @@ Deno.test("agent in the local cluster", async (t) => {
           );
           await new Promise((r) => setTimeout(r, 1_000));
           agents.push(AgentProcess.start(cluster, 0), AgentProcess.start(cluster, 1));
+          await Promise.all(agents.map((a) => a.started()));
           for (const node of [n1, n2]) {
             await eventually(`${node.name} reports generation ${downGen}`, async () => {
               const dn = await dataplaneNode(kc, node.name);
