@@ -83,17 +83,83 @@ export class ProbeWatch {
   }
 }
 
-async function output(argv: string[], netns?: string): Promise<string> {
-  const res = await run(argv, { allowFailure: true, ...(netns ? { netns } : {}) });
+async function output(argv: string[]): Promise<string> {
+  const res = await run(argv, { allowFailure: true });
   return res.stdout + (res.code === 0 ? "" : `(exit ${res.code}) ${res.stderr}`);
+}
+
+/** A pod's side of the pod network. */
+export interface PodInterface {
+  /** Its network namespace. */
+  netns: string;
+  /** Its eth0's MAC. */
+  mac: string;
+}
+
+/**
+ * ARP entries of a node's pod bridge that name a MAC other than that of the
+ * pod holding the address (`ip neigh show dev cni0` and `bridge fdb show`
+ * output): a dead pod's interface still answering for the address, or an
+ * entry not refreshed since the address changed hands. One line each, with
+ * the bridge port the MAC was learned on.
+ */
+export function arpMismatches(
+  neigh: string,
+  fdb: string,
+  pods: ReadonlyMap<string, PodInterface>,
+): string[] {
+  const ports = new Map<string, string>();
+  for (const l of fdb.split("\n")) {
+    const m = /^([0-9a-f:]{17}) dev (\S+)/.exec(l.trim());
+    if (m && !l.includes("permanent")) ports.set(m[1]!, m[2]!);
+  }
+  const out: string[] = [];
+  for (const l of neigh.split("\n")) {
+    const m = /^(\S+) (?:dev \S+ )?lladdr ([0-9a-f:]{17}) (.*)$/.exec(l.trim());
+    if (!m) continue;
+    const [, address, mac, state] = m;
+    const pod = pods.get(address!);
+    if (!pod || pod.mac === mac) continue;
+    const port = ports.get(mac!);
+    out.push(
+      `ARP ${address} -> ${mac} (${state!.trim()}), learned on ${
+        port ? `bridge port ${port}` : "no bridge port"
+      }, but ${pod.netns} holds ${address} with MAC ${pod.mac}`,
+    );
+  }
+  return out;
+}
+
+/** Address -> namespace and MAC of every pod of the cluster. */
+async function podInterfaces(cluster: Cluster): Promise<Map<string, PodInterface>> {
+  const namespaces = (await output(["ip", "netns", "list"])).split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((n) => n.startsWith(`blixt-${cluster.name}-pod-`));
+  const pods = new Map<string, PodInterface>();
+  await Promise.all(namespaces.map(async (netns) => {
+    const text = await output(["ip", "-n", netns, "-j", "addr", "show", "dev", "eth0"]);
+    try {
+      const links = JSON.parse(text) as {
+        address?: string;
+        addr_info?: { family?: string; local?: string }[];
+      }[];
+      for (const link of links) {
+        for (const a of link.addr_info ?? []) {
+          if (a.family === "inet" && a.local) pods.set(a.local, { netns, mac: link.address ?? "" });
+        }
+      }
+    } catch { /* gone meanwhile */ }
+  }));
+  return pods;
 }
 
 /**
  * Records the cluster now into `dir`: the Gateway API and blixt objects and
- * pods (`objects.yaml`, `pods.txt`), and per node `node-N.txt` with its data
- * plane (`dataplane_dump.ts` over its pinned maps), ARP entries on the pod
- * bridge, the bridge's learned MACs, and each pod's address and MAC.
- * Returns a short summary for the run's output.
+ * pods (`objects.yaml`, `pods.txt`), each pod namespace's address and MAC
+ * (`pod-netns.txt`), and per node `node-N.txt` with its data plane
+ * (`dataplane_dump.ts` over its pinned maps), ARP entries on the pod bridge,
+ * the bridge's learned MACs and its links. Returns a short summary for the
+ * run's output, ARP entries naming the wrong MAC first.
  */
 export async function captureWhileFailing(
   cluster: Cluster,
@@ -102,20 +168,26 @@ export async function captureWhileFailing(
 ): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   const objects = "gateways,udproutes,tcproutes,routingtables,dataplanenodes,endpointslices";
-  const [yaml, pods] = await Promise.all([
+  const [yaml, podList, pods] = await Promise.all([
     cluster.kubectl(["get", objects, "-A", "-o", "yaml"]).catch((e) => `${e}`),
     cluster.kubectl(["get", "pods", "-A", "-o", "wide"]).catch((e) => `${e}`),
+    podInterfaces(cluster),
   ]);
   await Deno.writeTextFile(`${dir}/objects.yaml`, yaml);
-  await Deno.writeTextFile(`${dir}/pods.txt`, pods);
+  await Deno.writeTextFile(`${dir}/pods.txt`, podList);
+  await Deno.writeTextFile(
+    `${dir}/pod-netns.txt`,
+    [...pods].map(([ip, p]) => `${ip} ${p.mac} ${p.netns}`).sort().join("\n") + "\n",
+  );
   const dump = new URL("./dataplane_dump.ts", import.meta.url).pathname;
   const summary: string[] = [`${stuck.test}: ${stuck.line}`];
+  const details: string[] = [];
   for (const node of cluster.nodes) {
     const [dataplane, neigh, fdb, links] = await Promise.all([
       output([Deno.execPath(), "run", "-A", dump, `${node.bpffs}/blixt`]),
-      output(["ip", "neigh", "show", "dev", "cni0"], node.netns),
-      output(["bridge", "fdb", "show", "br", "cni0"], node.netns),
-      output(["ip", "-br", "link"], node.netns),
+      output(["ip", "-n", node.netns, "neigh", "show", "dev", "cni0"]),
+      output(["bridge", "-n", node.netns, "fdb", "show", "br", "cni0"]),
+      output(["ip", "-n", node.netns, "-br", "link"]),
     ]);
     const text = [
       `# data plane (pinned maps)\n${dataplane}`,
@@ -126,18 +198,9 @@ export async function captureWhileFailing(
       `# links\n${links}`,
     ].join("\n\n");
     await Deno.writeTextFile(`${dir}/${node.name}.txt`, text);
-    summary.push(`${node.name} ARP on cni0: ${neigh.trim().replaceAll("\n", "; ") || "none"}`);
-    for (const l of dataplane.split("\n")) summary.push(`${node.name} ${l}`);
+    for (const l of arpMismatches(neigh, fdb, pods)) summary.push(`${node.name} ${l}`);
+    details.push(`${node.name} ARP on cni0: ${neigh.trim().replaceAll("\n", "; ") || "none"}`);
+    for (const l of dataplane.trim().split("\n")) details.push(`${node.name} ${l}`);
   }
-  // The pods' side of the pod network: which namespace holds which address and MAC.
-  const podNamespaces = (await output(["ip", "netns", "list"])).split("\n")
-    .map((l) => l.split(" ")[0] ?? "")
-    .filter((n) => n.startsWith(`blixt-${cluster.name}-pod-`));
-  const lines = await Promise.all(podNamespaces.map(async (ns) => {
-    const addr = await output(["ip", "-br", "addr", "show", "eth0"], ns);
-    const mac = await output(["ip", "-br", "link", "show", "eth0"], ns);
-    return `${ns}: ${addr.trim()} ${mac.trim().split(/\s+/)[2] ?? ""}`;
-  }));
-  await Deno.writeTextFile(`${dir}/pod-netns.txt`, lines.sort().join("\n") + "\n");
-  return summary.join("\n");
+  return [...summary, ...details].join("\n");
 }
