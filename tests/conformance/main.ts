@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { startSystem, stopSystem, type System } from "../e2e/system.ts";
 import { Cluster } from "../cluster/cluster.ts";
+import { captureWhileFailing, ProbeWatch, STUCK_MS } from "./probe_watch.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -171,6 +172,25 @@ try {
   }).spawn();
   const out = await Deno.open(logFile, { create: true, append: true });
   const lines: string[] = [];
+  // A probe failing for STUCK_MS: the cluster is recorded now, before the suite deletes the test's
+  // objects (probe_watch.ts).
+  const stuckDir = `${root}.cache/conformance-stuck`;
+  await Deno.remove(stuckDir, { recursive: true }).catch(() => {});
+  const watch = new ProbeWatch();
+  const captures: Promise<void>[] = [];
+  const capture = (stuck: NonNullable<ReturnType<ProbeWatch["line"]>>) => {
+    const dir = `${stuckDir}/${captures.length + 1}-${stuck.test.replaceAll("/", "-")}`;
+    step(`probes of ${stuck.test} failing for ${STUCK_MS / 1000} s: recording the cluster`);
+    captures.push(
+      captureWhileFailing(cluster, dir, stuck).then(
+        (summary) => {
+          step(`recorded in ${dir.slice(root.length)}:`);
+          for (const l of summary.split("\n")) console.log(`  ${l}`);
+        },
+        (e) => step(`could not record the cluster: ${e instanceof Error ? e.message : e}`),
+      ),
+    );
+  };
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
     let rest = "";
@@ -180,6 +200,8 @@ try {
       const parts = rest.split("\n");
       rest = parts.pop() ?? "";
       for (const line of parts) {
+        const stuck = watch.line(line, performance.now());
+        if (stuck) capture(stuck);
         // Test results, not the suite's request-by-request logs.
         if (/^\s*--- (PASS|FAIL|SKIP)|^(PASS|FAIL|ok)\b/.test(line)) {
           lines.push(line);
@@ -190,6 +212,7 @@ try {
   };
   await Promise.all([pump(child.stdout), pump(child.stderr)]);
   const status = await child.status;
+  await Promise.all(captures);
   out.close();
   step(`go test exited ${status.code}; full log: ${logFile}`);
   let passed = false;
