@@ -12,6 +12,7 @@ import {
   GATEWAY_GROUP,
   type L4Route,
   objectKey,
+  routesOfBackend,
   SERVICE_NAME_LABEL,
   type Snapshot,
   type SnapshotObject,
@@ -49,9 +50,10 @@ function gatewaysOfRoute(route: L4Route): string[] {
 function gatewaysOfRoutes(
   snapshot: Snapshot,
   usesBackend: (route: L4Route, ns: string, name: string) => boolean,
+  candidates: Iterable<L4Route> = snapshot.routes.values(),
 ): string[] {
   const out: string[] = [];
-  for (const route of snapshot.routes.values()) {
+  for (const route of candidates) {
     const ns = route.metadata.namespace;
     const hit = (route.spec?.rules ?? []).some((rule) =>
       (rule.backendRefs ?? []).some((b) =>
@@ -62,6 +64,11 @@ function gatewaysOfRoutes(
     if (hit) out.push(...gatewaysOfRoute(route));
   }
   return out;
+}
+
+/** The routes with a backendRef to any of `services` (`namespace/name`), from the snapshot's index. */
+function backendRoutes(snapshot: Snapshot, services: string[]): L4Route[] {
+  return [...new Set(services)].flatMap((k) => routesOfBackend(snapshot, k));
 }
 
 /** Gateways with an HTTPS listener whose certificateRefs name a Secret `selects` picks. */
@@ -150,6 +157,10 @@ export function gatewaysForEvent(
           snapshot,
           (_r, ns, name) =>
             objects.some((x) => x.metadata?.namespace === ns && x.metadata?.name === name),
+          backendRoutes(
+            snapshot,
+            objects.map((x) => objectKey(x.metadata?.namespace ?? "", x.metadata?.name ?? "")),
+          ),
         ),
       );
       break;
@@ -162,6 +173,13 @@ export function gatewaysForEvent(
               x.metadata?.namespace === ns &&
               x.metadata?.labels?.[SERVICE_NAME_LABEL] === name
             ),
+          backendRoutes(
+            snapshot,
+            objects.flatMap((x) => {
+              const service = x.metadata?.labels?.[SERVICE_NAME_LABEL];
+              return service === undefined ? [] : [objectKey(x.metadata?.namespace ?? "", service)];
+            }),
+          ),
         ),
       );
       break;

@@ -30,7 +30,9 @@ import {
   type Gateway,
   GATEWAY_GROUP,
   type L4Route,
+  objectKey,
   type RouteParentStatus,
+  routesOfParent,
   type Snapshot,
   tableFrontends,
 } from "./snapshot.ts";
@@ -358,7 +360,8 @@ function cleanup(
 /** Routes with a parentRef to the Gateway, or a blixt entry for it to clean up. */
 function candidateRoutes(gateway: Gateway, snapshot: Snapshot): L4Route[] {
   const out: L4Route[] = [];
-  for (const route of snapshot.routes.values()) {
+  const key = objectKey(gateway.metadata?.namespace ?? "", gateway.metadata?.name ?? "");
+  for (const route of routesOfParent(snapshot, key)) {
     const refers = (route.spec?.parentRefs ?? []).some((r) =>
       refersToGateway(r, { route, gateway })
     );
