@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { isDeepStrictEqual } from "node:util";
 import { CONTROLLER_NAME } from "../api/mod.ts";
 import { isOurClass } from "./gateway_class.ts";
 import {
@@ -17,6 +16,7 @@ import {
   type Snapshot,
   type SnapshotObject,
 } from "./snapshot.ts";
+import { sameJson } from "./same_json.ts";
 
 /** A watch event: the object before (absent on add) and after (absent on delete). */
 export interface WatchEvent {
@@ -104,8 +104,8 @@ function addressesMayMove(event: WatchEvent): boolean {
   return before.spec?.gatewayClassName !== after.spec?.gatewayClassName ||
     (before.metadata?.deletionTimestamp === undefined) !==
       (after.metadata?.deletionTimestamp === undefined) ||
-    !isDeepStrictEqual(before.spec?.addresses, after.spec?.addresses) ||
-    !isDeepStrictEqual(before.status?.addresses, after.status?.addresses);
+    !sameJson(before.spec?.addresses, after.spec?.addresses) ||
+    !sameJson(before.status?.addresses, after.status?.addresses);
 }
 
 /**
@@ -254,8 +254,8 @@ export function gatewaysForEvent(
         // counters-only updates wake nobody; a node's errors revoke Programmed
         if (
           old &&
-          isDeepStrictEqual(old.programmedGeneration, t.programmedGeneration) &&
-          isDeepStrictEqual(old.errors ?? [], t.errors ?? [])
+          sameJson(old.programmedGeneration, t.programmedGeneration) &&
+          sameJson(old.errors ?? [], t.errors ?? [])
         ) {
           continue;
         }

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { isDeepStrictEqual } from "node:util";
 import {
   agentLiveness,
   API_VERSION,
@@ -36,6 +35,7 @@ import {
   type Snapshot,
   tableFrontends,
 } from "./snapshot.ts";
+import { sameJson } from "./same_json.ts";
 
 /** Finalizer the operator keeps on Gateways it manages, so their table goes first. */
 export const GATEWAY_FINALIZER = "blixt.dev/routing-table";
@@ -418,7 +418,7 @@ function routeUpdate(
     if (i >= 0) after.push(...pending.splice(i, 1)); // keep the entry's place
   }
   after.push(...pending);
-  if (isDeepStrictEqual(after, before)) return undefined;
+  if (sameJson(after, before)) return undefined;
   return {
     kind: route.kind,
     apiVersion: route.apiVersion,
@@ -554,7 +554,7 @@ function dataplaneProgrammed(
     return pending("no ready node runs the blixt agent yet (no DataplaneNode for a Ready Node)");
   }
   const current = snapshot.routingTables.get(gatewayKey);
-  const written = current !== undefined && isDeepStrictEqual(current.spec, spec);
+  const written = current !== undefined && sameJson(current.spec, spec);
   const generation = current?.metadata.generation ?? 0;
   const waiting: string[] = [];
   const stopped: string[] = [];
@@ -701,7 +701,7 @@ function changeEvents(gateway: Gateway, status: GatewayStatus): GatewayEvent[] {
   const events: GatewayEvent[] = [];
   const before = (gateway.status?.addresses ?? []).map((a) => a.value);
   const after = status.addresses.map((a) => a.value);
-  if (after.length > 0 && !isDeepStrictEqual(before, after)) {
+  if (after.length > 0 && !sameJson(before, after)) {
     events.push({
       type: "Normal",
       reason: "AddressAssigned",

@@ -244,12 +244,12 @@ function indexDelete(index: Map<string, Set<string>>, keys: string[], route: str
 
 function routesIn(s: Snapshot, keys: Iterable<string> | undefined): L4Route[] {
   const order = s.routeIndex.order;
-  const out: L4Route[] = [];
+  const found: [number, L4Route][] = [];
   for (const k of keys ?? []) {
     const route = s.routes.get(k);
-    if (route) out.push(route);
+    if (route) found.push([order.get(k) ?? 0, route]);
   }
-  return out.sort((a, b) => (order.get(routeKey(a)) ?? 0) - (order.get(routeKey(b)) ?? 0));
+  return found.sort((a, b) => a[0] - b[0]).map(([, route]) => route);
 }
 
 /**
