@@ -6,8 +6,9 @@
  * API server ─────────────► cache ◄──────────────────────────────────────────── API server
  *                             │  ▲  410 Gone / "too old resource version": list again,
  *                             │  │  diff against the cache (deletes, updates, adds)
- *                             │  └─ error or closed stream: watch again from R after a
- *                             ▼     capped exponential backoff with jitter
+ *                             │  └─ closed stream, or one that broke after delivering
+ *                             │     events: watch again from R at once; any other error:
+ *                             ▼     after a capped exponential backoff with jitter
  *                 add / update / delete handlers
  * ```
  *
