@@ -27,6 +27,11 @@
  *
  * deno task bench operator [--gateways 100] [--routes 10000] [--changes 100]
  *   [--services per-gateway|per-listener] [--operator-log FILE] [--operator-v8-flags FLAGS]
+ *   [--operator-profile FILE]
+ *
+ * `--operator-profile FILE`: a CPU profile of the operator (over its inspector,
+ * bench/tools/cpu_profile.ts) during the endpoint changes only, written to FILE,
+ * its busiest functions on stderr.
  *
  * @module
  */
@@ -39,6 +44,7 @@ import { collectionPath, type ResolvedResource, resolveResource } from "../kube/
 import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { applyBlixtCrds } from "../manifests/crds.ts";
 import type { BenchLine } from "./dataplane.ts";
+import { startCpuProfile, summarizeProfile } from "./tools/cpu_profile.ts";
 
 const CLUSTER = "op2-test-bench";
 const MANAGER = "blixt-bench";
@@ -115,6 +121,7 @@ export async function main(args: string[]): Promise<void> {
       services: { type: "string", default: "per-gateway" },
       "operator-log": { type: "string" },
       "operator-v8-flags": { type: "string" },
+      "operator-profile": { type: "string" },
     },
   });
   const gateways = Number(values.gateways);
@@ -283,12 +290,14 @@ export async function main(args: string[]): Promise<void> {
     await routeInformer.synced;
 
     const port = 18000 + Math.floor(Math.random() * 1000);
+    const inspect = `127.0.0.1:${port + 1000}`;
     const started = performance.now();
     operator = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
         ...(values["operator-v8-flags"] ? [`--v8-flags=${values["operator-v8-flags"]}`] : []),
+        ...(values["operator-profile"] ? [`--inspect=${inspect}`] : []),
         new URL("../operator/main.ts", import.meta.url).pathname,
         "--kubeconfig",
         cluster.kubeconfig,
@@ -352,6 +361,7 @@ export async function main(args: string[]): Promise<void> {
     // the changes over one kept-alive connection: a new TLS connection per write is the client's
     // cost, not the operator's
     const changeConnections = shareConnections(kc);
+    const profiling = values["operator-profile"] ? await startCpuProfile(inspect) : undefined;
     for (let i = 0; i < changes; i++) {
       const g = i % gateways;
       const ns = nsOf(g);
@@ -384,6 +394,11 @@ export async function main(args: string[]): Promise<void> {
       seen.delete(key);
     }
     changeConnections.close();
+    if (profiling) {
+      const profile = await profiling.stop();
+      await Deno.writeTextFile(values["operator-profile"]!, JSON.stringify(profile));
+      log(`operator CPU profile of the endpoint changes:\n${summarizeProfile(profile, 40)}`);
+    }
     await new Promise((r) => setTimeout(r, 3000)); // writes that follow the table's
     emit({
       name: `gateway_status_writes_per_endpoint_change${suffix}`,

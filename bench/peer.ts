@@ -510,6 +510,8 @@ interface Phases {
   operatorEvent: number;
   /** a worker took the Gateway from the queue */
   reconcileStart: number;
+  /** reconcile done: the RoutingTable write starts */
+  tableWriteStart: number;
   /** the RoutingTable write answered */
   tableWritten: number;
   /** node-1's agent's cache saw the new table */
@@ -560,6 +562,7 @@ async function blixtPhases(
     sliceWritten,
     operatorEvent: reconcileStart - num(reconciled.queuedMs),
     reconcileStart,
+    tableWriteStart: tableStart,
     tableWritten: tableStart + num(reconciled.tableMs),
     agentEvent: at(synced) - num(synced.sinceChangeMs),
     mapsWritten: at(synced),

@@ -380,6 +380,94 @@ Deno.test("informer: list+watch of real objects, through restarts, partitions an
     );
 
     await t.step(
+      "a watch the API server ends (timeoutSeconds) or that breaks mid-stream is opened again at once: changes made meanwhile wait for no backoff",
+      async () => {
+        const ns = "inf-reopen";
+        await createNamespace(kc, ns);
+        await applyObject(kc, configMap(ns, "c", { v: "0" }), MANAGER);
+        const proxy = apiServerProxy(cluster);
+        // Both with the defaults' backoff (400-800 ms after a first failure): what a change would
+        // wait. `short` has the API server end its watches every second.
+        const short = recordingInformer(
+          kubeConfigThrough(cluster, proxy),
+          { apiVersion: "v1", kind: "ConfigMap" },
+          { namespace: ns, watchTimeoutSeconds: [1, 1], backoff: {} },
+        );
+        const long = recordingInformer(
+          kubeConfigThrough(cluster, proxy),
+          { apiVersion: "v1", kind: "ConfigMap" },
+          { namespace: ns, backoff: {} },
+        );
+        const informers = [short.informer, long.informer];
+        /** ms from starting the write of `v` to `informer`'s handler seeing it. */
+        const change = async (informer: Informer<ConfigMap>, v: number): Promise<number> => {
+          let seen!: () => void;
+          const arrived = new Promise<void>((resolve) => seen = resolve);
+          const off = informer.on("update", (o) => {
+            if (o.data?.v === String(v)) seen();
+          });
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const started = performance.now();
+          try {
+            await applyObject(kc, configMap(ns, "c", { v: String(v) }), MANAGER);
+            await Promise.race([
+              arrived,
+              new Promise((_, reject) =>
+                timer = setTimeout(() => reject(new Error(`v=${v} never arrived`)), 10_000)
+              ),
+            ]);
+            return performance.now() - started;
+          } finally {
+            clearTimeout(timer);
+            off();
+          }
+        };
+        try {
+          for (const i of informers) i.start();
+          await Promise.all(informers.map((i) => i.synced));
+
+          // ~3 s of changes 50 ms apart across the watches the API server ends
+          const latencies: number[] = [];
+          const until = performance.now() + 3_000;
+          for (let v = 1; performance.now() < until; v++) {
+            latencies.push(await change(short.informer, v));
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          const reopened = short.logs.filter((l) => l.msg === "watch ended; watching again");
+          assert.ok(reopened.length >= 2, `the API server ended ${reopened.length} watches`);
+          const worst = Math.max(...latencies);
+          console.log(
+            `${latencies.length} changes across ${reopened.length} watch re-opens: the slowest ` +
+              `reached the cache ${worst.toFixed(1)} ms after its write started`,
+          );
+          assert.ok(worst < 400, `a change waited ${worst} ms across a re-open`);
+
+          // `long`'s watch has delivered changes; the proxy now closes every connection
+          await change(long.informer, 500);
+          proxy.setMode("refuse");
+          proxy.setMode("forward");
+          const afterBreak = await change(long.informer, 1_000);
+          console.log(
+            `a change made as the watch broke reached the cache ${afterBreak.toFixed(1)} ms ` +
+              "after its write started",
+          );
+          assert.ok(afterBreak < 400, `the change waited ${afterBreak} ms: a backoff`);
+          assert.ok(
+            long.logs.some((l) => l.msg === "watch broke; watching again"),
+            "the broken watch was opened again",
+          );
+          assert.ok(
+            !long.logs.some((l) => l.msg === "list/watch failed; retrying"),
+            "a watch that worked is not backed off after one break",
+          );
+        } finally {
+          for (const i of informers) await i.stop();
+          await proxy.close();
+        }
+      },
+    );
+
+    await t.step(
       "a watch that falls silent (a link that drops packets) is replaced after the idle timeout",
       async () => {
         const ns = "inf-silent";

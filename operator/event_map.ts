@@ -5,17 +5,18 @@
  *
  * @module
  */
-import { isDeepStrictEqual } from "node:util";
 import { CONTROLLER_NAME } from "../api/mod.ts";
 import { isOurClass } from "./gateway_class.ts";
 import {
   GATEWAY_GROUP,
   type L4Route,
   objectKey,
+  routesOfBackend,
   SERVICE_NAME_LABEL,
   type Snapshot,
   type SnapshotObject,
 } from "./snapshot.ts";
+import { sameJson } from "./same_json.ts";
 
 /** A watch event: the object before (absent on add) and after (absent on delete). */
 export interface WatchEvent {
@@ -49,9 +50,10 @@ function gatewaysOfRoute(route: L4Route): string[] {
 function gatewaysOfRoutes(
   snapshot: Snapshot,
   usesBackend: (route: L4Route, ns: string, name: string) => boolean,
+  candidates: Iterable<L4Route> = snapshot.routes.values(),
 ): string[] {
   const out: string[] = [];
-  for (const route of snapshot.routes.values()) {
+  for (const route of candidates) {
     const ns = route.metadata.namespace;
     const hit = (route.spec?.rules ?? []).some((rule) =>
       (rule.backendRefs ?? []).some((b) =>
@@ -62,6 +64,11 @@ function gatewaysOfRoutes(
     if (hit) out.push(...gatewaysOfRoute(route));
   }
   return out;
+}
+
+/** The routes with a backendRef to any of `services` (`namespace/name`), from the snapshot's index. */
+function backendRoutes(snapshot: Snapshot, services: string[]): L4Route[] {
+  return [...new Set(services)].flatMap((k) => routesOfBackend(snapshot, k));
 }
 
 /** Gateways with an HTTPS listener whose certificateRefs name a Secret `selects` picks. */
@@ -97,8 +104,8 @@ function addressesMayMove(event: WatchEvent): boolean {
   return before.spec?.gatewayClassName !== after.spec?.gatewayClassName ||
     (before.metadata?.deletionTimestamp === undefined) !==
       (after.metadata?.deletionTimestamp === undefined) ||
-    !isDeepStrictEqual(before.spec?.addresses, after.spec?.addresses) ||
-    !isDeepStrictEqual(before.status?.addresses, after.status?.addresses);
+    !sameJson(before.spec?.addresses, after.spec?.addresses) ||
+    !sameJson(before.status?.addresses, after.status?.addresses);
 }
 
 /**
@@ -150,6 +157,10 @@ export function gatewaysForEvent(
           snapshot,
           (_r, ns, name) =>
             objects.some((x) => x.metadata?.namespace === ns && x.metadata?.name === name),
+          backendRoutes(
+            snapshot,
+            objects.map((x) => objectKey(x.metadata?.namespace ?? "", x.metadata?.name ?? "")),
+          ),
         ),
       );
       break;
@@ -162,6 +173,13 @@ export function gatewaysForEvent(
               x.metadata?.namespace === ns &&
               x.metadata?.labels?.[SERVICE_NAME_LABEL] === name
             ),
+          backendRoutes(
+            snapshot,
+            objects.flatMap((x) => {
+              const service = x.metadata?.labels?.[SERVICE_NAME_LABEL];
+              return service === undefined ? [] : [objectKey(x.metadata?.namespace ?? "", service)];
+            }),
+          ),
         ),
       );
       break;
@@ -236,8 +254,8 @@ export function gatewaysForEvent(
         // counters-only updates wake nobody; a node's errors revoke Programmed
         if (
           old &&
-          isDeepStrictEqual(old.programmedGeneration, t.programmedGeneration) &&
-          isDeepStrictEqual(old.errors ?? [], t.errors ?? [])
+          sameJson(old.programmedGeneration, t.programmedGeneration) &&
+          sameJson(old.errors ?? [], t.errors ?? [])
         ) {
           continue;
         }

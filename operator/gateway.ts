@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { isDeepStrictEqual } from "node:util";
 import {
   agentLiveness,
   API_VERSION,
@@ -30,10 +29,13 @@ import {
   type Gateway,
   GATEWAY_GROUP,
   type L4Route,
+  objectKey,
   type RouteParentStatus,
+  routesOfParent,
   type Snapshot,
   tableFrontends,
 } from "./snapshot.ts";
+import { sameJson } from "./same_json.ts";
 
 /** Finalizer the operator keeps on Gateways it manages, so their table goes first. */
 export const GATEWAY_FINALIZER = "blixt.dev/routing-table";
@@ -358,7 +360,8 @@ function cleanup(
 /** Routes with a parentRef to the Gateway, or a blixt entry for it to clean up. */
 function candidateRoutes(gateway: Gateway, snapshot: Snapshot): L4Route[] {
   const out: L4Route[] = [];
-  for (const route of snapshot.routes.values()) {
+  const key = objectKey(gateway.metadata?.namespace ?? "", gateway.metadata?.name ?? "");
+  for (const route of routesOfParent(snapshot, key)) {
     const refers = (route.spec?.parentRefs ?? []).some((r) =>
       refersToGateway(r, { route, gateway })
     );
@@ -415,7 +418,7 @@ function routeUpdate(
     if (i >= 0) after.push(...pending.splice(i, 1)); // keep the entry's place
   }
   after.push(...pending);
-  if (isDeepStrictEqual(after, before)) return undefined;
+  if (sameJson(after, before)) return undefined;
   return {
     kind: route.kind,
     apiVersion: route.apiVersion,
@@ -551,7 +554,7 @@ function dataplaneProgrammed(
     return pending("no ready node runs the blixt agent yet (no DataplaneNode for a Ready Node)");
   }
   const current = snapshot.routingTables.get(gatewayKey);
-  const written = current !== undefined && isDeepStrictEqual(current.spec, spec);
+  const written = current !== undefined && sameJson(current.spec, spec);
   const generation = current?.metadata.generation ?? 0;
   const waiting: string[] = [];
   const stopped: string[] = [];
@@ -698,7 +701,7 @@ function changeEvents(gateway: Gateway, status: GatewayStatus): GatewayEvent[] {
   const events: GatewayEvent[] = [];
   const before = (gateway.status?.addresses ?? []).map((a) => a.value);
   const after = status.addresses.map((a) => a.value);
-  if (after.length > 0 && !isDeepStrictEqual(before, after)) {
+  if (after.length > 0 && !sameJson(before, after)) {
     events.push({
       type: "Normal",
       reason: "AddressAssigned",

@@ -144,6 +144,8 @@ export interface Snapshot {
   gateways: Map<string, Gateway>;
   /** By `Kind/namespace/name`, see {@linkcode routeKey}. */
   routes: Map<string, L4Route>;
+  /** Which routes name each Gateway and each Service (kept by putObject and removeObject). */
+  routeIndex: RouteIndex;
   /** By `namespace/name`. */
   services: Map<string, V1Service>;
   /** By `namespace/name` of the Service they belong to, then slice name. */
@@ -188,6 +190,82 @@ export interface Snapshot {
    * so two Gateways are never handed one address in the same moment.
    */
   addressDecisions: Map<string, string[]>;
+}
+
+/**
+ * Indexes of {@linkcode Snapshot.routes}, so that a reconcile or an event looks
+ * at the few routes it concerns rather than all of them: at 10,000 routes the
+ * two scans were half of the operator's CPU per endpoint change
+ * (docs/performance.md). Each index may hold more than its name says (every
+ * parentRef and backendRef, whatever its group and kind): callers filter.
+ */
+export interface RouteIndex {
+  /** Route keys by `namespace/name` of a parent in their parentRefs or status parents. */
+  byParent: Map<string, Set<string>>;
+  /** Route keys by `namespace/name` of a backendRef. */
+  byBackend: Map<string, Set<string>>;
+  /** Each route's place in {@linkcode Snapshot.routes}' order: results keep that order. */
+  order: Map<string, number>;
+  /** The place the next new route gets. */
+  next: number;
+}
+
+function routeParents(route: L4Route): string[] {
+  const ns = route.metadata?.namespace ?? "";
+  const refs = [
+    ...(route.spec?.parentRefs ?? []),
+    ...(route.status?.parents ?? []).map((p) => p.parentRef),
+  ];
+  return refs.map((r) => objectKey(r?.namespace ?? ns, r?.name ?? ""));
+}
+
+function routeBackends(route: L4Route): string[] {
+  const ns = route.metadata?.namespace ?? "";
+  return (route.spec?.rules ?? []).flatMap((rule) =>
+    (rule.backendRefs ?? []).map((b) => objectKey(b.namespace ?? ns, b.name))
+  );
+}
+
+function indexAdd(index: Map<string, Set<string>>, keys: string[], route: string): void {
+  for (const k of keys) {
+    let routes = index.get(k);
+    if (!routes) index.set(k, routes = new Set());
+    routes.add(route);
+  }
+}
+
+function indexDelete(index: Map<string, Set<string>>, keys: string[], route: string): void {
+  for (const k of keys) {
+    const routes = index.get(k);
+    routes?.delete(route);
+    if (routes?.size === 0) index.delete(k);
+  }
+}
+
+function routesIn(s: Snapshot, keys: Iterable<string> | undefined): L4Route[] {
+  const order = s.routeIndex.order;
+  const found: [number, L4Route][] = [];
+  for (const k of keys ?? []) {
+    const route = s.routes.get(k);
+    if (route) found.push([order.get(k) ?? 0, route]);
+  }
+  return found.sort((a, b) => a[0] - b[0]).map(([, route]) => route);
+}
+
+/**
+ * The routes that name Gateway `gatewayKey` (`namespace/name`) in a parentRef
+ * or a status parent entry, and maybe a few more; in {@linkcode Snapshot.routes}' order.
+ */
+export function routesOfParent(s: Snapshot, gatewayKey: string): L4Route[] {
+  return routesIn(s, s.routeIndex.byParent.get(gatewayKey));
+}
+
+/**
+ * The routes with a backendRef to `serviceKey` (`namespace/name`), and maybe
+ * a few more; in {@linkcode Snapshot.routes}' order.
+ */
+export function routesOfBackend(s: Snapshot, serviceKey: string): L4Route[] {
+  return routesIn(s, s.routeIndex.byBackend.get(serviceKey));
 }
 
 /** One generation of a RoutingTable as the operator saw it. */
@@ -256,6 +334,7 @@ export function emptySnapshot(): Snapshot {
     gatewayClassConfigs: new Map(),
     gateways: new Map(),
     routes: new Map(),
+    routeIndex: { byParent: new Map(), byBackend: new Map(), order: new Map(), next: 0 },
     services: new Map(),
     endpointSlices: new Map(),
     referenceGrants: new Map(),
@@ -321,9 +400,19 @@ export function putObject(
       s.gateways.set(nsName(o), o);
       break;
     case "TCPRoute":
-    case "UDPRoute":
-      s.routes.set(routeKey(o), o);
+    case "UDPRoute": {
+      const key = routeKey(o);
+      const index = s.routeIndex;
+      const before = s.routes.get(key);
+      if (before) {
+        indexDelete(index.byParent, routeParents(before), key);
+        indexDelete(index.byBackend, routeBackends(before), key);
+      } else index.order.set(key, index.next++);
+      s.routes.set(key, o);
+      indexAdd(index.byParent, routeParents(o), key);
+      indexAdd(index.byBackend, routeBackends(o), key);
       break;
+    }
     case "Service":
       s.services.set(nsName(o), o);
       break;
@@ -398,9 +487,16 @@ export function removeObject(s: Snapshot, o: SnapshotObject): void {
       s.addressDecisions.delete(nsName(o));
       break;
     case "TCPRoute":
-    case "UDPRoute":
-      s.routes.delete(routeKey(o));
+    case "UDPRoute": {
+      const key = routeKey(o);
+      const before = s.routes.get(key);
+      if (!before) break;
+      indexDelete(s.routeIndex.byParent, routeParents(before), key);
+      indexDelete(s.routeIndex.byBackend, routeBackends(before), key);
+      s.routeIndex.order.delete(key);
+      s.routes.delete(key);
       break;
+    }
     case "Service":
       s.services.delete(nsName(o));
       break;

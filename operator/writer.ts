@@ -22,7 +22,6 @@
  * @module
  */
 
-import { isDeepStrictEqual } from "node:util";
 import { apiStatus, type k8s } from "../kube/client.ts";
 import { requestJson } from "../kube/rest.ts";
 import { GROUP, VERSION } from "../api/meta.ts";
@@ -30,6 +29,7 @@ import { ROUTING_TABLE_PLURAL } from "../api/routing_table.ts";
 import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./gateway.ts";
 import { GATEWAY_CLASS_FINALIZER, type GatewayClassStatus } from "./gateway_class.ts";
 import { GATEWAY_GROUP, type Snapshot } from "./snapshot.ts";
+import { sameJson } from "./same_json.ts";
 
 /** The field manager of everything the operator writes. */
 export const FIELD_MANAGER = "blixt-operator";
@@ -99,7 +99,7 @@ export function changedEntriesPatch(
   const after = want.spec.entries;
   if (
     !resourceVersion || before.length !== after.length ||
-    !isDeepStrictEqual(have.spec.addresses, want.spec.addresses) ||
+    !sameJson(have.spec.addresses, want.spec.addresses) ||
     (have.spec.localBackendsOnly ?? false) !== (want.spec.localBackendsOnly ?? false)
   ) {
     return undefined;
@@ -112,7 +112,7 @@ export function changedEntriesPatch(
   for (let i = 0; i < after.length; i++) {
     const a = before[i]!;
     const b = after[i]!;
-    if (isDeepStrictEqual(a, b)) continue;
+    if (sameJson(a, b)) continue;
     if (a.address !== b.address || a.port !== b.port || a.protocol !== b.protocol) return undefined;
     ops.push({ op: "replace", path: `/spec/entries/${i}`, value: b });
   }
@@ -161,9 +161,9 @@ export async function writeResult(
     const have = options.snapshot.routingTables.get(result.gatewayKey);
     // an apply that changes nothing still costs the API server a request: skip it
     const sameMeta = have !== undefined &&
-      isDeepStrictEqual(have.metadata.ownerReferences, want.metadata.ownerReferences) &&
+      sameJson(have.metadata.ownerReferences, want.metadata.ownerReferences) &&
       Object.entries(want.metadata.labels ?? {}).every(([k, v]) => have.metadata.labels?.[k] === v);
-    if (!sameMeta || !isDeepStrictEqual(have.spec, want.spec)) {
+    if (!sameMeta || !sameJson(have.spec, want.spec)) {
       const started = performance.now();
       const path = objectPath(GROUP, VERSION, ROUTING_TABLE_PLURAL, namespace, name);
       const patch = sameMeta ? changedEntriesPatch(have, want) : undefined;
@@ -207,7 +207,7 @@ export async function writeResult(
     }
   }
 
-  if (result.status && gateway && !isDeepStrictEqual(gateway.status, result.status)) {
+  if (result.status && gateway && !sameJson(gateway.status, result.status)) {
     try {
       await requestJson(
         kc,
@@ -396,7 +396,7 @@ export async function writeGatewayClassStatus(
   options: { snapshot: Snapshot; status: GatewayClassStatus },
 ): Promise<boolean> {
   const gc = options.snapshot.gatewayClasses.get(name);
-  if (!gc || isDeepStrictEqual(gc.status, options.status)) return false;
+  if (!gc || sameJson(gc.status, options.status)) return false;
   try {
     await requestJson(
       kc,
