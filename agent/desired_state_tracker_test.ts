@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { Backend, RoutingTable, RoutingTableEntry } from "../api/mod.ts";
-import { be, table } from "./_testing.ts";
+import type { RoutingTable, RoutingTableEntry } from "../api/mod.ts";
+import { be, randomTable, rng, table } from "./_testing.ts";
 import {
   compactTable,
   computeDesiredState,
@@ -167,35 +167,6 @@ Deno.test("desired state tracker: a frontend moving between tables in one sync i
   assert.ok(d.changes, "computed from the last state");
   assert.equal(d.services.get("198.18.100.1:81/TCP")!.table, "default/b");
 });
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomTable(r: () => number, name: string, generation: number): RoutingTable {
-  const pick = (n: number) => Math.floor(r() * n);
-  const ports = [...new Set(Array.from({ length: 1 + pick(3) }, () => 80 + pick(6)))].sort();
-  const entries = ports.map((port) => {
-    const backends: Backend[] = Array.from(
-      { length: pick(4) },
-      () => be(`198.18.1.${1 + pick(6)}`, pick(3), { node: r() < 0.7 ? "node-1" : "node-2" }),
-    );
-    return { address: `198.18.100.${1 + pick(2)}`, port, backends, rejectWeight: pick(2) };
-  });
-  // one edit in ten makes the table invalid (a port out of range)
-  if (r() < 0.1) entries[0]!.port = 0;
-  entries.sort((a, b) => a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port);
-  const unique = entries.filter((e, i) =>
-    i === 0 || e.address !== entries[i - 1]!.address || e.port !== entries[i - 1]!.port
-  );
-  return table(name, unique, { generation, localBackendsOnly: r() < 0.2 });
-}
 
 Deno.test("desired state tracker: random table edits give the full computation's state at every step", () => {
   const results = new Set<string>();
