@@ -72,7 +72,8 @@ function sameFrontends(a: readonly DesiredService[], b: readonly DesiredService[
  * Computes desired states one after another, each from the last: only the
  * tables whose parsed form, generation or last programming changed (by
  * identity) are visited. Each state's `services` and `byTable` are the
- * tracker's own maps, valid until the next {@linkcode DesiredStateTracker.compute}.
+ * tracker's own maps, and its `changes`, valid until the next
+ * {@linkcode DesiredStateTracker.compute}.
  *
  * @example
  * ```ts
@@ -99,6 +100,8 @@ export class DesiredStateTracker {
   compute(tables: readonly unknown[], options: DesiredStateOptions): DesiredState {
     const state = (this.#last && this.#pass(tables, options, false)) ??
       this.#pass(tables, options, true);
+    // The last state's change list goes: each would hold the state before it, and so on.
+    if (this.#last) delete this.#last.changes;
     if (state) {
       this.#last = state;
       return state;

@@ -104,6 +104,19 @@ Deno.test("desired state tracker: a backend change in one table lists only that 
   assert.equal(d.tables[0]!.generation, 2);
 });
 
+Deno.test("desired state tracker: a state's change list goes once the next is computed, so states do not chain", () => {
+  const h = new Harness();
+  h.set(table("a", [entry(80, ["198.18.1.2"])]));
+  h.sync();
+  h.set(table("a", [entry(80, ["198.18.1.3"])], { generation: 2 }));
+  const second = h.sync();
+  assert.ok(second.changes);
+  h.set(table("a", [entry(80, ["198.18.1.4"])], { generation: 3 }));
+  const third = h.sync();
+  assert.equal(third.changes?.since, second);
+  assert.equal(second.changes, undefined);
+});
+
 Deno.test("desired state tracker: a change that adds a conflict with another table matches the full computation", () => {
   const h = new Harness();
   h.set(table("a", [entry(80, ["198.18.1.2"]), entry(81, ["198.18.1.3"])]));

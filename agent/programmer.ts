@@ -304,7 +304,7 @@ export class Programmer {
   #services = new Map<string, ProgrammedService>();
   /** The desired service each programmed one was last written from: unchanged objects skip the diff. */
   #source = new Map<string, DesiredService>();
-  /** The desired state last applied whole: a state with changes since it needs only those visited. */
+  /** The desired state applied last: a state listing its changes since this one needs only those visited. */
   #applied: DesiredState | undefined;
   /** Per plan, what apply() takes over once its steps ran. */
   #after = new WeakMap<Plan, After>();
