@@ -191,13 +191,13 @@ export function usageOf(services: readonly DesiredService[]): Usage {
 /** peakUsage per (old, now) pair of lists, by identity. */
 const peakCache = new WeakMap<
   readonly DesiredService[],
-  { old: readonly DesiredService[]; usage: Usage }
+  WeakMap<readonly DesiredService[], Usage>
 >();
 
 /** Usage while switching from `old` to `now`: old backends linger until the new ones are in. */
 export function peakUsage(old: readonly DesiredService[], now: readonly DesiredService[]): Usage {
-  const cached = peakCache.get(now);
-  if (cached && cached.old === old) return cached.usage;
+  const cached = peakCache.get(now)?.get(old);
+  if (cached) return cached;
   const u = { ...usageOf(now) };
   const byFrontend = new Map(now.map((s) => [s.frontend, s]));
   for (const o of old) {
@@ -206,7 +206,8 @@ export function peakUsage(old: readonly DesiredService[], now: readonly DesiredS
     const keep = new Set(n.backends.map((b) => `${b.addr}:${b.port}`));
     for (const b of o.backends) if (!keep.has(`${b.addr}:${b.port}`)) u.backends++;
   }
-  peakCache.set(now, { old, usage: u });
+  // `old` only as a weak key: a strong one would keep each table's lists alive through the next.
+  peakCache.set(now, new WeakMap([[old, u]]));
   return u;
 }
 
