@@ -112,6 +112,8 @@ export class FakeMaps implements MapWriter {
   deleteMaglevs(ids: readonly number[]): void {
     this.#op("deleteMaglevs", ids.join(","));
     for (const id of ids) this.tables.delete(id);
+    // an outer-map delete returns after a grace period, as a swap does
+    if (ids.length > 0) this.#mayBeHeld.clear();
   }
   putService(addr: ServiceAddress, entry: ServiceEntry): void {
     this.#op("putService", this.#key(addr));
@@ -149,4 +151,37 @@ export class FakeMaps implements MapWriter {
     return [...ids].map((id) => id === 0 ? "reject" : this.backends.get(id)?.addr ?? `gone#${id}`)
       .sort();
   }
+}
+
+/** A deterministic PRNG (mulberry32) over [0, 1). */
+export function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A random table over few addresses and ports (so tables conflict now and
+ * then), one in ten invalid; for property tests.
+ */
+export function randomTable(r: () => number, name: string, generation: number): RoutingTable {
+  const pick = (n: number) => Math.floor(r() * n);
+  const ports = [...new Set(Array.from({ length: 1 + pick(3) }, () => 80 + pick(6)))].sort();
+  const entries = ports.map((port) => {
+    const backends: Backend[] = Array.from(
+      { length: pick(4) },
+      () => be(`198.18.1.${1 + pick(6)}`, pick(3), { node: r() < 0.7 ? "node-1" : "node-2" }),
+    );
+    return { address: `198.18.100.${1 + pick(2)}`, port, backends, rejectWeight: pick(2) };
+  });
+  // one edit in ten makes the table invalid (a port out of range)
+  if (r() < 0.1) entries[0]!.port = 0;
+  entries.sort((a, b) => a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port);
+  const unique = entries.filter((e, i) =>
+    i === 0 || e.address !== entries[i - 1]!.address || e.port !== entries[i - 1]!.port
+  );
+  return table(name, unique, { generation, localBackendsOnly: r() < 0.2 });
 }

@@ -14,12 +14,8 @@ import {
 } from "../api/mod.ts";
 import type { CounterTotals, DataplaneMaps } from "./bpf/maps.ts";
 import type { SweepResult } from "./bpf/conntrack_sweep.ts";
-import {
-  computeDesiredState,
-  type LastProgrammed,
-  type TableCache,
-  type TableOutcome,
-} from "./desired_state.ts";
+import type { LastProgrammed, TableCache, TableOutcome } from "./desired_state.ts";
+import { DesiredStateTracker } from "./desired_state_tracker.ts";
 import process from "node:process";
 import { apiStatus } from "../kube/rest.ts";
 import { errorText, type Logger } from "./log.ts";
@@ -87,6 +83,8 @@ export class Agent {
   readonly #lastProgrammed = new Map<string, LastProgrammed>();
   readonly #programmedGeneration = new Map<string, number>();
   readonly #tableCache: TableCache = new Map();
+  /** The desired state, kept from one sync to the next: a change costs O(its tables). */
+  readonly #desired = new DesiredStateTracker();
   #tables: TableOutcome[] = [];
   #applyError: string | undefined;
   #synced = false;
@@ -220,10 +218,11 @@ export class Agent {
     const cpuStarted = process.cpuUsage();
     const changedAt = this.#changedAt ?? started;
     this.#changedAt = undefined;
-    const desired = computeDesiredState(this.#o.source.list(), {
+    const programmed = this.#programmer.services;
+    const desired = this.#desired.compute(this.#o.source.list(), {
       node: this.#o.node,
       lastProgrammed: this.#lastProgrammed,
-      programmedFrontends: new Set(this.#programmer.services.keys()),
+      programmedFrontends: { [Symbol.iterator]: () => programmed.keys() },
       capacity: this.#o.maps.capacity(),
       cache: this.#tableCache,
     });
@@ -237,10 +236,11 @@ export class Agent {
         const name = `${t.namespace}/${t.name}`;
         names.add(name);
         if (t.result === "programmed" || t.result === "conflict") {
-          this.#lastProgrammed.set(name, {
-            generation: t.generation,
-            services: desired.byTable.get(name) ?? [],
-          });
+          const services = desired.byTable.get(name) ?? [];
+          const last = this.#lastProgrammed.get(name);
+          if (last?.generation !== t.generation || last.services !== services) {
+            this.#lastProgrammed.set(name, { generation: t.generation, services });
+          }
         }
         if (t.result === "programmed") this.#programmedGeneration.set(name, t.generation);
       }

@@ -94,6 +94,12 @@ export interface DesiredState {
    * {@linkcode LastProgrammed} and the next call reuses what it computed.
    */
   byTable: Map<string, DesiredService[]>;
+  /**
+   * Set when the state was computed from an earlier one (DesiredStateTracker): the frontends
+   * whose service in `services` may differ from `since`'s. The programmer then visits only
+   * these, if `since` is what it applied last.
+   */
+  changes?: { since: DesiredState; frontends: ReadonlySet<string> };
 }
 
 /** Options of {@linkcode computeDesiredState}. */
@@ -102,8 +108,8 @@ export interface DesiredStateOptions {
   node: string;
   /** Last programmed generation per table (`namespace/name`). */
   lastProgrammed: ReadonlyMap<string, LastProgrammed>;
-  /** Frontends in the maps now (for fallbacks after a restart). */
-  programmedFrontends: ReadonlySet<string>;
+  /** Frontends in the maps now (for fallbacks after a restart; iterated only when needed). */
+  programmedFrontends: Iterable<string>;
   /** Map capacity. */
   capacity: MapCapacity;
   /** Reuse of unchanged tables' validation and services between calls. */
@@ -113,7 +119,8 @@ export interface DesiredStateOptions {
 /** At most this many error lines per table: statuses stay small. */
 const MAX_ERRORS = 8;
 
-function tableName(t: { metadata?: { namespace?: string; name?: string } }): string {
+/** `namespace/name` of a table. */
+export function tableName(t: { metadata?: { namespace?: string; name?: string } }): string {
   return `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`;
 }
 
@@ -160,7 +167,8 @@ export function tableServices(table: RoutingTable, node: string): DesiredService
   });
 }
 
-interface Usage {
+/** Map entries a list of services takes. */
+export interface Usage {
   services: number;
   keys: number;
   backends: number;
@@ -169,7 +177,7 @@ interface Usage {
 /** Usage per services list, by identity: unchanged tables keep their lists between calls. */
 const usageCache = new WeakMap<readonly DesiredService[], Usage>();
 
-function usageOf(services: readonly DesiredService[]): Usage {
+export function usageOf(services: readonly DesiredService[]): Usage {
   const cached = usageCache.get(services);
   if (cached) return cached;
   const addrs = new Set(services.map((s) => s.address.addr));
@@ -183,13 +191,13 @@ function usageOf(services: readonly DesiredService[]): Usage {
 /** peakUsage per (old, now) pair of lists, by identity. */
 const peakCache = new WeakMap<
   readonly DesiredService[],
-  { old: readonly DesiredService[]; usage: Usage }
+  WeakMap<readonly DesiredService[], Usage>
 >();
 
 /** Usage while switching from `old` to `now`: old backends linger until the new ones are in. */
-function peakUsage(old: readonly DesiredService[], now: readonly DesiredService[]): Usage {
-  const cached = peakCache.get(now);
-  if (cached && cached.old === old) return cached.usage;
+export function peakUsage(old: readonly DesiredService[], now: readonly DesiredService[]): Usage {
+  const cached = peakCache.get(now)?.get(old);
+  if (cached) return cached;
   const u = { ...usageOf(now) };
   const byFrontend = new Map(now.map((s) => [s.frontend, s]));
   for (const o of old) {
@@ -198,15 +206,18 @@ function peakUsage(old: readonly DesiredService[], now: readonly DesiredService[
     const keep = new Set(n.backends.map((b) => `${b.addr}:${b.port}`));
     for (const b of o.backends) if (!keep.has(`${b.addr}:${b.port}`)) u.backends++;
   }
-  peakCache.set(now, { old, usage: u });
+  // `old` only as a weak key: a strong one would keep each table's lists alive through the next.
+  peakCache.set(now, new WeakMap([[old, u]]));
   return u;
 }
 
-function fits(u: Usage, c: MapCapacity): boolean {
+/** Whether `u` fits in `c`. */
+export function fits(u: Usage, c: MapCapacity): boolean {
   return u.services <= c.serviceIds && u.keys <= c.serviceKeys && u.backends <= c.backendIds;
 }
 
-function add(a: Usage, b: Usage, sign = 1): Usage {
+/** `a + sign * b`. */
+export function add(a: Usage, b: Usage, sign = 1): Usage {
   return {
     services: a.services + sign * b.services,
     keys: a.keys + sign * b.keys,
@@ -305,6 +316,25 @@ export function compactTable(raw: unknown, node: string): CompactTable {
 }
 
 /**
+ * The parsed form of `raw` (named `name`): compactTable's, else the cache's
+ * while the resourceVersion is the same, else parsed now (and cached).
+ */
+export function parsedTable(
+  raw: unknown,
+  name: string,
+  options: Pick<DesiredStateOptions, "node" | "cache">,
+): ParsedTable {
+  const parsed = typeof raw === "object" && raw !== null ? preparsed.get(raw) : undefined;
+  if (parsed) return parsed;
+  const rv = (raw as { metadata?: { resourceVersion?: string } } | null)?.metadata?.resourceVersion;
+  const cached = rv !== undefined ? options.cache?.get(name) : undefined;
+  if (cached && cached.resourceVersion === rv) return cached.parsed;
+  const now = parseTable(raw, options.node);
+  if (rv !== undefined) options.cache?.set(name, { resourceVersion: rv, parsed: now });
+  return now;
+}
+
+/**
  * Computes the desired map contents from raw RoutingTable objects (as read
  * from the API server, unvalidated).
  *
@@ -335,17 +365,7 @@ export function computeDesiredState(
       fallback: options.lastProgrammed.get(name)?.services ?? [],
       wanted: [],
     };
-    const rv = (meta as { resourceVersion?: string } | undefined)?.resourceVersion;
-    let parsed = typeof raw === "object" && raw !== null ? preparsed.get(raw) : undefined;
-    if (!parsed) {
-      const cached = rv !== undefined ? options.cache?.get(name) : undefined;
-      parsed = cached && cached.resourceVersion === rv
-        ? cached.parsed
-        : parseTable(raw, options.node);
-      if (rv !== undefined && parsed !== cached?.parsed) {
-        options.cache?.set(name, { resourceVersion: rv, parsed });
-      }
-    }
+    const parsed = parsedTable(raw, name, options);
     c.addresses = parsed.addresses;
     c.errors = [...parsed.errors];
     if (parsed.valid) {

@@ -213,8 +213,13 @@ export type Step =
 export interface Plan {
   /** Steps, in order. */
   steps: Step[];
-  /** State after the steps. */
-  next: Map<string, ProgrammedService>;
+  /**
+   * The programmed services after the steps, by frontend: the whole state after a full diff,
+   * only the visited frontends (undefined: removed) after a plan over a change list.
+   */
+  next: Map<string, ProgrammedService | undefined>;
+  /** Whether `next` holds only the frontends of a change list. */
+  partial: boolean;
   /** Summary. */
   stats: ApplyStats;
 }
@@ -275,6 +280,16 @@ class IdPool {
   }
 }
 
+/** What apply() takes over from a plan once its steps ran. */
+interface After {
+  /** Desired services by frontend after a full diff (a change list updates the programmer's). */
+  source: Map<string, DesiredService>;
+  /** Services per address: all of them after a full diff, those touched after a change list. */
+  perAddress: Map<string, number>;
+  serviceIds: IdPool;
+  backendIds: IdPool;
+}
+
 /** The frontend key of a map address (same as desired_state's). */
 function frontendOf(a: ServiceAddress): string {
   return `${a.addr.includes(":") ? `[${a.addr}]` : a.addr}:${a.port}/${a.protocol}`;
@@ -288,10 +303,14 @@ export class Programmer {
   readonly #maps: MapWriter;
   #services = new Map<string, ProgrammedService>();
   /** The desired service each programmed one was last written from: unchanged objects skip the diff. */
-  #source: ReadonlyMap<string, DesiredService> = new Map();
+  #source = new Map<string, DesiredService>();
+  /** The desired state applied last: a state listing its changes since this one needs only those visited. */
+  #applied: DesiredState | undefined;
   /** Per plan, what apply() takes over once its steps ran. */
-  #after = new WeakMap<Plan, { vips: Set<string>; serviceIds: IdPool; backendIds: IdPool }>();
+  #after = new WeakMap<Plan, After>();
   #vips = new Set<string>();
+  /** Programmed services per address (their VIP marker stays while one is left). */
+  #perAddress = new Map<string, number>();
   #serviceIds: IdPool;
   #backendIds: IdPool;
 
@@ -319,6 +338,7 @@ export class Programmer {
     this.#backendIds = new IdPool(c.backendIds);
     this.#services = new Map();
     this.#source = new Map();
+    this.#applied = undefined;
     const { frontends, vips } = this.#maps.listServices();
     const byId = new Map<number, { s: ProgrammedService; list: Map<string, ProgrammedBackend> }>();
     for (const f of frontends) {
@@ -351,8 +371,17 @@ export class Programmer {
     return { services: this.#services.size, backends, orphans: orphans.length };
   }
 
-  /** Plans the steps from the current state to `desired` (maps untouched). */
+  /**
+   * Plans the steps from the current state to `desired` (maps untouched). A
+   * desired state that lists its changes since the state applied last
+   * (DesiredStateTracker's) is planned over those frontends only; any other
+   * is diffed whole.
+   */
   plan(desired: DesiredState): Plan {
+    const changes = desired.changes !== undefined && desired.changes.since === this.#applied &&
+        desired.keep.size === 0
+      ? desired.changes.frontends
+      : undefined;
     const steps: Step[] = [];
     const stats: ApplyStats = {
       added: 0,
@@ -364,17 +393,37 @@ export class Programmer {
     };
     const serviceIds = this.#serviceIds.clone();
     const backendIds = this.#backendIds.clone();
-    const next = new Map<string, ProgrammedService>();
+    const next = new Map<string, ProgrammedService | undefined>();
+    const source = changes ? this.#source : new Map<string, DesiredService>();
+    // Services per address: after a full diff, counted from `next`; over a change list, the
+    // counts of the addresses it touches, updated by the services it adds and removes.
+    const perAddress = new Map<string, number>();
+    const count = (addr: string, by: number) => {
+      const base = perAddress.get(addr) ?? (changes ? this.#perAddress.get(addr) ?? 0 : 0);
+      perAddress.set(addr, base + by);
+    };
 
     // 1. removed services
+    const removed: ProgrammedService[] = [];
+    if (changes) {
+      for (const frontend of changes) {
+        if (desired.services.has(frontend)) continue;
+        const s = this.#services.get(frontend);
+        if (!s) continue;
+        removed.push(s);
+        next.set(frontend, undefined);
+        count(s.address.addr, -1);
+      }
+    } else {
+      for (const [frontend, s] of this.#services) {
+        if (desired.services.has(frontend)) continue;
+        if (desired.keep.has(frontend)) next.set(frontend, s);
+        else removed.push(s);
+      }
+    }
     const clearNow: number[] = [];
     const dropTables: number[] = [];
-    for (const [frontend, s] of this.#services) {
-      if (desired.services.has(frontend)) continue;
-      if (desired.keep.has(frontend)) {
-        next.set(frontend, s);
-        continue;
-      }
+    for (const s of removed) {
       steps.push({ op: "deleteServiceEntry", addr: s.address });
       if (s.entry.tableSize > 0) dropTables.push(s.entry.id);
       for (let i = 0; i < s.backends.size; i++) clearNow.push(s.backends.idAt(i));
@@ -385,8 +434,7 @@ export class Programmer {
     if (clearNow.length > 0) steps.push({ op: "clearBackends", ids: clearNow });
 
     // Ids of removed services are free from here on: their entries are gone.
-    for (const [frontend, s] of this.#services) {
-      if (desired.services.has(frontend) || desired.keep.has(frontend)) continue;
+    for (const s of removed) {
       serviceIds.free(s.entry.id);
       for (let i = 0; i < s.backends.size; i++) backendIds.free(s.backends.idAt(i));
     }
@@ -402,11 +450,11 @@ export class Programmer {
     const entriesAfter: Step[] = [];
     const clearLater: number[] = [];
     let inPlaceRemovals = false;
-    for (const [frontend, d] of desired.services) {
+    const visit = (frontend: string, d: DesiredService) => {
       const old = this.#services.get(frontend);
       if (old && this.#source.get(frontend) === d) {
-        next.set(frontend, old); // the same object as last time: nothing changed
-        continue;
+        if (!changes) next.set(frontend, old); // the same object as last time: nothing changed
+        return;
       }
       let id = old?.entry.id;
       if (id === undefined) {
@@ -454,12 +502,13 @@ export class Programmer {
         if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable));
         entriesAfter.push(put);
         stats.added++;
-        continue;
+        if (changes) count(d.address.addr, 1);
+        return;
       }
       const tableChanged = old.entry.fingerprint !== entry.fingerprint ||
         old.entry.tableSize !== entry.tableSize;
       const entryChanged = tableChanged || old.entry.keepClientAddress !== entry.keepClientAddress;
-      if (!entryChanged) continue;
+      if (!entryChanged) return;
       stats.changed++;
       if (!tableChanged) {
         entriesBefore.push(put);
@@ -483,6 +532,17 @@ export class Programmer {
         entriesBefore.push(put);
         newTables.push(lazyTable(id, buildTable));
       }
+    };
+    if (changes) {
+      for (const frontend of changes) {
+        const d = desired.services.get(frontend);
+        if (d) visit(frontend, d);
+      }
+    } else {
+      for (const [frontend, d] of desired.services) {
+        source.set(frontend, d);
+        visit(frontend, d);
+      }
     }
     // Removed backends' ids are free for the next change only: handed to another service in this
     // one, their slot would be overwritten while a table still names it, then cleared under it.
@@ -497,20 +557,28 @@ export class Programmer {
     steps.push(...entriesAfter);
 
     // New VIP markers after their services, so a VIP never swallows traffic it cannot serve.
-    const liveAddrs = new Set([...next.values()].map((s) => s.address.addr));
-    for (const a of liveAddrs) if (!this.#vips.has(a)) steps.push({ op: "putVipMarker", addr: a });
+    if (!changes) { for (const s of next.values()) count(s!.address.addr, 1); }
+    for (const [a, n] of perAddress) {
+      if (n > 0 && !this.#vips.has(a)) steps.push({ op: "putVipMarker", addr: a });
+    }
 
     // 4. backends no table points at any more
     if (inPlaceRemovals) steps.push({ op: "waitForReaders" });
     if (clearLater.length > 0) steps.push({ op: "clearBackends", ids: clearLater });
     // 5. markers of addresses without frontends
-    for (const a of this.#vips) {
-      if (!liveAddrs.has(a)) steps.push({ op: "deleteVipMarker", addr: a });
+    if (changes) {
+      for (const [a, n] of perAddress) {
+        if (n === 0 && this.#vips.has(a)) steps.push({ op: "deleteVipMarker", addr: a });
+      }
+    } else {
+      for (const a of this.#vips) {
+        if (!perAddress.has(a)) steps.push({ op: "deleteVipMarker", addr: a });
+      }
     }
 
     // The id pools above end as the ids `next` holds: the state after the steps.
-    const plan: Plan = { steps, next, stats };
-    this.#after.set(plan, { vips: liveAddrs, serviceIds, backendIds });
+    const plan: Plan = { steps, next, partial: changes !== undefined, stats };
+    this.#after.set(plan, { source, perAddress, serviceIds, backendIds });
     stats.backendsWritten = slots.length;
     stats.backendsCleared = clearNow.length + clearLater.length;
     stats.operations = steps.length;
@@ -544,10 +612,30 @@ export class Programmer {
       this.adopt();
       throw e;
     }
-    this.#services = plan.next;
-    this.#source = desired.services; // read-only from here on: the next diff compares identities
     const after = this.#after.get(plan)!;
-    this.#vips = after.vips;
+    if (plan.partial) {
+      for (const [frontend, s] of plan.next) {
+        if (s) this.#services.set(frontend, s);
+        else this.#services.delete(frontend);
+      }
+      for (const frontend of desired.changes!.frontends) {
+        const d = desired.services.get(frontend);
+        if (d) this.#source.set(frontend, d);
+        else this.#source.delete(frontend);
+      }
+      for (const [a, n] of after.perAddress) {
+        if (n > 0) this.#perAddress.set(a, n);
+        else this.#perAddress.delete(a);
+        if (n > 0) this.#vips.add(a);
+        else this.#vips.delete(a);
+      }
+    } else {
+      this.#services = plan.next as Map<string, ProgrammedService>;
+      this.#source = after.source; // a copy: the desired state's maps may change after this
+      this.#perAddress = after.perAddress;
+      this.#vips = new Set(after.perAddress.keys());
+    }
+    this.#applied = desired;
     this.#serviceIds = after.serviceIds;
     this.#backendIds = after.backendIds;
     return plan.stats;

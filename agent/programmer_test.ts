@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { be, FakeMaps, table } from "./_testing.ts";
-import { computeDesiredState } from "./desired_state.ts";
+import { be, FakeMaps, randomTable, rng, table } from "./_testing.ts";
+import { compactTable, computeDesiredState, type LastProgrammed } from "./desired_state.ts";
+import { DesiredStateTracker } from "./desired_state_tracker.ts";
 import type { RoutingTable } from "../api/mod.ts";
 import { Programmer } from "./programmer.ts";
 
@@ -129,4 +130,79 @@ Deno.test("programmer: a backend id freed by one service is not handed to anothe
   assert.deepEqual(maps.tableTargets("198.18.100.1:81/TCP"), ["198.18.1.8", "198.18.1.9"]);
   const ids = [...maps.backends.values()].map((s) => `${s.id}=${s.addr}`).sort();
   assert.equal(ids.length, 3, `backend slots: ${ids.join(" ")}`);
+});
+
+/** What the maps hold, without ids: per frontend its flags and where its table sends flows. */
+function mapsView(maps: FakeMaps) {
+  const services = [...maps.services.keys()].sort().map((f) => {
+    const { entry } = maps.services.get(f)!;
+    const owned = [...maps.backends.values()].filter((b) => b.serviceId === entry.id);
+    return {
+      f,
+      keep: entry.keepClientAddress,
+      size: entry.tableSize,
+      fingerprintless: maps.tableTargets(f),
+      slots: owned.map((b) => `${b.addr}:${b.port}${b.remote ? " remote" : ""}`).sort(),
+    };
+  });
+  return { services, vips: [...maps.vips].sort(), backends: maps.backends.size };
+}
+
+Deno.test("programmer: a state that lists its changes is planned over them and writes the maps as a full diff does", () => {
+  for (const seed of [11, 12, 13, 14]) {
+    const r = rng(seed);
+    const cap = { serviceIds: 16, serviceKeys: 32, backendIds: 64, conntrack: 1000 };
+    const incr = new FakeMaps();
+    const full = new FakeMaps();
+    incr.cap = full.cap = cap;
+    const pi = new Programmer(incr);
+    const pf = new Programmer(full);
+    pi.adopt();
+    pf.adopt();
+    const tracker = new DesiredStateTracker();
+    const tables = new Map<string, unknown>();
+    const last = new Map<string, LastProgrammed>();
+    let partial = 0;
+    for (let step = 0; step < 200; step++) {
+      const name = "abcde"[Math.floor(r() * 5)]!;
+      if (r() < 0.15) tables.delete(name);
+      else tables.set(name, compactTable(randomTable(r, name, step + 1), "node-1"));
+      const list = [...tables.values()];
+      const options = (programmed: Programmer) => ({
+        node: "node-1",
+        lastProgrammed: last,
+        programmedFrontends: new Set(programmed.services.keys()),
+        capacity: cap,
+      });
+      let d = tracker.compute(list, options(pi));
+      if (pi.plan(d).partial) partial++;
+      const failing = r() < 0.05;
+      if (failing) {
+        incr.failOn = r() < 0.5 ? "writeMaglevs" : "writeBackends";
+        try {
+          pi.apply(d);
+        } catch {
+          d = tracker.compute(list, options(pi)); // as the agent's retry: from the maps re-read
+        }
+        incr.failOn = undefined;
+      }
+      const si = pi.apply(d);
+      const sf = pf.apply(computeDesiredState(list, options(pf)));
+      const where = `(seed ${seed}, step ${step})`;
+      assert.deepEqual(mapsView(incr), mapsView(full), `maps differ ${where}`);
+      // (a failed apply did part of the work: its retry does less)
+      if (!failing) assert.deepEqual(si, sf, `stats differ ${where}`);
+      assert.deepEqual([...pi.services.keys()].sort(), [...pf.services.keys()].sort());
+      const names = new Set<string>();
+      for (const t of d.tables) {
+        const key = `${t.namespace}/${t.name}`;
+        names.add(key);
+        if (t.result === "programmed" || t.result === "conflict") {
+          last.set(key, { generation: t.generation, services: d.byTable.get(key) ?? [] });
+        }
+      }
+      for (const key of [...last.keys()]) if (!names.has(key)) last.delete(key);
+    }
+    assert.ok(partial > 30, `seed ${seed}: only ${partial} plans over a change list`);
+  }
 });

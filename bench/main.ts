@@ -12,6 +12,7 @@ const BENCHMARKS: Record<
 > = {
   dataplane: () => import("./dataplane.ts"),
   agent: () => import("./agent.ts"),
+  sync: () => import("./agent_sync.ts"),
   operator: () => import("./operator.ts"),
   peer: () => import("./peer.ts"),
   fuzz: () => import("./fuzz.ts"),
