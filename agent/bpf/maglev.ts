@@ -131,6 +131,7 @@ export function maglevTable(
   taken.fill(0, 0, size);
   credit.fill(0, 0, n);
   let maxWeight = 0;
+  let equal = true;
   for (let i = 0; i < n; i++) {
     const e = live[i]!;
     pos[i] = strHash(e.key, 0x6d61676c) % size;
@@ -138,9 +139,29 @@ export function maglevTable(
     ids[i] = e.id;
     weights[i] = e.weight;
     if (e.weight > maxWeight) maxWeight = e.weight;
+    if (e.weight !== live[0]!.weight) equal = false;
   }
   const table = new Uint32Array(size);
   let filled = 0;
+  if (equal) {
+    // Equal weights: every backend takes one turn a round, in order (what the credits below give).
+    while (filled < size) {
+      for (let i = 0; i < n && filled < size; i++) {
+        let c = pos[i]!;
+        const step = skip[i]!;
+        while (taken[c] === 1) {
+          c += step;
+          c -= size & ((size - 1 - c) >> 31);
+        }
+        taken[c] = 1;
+        table[c] = ids[i]!;
+        c += step;
+        pos[i] = c - (size & ((size - 1 - c) >> 31));
+        filled++;
+      }
+    }
+    return table;
+  }
   // Each round a backend earns weight/maxWeight turns; a turn claims the next
   // free slot of its permutation. Slots end up proportional to weights.
   while (filled < size) {

@@ -199,3 +199,16 @@ Deno.test("maglev: tables are bit-identical to the pinned ones (nodes of mixed v
     assert.equal(digest(build()), want, `${name}, built again (reused work arrays)`);
   }
 });
+
+Deno.test("maglev: equal weights give one table whatever their value, also beside weight 0", () => {
+  const ones = maglevTable(backends(10));
+  assert.deepEqual(maglevTable(backends(10, 7)), ones);
+  assert.deepEqual(
+    maglevTable([...backends(10, 7), { key: "198.18.201.99:8080/TCP", id: 99, weight: 0 }]),
+    ones,
+  );
+  // one backend of another weight takes the credit path: a different table
+  const mixed = backends(10, 7);
+  mixed[0]!.weight = 8;
+  assert.notDeepEqual(maglevTable(mixed), ones);
+});
