@@ -63,8 +63,8 @@ function strHash(s: string, seed: number): number {
 }
 
 interface Scratch {
-  pos: Uint32Array;
-  skip: Uint32Array;
+  pos: Int32Array;
+  skip: Int32Array;
   ids: Uint32Array;
   weights: Float64Array;
   credit: Float64Array;
@@ -78,8 +78,8 @@ function scratchFor(n: number, size: number): Scratch {
   if (!scratch || scratch.pos.length < n || scratch.taken.length < size) {
     const cap = Math.max(n, scratch?.pos.length ?? 0, 16);
     scratch = {
-      pos: new Uint32Array(cap),
-      skip: new Uint32Array(cap),
+      pos: new Int32Array(cap),
+      skip: new Int32Array(cap),
       ids: new Uint32Array(cap),
       weights: new Float64Array(cap),
       credit: new Float64Array(cap),
@@ -123,12 +123,15 @@ export function maglevTable(
   }
   const n = live.length;
   // pos[i] walks backend i's permutation (offset + j * skip) % size one step at a time.
-  // Scratch arrays are reused across calls: a first sync builds 10,000 tables.
+  // Scratch arrays are reused across calls: a first sync builds 10,000 tables. The walk is most
+  // of the build (~4,000 steps for a table of 1021 slots and 10 backends), so it keeps to int32
+  // arithmetic and has no branch on the wrap, whose outcome no CPU predicts (~skip/size taken).
   const s = scratchFor(n, size);
   const { pos, skip, ids, weights, credit, taken } = s;
   taken.fill(0, 0, size);
   credit.fill(0, 0, n);
   let maxWeight = 0;
+  let equal = true;
   for (let i = 0; i < n; i++) {
     const e = live[i]!;
     pos[i] = strHash(e.key, 0x6d61676c) % size;
@@ -136,9 +139,29 @@ export function maglevTable(
     ids[i] = e.id;
     weights[i] = e.weight;
     if (e.weight > maxWeight) maxWeight = e.weight;
+    if (e.weight !== live[0]!.weight) equal = false;
   }
   const table = new Uint32Array(size);
   let filled = 0;
+  if (equal) {
+    // Equal weights: every backend takes one turn a round, in order (what the credits below give).
+    while (filled < size) {
+      for (let i = 0; i < n && filled < size; i++) {
+        let c = pos[i]!;
+        const step = skip[i]!;
+        while (taken[c] === 1) {
+          c += step;
+          c -= size & ((size - 1 - c) >> 31);
+        }
+        taken[c] = 1;
+        table[c] = ids[i]!;
+        c += step;
+        pos[i] = c - (size & ((size - 1 - c) >> 31));
+        filled++;
+      }
+    }
+    return table;
+  }
   // Each round a backend earns weight/maxWeight turns; a turn claims the next
   // free slot of its permutation. Slots end up proportional to weights.
   while (filled < size) {
@@ -155,12 +178,12 @@ export function maglevTable(
         cr -= maxWeight;
         while (taken[c] === 1) {
           c += step;
-          if (c >= size) c -= size;
+          c -= size & ((size - 1 - c) >> 31); // c >= size ? c - size : c, without a branch
         }
         taken[c] = 1;
         table[c] = id;
         c += step;
-        if (c >= size) c -= size;
+        c -= size & ((size - 1 - c) >> 31);
         filled++;
       }
       pos[i] = c;

@@ -126,3 +126,89 @@ Deno.test("maglev: no live backend gives an empty table; bad weights are refused
     RangeError,
   );
 });
+
+/** FNV-1a over a table's slots: a short stand-in for the whole table. */
+function digest(table: Uint32Array): string {
+  let h = 0x811c9dc5;
+  for (const v of table) h = Math.imul(h ^ v, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+Deno.test("maglev: tables are bit-identical to the pinned ones (nodes of mixed versions agree)", () => {
+  // Digests taken from the tables of commit f46c533. A change here remaps flows between agents of
+  // different versions during a rolling upgrade: it needs a new table format, not a new digest.
+  const cases: [string, () => Uint32Array, string][] = [
+    [
+      "10 backends of weight 1, 1021 slots",
+      () =>
+        maglevTable(
+          Array.from({ length: 10 }, (_, i) => ({
+            key: `198.18.64.${2 + i}:10042`,
+            id: 100 + i,
+            weight: 1,
+          })),
+          1021,
+        ),
+      "09baed0b",
+    ],
+    [
+      "weights 70/25/0 and a reject share of 5, 4093 slots",
+      () =>
+        maglevTable([
+          { key: "198.18.64.2:80", id: 7, weight: 70 },
+          { key: "198.18.64.3:80", id: 9, weight: 25 },
+          { key: "198.18.64.4:80", id: 11, weight: 0 },
+          rejectEntry(5),
+        ], 4093),
+      "7a8a890a",
+    ],
+    [
+      "one backend, 1021 slots",
+      () => maglevTable([{ key: "198.18.64.9:443", id: 3, weight: 1 }], 1021),
+      "d7084176",
+    ],
+    [
+      "40 backends of weights 2 and 3, 16381 slots",
+      () =>
+        maglevTable(
+          Array.from({ length: 40 }, (_, i) => ({
+            key: `198.18.70.${i}:53`,
+            id: 1000 + i,
+            weight: i % 5 === 0 ? 3 : 2,
+          })),
+          16381,
+        ),
+      "7ce1e161",
+    ],
+    [
+      "200 backends of weights 1-7, 65537 slots",
+      () =>
+        maglevTable(
+          Array.from({ length: 200 }, (_, i) => ({
+            key: `198.18.${64 + (i >> 8)}.${i & 255}:8080`,
+            id: 1 + i,
+            weight: 1 + (i % 7),
+          })),
+          65537,
+        ),
+      "2f5cf2db",
+    ],
+  ];
+  for (const [name, build, want] of cases) {
+    assert.equal(digest(build()), want, name);
+    assert.equal(digest(build()), want, `${name}, built again (reused work arrays)`);
+  }
+});
+
+Deno.test("maglev: equal weights give one table whatever their value, also beside weight 0", () => {
+  const ones = maglevTable(backends(10));
+  assert.deepEqual(maglevTable(backends(10, 7)), ones);
+  assert.deepEqual(
+    maglevTable([...backends(10, 7), { key: "198.18.201.99:8080/TCP", id: 99, weight: 0 }]),
+    ones,
+  );
+  // one backend of another weight takes the credit path: a different table
+  const mixed = backends(10, 7);
+  mixed[0]!.weight = 8;
+  assert.notDeepEqual(maglevTable(mixed), ones);
+});

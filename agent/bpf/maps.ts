@@ -146,6 +146,31 @@ function vipMarkerKey(addr: string): Uint8Array<ArrayBuffer> {
   return serviceKey.encode({ addr, port: 0, proto: 0, family: FAMILY_V4 });
 }
 
+let swapChunk: number | undefined;
+
+/**
+ * Inner maps per outer-map batch: each is an open fd until its batch is in,
+ * and each batch waits for one RCU grace period (10,000 tables in 2 batches
+ * rather than 5). Half the file descriptors the soft limit leaves above
+ * 1024, between 256 and 8192: 8192 under this VM's 20,000 and a pod's
+ * usual 1,048,576, 256 under 1,536 (2048 before, which a limit of 1024 broke).
+ */
+function maglevSwapChunk(): number {
+  if (swapChunk !== undefined) return swapChunk;
+  let limit = 4096;
+  try {
+    const line = Deno.readTextFileSync("/proc/self/limits").split("\n")
+      .find((l) => l.startsWith("Max open files"));
+    const soft = line?.split(/\s+/)[3];
+    if (soft === "unlimited") limit = Infinity;
+    else if (Number.isFinite(Number(soft))) limit = Number(soft);
+  } catch {
+    // no /proc: the default
+  }
+  swapChunk = Math.max(256, Math.min(8192, Math.floor((limit - 1024) / 2)));
+  return swapChunk;
+}
+
 let slotKeyCache = new Uint32Array(0);
 
 /** Keys 0..n-1 packed as u32 (shared: tables are written one at a time). */
@@ -316,10 +341,11 @@ export class DataplaneMaps {
    * outer map updated in batches. The kernel waits for an RCU grace period
    * after each outer-map write call (so programs see the new table when it
    * returns); one batch call waits once instead of once per service. A
-   * chunk's inner maps stay open (one fd each) until their batch is in.
+   * chunk's inner maps stay open (one fd each) until their batch is in
+   * (the default chunk follows the fd limit, see maglevSwapChunk).
    * Each `table` is read once (the agent's are built when read).
    */
-  writeMaglevs(tables: readonly MaglevWrite[], chunk = 2048): void {
+  writeMaglevs(tables: readonly MaglevWrite[], chunk = maglevSwapChunk()): void {
     const swaps = tables.filter((t) => !(t.inPlace && this.#writeInPlace(t.id, t.table)));
     for (let i = 0; i < swaps.length; i += chunk) {
       const part = swaps.slice(i, i + chunk);

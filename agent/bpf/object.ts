@@ -286,6 +286,13 @@ export class BpfMap {
   }
 }
 
+/**
+ * The name and options buffers of createMap, by name and flags: a first sync
+ * creates 10,000 inner maps, and encoding both for each cost more CPU than
+ * the syscall's user side. libbpf only reads them.
+ */
+const createArgs = new Map<string, [Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>]>();
+
 /** Creates a standalone map (e.g. an inner Maglev table); the caller closes it. */
 export function createMap(
   type: number,
@@ -297,16 +304,24 @@ export function createMap(
     flags?: number;
   },
 ): BpfMap {
+  const flags = shape.flags ?? 0;
+  const argsKey = `${name}/${flags}`;
+  let args = createArgs.get(argsKey);
+  if (!args) {
+    args = [cstr(name), opts("bpf_map_create_opts", { map_flags: flags })];
+    createArgs.set(argsKey, args);
+  }
+  const [nameBuf, optsBuf] = args;
   const fd = check(
     "bpf_map_create",
     () =>
       lib().bpf_map_create(
         type,
-        cstr(name),
+        nameBuf,
         shape.keySize,
         shape.valueSize,
         shape.maxEntries,
-        opts("bpf_map_create_opts", { map_flags: shape.flags ?? 0 }),
+        optsBuf,
       ),
     name,
   );
