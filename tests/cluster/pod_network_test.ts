@@ -46,11 +46,12 @@ async function ready(child: Deno.ChildProcess): Promise<void> {
   reader.releaseLock();
 }
 
-Deno.test("pod network: an address reused by a new pod answers at once (no stale ARP entry on the node)", async () => {
+/** A fresh node namespace (an old one of a failed run removed) and its IPAM directory. */
+async function nodeNetns(): Promise<PodNode> {
   if ((await listNetns()).includes(NODE_NS)) await ip(["netns", "del", NODE_NS]);
   const ipamDir = await Deno.makeTempDir();
   await ip(["netns", "add", NODE_NS]);
-  const node: PodNode = {
+  return {
     plan: {
       index: 1,
       name: "node-1",
@@ -61,11 +62,33 @@ Deno.test("pod network: an address reused by a new pod answers at once (no stale
     netns: NODE_NS,
     ipamDir,
   };
+}
+
+/** The node's pod bridge `cni0` with the pod gateway's address. */
+async function bridgeUp(): Promise<void> {
+  await ip(["link", "add", "cni0", "type", "bridge"], { netns: NODE_NS });
+  await ip(["addr", "add", "198.19.254.1/24", "dev", "cni0"], { netns: NODE_NS });
+  await ip(["link", "set", "cni0", "up"], { netns: NODE_NS });
+}
+
+/** Stops the pods' processes and removes pods a and b, the node namespace and its IPAM. */
+async function tearDown(node: PodNode, children: Deno.ChildProcess[]): Promise<void> {
+  for (const c of children) {
+    try {
+      c.kill();
+    } catch { /* gone */ }
+    await c.status.catch(() => {});
+  }
+  for (const pod of ["a", "b"]) await removeNetns(`${prefix}podnet-${pod}`);
+  await ip(["netns", "del", NODE_NS]).catch(() => {});
+  await Deno.remove(node.ipamDir, { recursive: true });
+}
+
+Deno.test("pod network: an address reused by a new pod answers at once (no stale ARP entry on the node)", async () => {
+  const node = await nodeNetns();
   const children: Deno.ChildProcess[] = [];
   try {
-    await ip(["link", "add", "cni0", "type", "bridge"], { netns: NODE_NS });
-    await ip(["addr", "add", "198.19.254.1/24", "dev", "cni0"], { netns: NODE_NS });
-    await ip(["link", "set", "cni0", "up"], { netns: NODE_NS });
+    await bridgeUp();
     // another pod's port keeps the bridge up, as in a node with many pods
     await ip(["link", "add", "keep0", "type", "veth", "peer", "name", "keep1"], {
       netns: NODE_NS,
@@ -98,15 +121,7 @@ Deno.test("pod network: an address reused by a new pod answers at once (no stale
     await detachPodNetwork(node, b, "b");
     await children[1]!.status;
   } finally {
-    for (const c of children) {
-      try {
-        c.kill();
-      } catch { /* gone */ }
-      await c.status.catch(() => {});
-    }
-    for (const pod of ["a", "b"]) await removeNetns(`${prefix}podnet-${pod}`);
-    await ip(["netns", "del", NODE_NS]).catch(() => {});
-    await Deno.remove(ipamDir, { recursive: true });
+    await tearDown(node, children);
   }
 });
 
@@ -117,26 +132,11 @@ Deno.test("pod network: an address reused by a new pod answers at once (no stale
 //   node netns (cni0) ── veth pna ── pod A 198.19.254.2 (deleted, namespace not yet destroyed)
 //                     ── veth pnb ── pod B 198.19.254.2 (listening)
 Deno.test("pod network: a pod's veth leaves the node's bridge at once, though the kernel keeps its namespace", async () => {
-  if ((await listNetns()).includes(NODE_NS)) await ip(["netns", "del", NODE_NS]);
-  const ipamDir = await Deno.makeTempDir();
-  await ip(["netns", "add", NODE_NS]);
-  const node: PodNode = {
-    plan: {
-      index: 1,
-      name: "node-1",
-      ip: "198.19.253.1",
-      podCIDR: "198.19.254.0/24",
-      podGateway: "198.19.254.1",
-    },
-    netns: NODE_NS,
-    ipamDir,
-  };
+  const node = await nodeNetns();
   const children: Deno.ChildProcess[] = [];
   let held: Deno.FsFile | undefined;
   try {
-    await ip(["link", "add", "cni0", "type", "bridge"], { netns: NODE_NS });
-    await ip(["addr", "add", "198.19.254.1/24", "dev", "cni0"], { netns: NODE_NS });
-    await ip(["link", "set", "cni0", "up"], { netns: NODE_NS });
+    await bridgeUp();
     const a = await attachPodNetwork(node, `${prefix}podnet-a`, {
       owner: "a",
       hostVeth: `${prefix}pna`,
@@ -170,14 +170,6 @@ Deno.test("pod network: a pod's veth leaves the node's bridge at once, though th
     await children[0]!.status;
   } finally {
     held?.close();
-    for (const c of children) {
-      try {
-        c.kill();
-      } catch { /* gone */ }
-      await c.status.catch(() => {});
-    }
-    for (const pod of ["a", "b"]) await removeNetns(`${prefix}podnet-${pod}`);
-    await ip(["netns", "del", NODE_NS]).catch(() => {});
-    await Deno.remove(ipamDir, { recursive: true });
+    await tearDown(node, children);
   }
 });
