@@ -89,6 +89,106 @@ function slice(ns: string, gw: number, extra: number, listener?: number): KubeOb
   };
 }
 
+/** The fields of the operator's "reconciled" log line the step breakdown needs. */
+interface ReconciledLine {
+  /** When the line was logged (ms since the epoch): the writes are answered. */
+  at: number;
+  gateway: string;
+  table: string;
+  queuedMs: number;
+  reconcileMs: number;
+  writeMs: number;
+  tableMs: number;
+}
+
+/** One endpoint change on the benchmark's clock (ms since the epoch). */
+interface ChangeClock {
+  gateway: string;
+  /** The EndpointSlice apply sent. */
+  sent: number;
+  /** Its answer read. */
+  answered: number;
+  /** The table carrying the change seen through the benchmark's watch. */
+  seen: number;
+}
+
+/** Copies the operator's stderr to `file` (if any) and collects its "reconciled" lines. */
+async function readOperatorLog(
+  stderr: ReadableStream<Uint8Array>,
+  lines: ReconciledLine[],
+  file: Deno.FsFile | undefined,
+): Promise<void> {
+  const encoder = new TextEncoder();
+  let rest = "";
+  try {
+    for await (const chunk of stderr.pipeThrough(new TextDecoderStream())) {
+      if (file) await file.write(encoder.encode(chunk));
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop() ?? "";
+      for (const part of parts) {
+        if (!part.includes(`"msg":"reconciled"`)) continue;
+        try {
+          const line = JSON.parse(part);
+          lines.push({ ...line, at: Date.parse(line.time) });
+        } catch { /* not a JSON line */ }
+      }
+    }
+  } finally {
+    file?.close();
+  }
+}
+
+/** The steps of one change, in ms, or undefined without the operator's table write in its log. */
+function stepsOf(
+  change: ChangeClock,
+  reconciled: ReconciledLine[],
+): Record<string, number> | undefined {
+  // the first table write of the change's Gateway after the EndpointSlice was sent (the log's
+  // clock is in whole ms, hence the 1 ms of slack)
+  const line = reconciled.find((r) =>
+    r.gateway === change.gateway && r.table === "applied" && r.at >= change.sent - 1 &&
+    r.at <= change.seen + 1000
+  );
+  if (!line) return undefined;
+  const writeStart = line.at - line.writeMs;
+  const queued = writeStart - line.reconcileMs - line.queuedMs;
+  return {
+    // the API server's answer to the EndpointSlice apply
+    apply: change.answered - change.sent,
+    // from sending it to the operator queueing the Gateway (store, watch, the operator's event)
+    to_operator: queued - change.sent,
+    queue: line.queuedMs,
+    reconcile: line.reconcileMs,
+    table_write: line.tableMs,
+    // the operator's write answered (its log line) to the benchmark's watch showing the table
+    to_watch: change.seen - line.at,
+    total: change.seen - change.sent,
+  };
+}
+
+/** Each step's figures over the changes whose operator line was found. */
+function changeSteps(
+  changes: ChangeClock[],
+  reconciled: ReconciledLine[],
+): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const change of changes) {
+    for (const [step, ms] of Object.entries(stepsOf(change, reconciled) ?? {})) {
+      (out[step] ??= []).push(ms);
+    }
+  }
+  return out;
+}
+
+/** The `n` slowest changes with their steps, for the log. */
+function slowest(changes: ChangeClock[], reconciled: ReconciledLine[], n: number): unknown[] {
+  return [...changes].sort((a, b) => (b.seen - b.sent) - (a.seen - a.sent)).slice(0, n)
+    .map((c) => ({
+      gateway: c.gateway,
+      ...(stepsOf(c, reconciled) ?? { total: c.seen - c.sent }),
+    }));
+}
+
 /** Runs `fn` over `items` with `width` at once. */
 async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -134,6 +234,7 @@ export async function main(args: string[]): Promise<void> {
   const suffix = perListener ? "_per_listener" : "";
   const log = (msg: string) => console.error(`# ${msg}`);
   let operator: Deno.ChildProcess | undefined;
+  let logDone: Promise<void> | undefined;
   const informers: Informer[] = [];
   try {
     const cluster = await clusterUp({ name: CLUSTER, nodes: 1 });
@@ -307,16 +408,14 @@ export async function main(args: string[]): Promise<void> {
         "bench",
       ],
       stdout: "null",
-      stderr: values["operator-log"] ? "piped" : "null",
+      stderr: "piped",
     }).spawn();
-    if (values["operator-log"]) {
-      const file = await Deno.open(values["operator-log"], {
-        write: true,
-        create: true,
-        truncate: true,
-      });
-      operator.stderr.pipeTo(file.writable).catch(() => {});
-    }
+    // the operator's "reconciled" lines place its steps of each endpoint change on the clock
+    const reconciled: ReconciledLine[] = [];
+    const logFile = values["operator-log"]
+      ? await Deno.open(values["operator-log"], { write: true, create: true, truncate: true })
+      : undefined;
+    logDone = readOperatorLog(operator.stderr, reconciled, logFile);
     await tablesDone;
     const reconcileMs = performance.now() - started;
     emit({
@@ -358,6 +457,7 @@ export async function main(args: string[]): Promise<void> {
     informers.push(gatewayInformer.start());
     await gatewayInformer.synced;
     const latencies: number[] = [];
+    const steps: ChangeClock[] = [];
     // the changes over one kept-alive connection: a new TLS connection per write is the client's
     // cost, not the operator's
     const changeConnections = shareConnections(kc);
@@ -379,6 +479,7 @@ export async function main(args: string[]): Promise<void> {
       });
       const name = changed.metadata?.name ?? "";
       const t0 = performance.now();
+      const sent = Date.now();
       await requestJson(
         kc,
         `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices/${name}`,
@@ -389,8 +490,10 @@ export async function main(args: string[]): Promise<void> {
           contentType: "application/apply-patch+yaml",
         },
       );
+      const answered = Date.now();
       await arrived;
       latencies.push(performance.now() - t0);
+      steps.push({ gateway: key, sent, answered, seen: Date.now() });
       seen.delete(key);
     }
     changeConnections.close();
@@ -424,6 +527,21 @@ export async function main(args: string[]): Promise<void> {
       unit: "ms",
       better: "lower",
     });
+    for (const [step, values] of Object.entries(changeSteps(steps, reconciled))) {
+      for (const [q, at] of [["p50", 0.5], ["p99", 0.99]] as const) {
+        emit({
+          name: `endpoint_change_step_${step}_ms_${q}${suffix}`,
+          value: round(quantile(values, at)),
+          unit: "ms",
+          better: "lower",
+        });
+      }
+    }
+    log(
+      `endpoint changes, slowest five, steps in ms: ${
+        JSON.stringify(slowest(steps, reconciled, 5))
+      }`,
+    );
     emit({
       name: "operator_rss_mib_at_10k",
       value: round(await rssMiB(operator.pid)),
@@ -453,6 +571,7 @@ export async function main(args: string[]): Promise<void> {
       } catch { /* already gone */ }
       await operator.status;
     }
+    await logDone?.catch(() => {});
     for (const i of informers) await i.stop();
     await clusterDown(CLUSTER);
   }
