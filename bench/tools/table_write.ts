@@ -6,6 +6,7 @@
  * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
  *   [--variants current,noipformat,noformats,unvalidated]
  *   [--methods apply,merge,jsonpatch,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
+ *   [--layout entries|shared] [--services N]
  * ```
  *
  * Each variant is the RoutingTable CRD under a group of its own
@@ -20,6 +21,15 @@
  * max of the request's wall time, the API server's CPU per request (from
  * `/proc`, steadier than wall time on shared cores), the object's size and
  * its managedFields' size.
+ *
+ * `--layout shared` measures a layout the contract does not have (yet): the
+ * backends listed once per Service in `spec.backendSets[]` (`service`,
+ * `backends[]` of `ip`, `port`, `node`, `state`), entries referring to them
+ * with a weight per ready backend (`backendRefs[]` of `set`, `weight`), in a
+ * CRD variant `shared` that validates them as the current schema does; each
+ * write moves the weight of entry 0's reference. `--services N`: the table's
+ * entries share N Services round-robin (1: the operator benchmark's shape, a
+ * Service for all of a Gateway's listeners); without it each entry has its own.
  *
  * @module
  */
@@ -63,6 +73,43 @@ function crdVariant(variant: string): KubeObject {
       type: "object",
       "x-kubernetes-preserve-unknown-fields": true,
     };
+  } else if (variant === "shared") {
+    // backends once per Service in spec.backendSets, entries referring to them
+    const setBackend = structuredClone(backend);
+    const props = setBackend.properties as Schema;
+    delete props.weight;
+    delete props.service;
+    setBackend.required = ["ip", "port", "state"];
+    const specProps = spec.properties as Schema;
+    specProps.backendSets = {
+      type: "array",
+      maxItems: 4096,
+      "x-kubernetes-list-type": "atomic",
+      items: {
+        type: "object",
+        required: ["service", "backends"],
+        properties: {
+          service: structuredClone(entryProps.service),
+          backends: { ...(entryProps.backends as Schema), items: setBackend },
+        },
+      },
+    };
+    delete entryProps.backends;
+    delete entryProps.service;
+    entryProps.backendRefs = {
+      type: "array",
+      maxItems: 16,
+      "x-kubernetes-list-type": "atomic",
+      items: {
+        type: "object",
+        required: ["set", "weight"],
+        properties: {
+          set: { type: "integer", minimum: 0, maximum: 4095 },
+          weight: { type: "integer", minimum: 0, maximum: 1000000 },
+        },
+      },
+    };
+    entry.required = (entry.required as string[]).filter((r) => r !== "backends");
   } else if (variant !== "current") throw new Error(`unknown variant ${variant}`);
   return crd;
 }
@@ -76,9 +123,12 @@ function table(
   shape: [number, number],
   weight: number,
   drop: string[] = [],
+  services = 0,
 ): RoutingTable {
   const [entries, backends] = shape;
   const vip = "198.18.200.1";
+  // the Service of entry e: its own, or one of `services` shared round-robin
+  const svc = (e: number) => services > 0 ? e % services : e;
   return {
     apiVersion: `${group}/v1alpha1` as "blixt.dev/v1alpha1",
     kind: "RoutingTable",
@@ -94,18 +144,60 @@ function table(
         rejectWeight: 0,
         // as the operator writes it: one Service for all backends is named once, by the entry
         ...(drop.includes("service")
-          ? { service: { namespace: "default", name: `svc-${e}`, port: 80 } }
+          ? { service: { namespace: "default", name: `svc-${svc(e)}`, port: 80 } }
           : {}),
         backends: Array.from({ length: backends }, (_, b) => ({
-          ip: `198.19.${e % 250}.${2 + b}`,
+          ip: `198.19.${svc(e) % 250}.${2 + b}`,
           port: 8080,
           weight: e === 0 && b === 0 ? weight : 100000,
           state: "Ready" as const,
           ...(drop.includes("node") ? {} : { node: `node-${1 + (b % 2)}` }),
           ...(drop.includes("service") ? {} : {
-            service: { namespace: "default", name: `svc-${e}`, port: 80 },
+            service: { namespace: "default", name: `svc-${svc(e)}`, port: 80 },
           }),
         })),
+      })),
+    },
+  };
+}
+
+/**
+ * The same table in the `shared` layout: each Service's backends once in
+ * `spec.backendSets`, entries referring to their set with the weight of each
+ * of its ready backends. Entry 0's weight is `weight`, as in {@link table}.
+ */
+function sharedTable(
+  group: string,
+  shape: [number, number],
+  weight: number,
+  services = 0,
+): KubeObject {
+  const [entries, backends] = shape;
+  const vip = "198.18.200.1";
+  const sets = services > 0 ? Math.min(services, entries) : entries;
+  return {
+    apiVersion: `${group}/v1alpha1`,
+    kind: "RoutingTable",
+    metadata: { name: `t-${entries}x${backends}`, namespace: "default" },
+    spec: {
+      addresses: [vip],
+      backendSets: Array.from({ length: sets }, (_, s) => ({
+        service: { namespace: "default", name: `svc-${s}`, port: 80 },
+        backends: Array.from({ length: backends }, (_, b) => ({
+          ip: `198.19.${s % 250}.${2 + b}`,
+          port: 8080,
+          state: "Ready",
+          node: `node-${1 + (b % 2)}`,
+        })),
+      })),
+      entries: Array.from({ length: entries }, (_, e) => ({
+        address: vip,
+        port: 1000 + e,
+        protocol: "TCP",
+        listener: `listener-${e}`,
+        route: { kind: "TCPRoute", namespace: "default", name: `route-${e}` },
+        rejectWeight: 0,
+        backendRefs: [{ set: e % sets, weight: e === 0 ? weight : 100000 }],
       })),
     },
   };
@@ -149,6 +241,8 @@ async function main(): Promise<void> {
       keep: { type: "boolean", default: false },
       kubeconfig: { type: "string" },
       drop: { type: "string", default: "" },
+      layout: { type: "string", default: "entries" },
+      services: { type: "string", default: "0" },
     },
   });
   const writes = Number(values.writes);
@@ -156,6 +250,15 @@ async function main(): Promise<void> {
   const variants = values.variants.split(",");
   const methods = values.methods.split(",");
   const drop = values.drop.split(",").filter((f) => f);
+  const services = Number(values.services);
+  if (values.layout !== "entries" && values.layout !== "shared") {
+    throw new Error(`--layout entries|shared, not ${values.layout}`);
+  }
+  const shared = values.layout === "shared";
+  const build = (group: string, shape: [number, number], weight: number) =>
+    shared
+      ? sharedTable(group, shape, weight, services)
+      : table(group, shape, weight, drop, services) as unknown as KubeObject;
   // --kubeconfig: an API server already up (e.g. restarted with --profiling=true)
   const kc = values.kubeconfig
     ? loadKubeConfig({ kubeconfig: values.kubeconfig })
@@ -177,8 +280,8 @@ async function main(): Promise<void> {
         }
       }
       for (const shape of shapes) {
-        const first = table(group, shape, 1, drop);
-        const path = `${base}/${first.metadata.name}`;
+        const first = build(group, shape, 1);
+        const path = `${base}/${first.metadata?.name}`;
         await requestJson(kc, path, {
           method: "PATCH",
           query: { fieldManager: "blixt-operator", force: true },
@@ -189,7 +292,9 @@ async function main(): Promise<void> {
           const times: number[] = [];
           const cpu0 = apiserverCpuMs(kc);
           for (let w = 0; w < writes; w++) {
-            const want = table(group, shape, 2 + (w % 2), drop);
+            const want = build(group, shape, 2 + (w % 2)) as KubeObject & {
+              spec: { entries: unknown[] };
+            };
             const t0 = performance.now();
             if (method === "apply") {
               await requestJson(kc, path, {
@@ -233,6 +338,8 @@ async function main(): Promise<void> {
           const managed = JSON.stringify(obj.metadata?.managedFields ?? []).length;
           console.log(JSON.stringify({
             variant,
+            layout: values.layout,
+            services,
             shape: `${shape[0]}x${shape[1]}`,
             method,
             p50: Math.round(percentile(times, 50)),
