@@ -29,6 +29,11 @@
  *   [--services per-gateway|per-listener] [--operator-log FILE] [--operator-v8-flags FLAGS]
  *   [--operator-profile FILE]
  *
+ * The operator runs with the `DENO_V8_FLAGS` manifests/operator.yaml deploys
+ * it with (its heap cap), as stderr says; `--operator-v8-flags FLAGS` replaces
+ * them, `--operator-v8-flags ""` runs it without (V8 then sizes its heap from
+ * the machine's memory, not a container's limit).
+ *
  * `--operator-profile FILE`: a CPU profile of the operator (over its inspector,
  * bench/tools/cpu_profile.ts) during the endpoint changes only, written to FILE,
  * its busiest functions on stderr.
@@ -37,6 +42,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseAllDocuments } from "yaml";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { apiStatus, type KubeObject, shareConnections } from "../kube/client.ts";
 import { requestJson } from "../kube/rest.ts";
@@ -187,6 +193,25 @@ function slowest(changes: ChangeClock[], reconciled: ReconciledLine[], n: number
       gateway: c.gateway,
       ...(stepsOf(c, reconciled) ?? { total: c.seen - c.sent }),
     }));
+}
+
+/**
+ * `DENO_V8_FLAGS` of the operator's container in manifests/operator.yaml: the
+ * benchmark runs the operator as it is deployed.
+ */
+export function deployedV8Flags(manifest: string): string | undefined {
+  for (const doc of parseAllDocuments(manifest)) {
+    const obj = doc.toJS() as KubeObject | null;
+    if (obj?.kind !== "Deployment") continue;
+    const containers = (obj.spec as {
+      template?: { spec?: { containers?: { env?: { name: string; value?: string }[] }[] } };
+    })?.template?.spec?.containers ?? [];
+    for (const c of containers) {
+      const flags = c.env?.find((e) => e.name === "DENO_V8_FLAGS")?.value;
+      if (flags !== undefined) return flags;
+    }
+  }
+  return undefined;
 }
 
 /** Runs `fn` over `items` with `width` at once. */
@@ -393,11 +418,21 @@ export async function main(args: string[]): Promise<void> {
     const port = 18000 + Math.floor(Math.random() * 1000);
     const inspect = `127.0.0.1:${port + 1000}`;
     const started = performance.now();
+    // as deployed unless --operator-v8-flags says otherwise ("" for none: V8 sizes the heap from
+    // the machine's memory)
+    const v8Flags = values["operator-v8-flags"] ?? deployedV8Flags(
+      await Deno.readTextFile(new URL("../manifests/operator.yaml", import.meta.url)),
+    ) ?? "";
+    log(
+      `operator V8 flags: ${v8Flags || "none"}${
+        values["operator-v8-flags"] === undefined ? " (manifests/operator.yaml)" : ""
+      }`,
+    );
     operator = new Deno.Command(Deno.execPath(), {
+      env: { DENO_V8_FLAGS: v8Flags },
       args: [
         "run",
         "-A",
-        ...(values["operator-v8-flags"] ? [`--v8-flags=${values["operator-v8-flags"]}`] : []),
         ...(values["operator-profile"] ? [`--inspect=${inspect}`] : []),
         new URL("../operator/main.ts", import.meta.url).pathname,
         "--kubeconfig",
