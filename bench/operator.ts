@@ -14,6 +14,12 @@
  *   every entry of its table; with `--services per-listener` (the usual shape:
  *   a Service per route, the listener's two routes sharing it; lines suffixed
  *   `_per_listener`) a change rewrites one entry.
+ * - `endpoint_change_step_<step>_ms_p50` / `_p99`: the same changes in steps,
+ *   placed by the operator's "reconciled" line of the table write: `apply`
+ *   (the EndpointSlice apply answered), `to_operator` (to the operator queueing
+ *   the Gateway), `queue`, `reconcile`, `table_write` (its `queuedMs`,
+ *   `reconcileMs`, `tableMs`), `to_watch` (its line to the watch showing the
+ *   table), `total`; the five slowest changes on stderr.
  * - `operator_cpu_s_to_tables`, `operator_cpu_s_to_status`: CPU time the
  *   operator process used until then (its share of two busy cores is what
  *   shared machines make noisy; its CPU time much less so), and
@@ -429,10 +435,10 @@ export async function main(args: string[]): Promise<void> {
       }`,
     );
     operator = new Deno.Command(Deno.execPath(), {
-      env: { DENO_V8_FLAGS: v8Flags },
       args: [
         "run",
         "-A",
+        ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
         ...(values["operator-profile"] ? [`--inspect=${inspect}`] : []),
         new URL("../operator/main.ts", import.meta.url).pathname,
         "--kubeconfig",
@@ -451,7 +457,12 @@ export async function main(args: string[]): Promise<void> {
       ? await Deno.open(values["operator-log"], { write: true, create: true, truncate: true })
       : undefined;
     logDone = readOperatorLog(operator.stderr, reconciled, logFile);
-    await tablesDone;
+    // an operator that exits (a bad flag) ends the run instead of leaving it waiting
+    const exited = operator.status.then((status) => {
+      throw new Error(`the operator exited (code ${status.code}) before the tables were written`);
+    });
+    exited.catch(() => {});
+    await Promise.race([tablesDone, exited]);
     const reconcileMs = performance.now() - started;
     emit({
       name: "reconcile_10k_routes_ms",
