@@ -5,7 +5,7 @@
  * ```sh
  * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
  *   [--variants current,noipformat,noformats,unvalidated]
- *   [--methods apply,merge,jsonpatch,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
+ *   [--methods apply,merge,jsonpatch,jsonpatch-all,jsonpatch-backends,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
  *   [--layout entries|shared] [--services N]
  * ```
  *
@@ -17,7 +17,9 @@
  * those optional fields out of backends (with `service` dropped the entry
  * names it once, as the operator writes a table now). Each write changes one backend's
  * weight in entry 0 (what an endpoint change does to a table with a Service
- * per route). Prints one JSON line per (variant, shape, method): p50, p90 and
+ * per route); `jsonpatch-all` replaces every entry, `jsonpatch-backends` every
+ * entry's backends (what an endpoint change of a Service behind every entry
+ * moves). Prints one JSON line per (variant, shape, method): p50, p90 and
  * max of the request's wall time, the API server's CPU per request (from
  * `/proc`, steadier than wall time on shared cores), the object's size and
  * its managedFields' size.
@@ -315,6 +317,21 @@ async function main(): Promise<void> {
                 method: "PATCH",
                 query: { fieldManager: "blixt-operator" },
                 body: [{ op: "replace", path: "/spec/entries/0", value: want.spec.entries[0] }],
+                contentType: "application/json-patch+json",
+              });
+            } else if (method === "jsonpatch-all" || method === "jsonpatch-backends") {
+              // every entry changed (one Service behind all of them): the whole entries, or only
+              // what an endpoint change moves in each
+              const entries = want.spec.entries as Record<string, unknown>[];
+              const field = shared ? "backendRefs" : "backends";
+              await requestJson(kc, path, {
+                method: "PATCH",
+                query: { fieldManager: "blixt-operator" },
+                body: entries.map((entry, i) =>
+                  method === "jsonpatch-all"
+                    ? { op: "replace", path: `/spec/entries/${i}`, value: entry }
+                    : { op: "replace", path: `/spec/entries/${i}/${field}`, value: entry[field] }
+                ),
                 contentType: "application/json-patch+json",
               });
             } else if (method === "put") {
