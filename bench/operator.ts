@@ -19,7 +19,7 @@
  *   (the EndpointSlice apply answered), `to_operator` (to the operator queueing
  *   the Gateway), `queue`, `reconcile`, `table_write` (its `queuedMs`,
  *   `reconcileMs`, `tableMs`), `to_watch` (its line to the watch showing the
- *   table), `total`; the five slowest changes on stderr.
+ *   table); the five slowest changes on stderr with their `total`.
  * - `operator_cpu_s_to_tables`, `operator_cpu_s_to_status`: CPU time the
  *   operator process used until then (its share of two busy cores is what
  *   shared machines make noisy; its CPU time much less so), and
@@ -590,6 +590,7 @@ export async function main(args: string[]): Promise<void> {
       better: "lower",
     });
     for (const [step, values] of Object.entries(changeSteps(steps, reconciled))) {
+      if (step === "total") continue; // endpoint_change_to_table_ms, on the log's coarser clock
       for (const [q, at] of [["p50", 0.5], ["p99", 0.99]] as const) {
         emit({
           name: `endpoint_change_step_${step}_ms_${q}${suffix}`,
