@@ -27,6 +27,9 @@
  * - `apiserver_cpu_ms_per_endpoint_change`: the API server process's CPU time
  *   over the changes (its EndpointSlice and table writes, their watches, its
  *   GC), per change.
+ * - `apiserver_gc_cycles_per_100_endpoint_changes`, `apiserver_heap_mib_after_endpoint_changes`:
+ *   the API server's Go GC cycles over the changes and its heap in use after
+ *   them (its /metrics): the table writes that overlap a cycle are the slow ones.
  * - `gateway_status_writes_per_endpoint_change`: Gateway updates (the
  *   operator writes only their status there) seen through a watch from the
  *   first endpoint change to 3 s after the last, over the number of changes.
@@ -221,6 +224,19 @@ export function deployedV8Flags(manifest: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** The API server's Go GC cycles so far and its heap in use, from its /metrics. */
+async function apiserverGc(
+  kc: Parameters<typeof requestJson>[0],
+): Promise<{ cycles: number; heapBytes: number }> {
+  const text = String(await requestJson(kc, "/metrics"));
+  const gauge = (name: string) =>
+    Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+  return {
+    cycles: gauge("go_gc_cycles_total_gc_cycles_total"),
+    heapBytes: gauge("go_memstats_heap_alloc_bytes"),
+  };
 }
 
 /** Runs `fn` over `items` with `width` at once. */
@@ -517,6 +533,7 @@ export async function main(args: string[]): Promise<void> {
       await Deno.readTextFile(`${cluster.dir}/cluster.json`),
     ) as { apiserverPid: number }).apiserverPid;
     const apiserverCpu = await cpuSeconds(apiserverPid);
+    const gcBefore = await apiserverGc(kc);
     for (let i = 0; i < changes; i++) {
       const g = i % gateways;
       const ns = nsOf(g);
@@ -552,6 +569,7 @@ export async function main(args: string[]): Promise<void> {
       seen.delete(key);
     }
     const apiserverCpuPerChange = (await cpuSeconds(apiserverPid) - apiserverCpu) * 1000 / changes;
+    const gcAfter = await apiserverGc(kc);
     changeConnections.close();
     if (profiling) {
       const profile = await profiling.stop();
@@ -575,6 +593,19 @@ export async function main(args: string[]): Promise<void> {
       name: `apiserver_cpu_ms_per_endpoint_change${suffix}`,
       value: round(apiserverCpuPerChange),
       unit: "ms",
+      better: "lower",
+    });
+    // the slow table writes are the ones during the API server's GC cycles (docs/performance.md)
+    emit({
+      name: `apiserver_gc_cycles_per_100_endpoint_changes${suffix}`,
+      value: round((gcAfter.cycles - gcBefore.cycles) * 100 / changes),
+      unit: "cycles",
+      better: "lower",
+    });
+    emit({
+      name: `apiserver_heap_mib_after_endpoint_changes${suffix}`,
+      value: round(gcAfter.heapBytes / 2 ** 20),
+      unit: "MiB",
       better: "lower",
     });
     emit({
