@@ -140,7 +140,10 @@ async function readOperatorLog(
   let rest = "";
   try {
     for await (const chunk of stderr.pipeThrough(new TextDecoderStream())) {
-      if (file) await file.write(encoder.encode(chunk));
+      if (file) {
+        const bytes = encoder.encode(chunk);
+        for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+      }
       const parts = (rest + chunk).split("\n");
       rest = parts.pop() ?? "";
       for (const part of parts) {
