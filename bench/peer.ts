@@ -205,7 +205,8 @@ async function setUp(log: (line: string) => void, options: { agentInfo: boolean 
   });
   if (system.target.kind !== "local") throw new Error("bench peer runs on the local cluster only");
   const cluster = system.target.cluster;
-  const proxies = await startKubeProxies(cluster, log);
+  // kube-proxy's sync lines (verbosity 2) time its path as the agents' lines time blixt's
+  const proxies = await startKubeProxies(cluster, log, { verbosity: options.agentInfo ? 2 : 1 });
   const addresses = Object.fromEntries(
     Object.entries(HOSTS).map(([k, host]) => [k, loadBalancerAddress(cluster.plan, host)]),
   ) as Record<keyof typeof HOSTS, string>;
@@ -597,6 +598,50 @@ async function blixtPhases(
   };
 }
 
+/** kube-proxy's side of one change, in ms from the start of the write (node-1's log, verbosity 2). */
+interface KubeProxyPhases {
+  /** its sync began ("Syncing nftables rules") */
+  kubeProxySyncStart: number;
+  /** its sync ended, the nftables transaction in ("SyncProxyRules complete") */
+  kubeProxySynced: number;
+  /** the new backend answered through its address */
+  kubeProxyFirstAnswer: number;
+}
+
+/** The time of a klog line (`I1126 22:58:29.475123 ...`, UTC on these machines), or NaN. */
+function klogTime(line: string, year: number): number {
+  const m = /^[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})/.exec(line);
+  if (!m) return NaN;
+  const [, mo, d, h, mi, sec, us] = m.map(Number) as number[];
+  return Date.UTC(year, mo! - 1, d, h, mi, sec) + us! / 1000;
+}
+
+async function kubeProxyPhases(
+  bench: Bench,
+  startedAt: number,
+  firstAnswer: number,
+): Promise<KubeProxyPhases | undefined> {
+  const proxy = bench.proxies.find((p) => p.node === bench.cluster.nodes[0]!.name);
+  if (!proxy) return undefined;
+  const year = new Date(startedAt).getUTCFullYear();
+  let start = NaN, end = NaN;
+  for (const line of (await Deno.readTextFile(proxy.log)).split("\n")) {
+    const t = klogTime(line, year);
+    if (!(t >= startedAt)) continue;
+    if (Number.isNaN(start) && line.includes('"Syncing nftables rules"')) start = t;
+    else if (!Number.isNaN(start) && line.includes('"SyncProxyRules complete"')) {
+      end = t;
+      break;
+    }
+  }
+  if (Number.isNaN(end)) return undefined;
+  return {
+    kubeProxySyncStart: start - startedAt,
+    kubeProxySynced: end - startedAt,
+    kubeProxyFirstAnswer: firstAnswer,
+  };
+}
+
 /**
  * Programming latency: the probe Service's only endpoint moves between two
  * pods; from the start of the EndpointSlice write, each side's prober opens
@@ -628,6 +673,7 @@ async function programmingSamples(
   const took: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
   const period: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
   const phases: Phases[] = [];
+  const kubeProxyPath: KubeProxyPhases[] = [];
   for (let s = 0; s < samples + 1; s++) {
     const target = s % 2 ? bench.pods.echoA : bench.pods.echoB;
     const startedAt = Date.now();
@@ -658,6 +704,13 @@ async function programmingSamples(
         phases.push(p);
         bench.log(`blixt's path: ${Object.entries(p).map(([k, v]) => `${k} ${Math.round(v)}`)}`);
       }
+      const kpp = await kubeProxyPhases(bench, startedAt, k - started);
+      if (kpp) {
+        kubeProxyPath.push(kpp);
+        bench.log(
+          `kube-proxy's path: ${Object.entries(kpp).map(([k, v]) => `${k} ${Math.round(v)}`)}`,
+        );
+      }
     }
     // kube-proxy syncs at most once a second (--min-sync-period): changes are spaced beyond it.
     await sleep(1500);
@@ -680,6 +733,21 @@ async function programmingSamples(
       console.log(JSON.stringify({
         name: `programming_path_${k}_${label}_services`,
         value: Math.round(median(phases.map((p) => p[k]))),
+        unit: "ms",
+        better: "lower",
+      }));
+    }
+  }
+  if (kubeProxyPath.length > 0) {
+    const keys = Object.keys(kubeProxyPath[0]!) as (keyof KubeProxyPhases)[];
+    bench.log(
+      `kube-proxy's path at +${n}, median ms of ${kubeProxyPath.length} (write start = 0): ` +
+        keys.map((k) => `${k} ${Math.round(median(kubeProxyPath.map((p) => p[k])))}`).join(", "),
+    );
+    for (const k of keys) {
+      console.log(JSON.stringify({
+        name: `programming_path_${k}_${label}_services`,
+        value: Math.round(median(kubeProxyPath.map((p) => p[k]))),
         unit: "ms",
         better: "lower",
       }));
