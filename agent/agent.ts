@@ -117,6 +117,8 @@ export class Agent {
   /** When the first table change not yet synced arrived. */
   #changedAt: number | undefined;
   #countersReading = false;
+  /** Counts syncs that changed services: a counters read across one must not skip the next. */
+  #programmedSeq = 0;
   /** The longest step of the current counters read, ms. */
   #countersHeldMs = 0;
   /** When the current sync's writes ended, by kind (see timedMaps). */
@@ -278,7 +280,10 @@ export class Agent {
       this.#o.metrics.inc("blixt_agent_syncs_total", "Syncs of the maps with the tables.", {
         labels: { result: "ok" },
       });
-      if (stats.operations > 0) this.#countersDigest = -1; // services changed: recount
+      if (stats.operations > 0) {
+        this.#countersDigest = -1; // services changed: recount
+        this.#programmedSeq++;
+      }
       if (stats.operations > 0 || this.#lastSyncTime === undefined) {
         this.#lastSyncTime = new Date().toISOString();
       }
@@ -290,7 +295,7 @@ export class Agent {
           cpuMs: cpuMsSince(cpuStarted),
           // from the first table change this sync covers (as the cache saw it) to the maps written
           sinceChangeMs: Math.round(performance.now() - changedAt),
-          // the steps, from the same change: the sync started (a macrotask after the change),
+          // the steps, from the same change: the sync started (setImmediate after the change),
           // the desired state computed, the last services entry written (the new state is what
           // packets see from here), and the wait for readers of replaced tables after it
           stepsMs: {
@@ -470,6 +475,7 @@ export class Agent {
 
   async #readCounters(): Promise<void> {
     const started = performance.now();
+    const seq = this.#programmedSeq;
     this.#countersHeldMs = 0;
     // Every backend packet is also a service packet: when the (small) service
     // array did not move, the (large) backend array is not read at all.
@@ -480,7 +486,7 @@ export class Agent {
     if (digest === this.#countersDigest) return;
     const backendTotals = await this.#countersOf("backend");
     if (!backendTotals) return;
-    this.#countersDigest = digest;
+    this.#countersDigest = this.#programmedSeq === seq ? digest : -1;
     const services = countersOf(this.#programmer.services.values(), {
       services: serviceTotals,
       backends: backendTotals,
