@@ -17,6 +17,7 @@ import type { SweepResult } from "./bpf/conntrack_sweep.ts";
 import type { LastProgrammed, TableCache, TableOutcome } from "./desired_state.ts";
 import { DesiredStateTracker } from "./desired_state_tracker.ts";
 import process from "node:process";
+import { setImmediate } from "node:timers";
 import { apiStatus } from "../kube/rest.ts";
 import { errorText, type Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
@@ -44,6 +45,7 @@ export type AgentMaps = Pick<
   | "resetBackendCounters"
   | "capacity"
   | "allCounters"
+  | "countersInSteps"
   | "events"
 >;
 
@@ -73,6 +75,9 @@ export interface AgentOptions {
   /** How often conntrack is swept; default 30 s. */
   sweepIntervalMs?: number;
 }
+
+/** Ids of counters read per step (the backends' array: 64 steps of ~200 KB with 2 CPUs). */
+const COUNTERS_CHUNK = 2048;
 
 const SYNC_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -111,11 +116,18 @@ export class Agent {
   #lastLogged = new Map<string, string>();
   /** When the first table change not yet synced arrived. */
   #changedAt: number | undefined;
+  #countersReading = false;
+  /** Counts syncs that changed services: a counters read across one must not skip the next. */
+  #programmedSeq = 0;
+  /** The longest step of the current counters read, ms. */
+  #countersHeldMs = 0;
+  /** When the current sync's writes ended, by kind (see timedMaps). */
+  readonly #writes: WriteTimes = { entries: 0, waitStart: 0, waitMs: 0 };
 
   /** An agent over `options.maps`; {@linkcode Agent.start} runs it. */
   constructor(options: AgentOptions) {
     this.#o = options;
-    this.#programmer = new Programmer(options.maps);
+    this.#programmer = new Programmer(timedMaps(options.maps, this.#writes));
     this.#registerMetrics();
   }
 
@@ -218,6 +230,8 @@ export class Agent {
     const cpuStarted = process.cpuUsage();
     const changedAt = this.#changedAt ?? started;
     this.#changedAt = undefined;
+    const writes = this.#writes;
+    writes.entries = writes.waitStart = writes.waitMs = 0;
     const programmed = this.#programmer.services;
     const desired = this.#desired.compute(this.#o.source.list(), {
       node: this.#o.node,
@@ -227,6 +241,7 @@ export class Agent {
       cache: this.#tableCache,
     });
     this.#tables = desired.tables;
+    const computed = performance.now();
     try {
       const stats = this.#programmer.apply(desired);
       this.#applyError = undefined;
@@ -265,7 +280,10 @@ export class Agent {
       this.#o.metrics.inc("blixt_agent_syncs_total", "Syncs of the maps with the tables.", {
         labels: { result: "ok" },
       });
-      if (stats.operations > 0) this.#countersDigest = -1; // services changed: recount
+      if (stats.operations > 0) {
+        this.#countersDigest = -1; // services changed: recount
+        this.#programmedSeq++;
+      }
       if (stats.operations > 0 || this.#lastSyncTime === undefined) {
         this.#lastSyncTime = new Date().toISOString();
       }
@@ -277,6 +295,15 @@ export class Agent {
           cpuMs: cpuMsSince(cpuStarted),
           // from the first table change this sync covers (as the cache saw it) to the maps written
           sinceChangeMs: Math.round(performance.now() - changedAt),
+          // the steps, from the same change: the sync started (setImmediate after the change),
+          // the desired state computed, the last services entry written (the new state is what
+          // packets see from here), and the wait for readers of replaced tables after it
+          stepsMs: {
+            start: round1(started - changedAt),
+            computed: round1(computed - changedAt),
+            entries: writes.entries > 0 ? round1(writes.entries - changedAt) : undefined,
+            waitForReaders: round1(writes.waitMs),
+          },
         });
       }
     } catch (e) {
@@ -304,8 +331,9 @@ export class Agent {
       return;
     }
     this.#running = true;
-    // A macrotask later: a burst of watch events becomes one sync.
-    setTimeout(() => {
+    // Once the I/O at hand is handled: the events of one watch read become one sync. Not
+    // setTimeout(0): Deno runs that ~2 ms later (measured), every change waited for it.
+    setImmediate(() => {
       try {
         do {
           this.#dirty = false;
@@ -314,7 +342,7 @@ export class Agent {
       } finally {
         this.#running = false;
       }
-    }, 0);
+    });
   }
 
   #logTables(): void {
@@ -418,31 +446,68 @@ export class Agent {
 
   #collectCounters(): void {
     this.#lastTick = Date.now();
-    if (this.#stopped) return;
-    try {
-      // Every backend packet is also a service packet: when the (small) service
-      // array did not move, the (large) backend array is not read at all.
-      const serviceTotals = this.#o.maps.allCounters("service");
-      let digest = 0;
-      for (const t of serviceTotals.values()) digest += t.packets + t.replyPackets + t.rejected;
-      if (digest === this.#countersDigest) return;
-      this.#countersDigest = digest;
-      const services = countersOf(this.#programmer.services.values(), {
-        services: serviceTotals,
-        backends: this.#o.maps.allCounters("backend"),
-      });
-      if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
-      // an exhausted SNAT port range also rejects, so it always moves the services' counters
-      const snatExhausted = Number(this.#o.maps.events().snat_exhausted ?? 0);
-      this.#counters = {
-        collectedAt: new Date().toISOString(),
-        services,
-        ...(snatExhausted > 0 ? { snatExhausted } : {}),
-      };
-      this.#statusChanged();
-    } catch (e) {
+    if (this.#stopped || this.#countersReading) return;
+    this.#countersReading = true;
+    this.#readCounters().catch((e) => {
       this.#o.log("warn", "reading counters failed", { error: errorText(e) });
+    }).finally(() => this.#countersReading = false);
+  }
+
+  /**
+   * Reads the counters a chunk of ids at a time, letting the loop run between chunks: read at
+   * once, the backends' array held it for 60-300 ms (measured), and a table change arriving
+   * meanwhile waited for it. Undefined when the agent stopped meanwhile.
+   */
+  async #countersOf(kind: "service" | "backend"): Promise<Map<number, CounterTotals> | undefined> {
+    const steps = this.#o.maps.countersInSteps(kind, COUNTERS_CHUNK);
+    for (;;) {
+      const started = performance.now();
+      const step = steps.next();
+      this.#countersHeldMs = Math.max(this.#countersHeldMs, performance.now() - started);
+      if (step.done) return step.value;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.#stopped) {
+        steps.return(new Map());
+        return undefined;
+      }
     }
+  }
+
+  async #readCounters(): Promise<void> {
+    const started = performance.now();
+    const seq = this.#programmedSeq;
+    this.#countersHeldMs = 0;
+    // Every backend packet is also a service packet: when the (small) service
+    // array did not move, the (large) backend array is not read at all.
+    const serviceTotals = await this.#countersOf("service");
+    if (!serviceTotals) return;
+    let digest = 0;
+    for (const t of serviceTotals.values()) digest += t.packets + t.replyPackets + t.rejected;
+    if (digest === this.#countersDigest) return;
+    const backendTotals = await this.#countersOf("backend");
+    if (!backendTotals) return;
+    this.#countersDigest = this.#programmedSeq === seq ? digest : -1;
+    const services = countersOf(this.#programmer.services.values(), {
+      services: serviceTotals,
+      backends: backendTotals,
+    });
+    const ms = performance.now() - started;
+    if (ms >= 20) {
+      // the longest step is how long a table change could wait for the read
+      this.#o.log("info", "counters read", {
+        ms: Math.round(ms),
+        longestStepMs: Math.round(this.#countersHeldMs),
+      });
+    }
+    if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
+    // an exhausted SNAT port range also rejects, so it always moves the services' counters
+    const snatExhausted = Number(this.#o.maps.events().snat_exhausted ?? 0);
+    this.#counters = {
+      collectedAt: new Date().toISOString(),
+      services,
+      ...(snatExhausted > 0 ? { snatExhausted } : {}),
+    };
+    this.#statusChanged();
   }
 
   /** Deletes expired conntrack entries; the live count feeds map usage and metrics. */
@@ -579,6 +644,49 @@ export class Agent {
       });
     }
   }
+}
+
+/** When a sync's map writes ended, on performance.now()'s clock (0: none). */
+interface WriteTimes {
+  /** The last services entry write returned (packets see the new state from here). */
+  entries: number;
+  /** waitForReaders was called. */
+  waitStart: number;
+  /** waitForReaders took this long. */
+  waitMs: number;
+}
+
+/** `maps` recording into `times` when the writes that make a change visible end. */
+function timedMaps(maps: AgentMaps, times: WriteTimes): AgentMaps {
+  const timed: Partial<AgentMaps> = {
+    putService(addr, entry) {
+      maps.putService(addr, entry);
+      times.entries = performance.now();
+    },
+    waitForReaders() {
+      times.waitStart = performance.now();
+      maps.waitForReaders();
+      times.waitMs += performance.now() - times.waitStart;
+    },
+  };
+  // optional in the programmer's view (a fake may leave it out)
+  if (typeof maps.putServices === "function") {
+    timed.putServices = (entries) => {
+      maps.putServices(entries);
+      times.entries = performance.now();
+    };
+  }
+  return new Proxy(maps, {
+    get(target, name) {
+      if (Object.hasOwn(timed, name)) return timed[name as keyof AgentMaps];
+      const value = Reflect.get(target, name, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 /** CPU time (user + system) of the process since `from`, in milliseconds. */

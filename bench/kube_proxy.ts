@@ -107,11 +107,13 @@ export interface KubeProxyProcess {
 
 /**
  * Starts kube-proxy in every node's namespace and resolves once each reports
- * healthy (`/healthz` after its first full sync).
+ * healthy (`/healthz` after its first full sync). `verbosity` 2 logs each sync's
+ * start and end ("Syncing nftables rules", "SyncProxyRules complete").
  */
 export async function startKubeProxies(
   cluster: Cluster,
   log: (line: string) => void = () => {},
+  options: { verbosity?: number } = {},
 ): Promise<KubeProxyProcess[]> {
   const binary = await ensureKubeProxyBinary(log);
   await cluster.kubectl(["apply", "-f", "-"], { stdin: RBAC });
@@ -125,7 +127,13 @@ export async function startKubeProxies(
     const config = `${cluster.dir}/kube-proxy-${node.name}.yaml`;
     await Deno.writeTextFile(config, kubeProxyConfig(node, kubeconfig));
     const logFile = `${cluster.dir}/kube-proxy-${node.name}.log`;
-    const pid = await spawnDetached([binary, "--config", config, "--v", "1"], {
+    const pid = await spawnDetached([
+      binary,
+      "--config",
+      config,
+      "--v",
+      String(options.verbosity ?? 1),
+    ], {
       netns: node.netns,
       log: logFile,
     });

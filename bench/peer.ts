@@ -14,7 +14,7 @@
  * - CPU seconds of the agents and of the kube-proxies during a churn of
  *   EndpointSlice changes at the largest size.
  *
- * deno task bench peer [--runs 5] [--seconds 3] [--samples 20]
+ * deno task bench peer [--runs 5] [--seconds 3] [--samples 20] [--probe-interval-ms 1]
  *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
@@ -205,7 +205,8 @@ async function setUp(log: (line: string) => void, options: { agentInfo: boolean 
   });
   if (system.target.kind !== "local") throw new Error("bench peer runs on the local cluster only");
   const cluster = system.target.cluster;
-  const proxies = await startKubeProxies(cluster, log);
+  // kube-proxy's sync lines (verbosity 2) time its path as the agents' lines time blixt's
+  const proxies = await startKubeProxies(cluster, log, { verbosity: options.agentInfo ? 2 : 1 });
   const addresses = Object.fromEntries(
     Object.entries(HOSTS).map(([k, host]) => [k, loadBalancerAddress(cluster.plan, host)]),
   ) as Record<keyof typeof HOSTS, string>;
@@ -407,23 +408,40 @@ function emit(
 
 // ---------------------------------------------------------------- programming latency
 
-/** Resolves to the time (performance.now) the first answer from pod `name` came through `address`. */
-async function firstAnswerFrom(address: string, name: string, timeoutMs: number): Promise<number> {
-  const deadline = performance.now() + timeoutMs;
+/** When a prober's first answer from the new pod came, and how many connections it took. */
+interface Probed {
+  /** performance.now() of the answer */
+  at: number;
+  /** connections opened, the answering one included */
+  tries: number;
+}
+
+/**
+ * Opens a new connection through `address` every `intervalMs` (after the last one closed) until
+ * pod `name` answers.
+ */
+async function firstAnswerFrom(
+  address: string,
+  name: string,
+  options: { timeoutMs: number; intervalMs: number },
+): Promise<Probed> {
+  const deadline = performance.now() + options.timeoutMs;
+  let tries = 0;
   while (performance.now() < deadline) {
     let conn: LineConnection | undefined;
+    tries++;
     try {
       conn = await LineConnection.open(address, 8080, 300);
       const answer = await conn.ask("probe", 300);
-      if (answer.name === name) return performance.now();
+      if (answer.name === name) return { at: performance.now(), tries };
     } catch {
       // a connection caught mid-change: try again
     } finally {
       conn?.close();
     }
-    await sleep(5);
+    await sleep(options.intervalMs);
   }
-  throw new Error(`${address}: no answer from ${name} within ${timeoutMs} ms`);
+  throw new Error(`${address}: no answer from ${name} within ${options.timeoutMs} ms`);
 }
 
 /**
@@ -516,6 +534,12 @@ interface Phases {
   tableWritten: number;
   /** node-1's agent's cache saw the new table */
   agentEvent: number;
+  /** its sync started (a macrotask after the event) */
+  agentSyncStart: number;
+  /** its desired state computed */
+  agentComputed: number;
+  /** its last services entry written: packets see the change from here */
+  entriesWritten: number;
   /** node-1's agent wrote the maps */
   mapsWritten: number;
   /** the new backend answered through the Gateway's address */
@@ -555,6 +579,7 @@ async function blixtPhases(
   }
   const at = (l: { time: string }) => Date.parse(l.time) - startedAt;
   const num = (v: unknown) => Number(v ?? 0);
+  const steps = synced.stepsMs as Record<string, number> | undefined;
   // the operator logs once the whole write is done: its table write started right after reconcile
   const tableStart = at(reconciled) - num(reconciled.writeMs);
   const reconcileStart = tableStart - num(reconciled.reconcileMs);
@@ -565,24 +590,75 @@ async function blixtPhases(
     tableWriteStart: tableStart,
     tableWritten: tableStart + num(reconciled.tableMs),
     agentEvent: at(synced) - num(synced.sinceChangeMs),
+    agentSyncStart: at(synced) - num(synced.sinceChangeMs) + num(steps?.start),
+    agentComputed: at(synced) - num(synced.sinceChangeMs) + num(steps?.computed),
+    entriesWritten: at(synced) - num(synced.sinceChangeMs) + num(steps?.entries),
     mapsWritten: at(synced),
     firstAnswer,
+  };
+}
+
+/** kube-proxy's side of one change, in ms from the start of the write (node-1's log, verbosity 2). */
+interface KubeProxyPhases {
+  /** its sync began ("Syncing nftables rules") */
+  kubeProxySyncStart: number;
+  /** its sync ended, the nftables transaction in ("SyncProxyRules complete") */
+  kubeProxySynced: number;
+  /** the new backend answered through its address */
+  kubeProxyFirstAnswer: number;
+}
+
+/** The time of a klog line (`I1126 22:58:29.475123 ...`, UTC on these machines), or NaN. */
+function klogTime(line: string, year: number): number {
+  const m = /^[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})/.exec(line);
+  if (!m) return NaN;
+  const [, mo, d, h, mi, sec, us] = m.map(Number) as number[];
+  return Date.UTC(year, mo! - 1, d, h, mi, sec) + us! / 1000;
+}
+
+async function kubeProxyPhases(
+  bench: Bench,
+  startedAt: number,
+  firstAnswer: number,
+): Promise<KubeProxyPhases | undefined> {
+  const proxy = bench.proxies.find((p) => p.node === bench.cluster.nodes[0]!.name);
+  if (!proxy) return undefined;
+  const year = new Date(startedAt).getUTCFullYear();
+  let start = NaN, end = NaN;
+  for (const line of (await Deno.readTextFile(proxy.log)).split("\n")) {
+    const t = klogTime(line, year);
+    if (!(t >= startedAt)) continue;
+    if (Number.isNaN(start) && line.includes('"Syncing nftables rules"')) start = t;
+    else if (!Number.isNaN(start) && line.includes('"SyncProxyRules complete"')) {
+      end = t;
+      break;
+    }
+  }
+  if (Number.isNaN(end)) return undefined;
+  return {
+    kubeProxySyncStart: start - startedAt,
+    kubeProxySynced: end - startedAt,
+    kubeProxyFirstAnswer: firstAnswer,
   };
 }
 
 /**
  * Programming latency: the probe Service's only endpoint moves between two
  * pods; from the start of the EndpointSlice write, each side's prober opens
- * new connections through its address (one every ~5 ms) until the new pod
+ * new connections through its address (one every `probeIntervalMs` after the last closed) until the new pod
  * answers. Both sides see the same change of the same slice.
  */
-async function programmingBench(bench: Bench, n: number, samples: number): Promise<void> {
+async function programmingBench(
+  bench: Bench,
+  n: number,
+  options: { samples: number; probeIntervalMs: number },
+): Promise<void> {
   await fillTo(bench, n);
   // The write goes over a kept-alive connection: through the client library each write made
   // a TLS connection of its own and held this process's event loop, the probers' included.
   const writer = endpointSliceWriter(bench.cluster, 1);
   try {
-    await programmingSamples(bench, n, samples, writer);
+    await programmingSamples(bench, n, options, writer);
   } finally {
     writer.close();
   }
@@ -591,11 +667,13 @@ async function programmingBench(bench: Bench, n: number, samples: number): Promi
 async function programmingSamples(
   bench: Bench,
   n: number,
-  samples: number,
+  { samples, probeIntervalMs }: { samples: number; probeIntervalMs: number },
   writer: ReturnType<typeof endpointSliceWriter>,
 ): Promise<void> {
   const took: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
+  const period: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
   const phases: Phases[] = [];
+  const kubeProxyPath: KubeProxyPhases[] = [];
   for (let s = 0; s < samples + 1; s++) {
     const target = s % 2 ? bench.pods.echoA : bench.pods.echoB;
     const startedAt = Date.now();
@@ -607,19 +685,31 @@ async function programmingSamples(
       `/apis/discovery.k8s.io/v1/namespaces/${meta.namespace}/endpointslices/${meta.name}`;
     const write = writer.write(path, "apply", JSON.stringify(slice))
       .then(() => written = performance.now());
-    const [b, k] = await Promise.all([
-      firstAnswerFrom(bench.addresses.blixtProbe, target.name, 60_000),
-      firstAnswerFrom(bench.addresses.kubeProxyProbe, target.name, 60_000),
+    const probe = { timeoutMs: 60_000, intervalMs: probeIntervalMs };
+    const [bp, kp] = await Promise.all([
+      firstAnswerFrom(bench.addresses.blixtProbe, target.name, probe),
+      firstAnswerFrom(bench.addresses.kubeProxyProbe, target.name, probe),
     ]);
+    const b = bp.at, k = kp.at;
     await write;
     // The first change only hands the slice to this field manager.
     if (s > 0) {
       took.blixt.push(b - started);
       took.kubeProxy.push(k - started);
+      // ms per try: whether the probers kept to their interval (both share this event loop)
+      period.blixt.push((b - started) / bp.tries);
+      period.kubeProxy.push((k - started) / kp.tries);
       const p = await blixtPhases(bench, startedAt, written - started, b - started);
       if (p) {
         phases.push(p);
         bench.log(`blixt's path: ${Object.entries(p).map(([k, v]) => `${k} ${Math.round(v)}`)}`);
+      }
+      const kpp = await kubeProxyPhases(bench, startedAt, k - started);
+      if (kpp) {
+        kubeProxyPath.push(kpp);
+        bench.log(
+          `kube-proxy's path: ${Object.entries(kpp).map(([k, v]) => `${k} ${Math.round(v)}`)}`,
+        );
       }
     }
     // kube-proxy syncs at most once a second (--min-sync-period): changes are spaced beyond it.
@@ -628,7 +718,9 @@ async function programmingSamples(
   bench.log(
     `programming at +${n}: blixt ${took.blixt.map(Math.round)} kube-proxy ${
       took.kubeProxy.map(Math.round)
-    }`,
+    }; ms per probe (interval ${probeIntervalMs} ms), median: blixt ${
+      round(median(period.blixt))
+    } kube-proxy ${round(median(period.kubeProxy))}`,
   );
   const label = n === 0 ? "1" : String(n);
   if (phases.length > 0) {
@@ -641,6 +733,21 @@ async function programmingSamples(
       console.log(JSON.stringify({
         name: `programming_path_${k}_${label}_services`,
         value: Math.round(median(phases.map((p) => p[k]))),
+        unit: "ms",
+        better: "lower",
+      }));
+    }
+  }
+  if (kubeProxyPath.length > 0) {
+    const keys = Object.keys(kubeProxyPath[0]!) as (keyof KubeProxyPhases)[];
+    bench.log(
+      `kube-proxy's path at +${n}, median ms of ${kubeProxyPath.length} (write start = 0): ` +
+        keys.map((k) => `${k} ${Math.round(median(kubeProxyPath.map((p) => p[k])))}`).join(", "),
+    );
+    for (const k of keys) {
+      console.log(JSON.stringify({
+        name: `programming_path_${k}_${label}_services`,
+        value: Math.round(median(kubeProxyPath.map((p) => p[k]))),
         unit: "ms",
         better: "lower",
       }));
@@ -959,6 +1066,7 @@ export async function main(args: string[]): Promise<void> {
       runs: { type: "string", default: "5" },
       seconds: { type: "string", default: "3" },
       samples: { type: "string", default: "20" },
+      "probe-interval-ms": { type: "string", default: "1" },
       services: { type: "string", default: "1,1000,10000" },
       "churn-rate": { type: "string", default: "100" },
       "churn-seconds": { type: "string", default: "30" },
@@ -977,7 +1085,11 @@ export async function main(args: string[]): Promise<void> {
     }
     const sizes = values.services.split(",").map(Number).sort((a, b) => a - b);
     if (!only || only === "programming") {
-      for (const n of sizes) await programmingBench(bench, n <= 1 ? 0 : n, Number(values.samples));
+      const options = {
+        samples: Number(values.samples),
+        probeIntervalMs: Number(values["probe-interval-ms"]),
+      };
+      for (const n of sizes) await programmingBench(bench, n <= 1 ? 0 : n, options);
     }
     if (!only || only === "churn") {
       const n = sizes[sizes.length - 1]!;

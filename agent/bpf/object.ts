@@ -192,6 +192,17 @@ export class BpfMap {
     fn: (keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number) => void,
     chunk = 8192,
   ): void {
+    for (const [keys, values, count] of this.chunks(chunk)) fn(keys, values, count);
+  }
+
+  /**
+   * {@linkcode BpfMap.scan} one chunk at a time: each step yields the packed
+   * keys and values of up to `chunk` entries (the same buffers each time, so
+   * read them before the next step), and the caller may stop between steps.
+   */
+  *chunks(
+    chunk = 8192,
+  ): Generator<[keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number]> {
     const vsize = this.fullValueSize;
     const token = new Uint8Array(Math.max(8, this.keySize));
     const count = new Uint32Array(1);
@@ -210,7 +221,7 @@ export class BpfMap {
         new Uint8Array(count.buffer),
         batchOpts,
       );
-      if (count[0]! > 0) fn(keys, values, count[0]!);
+      if (count[0]! > 0) yield [keys, values, count[0]!];
       if (rc < 0) {
         if (-rc === ENOENT) return;
         throw new LibbpfError("bpf_map_lookup_batch", -rc, "", this.name);
