@@ -120,7 +120,6 @@ export class Agent {
   /** Counts syncs that changed services: a counters read across one must not skip the next. */
   #programmedSeq = 0;
   /** The longest step of the current counters read, ms. */
-  #countersHeldMs = 0;
   /** When the current sync's writes ended, by kind (see timedMaps). */
   readonly #writes: WriteTimes = { entries: 0, waitStart: 0, waitMs: 0 };
 
@@ -437,13 +436,6 @@ export class Agent {
     });
   }
 
-  #totals(): { services: Map<number, CounterTotals>; backends: Map<number, CounterTotals> } {
-    return {
-      services: this.#o.maps.allCounters("service"),
-      backends: this.#o.maps.allCounters("backend"),
-    };
-  }
-
   #collectCounters(): void {
     this.#lastTick = Date.now();
     if (this.#stopped || this.#countersReading) return;
@@ -458,12 +450,15 @@ export class Agent {
    * once, the backends' array held it for 60-300 ms (measured), and a table change arriving
    * meanwhile waited for it. Undefined when the agent stopped meanwhile.
    */
-  async #countersOf(kind: "service" | "backend"): Promise<Map<number, CounterTotals> | undefined> {
+  async #countersOf(
+    kind: "service" | "backend",
+    held: { ms: number } = { ms: 0 },
+  ): Promise<Map<number, CounterTotals> | undefined> {
     const steps = this.#o.maps.countersInSteps(kind, COUNTERS_CHUNK);
     for (;;) {
       const started = performance.now();
       const step = steps.next();
-      this.#countersHeldMs = Math.max(this.#countersHeldMs, performance.now() - started);
+      held.ms = Math.max(held.ms, performance.now() - started);
       if (step.done) return step.value;
       await new Promise((resolve) => setImmediate(resolve));
       if (this.#stopped) {
@@ -476,15 +471,15 @@ export class Agent {
   async #readCounters(): Promise<void> {
     const started = performance.now();
     const seq = this.#programmedSeq;
-    this.#countersHeldMs = 0;
+    const held = { ms: 0 };
     // Every backend packet is also a service packet: when the (small) service
     // array did not move, the (large) backend array is not read at all.
-    const serviceTotals = await this.#countersOf("service");
+    const serviceTotals = await this.#countersOf("service", held);
     if (!serviceTotals) return;
     let digest = 0;
     for (const t of serviceTotals.values()) digest += t.packets + t.replyPackets + t.rejected;
     if (digest === this.#countersDigest) return;
-    const backendTotals = await this.#countersOf("backend");
+    const backendTotals = await this.#countersOf("backend", held);
     if (!backendTotals) return;
     this.#countersDigest = this.#programmedSeq === seq ? digest : -1;
     const services = countersOf(this.#programmer.services.values(), {
@@ -496,7 +491,7 @@ export class Agent {
       // the longest step is how long a table change could wait for the read
       this.#o.log("info", "counters read", {
         ms: Math.round(ms),
-        longestStepMs: Math.round(this.#countersHeldMs),
+        longestStepMs: Math.round(held.ms),
       });
     }
     if (JSON.stringify(services) === JSON.stringify(this.#counters?.services ?? [])) return;
@@ -595,13 +590,17 @@ export class Agent {
         "Memory outside the V8 heap held by JavaScript objects (buffers, TLS).",
         { value: mem.external },
       );
-      this.#trafficMetrics();
     });
+    // Read in steps like the status counters: at once, a scrape held the loop 60-300 ms.
+    m.collect(() => this.#trafficMetrics());
   }
 
-  #trafficMetrics(): void {
+  async #trafficMetrics(): Promise<void> {
     const m = this.#o.metrics;
-    const totals = this.#totals();
+    const services = await this.#countersOf("service");
+    const backends = services && await this.#countersOf("backend");
+    if (!services || !backends) return;
+    const totals = { services, backends };
     const families = [
       ["packets", "Packets from clients."],
       ["bytes", "Bytes from clients."],

@@ -24,10 +24,10 @@ export function serveEndpoints(
     port: options.port,
     hostname: options.hostname ?? "0.0.0.0",
     onListen: ({ port }) => options.onListen?.(port),
-  }, (req) => {
+  }, async (req) => {
     const path = new URL(req.url).pathname;
     if (path === "/metrics") {
-      return new Response(metrics.render(), {
+      return new Response(await metrics.renderAsync(), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });
     }

@@ -26,7 +26,7 @@ interface Family {
 /** Metrics by name, rendered by {@linkcode Registry.render}. */
 export class Registry {
   readonly #families = new Map<string, Family>();
-  readonly #collectors: (() => void)[] = [];
+  readonly #collectors: (() => void | Promise<void>)[] = [];
 
   #family(name: string, help: string, type: Family["type"], buckets?: number[]): Family {
     let f = this.#families.get(name);
@@ -84,14 +84,33 @@ export class Registry {
     f.hist!.set("", h);
   }
 
-  /** Runs `fn` before every render (to refresh gauges read from the maps). */
-  collect(fn: () => void): void {
+  /**
+   * Runs `fn` before every render (to refresh gauges read from the maps). A
+   * collector that returns a promise (one that reads large maps in steps,
+   * letting the loop run between them) is awaited by
+   * {@linkcode Registry.renderAsync}; {@linkcode Registry.render} starts it
+   * without waiting, so its series there are those of its last run.
+   */
+  collect(fn: () => void | Promise<void>): void {
     this.#collectors.push(fn);
   }
 
-  /** The text exposition of every metric. */
+  /** The text exposition of every metric, after every collector has run (in order). */
+  async renderAsync(): Promise<string> {
+    for (const fn of this.#collectors) await fn();
+    return this.#text();
+  }
+
+  /**
+   * The text exposition of every metric, after the synchronous collectors
+   * (an asynchronous one starts, its series are those of its last run).
+   */
   render(): string {
     for (const fn of this.#collectors) fn();
+    return this.#text();
+  }
+
+  #text(): string {
     const out: string[] = [];
     for (const f of this.#families.values()) {
       out.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);

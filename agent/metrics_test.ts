@@ -30,3 +30,21 @@ Deno.test("metrics: counters, gauges and histograms render as Prometheus text", 
     ].join("\n"),
   );
 });
+
+Deno.test("metrics: renderAsync waits for a collector that reads in steps, the loop free between them", async () => {
+  const r = new Registry();
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  try {
+    r.collect(() => r.set("a", "A.", { value: 1 }));
+    r.collect(async () => {
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 2));
+      r.set("b", "B.", { value: ticks > 0 ? 2 : 0 });
+    });
+    const text = await r.renderAsync();
+    assert.match(text, /^a 1$/m);
+    assert.match(text, /^b 2$/m, "the loop ran while the collector waited");
+  } finally {
+    clearInterval(timer);
+  }
+});
