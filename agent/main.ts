@@ -103,7 +103,8 @@ async function main(args: string[]): Promise<number> {
     status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
-    sweepConntrack: () => dp.maps.sweepConntrack(),
+    // steps of ~2-8 ms at 262,144 entries (agent/bpf/conntrack_sweep_test.ts prints them)
+    sweepConntrack: () => dp.maps.sweepConntrackInSteps({ readChunk: 2048, deleteChunk: 2048 }),
   });
   // Its own Node: a new address goes to the data plane, a new uid re-owns the DataplaneNode.
   const nodeWatch = new NodeWatch(kc, node, nodeState, {

@@ -5,7 +5,7 @@ import { CT_KIND, CT_STATE, DIR, flowKey, flowValue, PROTO } from "./layout.ts";
 import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
 import { monotonicCoarseNs } from "./libbpf.ts";
 import { testRun } from "./object.ts";
-import { ctTimeoutS, sweepConntrack } from "./conntrack_sweep.ts";
+import { ctTimeoutS, sweepConntrack, sweepConntrackInSteps } from "./conntrack_sweep.ts";
 
 const CLIENT = "198.18.192.10";
 const NODE = "198.18.192.1";
@@ -208,10 +208,20 @@ Deno.test("conntrack sweep: cost at a full map of 262,144 entries, half of them 
       );
     }
     const full = sweepConntrack(ct, now, { graceS: 1e9 }); // a read-only pass: nothing is old enough
+    // In steps, the caller gets the loop back after every chunk read: at most ~2,048 entries' work.
+    const steps = sweepConntrackInSteps(ct, now, { graceS: 1e9, readChunk: 2048 });
+    let yields = 0, longest = 0, at = performance.now();
+    for (let step = steps.next(); !step.done; step = steps.next()) {
+      yields++;
+      longest = Math.max(longest, performance.now() - at);
+      at = performance.now();
+    }
+    assert.ok(yields >= full.entries / 2048, `${yields} steps for ${full.entries} entries`);
     const r = sweepConntrack(ct, now);
     const again = sweepConntrack(ct, now);
     console.log(
-      `conntrack sweep: read-only ${full.entries} entries ${full.ms} ms; ` +
+      `conntrack sweep: read-only ${full.entries} entries ${full.ms} ms ` +
+        `(in steps of 2,048: ${yields} steps, the longest ${longest.toFixed(1)} ms); ` +
         `sweep ${r.entries} -> ${r.live} (${r.deleted} deleted) ${r.ms} ms; ` +
         `then ${again.entries} entries ${again.ms} ms`,
     );

@@ -34,7 +34,12 @@ import {
 import { MAGLEV_SIZE, type MaglevEntry, maglevSize, maglevTable, rejectEntry } from "./maglev.ts";
 import { BpfMap, createMap, MAP_TYPE, numPossibleCpus, openMapById } from "./object.ts";
 import { LibbpfError, monotonicCoarseNs, writeMappedU32 } from "./libbpf.ts";
-import { sweepConntrack, type SweepOptions, type SweepResult } from "./conntrack_sweep.ts";
+import {
+  sweepConntrack,
+  sweepConntrackInSteps,
+  type SweepOptions,
+  type SweepResult,
+} from "./conntrack_sweep.ts";
 
 /** A service address as clients use it. */
 export interface ServiceAddress {
@@ -774,6 +779,11 @@ export class DataplaneMaps {
    */
   sweepConntrack(options: SweepOptions = {}): SweepResult {
     return sweepConntrack(this.#maps.map("conntrack"), monotonicCoarseNs(), options);
+  }
+
+  /** {@linkcode DataplaneMaps.sweepConntrack} a chunk a step (see `sweepConntrackInSteps`). */
+  sweepConntrackInSteps(options: SweepOptions = {}): Generator<void, SweepResult> {
+    return sweepConntrackInSteps(this.#maps.map("conntrack"), monotonicCoarseNs(), options);
   }
 
   /** Every conntrack entry. */
