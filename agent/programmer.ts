@@ -16,8 +16,14 @@
  *
  * @module
  */
-import type { BackendSlot, MapCapacity, ServiceAddress, ServiceEntry } from "./bpf/maps.ts";
-import { maglevSize, maglevTable, rejectEntry } from "./bpf/maglev.ts";
+import type {
+  BackendSlot,
+  MaglevWrite,
+  MapCapacity,
+  ServiceAddress,
+  ServiceEntry,
+} from "./bpf/maps.ts";
+import { maglevFill, maglevSize, maglevTable, rejectEntry } from "./bpf/maglev.ts";
 import type { DesiredService, DesiredState } from "./desired_state.ts";
 
 /** The map operations the programmer uses: `DataplaneMaps` or a recorder in tests. */
@@ -34,7 +40,7 @@ export interface MapWriter {
   /** Empties backend slots. */
   clearBackends(ids: readonly number[]): void;
   /** Swaps in Maglev tables, each whole. */
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array; inPlace?: boolean }[]): void;
+  writeMaglevs(tables: readonly MaglevWrite[]): void;
   /** Removes Maglev tables. */
   deleteMaglevs(ids: readonly number[]): void;
   /** Returns once no program can still hold a slot read before the in-place table writes. */
@@ -204,7 +210,7 @@ export type Step =
   | { op: "clearBackends"; ids: number[] }
   | { op: "resetCounters"; services: number[]; backends: number[] }
   | { op: "writeBackends"; slots: BackendSlot[] }
-  | { op: "writeMaglevs"; tables: { id: number; table: Uint32Array; inPlace?: boolean }[] }
+  | { op: "writeMaglevs"; tables: MaglevWrite[] }
   | { op: "putService"; addr: ServiceAddress; entry: ServiceEntry }
   | { op: "putVipMarker"; addr: string }
   | { op: "deleteVipMarker"; addr: string };
@@ -463,7 +469,7 @@ export class Programmer {
     const freshBackends: number[] = [];
     // 3a entries that must change before their table, 3b tables, 3c entries after their table
     const entriesBefore: Step[] = [];
-    const newTables: { id: number; table: Uint32Array; inPlace?: boolean }[] = [];
+    const newTables: MaglevWrite[] = [];
     const emptied: number[] = [];
     const entriesAfter: Step[] = [];
     const clearLater: number[] = [];
@@ -513,11 +519,11 @@ export class Programmer {
           clearLater.push(old.backends.idAt(i)); // freed after this loop, not for reuse in it
         }
       }
-      const { entry, table: buildTable } = serviceEntry(id, d, backends);
+      const { entry, table: buildTable, fill } = serviceEntry(id, d, backends);
       next.set(frontend, { frontend, address: d.address, entry, backends });
       const put: Step = { op: "putService", addr: d.address, entry };
       if (!old) {
-        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable));
+        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable, fill));
         entriesAfter.push(put);
         stats.added++;
         if (changes) count(d.address.addr, 1);
@@ -538,17 +544,17 @@ export class Programmer {
         // the new backends get flows), then the entry. A reader mixing old and new slots meets
         // only backends whose slots are still there: removed ones are cleared after a grace
         // period (step 4).
-        newTables.push(lazyTable(id, buildTable, true));
+        newTables.push(lazyTable(id, buildTable, fill, true));
         entriesAfter.push(put);
         if (removed) inPlaceRemovals = true;
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
-        newTables.push(lazyTable(id, buildTable));
+        newTables.push(lazyTable(id, buildTable, fill));
         entriesAfter.push(put);
       } else {
         // Smaller size first: it indexes inside the old, bigger table.
         entriesBefore.push(put);
-        newTables.push(lazyTable(id, buildTable));
+        newTables.push(lazyTable(id, buildTable, fill));
       }
     };
     if (changes) {
@@ -690,20 +696,24 @@ export class Programmer {
 /**
  * A Maglev table built when the writer reads it and not kept: a first sync
  * writes 10,000 of them, and holding them all until the write would cost
- * ~40 MiB of buffers that the allocator then keeps.
+ * ~40 MiB of buffers that the allocator then keeps. `fill` lets the maps
+ * build it straight into a fresh inner map instead.
  */
 function lazyTable(
   id: number,
   build: () => Uint32Array,
+  fill: MaglevWrite["fill"],
   inPlace = false,
-): { id: number; table: Uint32Array; inPlace: boolean } {
-  return {
+): MaglevWrite {
+  const write: MaglevWrite = {
     id,
     inPlace,
     get table() {
       return build();
     },
   };
+  if (fill) write.fill = fill;
+  return write;
 }
 
 /** Thrown when ids run out while planning (the capacity check should prevent it). */
@@ -725,7 +735,7 @@ export function serviceEntry(
   id: number,
   d: DesiredService,
   backends: PackedBackends,
-): { entry: ServiceEntry; table: () => Uint32Array } {
+): { entry: ServiceEntry; table: () => Uint32Array; fill?: NonNullable<MaglevWrite["fill"]> } {
   // `backends` is in the order of d.backends (plan builds it so).
   const entries = d.backends.map((b, i) => ({
     key: `${b.addr}:${b.port}`,
@@ -751,5 +761,13 @@ export function serviceEntry(
       fingerprint: h,
     },
     table: () => size === 0 ? new Uint32Array(0) : maglevTable(entries, size),
+    ...(size === 0 ? {} : {
+      fill: {
+        size,
+        into: (words: Uint32Array, stride: number) => {
+          maglevFill(entries, size, { into: words, stride });
+        },
+      },
+    }),
   };
 }

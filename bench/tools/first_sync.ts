@@ -28,6 +28,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { buildBpf } from "../../bpf/build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../../agent/bpf/loader.ts";
+import type { MaglevWrite } from "../../agent/bpf/maps.ts";
 import { maglevTable } from "../../agent/bpf/maglev.ts";
 import { compactTable, computeDesiredState } from "../../agent/desired_state.ts";
 import { type MapWriter, Programmer } from "../../agent/programmer.ts";
@@ -89,7 +90,7 @@ function timedWriter(maps: MapWriter, into: Map<string, Times>): MapWriter {
     if (typeof f !== "function" || name === "constructor") continue;
     writer[name] = (...args: unknown[]) => timed(into, name, () => f.apply(maps, args));
   }
-  writer.writeMaglevs = (list: { id: number; table: Uint32Array; inPlace?: boolean }[]) => {
+  writer.writeMaglevs = (list: MaglevWrite[]) => {
     // Built when the maps read them, as in the agent; each build timed (two getrusage calls).
     const lazy = list.map((t) => ({
       id: t.id,
@@ -97,6 +98,13 @@ function timedWriter(maps: MapWriter, into: Map<string, Times>): MapWriter {
       get table() {
         return timed(into, "maglev build", () => t.table);
       },
+      ...(t.fill && {
+        fill: {
+          size: t.fill.size,
+          into: (words: Uint32Array, stride: number) =>
+            timed(into, "maglev build", () => t.fill!.into(words, stride)),
+        },
+      }),
     }));
     timed(into, "writeMaglevs (all)", () => maps.writeMaglevs(lazy));
   };
