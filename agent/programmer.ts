@@ -16,8 +16,14 @@
  *
  * @module
  */
-import type { BackendSlot, MapCapacity, ServiceAddress, ServiceEntry } from "./bpf/maps.ts";
-import { maglevSize, maglevTable, rejectEntry } from "./bpf/maglev.ts";
+import type {
+  BackendSlot,
+  MaglevWrite,
+  MapCapacity,
+  ServiceAddress,
+  ServiceEntry,
+} from "./bpf/maps.ts";
+import { maglevFill, maglevSize, maglevTable, rejectEntry } from "./bpf/maglev.ts";
 import type { DesiredService, DesiredState } from "./desired_state.ts";
 
 /** The map operations the programmer uses: `DataplaneMaps` or a recorder in tests. */
@@ -34,7 +40,7 @@ export interface MapWriter {
   /** Empties backend slots. */
   clearBackends(ids: readonly number[]): void;
   /** Swaps in Maglev tables, each whole. */
-  writeMaglevs(tables: readonly { id: number; table: Uint32Array; inPlace?: boolean }[]): void;
+  writeMaglevs(tables: readonly MaglevWrite[]): void;
   /** Removes Maglev tables. */
   deleteMaglevs(ids: readonly number[]): void;
   /** Returns once no program can still hold a slot read before the in-place table writes. */
@@ -204,7 +210,7 @@ export type Step =
   | { op: "clearBackends"; ids: number[] }
   | { op: "resetCounters"; services: number[]; backends: number[] }
   | { op: "writeBackends"; slots: BackendSlot[] }
-  | { op: "writeMaglevs"; tables: { id: number; table: Uint32Array; inPlace?: boolean }[] }
+  | { op: "writeMaglevs"; tables: MaglevWrite[] }
   | { op: "putService"; addr: ServiceAddress; entry: ServiceEntry }
   | { op: "putVipMarker"; addr: string }
   | { op: "deleteVipMarker"; addr: string };
@@ -224,14 +230,32 @@ export interface Plan {
   stats: ApplyStats;
 }
 
-/** FNV-1a over a string, 32 bits. */
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
+const FNV_OFFSET = 0x811c9dc5;
+
+/** FNV-1a (32 bits) of `h` followed by the UTF-16 code units of `s`. */
+function fnvString(h: number, s: string): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193) >>> 0;
   }
-  return h >>> 0;
+  return h;
+}
+
+/** FNV-1a of `h` followed by one code unit. */
+function fnvChar(h: number, c: number): number {
+  return Math.imul(h ^ c, 0x01000193) >>> 0;
+}
+
+/**
+ * FNV-1a of `h` followed by `n` in decimal, as `String(n)` spells it, without
+ * making the string (a first sync hashes ~200,000 numbers).
+ */
+function fnvNumber(h: number, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) return fnvString(h, String(n));
+  let div = 1;
+  while (div * 10 <= n) div *= 10;
+  for (; div >= 1; div /= 10) h = fnvChar(h, 48 + (Math.floor(n / div) % 10));
+  return h;
 }
 
 /** Lowest-first id allocator over 1..max. */
@@ -445,7 +469,7 @@ export class Programmer {
     const freshBackends: number[] = [];
     // 3a entries that must change before their table, 3b tables, 3c entries after their table
     const entriesBefore: Step[] = [];
-    const newTables: { id: number; table: Uint32Array; inPlace?: boolean }[] = [];
+    const newTables: MaglevWrite[] = [];
     const emptied: number[] = [];
     const entriesAfter: Step[] = [];
     const clearLater: number[] = [];
@@ -495,11 +519,11 @@ export class Programmer {
           clearLater.push(old.backends.idAt(i)); // freed after this loop, not for reuse in it
         }
       }
-      const { entry, table: buildTable } = serviceEntry(id, d, backends);
+      const { entry, table: buildTable, fill } = serviceEntry(id, d, backends);
       next.set(frontend, { frontend, address: d.address, entry, backends });
       const put: Step = { op: "putService", addr: d.address, entry };
       if (!old) {
-        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable));
+        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable, fill));
         entriesAfter.push(put);
         stats.added++;
         if (changes) count(d.address.addr, 1);
@@ -520,17 +544,17 @@ export class Programmer {
         // the new backends get flows), then the entry. A reader mixing old and new slots meets
         // only backends whose slots are still there: removed ones are cleared after a grace
         // period (step 4).
-        newTables.push(lazyTable(id, buildTable, true));
+        newTables.push(lazyTable(id, buildTable, fill, true));
         entriesAfter.push(put);
         if (removed) inPlaceRemovals = true;
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
-        newTables.push(lazyTable(id, buildTable));
+        newTables.push(lazyTable(id, buildTable, fill));
         entriesAfter.push(put);
       } else {
         // Smaller size first: it indexes inside the old, bigger table.
         entriesBefore.push(put);
-        newTables.push(lazyTable(id, buildTable));
+        newTables.push(lazyTable(id, buildTable, fill));
       }
     };
     if (changes) {
@@ -672,20 +696,24 @@ export class Programmer {
 /**
  * A Maglev table built when the writer reads it and not kept: a first sync
  * writes 10,000 of them, and holding them all until the write would cost
- * ~40 MiB of buffers that the allocator then keeps.
+ * ~40 MiB of buffers that the allocator then keeps. `fill` lets the maps
+ * build it straight into a fresh inner map instead.
  */
 function lazyTable(
   id: number,
   build: () => Uint32Array,
+  fill: MaglevWrite["fill"],
   inPlace = false,
-): { id: number; table: Uint32Array; inPlace: boolean } {
-  return {
+): MaglevWrite {
+  const write: MaglevWrite = {
     id,
     inPlace,
     get table() {
       return build();
     },
   };
+  if (fill) write.fill = fill;
+  return write;
 }
 
 /** Thrown when ids run out while planning (the capacity check should prevent it). */
@@ -707,7 +735,7 @@ export function serviceEntry(
   id: number,
   d: DesiredService,
   backends: PackedBackends,
-): { entry: ServiceEntry; table: () => Uint32Array } {
+): { entry: ServiceEntry; table: () => Uint32Array; fill?: NonNullable<MaglevWrite["fill"]> } {
   // `backends` is in the order of d.backends (plan builds it so).
   const entries = d.backends.map((b, i) => ({
     key: `${b.addr}:${b.port}`,
@@ -716,19 +744,30 @@ export function serviceEntry(
   }));
   if (d.rejectWeight > 0) entries.push(rejectEntry(d.rejectWeight));
   let live = 0;
-  let text = "";
-  for (const e of entries) {
-    if (e.weight > 0) live++;
-    text += `${e.key}=${e.id}*${e.weight},`;
-  }
+  for (const e of entries) if (e.weight > 0) live++;
   const size = live === 0 ? 0 : maglevSize(live);
+  // FNV-1a of `${size}|` then `${key}=${id}*${weight},` per entry, hashed as it is spelled.
+  let h = fnvChar(fnvNumber(FNV_OFFSET, size), 0x7c);
+  for (const e of entries) {
+    h = fnvChar(fnvString(h, e.key), 0x3d);
+    h = fnvChar(fnvNumber(h, e.id), 0x2a);
+    h = fnvChar(fnvNumber(h, e.weight), 0x2c);
+  }
   return {
     entry: {
       id,
       keepClientAddress: d.keepClientAddress,
       tableSize: size,
-      fingerprint: fnv1a(`${size}|${text}`),
+      fingerprint: h,
     },
     table: () => size === 0 ? new Uint32Array(0) : maglevTable(entries, size),
+    ...(size === 0 ? {} : {
+      fill: {
+        size,
+        into: (words: Uint32Array, stride: number) => {
+          maglevFill(entries, size, { into: words, stride });
+        },
+      },
+    }),
   };
 }

@@ -266,6 +266,28 @@ export function writeMappedU32(fd: number, values: Uint32Array): void {
 }
 
 /**
+ * Lets `fill` write the elements 0..n-1 of an mmap-able array map of u32
+ * values in place: `fill` gets the mapping as u32 words, element `i` at
+ * word `2 * i` (the kernel lays elements out 8 bytes apart). One mmap, no
+ * staging buffer, one munmap. Only for a map no program sees yet.
+ */
+export function fillMappedU32(fd: number, n: number, fill: (words: Uint32Array) => void): void {
+  const len = BigInt(Math.ceil((n * 8) / PAGE) * PAGE);
+  const c = loadLibc();
+  lib();
+  logLines = [];
+  const p = c.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
+    throw new LibbpfError("mmap", lastErrno() || 22, "", `map fd ${fd}`);
+  }
+  try {
+    fill(new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(p, n * 8)));
+  } finally {
+    c.munmap(p, len);
+  }
+}
+
+/**
  * Reads the first `n` u32 values of an mmap-able BPF array map (the layout
  * {@link writeMappedU32} writes: one value per 8-byte slot).
  */

@@ -105,6 +105,29 @@ export function maglevTable(
   entries: readonly MaglevEntry[],
   size = MAGLEV_SIZE,
 ): Uint32Array {
+  const table = new Uint32Array(size);
+  return maglevFill(entries, size, { into: table }) ? table : new Uint32Array(0);
+}
+
+/**
+ * Builds the table {@linkcode maglevTable} builds straight into `into`: slot
+ * `c` goes to `into[c * stride]` (an mmap-ed BPF array holds one u32 value
+ * every 8 bytes: stride 2), so a first sync neither allocates nor copies
+ * 10,000 tables. Every slot is written exactly once. False (nothing written)
+ * when no entry has weight > 0.
+ */
+export function maglevFill(
+  entries: readonly MaglevEntry[],
+  size: number,
+  options: { into: Uint32Array; stride?: number },
+): boolean {
+  const into = options.into;
+  const stride = options.stride ?? 1;
+  if ((size - 1) * stride >= into.length) {
+    throw new RangeError(
+      `maglev: ${into.length} words hold no table of ${size} at stride ${stride}`,
+    );
+  }
   for (const e of entries) {
     if (!Number.isInteger(e.weight) || e.weight < 0) {
       throw new RangeError(
@@ -115,7 +138,7 @@ export function maglevTable(
   const live = entries.filter((e) => e.weight > 0).sort((a, b) =>
     a.key < b.key ? -1 : a.key > b.key ? 1 : 0
   );
-  if (live.length === 0) return new Uint32Array(0);
+  if (live.length === 0) return false;
   for (let i = 1; i < live.length; i++) {
     if (live[i]!.key === live[i - 1]!.key) {
       throw new RangeError(`maglev: duplicate ${live[i]!.key}`);
@@ -141,7 +164,6 @@ export function maglevTable(
     if (e.weight > maxWeight) maxWeight = e.weight;
     if (e.weight !== live[0]!.weight) equal = false;
   }
-  const table = new Uint32Array(size);
   let filled = 0;
   if (equal) {
     // Equal weights: every backend takes one turn a round, in order (what the credits below give).
@@ -154,13 +176,13 @@ export function maglevTable(
           c -= size & ((size - 1 - c) >> 31);
         }
         taken[c] = 1;
-        table[c] = ids[i]!;
+        into[c * stride] = ids[i]!;
         c += step;
         pos[i] = c - (size & ((size - 1 - c) >> 31));
         filled++;
       }
     }
-    return table;
+    return true;
   }
   // Each round a backend earns weight/maxWeight turns; a turn claims the next
   // free slot of its permutation. Slots end up proportional to weights.
@@ -181,7 +203,7 @@ export function maglevTable(
           c -= size & ((size - 1 - c) >> 31); // c >= size ? c - size : c, without a branch
         }
         taken[c] = 1;
-        table[c] = id;
+        into[c * stride] = id;
         c += step;
         c -= size & ((size - 1 - c) >> 31);
         filled++;
@@ -190,7 +212,7 @@ export function maglevTable(
       credit[i] = cr;
     }
   }
-  return table;
+  return true;
 }
 
 /** The reject share as a Maglev entry. */

@@ -33,7 +33,7 @@ import {
 } from "./layout.ts";
 import { MAGLEV_SIZE, type MaglevEntry, maglevSize, maglevTable, rejectEntry } from "./maglev.ts";
 import { BpfMap, createMap, MAP_TYPE, numPossibleCpus, openMapById } from "./object.ts";
-import { LibbpfError, monotonicCoarseNs, writeMappedU32 } from "./libbpf.ts";
+import { fillMappedU32, LibbpfError, monotonicCoarseNs, writeMappedU32 } from "./libbpf.ts";
 import {
   sweepConntrack,
   sweepConntrackInSteps,
@@ -244,6 +244,12 @@ export interface MaglevWrite {
   table: Uint32Array;
   /** May be written over the current table; see above. */
   inPlace?: boolean;
+  /**
+   * The table built straight into the new inner map instead of read from
+   * `table` (a first sync writes 10,000): `size` slots, slot `c` at
+   * `into[c * stride]`. Only taken where a fresh inner map is filled.
+   */
+  fill?: { size: number; into(words: Uint32Array, stride: number): void };
 }
 
 export class DataplaneMaps {
@@ -356,9 +362,9 @@ export class DataplaneMaps {
       const part = swaps.slice(i, i + chunk);
       const inner: BpfMap[] = [];
       try {
-        for (const { id, table } of part) {
-          checkId("service", id, LIMITS.MAX_SERVICES);
-          inner.push(this.#innerTable(table));
+        for (const t of part) {
+          checkId("service", t.id, LIMITS.MAX_SERVICES);
+          inner.push(t.fill ? this.#innerFilled(t.fill) : this.#innerTable(t.table));
         }
         const keys = Uint32Array.from(part, (t) => t.id);
         const fds = Uint32Array.from(inner, (m) => m.fd);
@@ -446,6 +452,33 @@ export class DataplaneMaps {
           >,
         );
       }
+    } catch (e) {
+      m.close();
+      throw e;
+    }
+    return m;
+  }
+
+  /**
+   * A fresh inner map of `fill.size` slots that `fill` writes through mmap
+   * without a staging table; where inner maps are not mmap-able, staged and
+   * written as {@link #innerTable} does.
+   */
+  #innerFilled(fill: NonNullable<MaglevWrite["fill"]>): BpfMap {
+    const flags = this.#maglevInnerFlags();
+    if (!(flags & BPF_F_MMAPABLE) || fill.size === 0 || fill.size > MAGLEV_SIZE) {
+      const table = new Uint32Array(fill.size);
+      fill.into(table, 1);
+      return this.#innerTable(table);
+    }
+    const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: fill.size,
+      flags,
+    });
+    try {
+      fillMappedU32(m.fd, fill.size, (words) => fill.into(words, 2));
     } catch (e) {
       m.close();
       throw e;

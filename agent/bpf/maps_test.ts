@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { buildBpf } from "../../bpf/build.ts";
 import { Dataplane, ensureBpffs, removePins } from "./loader.ts";
-import { maglevSize, maglevTable } from "./maglev.ts";
+import { maglevFill, maglevSize, maglevTable } from "./maglev.ts";
 import { BPF_F_INNER_MAP, LIMITS } from "./layout.ts";
 import { check, closeFd, cstr, lib, opts } from "./libbpf.ts";
 import { createMap, MAP_TYPE, openPinnedMap } from "./object.ts";
@@ -83,6 +83,33 @@ Deno.test("maps: Maglev tables are written and removed in batches", async () => 
     for (const t of tables) assert.deepEqual(dp.maps.readMaglev(t.id), t.table);
     dp.maps.deleteMaglevs([1, 3]);
     assert.deepEqual([1, 2, 3].map((id) => dp.maps.readMaglev(id).length), [0, 1021, 0]);
+  });
+});
+
+Deno.test("maps: a table built straight into its fresh inner map reads back as the table built apart", async () => {
+  await withMaps((dp) => {
+    const entries = (id: number, n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        key: `198.18.202.${i}:${9000 + id}`,
+        id: 100 * id + i,
+        weight: 1 + (i % 3),
+      }));
+    const sizes = [[1, 3], [2, 10], [3, 90]] as const;
+    dp.maps.writeMaglevs(sizes.map(([id, n]) => ({
+      id,
+      get table(): Uint32Array {
+        throw new Error("a write with fill must not build the table apart");
+      },
+      fill: {
+        size: maglevSize(n),
+        into: (words: Uint32Array, stride: number) => {
+          maglevFill(entries(id, n), maglevSize(n), { into: words, stride });
+        },
+      },
+    })));
+    for (const [id, n] of sizes) {
+      assert.deepEqual(dp.maps.readMaglev(id), maglevTable(entries(id, n), maglevSize(n)));
+    }
   });
 });
 
