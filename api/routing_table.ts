@@ -102,11 +102,12 @@ export interface RoutingTableEntry {
    */
   service?: ServiceRef;
   /**
-   * The {@linkcode entryKey} of an earlier-written entry of the same table
-   * whose `service` and `backends` this entry has too; then its own
-   * `backends` is `[]` and it has no `service` (a table whose listeners all
-   * send to one Service lists its backends once). Written only when every
-   * agent advertises {@linkcode BACKENDS_FROM_FEATURE}; {@linkcode validateRoutingTable}
+   * The {@linkcode entryKey} of another entry of the same table (one without
+   * `backendsFrom`, of the same address family) whose `service` and
+   * `backends` this entry has too; then its own `backends` is `[]` and it has
+   * no `service` (a table whose listeners all send to one Service lists its
+   * backends once). The operator writes it only when every agent lists
+   * {@linkcode BACKENDS_FROM_FEATURE}; {@linkcode validateRoutingTable}
    * returns the entry with the referenced entry's `backends` and `service`.
    */
   backendsFrom?: string;
