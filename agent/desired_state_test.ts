@@ -113,3 +113,24 @@ Deno.test("desired state: a table that does not fit is reported and its last pro
   assert.match(d.tables[0]!.errors[0]!, /does not fit: 1 services, 20 backends/);
   assert.equal(d.services.get("198.18.100.1:80/TCP")!.backends.length, 1);
 });
+
+Deno.test("desired state: an entry with backendsFrom is programmed with the referenced entry's backends", () => {
+  const backends = [
+    be("198.18.1.2", 1, { node: "node-1" }),
+    be("198.18.2.2", 3, { node: "node-2" }),
+  ];
+  const shared = table("gw", [
+    { backends, rejectWeight: 1 },
+    { port: 81, backendsFrom: "198.18.100.1:80/TCP", rejectWeight: 2 },
+  ]);
+  const full = table("gw", [
+    { backends, rejectWeight: 1 },
+    { port: 81, backends, rejectWeight: 2 },
+  ]);
+  const a = computeDesiredState([shared], options());
+  const b = computeDesiredState([full], options());
+  assert.deepEqual([...a.services.entries()], [...b.services.entries()]);
+  assert.equal(a.services.get("198.18.100.1:81/TCP")!.backends.length, 2);
+  assert.equal(a.services.get("198.18.100.1:81/TCP")!.rejectWeight, 2);
+  assert.deepEqual(a.tables, b.tables);
+});

@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  BACKENDS_FROM_FEATURE,
   type Condition,
   DATAPLANE_CONDITIONS,
   DATAPLANE_REASONS,
@@ -20,6 +21,14 @@ import type { ProgrammedService } from "./programmer.ts";
 
 /** At most this many services in the counters snapshot (busiest first): etcd objects stay small. */
 export const MAX_COUNTED_SERVICES = 100;
+
+/**
+ * Optional parts of the RoutingTable contract this agent understands, listed
+ * in `status.features`: the operator writes `entries[].backendsFrom` only once
+ * every node's agent lists it (an older agent would program such entries with
+ * no backends). Its validator expands the references before programming.
+ */
+export const AGENT_FEATURES: readonly string[] = [BACKENDS_FROM_FEATURE];
 
 /** Inputs of {@linkcode buildStatus}. */
 export interface StatusInput {
@@ -132,6 +141,7 @@ export function buildStatus(
       ),
     ],
     ...(input.lastSyncTime ? { lastSyncTime: input.lastSyncTime } : {}),
+    features: [...AGENT_FEATURES],
     ...(input.maps ? { maps: input.maps } : {}),
     tables,
   };

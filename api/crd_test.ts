@@ -98,6 +98,14 @@ const sampleTable: RoutingTable = {
         weight: 0,
         state: "Serving",
       }],
+    }, {
+      address: "198.18.0.10",
+      port: 5001,
+      protocol: "TCP",
+      listener: "tcp-5001",
+      backendsFrom: "198.18.0.10:5000/TCP",
+      rejectWeight: 0,
+      backends: [],
     }],
   },
 };
@@ -117,6 +125,7 @@ const sampleNode: DataplaneNode = {
       lastTransitionTime: now,
     }],
     lastSyncTime: now,
+    features: ["backendsFrom"],
     maps: [{ name: "backends", entries: 2, capacity: 65536 }],
     tables: [{
       namespace: "default",
@@ -191,6 +200,13 @@ const kinds: {
       ["unknown state", "spec.entries.0.backends.0.state", "Up"],
       ["entry's service port 0", "spec.entries.0.service.port", 0],
       ["entry's service without a name", "spec.entries.0.service.name", DELETE],
+      ["empty backendsFrom", "spec.entries.1.backendsFrom", ""],
+      [
+        "backendsFrom to no entry",
+        "spec.entries.1.backendsFrom",
+        "198.18.0.10:1/TCP",
+        "validator only",
+      ],
     ],
   },
   {
@@ -204,6 +220,7 @@ const kinds: {
       ["counter port 0", "status.counters.services.0.port", 0],
       ["negative map usage", "status.maps.0.entries", -1],
       ["map without capacity", "status.maps.0.capacity", DELETE],
+      ["empty feature", "status.features.0", ""],
       [
         "table without generation",
         "status.tables.0.observedGeneration",
@@ -314,6 +331,21 @@ Deno.test("the real API server accepts the CRDs, the samples, and refuses the br
       await t.step(`${kind.file}: the full sample is accepted`, async () => {
         assert.equal(await serverVerdict(kc, kind.plural, kind.sample), 201);
       });
+      if (kind.plural === "routingtables") {
+        await t.step("routingtables: backendsFrom is kept (not pruned)", async () => {
+          const api = kc.makeApiClient(k8s.CustomObjectsApi);
+          const created = await api.createNamespacedCustomObject({
+            group: "blixt.dev",
+            version: "v1alpha1",
+            plural: kind.plural,
+            namespace: "default",
+            body: kind.sample,
+            dryRun: "All",
+          }) as RoutingTable;
+          assert.equal(created.spec.entries[1]?.backendsFrom, "198.18.0.10:5000/TCP");
+          assert.deepEqual(created.spec.entries[1]?.backends, []);
+        });
+      }
       for (const [what, path, value, only] of kind.broken) {
         if (only) continue;
         await t.step(`${kind.file}: ${what} is refused with 422`, async () => {

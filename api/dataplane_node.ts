@@ -134,6 +134,11 @@ export interface DataplaneNodeStatus {
    * (a change programmed, or the reconcile at start), RFC 3339.
    */
   lastSyncTime?: string;
+  /**
+   * Optional parts of the RoutingTable contract the agent understands (e.g.
+   * `backendsFrom`): the operator uses one only when every node lists it.
+   */
+  features?: string[];
   /** Fill of the maps against their capacity, sorted by name. */
   maps?: MapUsage[];
   /** One per RoutingTable the agent knows, sorted by namespace/name. */
@@ -210,6 +215,9 @@ function checkStatus(status: JsonObject, e: FieldErrors): void {
   }
   if (status.lastSyncTime !== undefined) {
     e.string(status.lastSyncTime, "status.lastSyncTime", { minLength: 1 });
+  }
+  if (status.features !== undefined && e.array(status.features, "status.features")) {
+    status.features.forEach((f, i) => e.string(f, `status.features[${i}]`, { minLength: 1 }));
   }
   if (status.maps !== undefined && e.array(status.maps, "status.maps")) {
     status.maps.forEach((m, i) => {

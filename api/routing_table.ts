@@ -35,6 +35,12 @@ export const BACKEND_STATES = ["Ready", "Serving", "Terminating"] as const;
 /** One of {@linkcode BACKEND_STATES}. */
 export type BackendState = typeof BACKEND_STATES[number];
 
+/**
+ * The name an agent lists in its DataplaneNode `status.features` when it
+ * understands `entries[].backendsFrom`.
+ */
+export const BACKENDS_FROM_FEATURE = "backendsFrom";
+
 /** Route kinds a RoutingTable entry can come from. */
 export const ROUTE_KINDS = ["TCPRoute", "UDPRoute"] as const;
 
@@ -95,6 +101,16 @@ export interface RoutingTableEntry {
    * each backend (the API server's cost of a write grows with the object).
    */
   service?: ServiceRef;
+  /**
+   * The {@linkcode entryKey} of another entry of the same table (one without
+   * `backendsFrom`, of the same address family) whose `service` and
+   * `backends` this entry has too; then its own `backends` is `[]` and it has
+   * no `service` (a table whose listeners all send to one Service lists its
+   * backends once). The operator writes it only when every agent lists
+   * {@linkcode BACKENDS_FROM_FEATURE}; {@linkcode validateRoutingTable}
+   * returns the entry with the referenced entry's `backends` and `service`.
+   */
+  backendsFrom?: string;
   /** Backends, sorted by ip then port. */
   backends: Backend[];
   /**
@@ -161,8 +177,60 @@ export function validateRoutingTable(value: unknown): Validated<RoutingTable> {
   }
   if (e.object(value.spec, "spec")) checkSpec(value.spec, e);
   return e.list.length === 0
-    ? { ok: true, value: value as unknown as RoutingTable }
+    ? { ok: true, value: expandRoutingTable(value as unknown as RoutingTable) }
     : { ok: false, errors: e.list };
+}
+
+/**
+ * `table` with every entry that has `backendsFrom` given the referenced
+ * entry's `backends` (the same array) and `service`, keeping `backendsFrom`;
+ * `table` itself when no entry has one. A reference that does not resolve is
+ * left as it is (empty backends): {@linkcode validateRoutingTable} reports it.
+ * For readers that do not validate; a validated table is expanded already.
+ *
+ * @example
+ * ```ts
+ * const entries = expandRoutingTable(table).spec.entries;
+ * const all = entries.flatMap((e) => e.backends);
+ * ```
+ */
+export function expandRoutingTable<T extends { spec: { entries: RoutingTableEntry[] } }>(
+  table: T,
+): T {
+  const entries = table.spec.entries;
+  if (!Array.isArray(entries) || !entries.some((x) => x.backendsFrom !== undefined)) return table;
+  const byKey = new Map<string, RoutingTableEntry>();
+  for (const x of entries) {
+    if (x.backendsFrom === undefined) byKey.set(canonicalKey(x), x);
+  }
+  return {
+    ...table,
+    spec: {
+      ...table.spec,
+      entries: entries.map((x) => {
+        if (x.backendsFrom === undefined) return x;
+        const from = byKey.get(canonicalKeyOf(x.backendsFrom));
+        if (!from) return x;
+        const { service: _, ...rest } = x;
+        return {
+          ...rest,
+          ...(from.service ? { service: from.service } : {}),
+          backends: from.backends,
+        };
+      }),
+    },
+  };
+}
+
+function canonicalKey(x: Pick<RoutingTableEntry, "address" | "port" | "protocol">): string {
+  return entryKey({ ...x, address: canonicalIp(x.address) ?? x.address });
+}
+
+/** `address:port/protocol` with the address canonical, so `[::1]` and `[0::1]` match. */
+function canonicalKeyOf(key: string): string {
+  const m = /^\[?([^\]]*?)\]?:(\d+)\/(\w+)$/.exec(key);
+  if (!m) return key;
+  return canonicalKey({ address: m[1]!, port: Number(m[2]), protocol: m[3] as Protocol });
 }
 
 function checkSpec(spec: JsonObject, e: FieldErrors): void {
@@ -180,6 +248,7 @@ function checkSpec(spec: JsonObject, e: FieldErrors): void {
     e.boolean(spec.localBackendsOnly, "spec.localBackendsOnly");
   }
   if (!e.array(spec.entries, "spec.entries")) return;
+  const entries = spec.entries;
   const seen = new Map<string, number>();
   spec.entries.forEach((entry, i) => {
     const path = `spec.entries[${i}]`;
@@ -200,6 +269,28 @@ function checkSpec(spec: JsonObject, e: FieldErrors): void {
       } else seen.set(key, i);
     }
   });
+  entries.forEach((entry, i) => {
+    if (!isObject(entry) || typeof entry.backendsFrom !== "string") return;
+    const path = `spec.entries[${i}].backendsFrom`;
+    const j = seen.get(canonicalKeyOf(entry.backendsFrom));
+    const from = j === undefined ? undefined : entries[j];
+    if (j === undefined || !isObject(from)) {
+      e.add(path, `no entry ${entry.backendsFrom} in this table`);
+    } else if (j === i) {
+      e.add(path, "must name another entry");
+    } else if (from.backendsFrom !== undefined) {
+      e.add(path, `spec.entries[${j}] has backendsFrom itself (no chains)`);
+    } else if (
+      typeof entry.address === "string" && typeof from.address === "string" &&
+      parseIp(entry.address)?.family !== parseIp(from.address)?.family
+    ) {
+      e.add(path, `spec.entries[${j}] is of another address family`);
+    }
+  });
+}
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 function checkEntry(
@@ -227,6 +318,18 @@ function checkEntry(
   if (entry.service !== undefined) serviceRef(entry.service, `${path}.service`, e);
   e.integer(entry.rejectWeight, `${path}.rejectWeight`, 0, MAX_WEIGHT);
   if (!e.array(entry.backends, `${path}.backends`)) return;
+  if (entry.backendsFrom !== undefined) {
+    e.string(entry.backendsFrom, `${path}.backendsFrom`, { minLength: 1 });
+    if (entry.backends.length > 0) {
+      e.add(
+        `${path}.backends`,
+        "must be empty with backendsFrom (the referenced entry's are used)",
+      );
+    }
+    if (entry.service !== undefined) {
+      e.add(`${path}.service`, "must be absent with backendsFrom (the referenced entry's is used)");
+    }
+  }
   entry.backends.forEach((b, j) => {
     const bp = `${path}.backends[${j}]`;
     if (!e.object(b, bp)) return;

@@ -33,13 +33,20 @@
  * - `gateway_status_writes_per_endpoint_change`: Gateway updates (the
  *   operator writes only their status there) seen through a watch from the
  *   first endpoint change to 3 s after the last, over the number of changes.
+ * - `routing_table_bytes`: a RoutingTable's JSON (without managedFields), the
+ *   mean over the tables after the changes.
  * - `operator_rss_mib_at_10k`: the operator process's resident set once it has
  *   converged and the endpoint changes are done; `operator_heap_used_mib_at_10k`
  *   and `operator_heap_total_mib_at_10k`: its V8 heap then (from its /metrics).
  *
  * deno task bench operator [--gateways 100] [--routes 10000] [--changes 100]
  *   [--services per-gateway|per-listener] [--operator-log FILE] [--operator-v8-flags FLAGS]
- *   [--operator-profile FILE]
+ *   [--operator-profile FILE] [--agent-features backendsFrom|none]
+ *
+ * No agent runs: a DataplaneNode `bench-agent` (no Node of that name, so it
+ * holds no Gateway's Programmed back) lists the features agents would, by
+ * default what this version's agent lists; `--agent-features none` is a
+ * cluster of older agents, where the operator writes every entry's backends.
  *
  * The operator runs with the `DENO_V8_FLAGS` manifests/operator.yaml deploys
  * it with (its heap cap), as stderr says; `--operator-v8-flags FLAGS` replaces
@@ -57,6 +64,7 @@ import { parseArgs } from "node:util";
 import { parseAllDocuments } from "yaml";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { apiStatus, type KubeObject, shareConnections } from "../kube/client.ts";
+import { BACKENDS_FROM_FEATURE, expandRoutingTable, type RoutingTable } from "../api/mod.ts";
 import { requestJson } from "../kube/rest.ts";
 import { collectionPath, type ResolvedResource, resolveResource } from "../kube/resource.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
@@ -66,6 +74,8 @@ import { startCpuProfile, summarizeProfile } from "./tools/cpu_profile.ts";
 
 const CLUSTER = "op2-test-bench";
 const MANAGER = "blixt-bench";
+/** The DataplaneNode standing in for the agents (none run here). */
+const BENCH_AGENT = "bench-agent";
 const LISTENERS = 50;
 const ENDPOINTS = 4;
 
@@ -275,6 +285,7 @@ export async function main(args: string[]): Promise<void> {
       "operator-log": { type: "string" },
       "operator-v8-flags": { type: "string" },
       "operator-profile": { type: "string" },
+      "agent-features": { type: "string", default: BACKENDS_FROM_FEATURE },
     },
   });
   const gateways = Number(values.gateways);
@@ -283,6 +294,9 @@ export async function main(args: string[]): Promise<void> {
   if (values.services !== "per-gateway" && values.services !== "per-listener") {
     throw new Error(`--services per-gateway|per-listener, not ${values.services}`);
   }
+  const agentFeatures = values["agent-features"] === "none"
+    ? []
+    : (values["agent-features"] ?? "").split(",").filter((f) => f !== "");
   const perListener = values.services === "per-listener";
   const suffix = perListener ? "_per_listener" : "";
   const log = (msg: string) => console.error(`# ${msg}`);
@@ -336,6 +350,31 @@ export async function main(args: string[]): Promise<void> {
         },
       ] as KubeObject[]
     ) await create(obj);
+    // the agents' stand-in: the features they list gate how the operator writes tables
+    // (api/routing_table.ts backendsFrom); no Node has its name, so it holds no Programmed back
+    await requestJson(kc, `/apis/blixt.dev/v1alpha1/dataplanenodes/${BENCH_AGENT}`, {
+      method: "PATCH",
+      query: { fieldManager: MANAGER, force: true },
+      body: {
+        apiVersion: "blixt.dev/v1alpha1",
+        kind: "DataplaneNode",
+        metadata: { name: BENCH_AGENT },
+        spec: { nodeName: BENCH_AGENT },
+      },
+      contentType: "application/apply-patch+yaml",
+    });
+    await requestJson(kc, `/apis/blixt.dev/v1alpha1/dataplanenodes/${BENCH_AGENT}/status`, {
+      method: "PATCH",
+      query: { fieldManager: MANAGER, force: true },
+      body: {
+        apiVersion: "blixt.dev/v1alpha1",
+        kind: "DataplaneNode",
+        metadata: { name: BENCH_AGENT },
+        status: { features: agentFeatures },
+      },
+      contentType: "application/apply-patch+yaml",
+    });
+    log(`agents list features: ${agentFeatures.join(",") || "none"}`);
     const nsOf = (gw: number) => `bench-${gw % 10}`;
     for (let n = 0; n < 10; n++) {
       await create({ apiVersion: "v1", kind: "Namespace", metadata: { name: `bench-${n}` } });
@@ -407,10 +446,12 @@ export async function main(args: string[]): Promise<void> {
       kind: "RoutingTable",
       plural: "routingtables",
     }, { log: () => {}, transform: dropManagedFields });
+    const tableBytes = new Map<string, number>();
     const onTable = (t: KubeObject) => {
       const key = `${t.metadata?.namespace}/${t.metadata?.name}`;
-      const entries = (t.spec as { entries?: { route?: unknown; backends: unknown[] }[] })
-        ?.entries ?? [];
+      tableBytes.set(key, JSON.stringify(t).length);
+      // an entry may list its backends or take another entry's (backendsFrom)
+      const entries = expandRoutingTable(t as unknown as RoutingTable).spec.entries ?? [];
       if (
         entries.length === LISTENERS &&
         entries.every((e) => e.route !== undefined && e.backends.length >= ENDPOINTS)
@@ -590,6 +631,13 @@ export async function main(args: string[]): Promise<void> {
       name: `operator_cpu_ms_per_endpoint_change${suffix}`,
       value: round((await cpuSeconds(operator.pid) - convergedCpu) * 1000 / changes),
       unit: "ms",
+      better: "lower",
+    });
+    const sizes = [...tableBytes.values()];
+    emit({
+      name: `routing_table_bytes${suffix}`,
+      value: Math.round(sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length)),
+      unit: "bytes",
       better: "lower",
     });
     emit({

@@ -268,8 +268,13 @@ export function gatewaysForEvent(
           keys.push(k);
         }
       }
-      if (before === undefined || after === undefined) {
-        keys.push(...managedGateways(snapshot)); // a node's agent came or went
+      if (
+        before === undefined || after === undefined ||
+        !sameJson(before.status?.features ?? [], after.status?.features ?? [])
+      ) {
+        // a node's agent came or went, or now understands more or less of the
+        // table contract: every table may have to be written another way
+        keys.push(...managedGateways(snapshot));
       }
       break;
     }

@@ -106,6 +106,10 @@ Deno.test("each kind of event wakes exactly the Gateways it can affect", () => {
       old: dataplaneNode("n1", [t("a", 1)]),
       new: dataplaneNode("n1", [t("a", 1)]),
     }, []],
+    ["a DataplaneNode whose features change (an agent up- or downgraded): every Gateway", {
+      old: dataplaneNode("n1", [t("a", 1)]),
+      new: withFeatures(dataplaneNode("n1", [t("a", 1)]), ["backendsFrom"]),
+    }, ["default/a", "default/b"]],
     ["a new DataplaneNode: every Gateway", { new: dataplaneNode("n2", []) }, [
       "default/a",
       "default/b",
@@ -122,3 +126,8 @@ Deno.test("each kind of event wakes exactly the Gateways it can affect", () => {
     assert.deepEqual(gatewaysForEvent(event, snapshot), want, what);
   }
 });
+
+function withFeatures(o: SnapshotObject, features: string[]): SnapshotObject {
+  const n = o as { status?: Record<string, unknown> };
+  return { ...o, status: { ...n.status, features } } as SnapshotObject;
+}

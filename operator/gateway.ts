@@ -36,6 +36,7 @@ import {
   tableFrontends,
 } from "./snapshot.ts";
 import { sameJson } from "./same_json.ts";
+import { specToWrite } from "./shared_backends.ts";
 
 /** Finalizer the operator keeps on Gateways it manages, so their table goes first. */
 export const GATEWAY_FINALIZER = "blixt.dev/routing-table";
@@ -554,7 +555,9 @@ function dataplaneProgrammed(
     return pending("no ready node runs the blixt agent yet (no DataplaneNode for a Ready Node)");
   }
   const current = snapshot.routingTables.get(gatewayKey);
-  const written = current !== undefined && sameJson(current.spec, spec);
+  // the writer's form of the table: backends written once when every agent reads that
+  const written = current !== undefined &&
+    sameJson(current.spec, specToWrite(spec, snapshot.dataplaneNodes));
   const generation = current?.metadata.generation ?? 0;
   const waiting: string[] = [];
   const stopped: string[] = [];

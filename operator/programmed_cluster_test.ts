@@ -117,6 +117,7 @@ Deno.test("Programmed across endpoint changes: no Gateway status write while nod
         "-p",
         JSON.stringify({
           status: {
+            features: ["backendsFrom"], // as this version's agent lists
             tables: [{
               namespace: NS,
               name: "gw",
@@ -229,6 +230,8 @@ Deno.test("Programmed across endpoint changes: no Gateway status write while nod
       const spec = await converge(async () => {
         const t = await oc.get(["routingtable", "-n", NS, "gw"]);
         assert.equal(t.spec.entries.length, 2);
+        // the route attaches to both listeners: the second entry takes the first's backends
+        assert.equal(t.spec.entries[1].backendsFrom, `${t.spec.entries[0].address}:80/TCP`);
         return t.metadata.generation as number;
       });
       await report("node-1", spec);

@@ -22,6 +22,7 @@ import {
   withOperatorCluster,
 } from "./_cluster_testing.ts";
 import { SUPPORTED_FEATURES } from "./gateway_class.ts";
+import { expandRoutingTable, type RoutingTable } from "../api/routing_table.ts";
 import { TEST_CERT, TEST_KEY } from "./_test_objects.ts";
 
 const CLUSTER = "op2-test-sem";
@@ -91,7 +92,11 @@ function entryOf(
   table: any,
   listener: string,
 ): TableEntry {
-  const e = (table.spec?.entries as TableEntry[] | undefined)?.find((x) => x.listener === listener);
+  // an entry may take its backends from another (backendsFrom): read them as agents do
+  const entries = table.spec?.entries === undefined
+    ? undefined
+    : expandRoutingTable(table as RoutingTable).spec.entries as unknown as TableEntry[];
+  const e = entries?.find((x) => x.listener === listener);
   assert.ok(e, `no table entry for listener ${listener}`);
   return e;
 }

@@ -9,7 +9,9 @@
  *   blind server-side apply would take other controllers' entries over.
  * - RoutingTable: server-side apply, field manager `blixt-operator`; when only
  *   some entries' contents changed (backends moved), a JSON patch of those
- *   entries, guarded by the resourceVersion the cache has.
+ *   entries, guarded by the resourceVersion the cache has. An entry repeating
+ *   an earlier one's backends refers to it once every agent reads that form
+ *   (`shared_backends.ts`).
  *
  * Every call is one raw JSON request (`kube/rest.ts`): on the operator's
  * kept-alive connections, without client-node's typed (de)serialisation.
@@ -30,6 +32,7 @@ import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./ga
 import { GATEWAY_CLASS_FINALIZER, type GatewayClassStatus } from "./gateway_class.ts";
 import { GATEWAY_GROUP, type Snapshot } from "./snapshot.ts";
 import { sameJson } from "./same_json.ts";
+import { specToWrite } from "./shared_backends.ts";
 
 /** The field manager of everything the operator writes. */
 export const FIELD_MANAGER = "blixt-operator";
@@ -157,7 +160,10 @@ export async function writeResult(
   }
 
   if (result.table.action === "apply") {
-    const want = result.table.table;
+    // backends repeated across entries written once, when every agent reads that form
+    const built = result.table.table;
+    const spec = specToWrite(built.spec, options.snapshot.dataplaneNodes);
+    const want = spec === built.spec ? built : { ...built, spec };
     const have = options.snapshot.routingTables.get(result.gatewayKey);
     // an apply that changes nothing still costs the API server a request: skip it
     const sameMeta = have !== undefined &&

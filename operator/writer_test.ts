@@ -14,6 +14,8 @@ import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
 import { changedEntriesPatch, writeGatewayClassStatus, writeResult } from "./writer.ts";
 import { blixtClassYaml } from "./_cluster_testing.ts";
+import { requestJson } from "../kube/rest.ts";
+import { entryKey, type RoutingTableEntry, validateRoutingTable } from "../api/routing_table.ts";
 
 const NAME = "op2-test-writer";
 
@@ -162,6 +164,108 @@ Deno.test("operator writer: a reconciled Gateway reads right in kubectl", async 
       const after = await getJson(["get", "gateway", "edge", "-n", "shop"]);
       assert.equal(after.metadata.resourceVersion, before.metadata.resourceVersion);
     });
+
+    await t.step(
+      "a second listener on the same Service refers to the first entry's backends once every agent reads that",
+      async () => {
+        const features = async (list: string[]) => {
+          const path = "/apis/blixt.dev/v1alpha1/dataplanenodes/node-share";
+          const body = {
+            apiVersion: "blixt.dev/v1alpha1",
+            kind: "DataplaneNode",
+            metadata: { name: "node-share" },
+          };
+          const options = { fieldManager: "blixt-agent", force: true };
+          const apply = { method: "PATCH", contentType: "application/apply-patch+yaml" } as const;
+          await requestJson(kc, path, {
+            ...apply,
+            query: options,
+            body: { ...body, spec: { nodeName: "node-share" } },
+          });
+          await requestJson(kc, `${path}/status`, {
+            ...apply,
+            query: options,
+            body: { ...body, status: { features: list } },
+          });
+        };
+        const settle = async () => {
+          for (let i = 0; i < 3; i++) {
+            const snapshot = await listSnapshot(kc);
+            const report = await writeResult(
+              kc,
+              reconcile("shop/edge", snapshot, {
+                now: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+              }),
+              {
+                snapshot,
+              },
+            );
+            if (report.table === "unchanged" && !report.gatewayStatus) return;
+          }
+        };
+        const entries = async () => {
+          const table = await getJson(["get", "routingtable", "edge", "-n", "shop"]);
+          const v = validateRoutingTable(table);
+          assert.ok(v.ok, JSON.stringify(v));
+          return {
+            raw: table.spec.entries as RoutingTableEntry[],
+            expanded: v.value.spec.entries,
+          };
+        };
+        const extra = parseManifests(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: edge, namespace: shop }
+spec:
+  gatewayClassName: blixt
+  listeners:
+  - { name: tcp, port: 80, protocol: TCP }
+  - { name: web, port: 8443, protocol: TLS, tls: { mode: Passthrough } }
+  - { name: tcp2, port: 81, protocol: TCP }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: { name: echo2, namespace: shop }
+spec:
+  parentRefs: [{ name: edge, sectionName: tcp2 }]
+  rules: [{ backendRefs: [{ name: echo, port: 80 }] }]
+`);
+        for (const obj of extra) await applyObject(kc, obj, { fieldManager: "blixt-test" });
+        await features(["backendsFrom"]);
+        await settle();
+        let { raw, expanded } = await entries();
+        const at = (list: RoutingTableEntry[], port: number) => list.find((e) => e.port === port)!;
+        const key = entryKey(at(raw, 80));
+        assert.deepEqual(at(raw, 81).backendsFrom, key);
+        assert.deepEqual(at(raw, 81).backends, []);
+        assert.equal(at(raw, 81).service, undefined);
+        assert.deepEqual(at(expanded, 81).backends, at(raw, 80).backends);
+        assert.deepEqual(at(expanded, 81).service, at(raw, 80).service);
+
+        // an endpoint change rewrites the listed backends only; the reference stays
+        const generation = (await getJson(["get", "routingtable", "edge", "-n", "shop"])).metadata
+          .generation;
+        for (const obj of objects(pool, "198.18.1.3")) {
+          if (obj.kind === "EndpointSlice") {
+            await applyObject(kc, obj, { fieldManager: "blixt-test", force: true });
+          }
+        }
+        await settle();
+        ({ raw, expanded } = await entries());
+        assert.equal(at(raw, 81).backendsFrom, key);
+        assert.deepEqual(at(raw, 80).backends.map((b) => b.ip), ["198.18.1.3"]);
+        assert.deepEqual(at(expanded, 81).backends.map((b) => b.ip), ["198.18.1.3"]);
+        const table = await getJson(["get", "routingtable", "edge", "-n", "shop"]);
+        assert.equal(table.metadata.generation, generation + 1);
+
+        // an agent without the feature (an older one) gets every entry complete again
+        await features([]);
+        await settle();
+        ({ raw } = await entries());
+        assert.ok(raw.every((e) => e.backendsFrom === undefined), JSON.stringify(raw));
+        assert.deepEqual(at(raw, 81).backends.map((b) => b.ip), ["198.18.1.3"]);
+      },
+    );
   } finally {
     await clusterDown(NAME);
   }

@@ -6,6 +6,7 @@
  */
 
 import { CommandError, sleep } from "../cluster/host.ts";
+import { expandRoutingTable, type RoutingTable } from "../../api/routing_table.ts";
 
 /** Runs kubectl with `args` and returns its stdout (what `Cluster.kubectl` does). */
 export type Kubectl = (args: string[]) => Promise<string>;
@@ -161,12 +162,20 @@ export async function programmedEntries(
   let seen = "";
   return await waitFor(`RoutingTable ${namespace}/${name} changed and programmed`, async () => {
     const table = await getObject(kubectl, "routingtable", name, namespace);
-    const entries = (table?.spec?.entries ?? []) as TableEntry[];
+    // an entry may take its backends from another (backendsFrom): read them as agents do
+    const entries = (table?.spec?.entries === undefined
+      ? []
+      : expandRoutingTable(table as unknown as RoutingTable).spec
+        .entries) as unknown as TableEntry[];
     seen = `table generation ${table?.metadata.generation}: ${JSON.stringify(entries)}`;
-    if (!table || !check(entries)) return undefined;
+    if (!table || !check(entries)) {
+      return undefined;
+    }
     const nodes = await listObjects(kubectl, "dataplanenodes");
     const programmed = nodes.map((n) =>
-      n.status?.tables?.find((t) => t.namespace === namespace && t.name === name)
+      n.status?.tables?.find((t) =>
+        t.namespace === namespace && t.name === name
+      )
         ?.programmedGeneration
     );
     seen += `; nodes programmed ${JSON.stringify(programmed)}`;

@@ -453,6 +453,14 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
       const [p1, p2] = pool;
       assert.ok(p1 && p2);
       let phase = "opening flows to p1 and p2";
+      // pool-udp's entry takes pool-tcp's backends (the same Service and endpoints): its flows
+      // below go through a shared entry, as every agent lists backendsFrom
+      const shared = await getObject(kubectl, "routingtable", "web", "default");
+      const udpEntry = (shared?.spec?.entries as { port: number; protocol: string }[] | undefined)
+        ?.find((e) => e.port === 8000 && e.protocol === "UDP") as
+          | { backendsFrom?: string }
+          | undefined;
+      assert.equal(udpEntry?.backendsFrom, `${address}:8000/TCP`, JSON.stringify(udpEntry));
       const tcp = await flowsTo(["p1", "p2"], () => openTcp(address, 8000));
       const udp = await flowsTo(["p1", "p2"], () => openUdp(address, 8000));
       try {

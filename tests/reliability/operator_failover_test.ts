@@ -31,6 +31,7 @@ import { requestJson } from "../../kube/rest.ts";
 import { AGENT_LEASE_SELECTOR, programmedGeneration } from "../../api/mod.ts";
 import { putObject, type SnapshotObject } from "../../operator/snapshot.ts";
 import { reconcile } from "../../operator/gateway.ts";
+import { specToWrite } from "../../operator/shared_backends.ts";
 import { listSnapshot } from "../../operator/resources.ts";
 import { sleep, stopProcess } from "../cluster/host.ts";
 import { programmedAddress } from "../e2e/kube_state.ts";
@@ -209,7 +210,9 @@ async function converged(sys: System): Promise<string | undefined> {
   });
   const table = snapshot.routingTables.get("default/rel");
   if (result.table.action !== "apply") return `table ${result.table.action}`;
-  if (!table || !isDeepStrictEqual(table.spec, result.table.table.spec)) return "table differs";
+  // as the writer writes it: backends once when every agent reads that (shared_backends.ts)
+  const want = specToWrite(result.table.table.spec, snapshot.dataplaneNodes);
+  if (!table || !isDeepStrictEqual(table.spec, want)) return "table differs";
   const generation = table.metadata.generation;
   for (const dpn of snapshot.dataplaneNodes.values()) {
     const done = programmedGeneration(dpn, { namespace: "default", name: "rel" });

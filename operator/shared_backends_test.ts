@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import {
+  type DataplaneNode,
+  type RoutingTable,
+  type RoutingTableEntry,
+  validateRoutingTable,
+} from "../api/mod.ts";
+import { agentsShareBackends, shareBackends, specToWrite } from "./shared_backends.ts";
+
+const web = { namespace: "shop", name: "web", port: 80 };
+const five = [1, 2, 3, 4, 5].map((i) => ({
+  ip: `198.19.0.${i}`,
+  port: 8080,
+  weight: 200000,
+  state: "Ready" as const,
+}));
+
+function entry(port: number, extra: Partial<RoutingTableEntry> = {}): RoutingTableEntry {
+  return {
+    address: "198.18.0.1",
+    port,
+    protocol: "TCP",
+    listener: `l${port}`,
+    route: { kind: "TCPRoute", namespace: "shop", name: `r${port}` },
+    service: web,
+    backends: five.map((b) => ({ ...b })),
+    rejectWeight: 0,
+    ...extra,
+  };
+}
+
+function spec(entries: RoutingTableEntry[]) {
+  return { addresses: ["198.18.0.1"], entries };
+}
+
+function node(name: string, features?: string[]): DataplaneNode {
+  return {
+    apiVersion: "blixt.dev/v1alpha1",
+    kind: "DataplaneNode",
+    metadata: { name },
+    spec: { nodeName: name },
+    status: features ? { features } : {},
+  };
+}
+
+Deno.test("entries repeating an earlier entry's Service and backends refer to the first one", () => {
+  const s = spec([entry(80), entry(81, { rejectWeight: 7 }), entry(82)]);
+  const shared = shareBackends(s);
+  assert.deepEqual(shared.entries.map((e) => [e.backendsFrom, e.backends.length, e.service]), [
+    [undefined, 5, web],
+    ["198.18.0.1:80/TCP", 0, undefined],
+    ["198.18.0.1:80/TCP", 0, undefined],
+  ]);
+  assert.equal(shared.entries[1]!.rejectWeight, 7);
+  assert.deepEqual(shared.entries[1]!.route, s.entries[1]!.route);
+  assert.equal(s.entries[1]!.backends.length, 5, "the input is not changed");
+});
+
+Deno.test("sharing is deterministic and what the validator expands back to the built table", () => {
+  const s = spec([entry(80), entry(81), entry(82, { service: { ...web, port: 81 } }), entry(83)]);
+  assert.deepEqual(shareBackends(s), shareBackends(structuredClone(s)));
+  const table: RoutingTable = {
+    apiVersion: "blixt.dev/v1alpha1",
+    kind: "RoutingTable",
+    metadata: { name: "gw", namespace: "shop" },
+    spec: shareBackends(s),
+  };
+  const v = validateRoutingTable(table);
+  assert.ok(v.ok, JSON.stringify(v));
+  const expanded = v.value.spec.entries.map(({ backendsFrom: _, ...e }) => e);
+  assert.deepEqual(expanded, s.entries);
+  // another Service (port) is not shared; the fourth refers to the first
+  assert.deepEqual(shareBackends(s).entries.map((e) => e.backendsFrom), [
+    undefined,
+    "198.18.0.1:80/TCP",
+    undefined,
+    "198.18.0.1:80/TCP",
+  ]);
+});
+
+Deno.test("entries without backends or with different ones stay as they are", () => {
+  const other = five.map((b, i) => ({ ...b, weight: i === 0 ? 0 : b.weight }));
+  const s = spec([
+    entry(80, { backends: [] }),
+    entry(81, { backends: [] }),
+    entry(82, {
+      backends: other,
+    }),
+    entry(83),
+  ]);
+  assert.equal(shareBackends(s), s);
+});
+
+Deno.test("backends are shared only when every DataplaneNode lists backendsFrom, and one exists", () => {
+  const s = spec([entry(80), entry(81)]);
+  const nodes = (...n: DataplaneNode[]) => new Map(n.map((x) => [x.metadata.name, x]));
+  assert.equal(agentsShareBackends(nodes()), false, "no agent yet");
+  assert.equal(agentsShareBackends(nodes(node("a", ["backendsFrom"]), node("b"))), false);
+  assert.equal(agentsShareBackends(nodes(node("a", ["backendsFrom"]), node("b", []))), false);
+  assert.equal(
+    agentsShareBackends(nodes(node("a", ["backendsFrom"]), node("b", ["x", "backendsFrom"]))),
+    true,
+  );
+  assert.equal(specToWrite(s, nodes(node("a"))), s);
+  assert.equal(
+    specToWrite(s, nodes(node("a", ["backendsFrom"]))).entries[1]!.backendsFrom,
+    "198.18.0.1:80/TCP",
+  );
+});
