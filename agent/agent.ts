@@ -452,11 +452,22 @@ export class Agent {
    * once, the backends' array held it for 60-300 ms (measured), and a table change arriving
    * meanwhile waited for it. Undefined when the agent stopped meanwhile.
    */
-  async #countersOf(
+  #countersOf(
     kind: "service" | "backend",
     held: { ms: number } = { ms: 0 },
   ): Promise<Map<number, CounterTotals> | undefined> {
-    const steps = this.#o.maps.countersInSteps(kind, COUNTERS_CHUNK);
+    return this.#inSteps(this.#o.maps.countersInSteps(kind, COUNTERS_CHUNK), held);
+  }
+
+  /**
+   * Runs `steps` with the loop free between them (a table change arriving meanwhile waits for
+   * one step, not the whole read or sweep); `held.ms` becomes the longest step. Undefined when
+   * the agent stopped meanwhile.
+   */
+  async #inSteps<T>(
+    steps: Iterator<void, T>,
+    held: { ms: number } = { ms: 0 },
+  ): Promise<T | undefined> {
     for (;;) {
       const started = performance.now();
       const step = steps.next();
@@ -464,7 +475,7 @@ export class Agent {
       if (step.done) return step.value;
       await new Promise((resolve) => setImmediate(resolve));
       if (this.#stopped) {
-        steps.return(new Map());
+        steps.return?.();
         return undefined;
       }
     }
@@ -511,7 +522,7 @@ export class Agent {
   #sweep(): void {
     if (this.#stopped || !this.#o.sweepConntrack || this.#sweeping) return;
     this.#sweeping = true;
-    this.#sweepInSteps(this.#o.sweepConntrack()).then((r) => {
+    this.#inSteps(this.#o.sweepConntrack()).then((r) => {
       if (!r) return;
       this.#lastSweep = r;
       const m = this.#o.metrics;
@@ -524,22 +535,6 @@ export class Agent {
     }).catch((e) => {
       this.#o.log("warn", "conntrack sweep failed", { error: errorText(e) });
     }).finally(() => this.#sweeping = false);
-  }
-
-  /**
-   * Runs a sweep's steps with the loop free between them (a full map swept at once held it
-   * 0.75-1.3 s); undefined when the agent stopped meanwhile.
-   */
-  async #sweepInSteps(steps: Iterator<void, SweepResult>): Promise<SweepResult | undefined> {
-    for (;;) {
-      const step = steps.next();
-      if (step.done) return step.value;
-      await new Promise((resolve) => setImmediate(resolve));
-      if (this.#stopped) {
-        steps.return?.();
-        return undefined;
-      }
-    }
   }
 
   /** Entries in use and capacity of the maps the agent fills. */

@@ -352,28 +352,20 @@ export async function main(args: string[]): Promise<void> {
     ) await create(obj);
     // the agents' stand-in: the features they list gate how the operator writes tables
     // (api/routing_table.ts backendsFrom); no Node has its name, so it holds no Programmed back
-    await requestJson(kc, `/apis/blixt.dev/v1alpha1/dataplanenodes/${BENCH_AGENT}`, {
-      method: "PATCH",
-      query: { fieldManager: MANAGER, force: true },
-      body: {
-        apiVersion: "blixt.dev/v1alpha1",
-        kind: "DataplaneNode",
-        metadata: { name: BENCH_AGENT },
-        spec: { nodeName: BENCH_AGENT },
-      },
-      contentType: "application/apply-patch+yaml",
-    });
-    await requestJson(kc, `/apis/blixt.dev/v1alpha1/dataplanenodes/${BENCH_AGENT}/status`, {
-      method: "PATCH",
-      query: { fieldManager: MANAGER, force: true },
-      body: {
-        apiVersion: "blixt.dev/v1alpha1",
-        kind: "DataplaneNode",
-        metadata: { name: BENCH_AGENT },
-        status: { features: agentFeatures },
-      },
-      contentType: "application/apply-patch+yaml",
-    });
+    const applyNode = (sub: string, fields: Record<string, unknown>) =>
+      requestJson(kc, `/apis/blixt.dev/v1alpha1/dataplanenodes/${BENCH_AGENT}${sub}`, {
+        method: "PATCH",
+        query: { fieldManager: MANAGER, force: true },
+        body: {
+          apiVersion: "blixt.dev/v1alpha1",
+          kind: "DataplaneNode",
+          metadata: { name: BENCH_AGENT },
+          ...fields,
+        },
+        contentType: "application/apply-patch+yaml",
+      });
+    await applyNode("", { spec: { nodeName: BENCH_AGENT } });
+    await applyNode("/status", { status: { features: agentFeatures } });
     log(`agents list features: ${agentFeatures.join(",") || "none"}`);
     const nsOf = (gw: number) => `bench-${gw % 10}`;
     for (let n = 0; n < 10; n++) {

@@ -723,36 +723,8 @@ async function programmingSamples(
     } kube-proxy ${round(median(period.kubeProxy))}`,
   );
   const label = n === 0 ? "1" : String(n);
-  if (phases.length > 0) {
-    const keys = Object.keys(phases[0]!) as (keyof Phases)[];
-    bench.log(
-      `blixt's path at +${n}, median ms of ${phases.length} (write start = 0): ` +
-        keys.map((k) => `${k} ${Math.round(median(phases.map((p) => p[k])))}`).join(", "),
-    );
-    for (const k of keys) {
-      console.log(JSON.stringify({
-        name: `programming_path_${k}_${label}_services`,
-        value: Math.round(median(phases.map((p) => p[k]))),
-        unit: "ms",
-        better: "lower",
-      }));
-    }
-  }
-  if (kubeProxyPath.length > 0) {
-    const keys = Object.keys(kubeProxyPath[0]!) as (keyof KubeProxyPhases)[];
-    bench.log(
-      `kube-proxy's path at +${n}, median ms of ${kubeProxyPath.length} (write start = 0): ` +
-        keys.map((k) => `${k} ${Math.round(median(kubeProxyPath.map((p) => p[k])))}`).join(", "),
-    );
-    for (const k of keys) {
-      console.log(JSON.stringify({
-        name: `programming_path_${k}_${label}_services`,
-        value: Math.round(median(kubeProxyPath.map((p) => p[k]))),
-        unit: "ms",
-        better: "lower",
-      }));
-    }
-  }
+  logPath(bench, `blixt's path at +${n}`, label, phases);
+  logPath(bench, `kube-proxy's path at +${n}`, label, kubeProxyPath);
   emit(
     `programming_latency_p50_ms_${label}_services`,
     median(took.blixt),
@@ -767,6 +739,25 @@ async function programmingSamples(
     "lower",
     percentile(took.kubeProxy, 0.99),
   );
+}
+
+/** Logs the median of each step of `paths` and prints it as a `programming_path_*` line. */
+function logPath<P extends object>(bench: Bench, title: string, label: string, paths: P[]): void {
+  if (paths.length === 0) return;
+  const keys = Object.keys(paths[0]!) as (keyof P & string)[];
+  const medianOf = (k: keyof P) => Math.round(median(paths.map((p) => p[k] as number)));
+  bench.log(
+    `${title}, median ms of ${paths.length} (write start = 0): ` +
+      keys.map((k) => `${k} ${medianOf(k)}`).join(", "),
+  );
+  for (const k of keys) {
+    console.log(JSON.stringify({
+      name: `programming_path_${k}_${label}_services`,
+      value: medianOf(k),
+      unit: "ms",
+      better: "lower",
+    }));
+  }
 }
 
 /** The `q` quantile of `xs` (nearest rank). */

@@ -248,21 +248,9 @@ const PAGE = 4096;
  * sees yet: the copy is not atomic.
  */
 export function writeMappedU32(fd: number, values: Uint32Array): void {
-  const len = BigInt(Math.ceil((values.length * 8) / PAGE) * PAGE);
-  const c = loadLibc();
-  lib();
-  logLines = [];
-  const p = c.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
-  // MAP_FAILED is (void *)-1
-  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
-    throw new LibbpfError("mmap", lastErrno() || 22, "", `map fd ${fd}`);
-  }
-  try {
-    const words = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(p, values.length * 8));
+  fillMappedU32(fd, values.length, (words) => {
     for (let i = 0; i < values.length; i++) words[2 * i] = values[i]!;
-  } finally {
-    c.munmap(p, len);
-  }
+  });
 }
 
 /**
@@ -277,6 +265,7 @@ export function fillMappedU32(fd: number, n: number, fill: (words: Uint32Array) 
   lib();
   logLines = [];
   const p = c.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  // MAP_FAILED is (void *)-1
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
     throw new LibbpfError("mmap", lastErrno() || 22, "", `map fd ${fd}`);
   }

@@ -436,13 +436,7 @@ export class DataplaneMaps {
       throw new RangeError(`Maglev table of ${table.length} slots`);
     }
     const flags = this.#maglevInnerFlags();
-    const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-      keySize: 4,
-      valueSize: 4,
-      maxEntries: table.length,
-      flags,
-    });
-    try {
+    return this.#newInner(table.length, flags, (m) => {
       if (flags & BPF_F_MMAPABLE) writeMappedU32(m.fd, table);
       else {
         m.updateBatch(
@@ -452,6 +446,19 @@ export class DataplaneMaps {
           >,
         );
       }
+    });
+  }
+
+  /** A fresh inner map of `size` slots, written by `write` (closed again if that throws). */
+  #newInner(size: number, flags: number, write: (m: BpfMap) => void): BpfMap {
+    const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: size,
+      flags,
+    });
+    try {
+      write(m);
     } catch (e) {
       m.close();
       throw e;
@@ -471,19 +478,9 @@ export class DataplaneMaps {
       fill.into(table, 1);
       return this.#innerTable(table);
     }
-    const m = createMap(MAP_TYPE.ARRAY, "blixt_maglev", {
-      keySize: 4,
-      valueSize: 4,
-      maxEntries: fill.size,
-      flags,
-    });
-    try {
+    return this.#newInner(fill.size, flags, (m) => {
       fillMappedU32(m.fd, fill.size, (words) => fill.into(words, 2));
-    } catch (e) {
-      m.close();
-      throw e;
-    }
-    return m;
+    });
   }
 
   /**
