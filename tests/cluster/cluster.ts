@@ -585,6 +585,15 @@ async function ensureEtcd(
   return newPid;
 }
 
+/**
+ * Whether kube-apiserver serves `/debug/pprof` (`BLIXT_APISERVER_PROFILING=1`):
+ * for profiling its share of a write with `go tool pprof`. Read when the API
+ * server starts; an API server already running keeps its flag.
+ */
+function apiserverProfiling(): boolean {
+  return Deno.env.get("BLIXT_APISERVER_PROFILING") === "1";
+}
+
 function tlsClient(pki: Pki): Deno.HttpClient {
   return Deno.createHttpClient({
     caCerts: [Deno.readTextFileSync(pki.caCert)],
@@ -633,7 +642,8 @@ async function ensureApiserver(
       "--api-audiences=https://kubernetes.default.svc.cluster.local",
       "--authorization-mode=Node,RBAC",
       "--allow-privileged=true",
-      "--profiling=false",
+      // BLIXT_APISERVER_PROFILING=1: /debug/pprof on (docs/performance.md); off by default
+      `--profiling=${apiserverProfiling()}`,
       "--enable-priority-and-fairness=false",
       `--cert-dir=${dir}/pki`,
       "--v=1",
