@@ -32,11 +32,24 @@ export interface RequestOptions {
   body?: unknown;
   /** Content-Type of the body (default `application/json`). */
   contentType?: string;
+  /**
+   * Accept header (default `application/json`); {@link METADATA_ONLY} for a
+   * write whose answer the caller reads only the metadata of.
+   */
+  accept?: string;
   /** Aborts the request, also while it connects. */
   signal?: AbortSignal | undefined;
   /** Gives up after this long (default 30 s; 0 for never). */
   timeoutMs?: number;
 }
+
+/**
+ * Accept header that has the API server answer a write (or a GET) with the
+ * object's metadata only (`PartialObjectMetadata`: resourceVersion,
+ * generation, managedFields...), so it neither encodes the whole object nor
+ * does the client parse it back (docs/performance.md).
+ */
+export const METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
 /** Options of {@link streamJsonLines}. */
 export interface StreamOptions {
@@ -220,7 +233,7 @@ export async function requestJson<T = unknown>(
     : () => {};
   try {
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const headers: Record<string, string> = { Accept: "application/json" };
+    const headers: Record<string, string> = { Accept: options.accept ?? "application/json" };
     if (body !== undefined) {
       headers["Content-Type"] = options.contentType ?? "application/json";
     }

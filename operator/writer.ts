@@ -15,6 +15,10 @@
  *
  * Every call is one raw JSON request (`kube/rest.ts`): on the operator's
  * kept-alive connections, without client-node's typed (de)serialisation.
+ * Writes ask to be answered with the object's metadata only
+ * ({@linkcode METADATA_ONLY}): nothing here reads more of an answer than its
+ * resourceVersion, and a table's whole body would cost the API server an
+ * encoding and the operator a parse (docs/performance.md).
  * - Finalizer: merge patch of `metadata.finalizers` with the resourceVersion.
  * - Events: core/v1 Events on the Gateway.
  *
@@ -25,7 +29,7 @@
  */
 
 import { apiStatus, type k8s } from "../kube/client.ts";
-import { requestJson } from "../kube/rest.ts";
+import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
 import { GROUP, VERSION } from "../api/meta.ts";
 import { ROUTING_TABLE_PLURAL } from "../api/routing_table.ts";
 import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./gateway.ts";
@@ -181,6 +185,7 @@ export async function writeResult(
             query: { fieldManager: FIELD_MANAGER },
             body: patch,
             contentType: JSON_PATCH,
+            accept: METADATA_ONLY,
           });
           patched = true;
         } catch {
@@ -195,6 +200,7 @@ export async function writeResult(
           query: { fieldManager: FIELD_MANAGER, force: true },
           body: want,
           contentType: APPLY_PATCH,
+          accept: METADATA_ONLY,
         });
       }
       report.table = "applied";
@@ -220,6 +226,7 @@ export async function writeResult(
         objectPath(GATEWAY_GROUP, "v1", "gateways", namespace, name, "/status"),
         {
           method: "PUT",
+          accept: METADATA_ONLY,
           body: {
             ...gateway,
             apiVersion: `${GATEWAY_GROUP}/v1`,
@@ -304,6 +311,7 @@ async function writeRouteStatus(
     );
     await requestJson(kc, path, {
       method: "PUT",
+      accept: METADATA_ONLY,
       body: {
         ...route,
         apiVersion: update.apiVersion,
@@ -350,6 +358,7 @@ async function setFinalizer(
     );
     const patched = await requestJson<{ metadata?: { resourceVersion?: string } }>(kc, path, {
       method: "PATCH",
+      accept: METADATA_ONLY,
       body: { metadata: { finalizers, resourceVersion: gateway.metadata?.resourceVersion } },
       contentType: MERGE_PATCH,
     });
@@ -371,6 +380,7 @@ async function recordEvent(
   const namespace = gateway.metadata?.namespace ?? "default";
   await requestJson(kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
     method: "POST",
+    accept: METADATA_ONLY,
     body: {
       apiVersion: "v1",
       kind: "Event",
@@ -409,6 +419,7 @@ export async function writeGatewayClassStatus(
       `/apis/${GATEWAY_GROUP}/v1/gatewayclasses/${encodeURIComponent(name)}/status`,
       {
         method: "PUT",
+        accept: METADATA_ONLY,
         body: {
           ...gc,
           apiVersion: `${GATEWAY_GROUP}/v1`,
@@ -443,6 +454,7 @@ export async function setGatewayClassFinalizer(
   try {
     await requestJson(kc, `/apis/${GATEWAY_GROUP}/v1/gatewayclasses/${encodeURIComponent(name)}`, {
       method: "PATCH",
+      accept: METADATA_ONLY,
       body: { metadata: { finalizers, resourceVersion: gc.metadata?.resourceVersion } },
       contentType: MERGE_PATCH,
     });

@@ -14,7 +14,7 @@ import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
 import { changedEntriesPatch, writeGatewayClassStatus, writeResult } from "./writer.ts";
 import { blixtClassYaml } from "./_cluster_testing.ts";
-import { requestJson } from "../kube/rest.ts";
+import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
 import { entryKey, type RoutingTableEntry, validateRoutingTable } from "../api/routing_table.ts";
 
 const NAME = "op2-test-writer";
@@ -264,6 +264,32 @@ spec:
         ({ raw } = await entries());
         assert.ok(raw.every((e) => e.backendsFrom === undefined), JSON.stringify(raw));
         assert.deepEqual(at(raw, 81).backends.map((b) => b.ip), ["198.18.1.3"]);
+      },
+    );
+
+    await t.step(
+      "a table write answered with its metadata only: no spec, the new versions",
+      async () => {
+        const path = "/apis/blixt.dev/v1alpha1/namespaces/shop/routingtables/edge";
+        const before = await getJson(["get", "routingtable", "edge", "-n", "shop"]);
+        const answer = await requestJson<
+          Record<string, unknown> & { metadata: Record<string, unknown> }
+        >(
+          kc,
+          path,
+          {
+            method: "PATCH",
+            body: { metadata: { labels: { "blixt.dev/test": "metadata-only" } } },
+            contentType: "application/merge-patch+json",
+            accept: METADATA_ONLY,
+          },
+        );
+        assert.equal(answer.kind, "PartialObjectMetadata");
+        assert.equal(answer.spec, undefined);
+        assert.notEqual(answer.metadata.resourceVersion, before.metadata.resourceVersion);
+        assert.equal(answer.metadata.generation, before.metadata.generation);
+        const after = await getJson(["get", "routingtable", "edge", "-n", "shop"]);
+        assert.equal(answer.metadata.resourceVersion, after.metadata.resourceVersion);
       },
     );
   } finally {
