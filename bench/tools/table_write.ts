@@ -44,7 +44,7 @@ import {
   loadKubeConfig,
   shareConnections,
 } from "../../kube/client.ts";
-import { requestJson } from "../../kube/rest.ts";
+import { METADATA_ONLY, requestJson } from "../../kube/rest.ts";
 import type { RoutingTable } from "../../api/mod.ts";
 
 const NAME = "table-write";
@@ -232,6 +232,133 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
+type Build = (group: string, shape: [number, number], weight: number) => KubeObject;
+
+/** One write (or read) of `method`; its wall time in ms. */
+async function writeOnce(
+  kc: ReturnType<typeof loadKubeConfig>,
+  method: string,
+  path: string,
+  want: KubeObject & { spec: { entries: unknown[] } },
+  shared: boolean,
+): Promise<number> {
+  const t0 = performance.now();
+  if (method === "apply") {
+    await requestJson(kc, path, {
+      method: "PATCH",
+      query: { fieldManager: "blixt-operator", force: true },
+      body: want,
+      contentType: "application/apply-patch+yaml",
+    });
+  } else if (method === "merge") {
+    await requestJson(kc, path, {
+      method: "PATCH",
+      query: { fieldManager: "blixt-operator" },
+      body: { spec: want.spec },
+      contentType: "application/merge-patch+json",
+    });
+  } else if (method === "jsonpatch" || method === "jsonpatch-meta") {
+    // -meta: answered with the metadata only, not the whole table
+    await requestJson(kc, path, {
+      method: "PATCH",
+      query: { fieldManager: "blixt-operator" },
+      body: [{ op: "replace", path: "/spec/entries/0", value: want.spec.entries[0] }],
+      contentType: "application/json-patch+json",
+      ...(method === "jsonpatch-meta" ? { accept: METADATA_ONLY } : {}),
+    });
+  } else if (method === "jsonpatch-all" || method === "jsonpatch-backends") {
+    // every entry changed (one Service behind all of them): the whole entries, or only
+    // what an endpoint change moves in each
+    const entries = want.spec.entries as Record<string, unknown>[];
+    const field = shared ? "backendRefs" : "backends";
+    await requestJson(kc, path, {
+      method: "PATCH",
+      query: { fieldManager: "blixt-operator" },
+      body: entries.map((entry, i) =>
+        method === "jsonpatch-all"
+          ? { op: "replace", path: `/spec/entries/${i}`, value: entry }
+          : { op: "replace", path: `/spec/entries/${i}/${field}`, value: entry[field] }
+      ),
+      contentType: "application/json-patch+json",
+    });
+  } else if (method === "put") {
+    const have = await requestJson<RoutingTable>(kc, path);
+    const t1 = performance.now();
+    await requestJson(kc, path, {
+      method: "PUT",
+      query: { fieldManager: "blixt-operator" },
+      body: { ...want, metadata: have.metadata },
+    });
+    return performance.now() - t1;
+  } else if (method === "get") {
+    await requestJson(kc, path);
+  } else throw new Error(`unknown method ${method}`);
+  return performance.now() - t0;
+}
+
+/** Applies `variant`'s CRD, waits until it is served; the collection's path. */
+async function setUpVariant(
+  kc: ReturnType<typeof loadKubeConfig>,
+  variant: string,
+): Promise<{ group: string; base: string }> {
+  await applyObject(kc, crdVariant(variant), { fieldManager: "bench", force: true });
+  const group = `${variant}.bench.blixt.dev`;
+  const base = `/apis/${group}/v1alpha1/namespaces/default/routingtables`;
+  for (let i = 0;; i++) {
+    try {
+      await requestJson(kc, base);
+      return { group, base };
+    } catch (err) {
+      if (i > 100) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Creates (applies) the first table of `shape`; its path. */
+async function firstTable(
+  kc: ReturnType<typeof loadKubeConfig>,
+  base: string,
+  table: KubeObject,
+): Promise<string> {
+  const path = `${base}/${table.metadata?.name}`;
+  await requestJson(kc, path, {
+    method: "PATCH",
+    query: { fieldManager: "blixt-operator", force: true },
+    body: table,
+    contentType: "application/apply-patch+yaml",
+  });
+  return path;
+}
+
+interface Case {
+  variant: string;
+  method: string;
+  times: number[];
+  cpuMs: number;
+}
+
+function report(
+  c: Case,
+  extra: Record<string, unknown>,
+  obj: KubeObject,
+): void {
+  const n = c.times.length;
+  console.log(JSON.stringify({
+    variant: c.variant,
+    ...extra,
+    method: c.method,
+    p50: Math.round(percentile(c.times, 50)),
+    p90: Math.round(percentile(c.times, 90)),
+    max: Math.round(Math.max(...c.times)),
+    // CPU of the API server per request: steadier than wall time on shared cores
+    apiserverCpuMs: Math.round((c.cpuMs / n) * 10) / 10,
+    objectBytes: JSON.stringify(obj).length,
+    managedFieldsBytes: JSON.stringify(obj.metadata?.managedFields ?? []).length,
+    load: Deno.loadavg()[0],
+  }));
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -245,6 +372,8 @@ async function main(): Promise<void> {
       drop: { type: "string", default: "" },
       layout: { type: "string", default: "entries" },
       services: { type: "string", default: "0" },
+      interleave: { type: "boolean", default: false },
+      block: { type: "string", default: "10" },
     },
   });
   const writes = Number(values.writes);
@@ -253,120 +382,75 @@ async function main(): Promise<void> {
   const methods = values.methods.split(",");
   const drop = values.drop.split(",").filter((f) => f);
   const services = Number(values.services);
+  const block = Number(values.block);
   if (values.layout !== "entries" && values.layout !== "shared") {
     throw new Error(`--layout entries|shared, not ${values.layout}`);
   }
   const shared = values.layout === "shared";
-  const build = (group: string, shape: [number, number], weight: number) =>
+  const build: Build = (group, shape, weight) =>
     shared
       ? sharedTable(group, shape, weight, services)
       : table(group, shape, weight, drop, services) as unknown as KubeObject;
-  // --kubeconfig: an API server already up (e.g. restarted with --profiling=true)
+  // --kubeconfig: an API server already up (e.g. one started with BLIXT_APISERVER_PROFILING=1)
   const kc = values.kubeconfig
     ? loadKubeConfig({ kubeconfig: values.kubeconfig })
     : (await clusterUp({ name: NAME, nodes: 1 })).kubeConfig();
   const connections = shareConnections(kc);
+  const extra = (shape: [number, number]) => ({
+    layout: values.layout,
+    services,
+    shape: `${shape[0]}x${shape[1]}`,
+  });
   try {
-    for (const variant of variants) {
-      const crd = crdVariant(variant);
-      await applyObject(kc, crd, { fieldManager: "bench", force: true });
-      const group = `${variant}.bench.blixt.dev`;
-      const base = `/apis/${group}/v1alpha1/namespaces/default/routingtables`;
-      for (let i = 0;; i++) {
-        try {
-          await requestJson(kc, base);
-          break;
-        } catch (err) {
-          if (i > 100) throw err;
-          await new Promise((r) => setTimeout(r, 100));
+    if (values.interleave) {
+      // every (variant, method) one write in turn, the order rotating: the same load for all
+      const groups = new Map<string, { group: string; base: string }>();
+      for (const variant of variants) groups.set(variant, await setUpVariant(kc, variant));
+      for (const shape of shapes) {
+        const paths = new Map<string, string>();
+        for (const [variant, { group, base }] of groups) {
+          paths.set(variant, await firstTable(kc, base, build(group, shape, 1)));
+        }
+        const cases: Case[] = variants.flatMap((variant) =>
+          methods.map((method) => ({ variant, method, times: [], cpuMs: 0 }))
+        );
+        // blocks of `block` writes, so the garbage a write leaves is mostly collected (and its
+        // CPU counted) in its own case's block; the cases in a new random order each round
+        for (let w = 0; w < writes; w += block) {
+          const order = cases.map((c) => ({ c, r: Math.random() })).sort((a, b) => a.r - b.r);
+          for (const { c } of order) {
+            const { group } = groups.get(c.variant)!;
+            const cpu0 = apiserverCpuMs(kc);
+            for (let b = 0; b < block && w + b < writes; b++) {
+              const want = build(group, shape, 2 + ((w + b) % 2)) as KubeObject & {
+                spec: { entries: unknown[] };
+              };
+              c.times.push(await writeOnce(kc, c.method, paths.get(c.variant)!, want, shared));
+            }
+            c.cpuMs += apiserverCpuMs(kc) - cpu0;
+          }
+        }
+        for (const c of cases) {
+          report(c, extra(shape), await requestJson<KubeObject>(kc, paths.get(c.variant)!));
         }
       }
+      return;
+    }
+    for (const variant of variants) {
+      const { group, base } = await setUpVariant(kc, variant);
       for (const shape of shapes) {
-        const first = build(group, shape, 1);
-        const path = `${base}/${first.metadata?.name}`;
-        await requestJson(kc, path, {
-          method: "PATCH",
-          query: { fieldManager: "blixt-operator", force: true },
-          body: first,
-          contentType: "application/apply-patch+yaml",
-        });
+        const path = await firstTable(kc, base, build(group, shape, 1));
         for (const method of methods) {
-          const times: number[] = [];
+          const c: Case = { variant, method, times: [], cpuMs: 0 };
           const cpu0 = apiserverCpuMs(kc);
           for (let w = 0; w < writes; w++) {
             const want = build(group, shape, 2 + (w % 2)) as KubeObject & {
               spec: { entries: unknown[] };
             };
-            const t0 = performance.now();
-            if (method === "apply") {
-              await requestJson(kc, path, {
-                method: "PATCH",
-                query: { fieldManager: "blixt-operator", force: true },
-                body: want,
-                contentType: "application/apply-patch+yaml",
-              });
-            } else if (method === "merge") {
-              await requestJson(kc, path, {
-                method: "PATCH",
-                query: { fieldManager: "blixt-operator" },
-                body: { spec: want.spec },
-                contentType: "application/merge-patch+json",
-              });
-            } else if (method === "jsonpatch") {
-              await requestJson(kc, path, {
-                method: "PATCH",
-                query: { fieldManager: "blixt-operator" },
-                body: [{ op: "replace", path: "/spec/entries/0", value: want.spec.entries[0] }],
-                contentType: "application/json-patch+json",
-              });
-            } else if (method === "jsonpatch-all" || method === "jsonpatch-backends") {
-              // every entry changed (one Service behind all of them): the whole entries, or only
-              // what an endpoint change moves in each
-              const entries = want.spec.entries as Record<string, unknown>[];
-              const field = shared ? "backendRefs" : "backends";
-              await requestJson(kc, path, {
-                method: "PATCH",
-                query: { fieldManager: "blixt-operator" },
-                body: entries.map((entry, i) =>
-                  method === "jsonpatch-all"
-                    ? { op: "replace", path: `/spec/entries/${i}`, value: entry }
-                    : { op: "replace", path: `/spec/entries/${i}/${field}`, value: entry[field] }
-                ),
-                contentType: "application/json-patch+json",
-              });
-            } else if (method === "put") {
-              const have = await requestJson<RoutingTable>(kc, path);
-              const t1 = performance.now();
-              await requestJson(kc, path, {
-                method: "PUT",
-                query: { fieldManager: "blixt-operator" },
-                body: { ...want, metadata: have.metadata },
-              });
-              times.push(performance.now() - t1);
-              continue;
-            } else if (method === "get") {
-              await requestJson(kc, path);
-            }
-            times.push(performance.now() - t0);
+            c.times.push(await writeOnce(kc, method, path, want, shared));
           }
-          // CPU of the API server per request: steadier than wall time on shared cores
-          const cpuPerRequest = (apiserverCpuMs(kc) - cpu0) / writes;
-          const obj = await requestJson<KubeObject>(kc, path);
-          const managed = JSON.stringify(obj.metadata?.managedFields ?? []).length;
-          console.log(JSON.stringify({
-            variant,
-            layout: values.layout,
-            services,
-            shape: `${shape[0]}x${shape[1]}`,
-            method,
-            p50: Math.round(percentile(times, 50)),
-            p90: Math.round(percentile(times, 90)),
-            max: Math.round(Math.max(...times)),
-            apiserverCpuMs: Math.round(cpuPerRequest * 10) / 10,
-            objectBytes: JSON.stringify(obj).length,
-            managedFieldsBytes: managed,
-            load: Deno.loadavg()[0],
-          }));
+          c.cpuMs = apiserverCpuMs(kc) - cpu0;
+          report(c, extra(shape), await requestJson<KubeObject>(kc, path));
         }
       }
     }
