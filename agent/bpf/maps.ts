@@ -569,7 +569,7 @@ export class DataplaneMaps {
     const keys = new Uint8Array(serviceKey.size * entries.length);
     const values = new Uint8Array(serviceValue.size * entries.length);
     entries.forEach(({ addr, entry }, i) => {
-      keys.set(this.#serviceKey(addr), i * serviceKey.size);
+      this.#serviceKey(addr, keys, i * serviceKey.size);
       serviceValue.encode(
         {
           id: entry.id,
@@ -871,16 +871,20 @@ export class DataplaneMaps {
     return out;
   }
 
-  #serviceKey(addr: ServiceAddress): Uint8Array<ArrayBuffer> {
+  #serviceKey(addr: ServiceAddress, into?: Uint8Array, at = 0): Uint8Array<ArrayBuffer> {
     if (!(addr.port >= 1 && addr.port <= 65535)) {
       throw new RangeError(`port ${addr.port}`);
     }
-    return serviceKey.encode({
-      addr: addr.addr,
-      port: addr.port,
-      proto: PROTO_NUM[addr.protocol],
-      family: FAMILY_V4,
-    });
+    return serviceKey.encode(
+      {
+        addr: addr.addr,
+        port: addr.port,
+        proto: PROTO_NUM[addr.protocol],
+        family: FAMILY_V4,
+      },
+      into,
+      at,
+    );
   }
 
   /** A backend's identity for Maglev, the same on every node: `addr:port`. */
