@@ -23,7 +23,13 @@ import type {
   ServiceAddress,
   ServiceEntry,
 } from "./bpf/maps.ts";
-import { maglevFill, maglevSize, maglevTable, rejectEntry } from "./bpf/maglev.ts";
+import {
+  type MaglevEntry,
+  maglevFill,
+  maglevSize,
+  maglevTable,
+  rejectEntry,
+} from "./bpf/maglev.ts";
 import type { DesiredService, DesiredState } from "./desired_state.ts";
 
 /** The map operations the programmer uses: `DataplaneMaps` or a recorder in tests. */
@@ -519,11 +525,13 @@ export class Programmer {
           clearLater.push(old.backends.idAt(i)); // freed after this loop, not for reuse in it
         }
       }
-      const { entry, table: buildTable, fill } = serviceEntry(id, d, backends);
+      const entry = serviceEntry(id, d, backends);
       next.set(frontend, { frontend, address: d.address, entry, backends });
       const put: Step = { op: "putService", addr: d.address, entry };
       if (!old) {
-        if (entry.tableSize > 0) newTables.push(lazyTable(id, buildTable, fill));
+        if (entry.tableSize > 0) {
+          newTables.push(new LazyMaglevTable(id, entry.tableSize, d, backends));
+        }
         entriesAfter.push(put);
         stats.added++;
         if (changes) count(d.address.addr, 1);
@@ -544,17 +552,17 @@ export class Programmer {
         // the new backends get flows), then the entry. A reader mixing old and new slots meets
         // only backends whose slots are still there: removed ones are cleared after a grace
         // period (step 4).
-        newTables.push(lazyTable(id, buildTable, fill, true));
+        newTables.push(new LazyMaglevTable(id, entry.tableSize, d, backends, true));
         entriesAfter.push(put);
         if (removed) inPlaceRemovals = true;
       } else if (entry.tableSize >= old.entry.tableSize) {
         // Bigger (or first) table first: the old size indexes inside it.
-        newTables.push(lazyTable(id, buildTable, fill));
+        newTables.push(new LazyMaglevTable(id, entry.tableSize, d, backends));
         entriesAfter.push(put);
       } else {
         // Smaller size first: it indexes inside the old, bigger table.
         entriesBefore.push(put);
-        newTables.push(lazyTable(id, buildTable, fill));
+        newTables.push(new LazyMaglevTable(id, entry.tableSize, d, backends));
       }
     };
     if (changes) {
@@ -694,26 +702,57 @@ export class Programmer {
 }
 
 /**
- * A Maglev table built when the writer reads it and not kept: a first sync
- * writes 10,000 of them, and holding them all until the write would cost
- * ~40 MiB of buffers that the allocator then keeps. `fill` lets the maps
- * build it straight into a fresh inner map instead.
+ * A service's Maglev table, built when the writer reads it and not kept: a
+ * first sync writes 10,000 of them, and holding them all until the write
+ * would cost ~40 MiB of buffers that the allocator then keeps. It is its own
+ * `fill`: the maps build it straight into a fresh inner map. Its entries
+ * (one object and one `addr:port` key a backend) are made only then, so
+ * they die young instead of living through the plan (a cold first sync
+ * allocated ~45 MB for them and their fingerprints, measured).
  */
-function lazyTable(
-  id: number,
-  build: () => Uint32Array,
-  fill: MaglevWrite["fill"],
-  inPlace = false,
-): MaglevWrite {
-  const write: MaglevWrite = {
-    id,
-    inPlace,
-    get table() {
-      return build();
-    },
-  };
-  if (fill) write.fill = fill;
-  return write;
+class LazyMaglevTable implements MaglevWrite {
+  readonly id: number;
+  readonly inPlace: boolean;
+  /** Slots (a size of maglevSize; > 0). */
+  readonly size: number;
+  declare readonly fill?: NonNullable<MaglevWrite["fill"]>;
+  readonly #d: DesiredService;
+  readonly #backends: PackedBackends;
+
+  constructor(
+    id: number,
+    size: number,
+    d: DesiredService,
+    backends: PackedBackends,
+    inPlace = false,
+  ) {
+    this.id = id;
+    this.size = size;
+    this.inPlace = inPlace;
+    this.#d = d;
+    this.#backends = backends;
+    if (size > 0) this.fill = this;
+  }
+
+  get table(): Uint32Array {
+    return this.size === 0 ? new Uint32Array(0) : maglevTable(this.#entries(), this.size);
+  }
+
+  into(words: Uint32Array, stride: number): void {
+    maglevFill(this.#entries(), this.size, { into: words, stride });
+  }
+
+  #entries(): MaglevEntry[] {
+    // `backends` is in the order of d.backends (plan builds it so).
+    const d = this.#d;
+    const entries: MaglevEntry[] = new Array(d.backends.length);
+    for (let i = 0; i < entries.length; i++) {
+      const b = d.backends[i]!;
+      entries[i] = { key: `${b.addr}:${b.port}`, id: this.#backends.idAt(i), weight: b.weight };
+    }
+    if (d.rejectWeight > 0) entries.push(rejectEntry(d.rejectWeight));
+    return entries;
+  }
 }
 
 /** Thrown when ids run out while planning (the capacity check should prevent it). */
@@ -726,48 +765,34 @@ export class CapacityError extends Error {
 }
 
 /**
- * The services entry of a desired service, with backend ids assigned, and a
- * function building its Maglev table (the costly part, done only when the
- * fingerprint changed). The fingerprint covers everything the table depends
- * on, so an unchanged service is never rewritten, also across restarts.
+ * The services entry of a desired service, with backend ids assigned. Its
+ * fingerprint covers everything the Maglev table depends on (the entries
+ * {@linkcode LazyMaglevTable} builds), so an unchanged service is never
+ * rewritten, also across restarts.
  */
 export function serviceEntry(
   id: number,
   d: DesiredService,
   backends: PackedBackends,
-): { entry: ServiceEntry; table: () => Uint32Array; fill?: NonNullable<MaglevWrite["fill"]> } {
+): ServiceEntry {
   // `backends` is in the order of d.backends (plan builds it so).
-  const entries = d.backends.map((b, i) => ({
-    key: `${b.addr}:${b.port}`,
-    id: backends.idAt(i),
-    weight: b.weight,
-  }));
-  if (d.rejectWeight > 0) entries.push(rejectEntry(d.rejectWeight));
-  let live = 0;
-  for (const e of entries) if (e.weight > 0) live++;
+  let live = d.rejectWeight > 0 ? 1 : 0;
+  for (let i = 0; i < d.backends.length; i++) if (d.backends[i]!.weight > 0) live++;
   const size = live === 0 ? 0 : maglevSize(live);
-  // FNV-1a of `${size}|` then `${key}=${id}*${weight},` per entry, hashed as it is spelled.
+  // FNV-1a of `${size}|` then `${key}=${id}*${weight},` per entry (key `${addr}:${port}`), hashed
+  // as it is spelled without making the strings.
   let h = fnvChar(fnvNumber(FNV_OFFSET, size), 0x7c);
-  for (const e of entries) {
-    h = fnvChar(fnvString(h, e.key), 0x3d);
-    h = fnvChar(fnvNumber(h, e.id), 0x2a);
-    h = fnvChar(fnvNumber(h, e.weight), 0x2c);
+  for (let i = 0; i < d.backends.length; i++) {
+    const b = d.backends[i]!;
+    h = fnvChar(fnvNumber(fnvChar(fnvString(h, b.addr), 0x3a), b.port), 0x3d);
+    h = fnvChar(fnvNumber(h, backends.idAt(i)), 0x2a);
+    h = fnvChar(fnvNumber(h, b.weight), 0x2c);
   }
-  return {
-    entry: {
-      id,
-      keepClientAddress: d.keepClientAddress,
-      tableSize: size,
-      fingerprint: h,
-    },
-    table: () => size === 0 ? new Uint32Array(0) : maglevTable(entries, size),
-    ...(size === 0 ? {} : {
-      fill: {
-        size,
-        into: (words: Uint32Array, stride: number) => {
-          maglevFill(entries, size, { into: words, stride });
-        },
-      },
-    }),
-  };
+  if (d.rejectWeight > 0) {
+    const r = rejectEntry(d.rejectWeight);
+    h = fnvChar(fnvString(h, r.key), 0x3d);
+    h = fnvChar(fnvNumber(h, r.id), 0x2a);
+    h = fnvChar(fnvNumber(h, r.weight), 0x2c);
+  }
+  return { id, keepClientAddress: d.keepClientAddress, tableSize: size, fingerprint: h };
 }

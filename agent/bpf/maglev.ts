@@ -128,16 +128,21 @@ export function maglevFill(
       `maglev: ${into.length} words hold no table of ${size} at stride ${stride}`,
     );
   }
-  for (const e of entries) {
+  // Indexed loops and an insertion sort (tables have few entries): a cold first sync runs this
+  // code unoptimized 10,000 times, where iterators and sort callbacks allocate.
+  const live: MaglevEntry[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
     if (!Number.isInteger(e.weight) || e.weight < 0) {
       throw new RangeError(
         `maglev: weight of ${e.key} must be a non-negative integer`,
       );
     }
+    if (e.weight === 0) continue;
+    let j = live.length;
+    for (; j > 0 && live[j - 1]!.key > e.key; j--) live[j] = live[j - 1]!;
+    live[j] = e;
   }
-  const live = entries.filter((e) => e.weight > 0).sort((a, b) =>
-    a.key < b.key ? -1 : a.key > b.key ? 1 : 0
-  );
   if (live.length === 0) return false;
   for (let i = 1; i < live.length; i++) {
     if (live[i]!.key === live[i - 1]!.key) {
