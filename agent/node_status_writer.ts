@@ -5,7 +5,7 @@
  * @module
  */
 import type { RestConfig } from "../kube/kubeconfig.ts";
-import { ApiError, requestJson } from "../kube/rest.ts";
+import { ApiError, METADATA_ONLY, requestJson } from "../kube/rest.ts";
 import {
   API_VERSION,
   DATAPLANE_NODE_KIND,
@@ -62,6 +62,8 @@ async function apply(kc: RestConfig, path: string, body: unknown): Promise<void>
     query: { fieldManager: FIELD_MANAGER, force: true },
     body,
     contentType: "application/apply-patch+yaml",
+    // the answer is not read: no need for the API server to encode the whole object
+    accept: METADATA_ONLY,
   });
 }
 

@@ -40,7 +40,7 @@ import { openMapById, openPinnedMap } from "../agent/bpf/object.ts";
 import { readMappedU32 } from "../agent/bpf/libbpf.ts";
 import { serviceKey, serviceValue } from "../agent/bpf/layout.ts";
 import { type k8s, shareConnections } from "../kube/client.ts";
-import { requestJson } from "../kube/rest.ts";
+import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
 import { changedEntriesPatch } from "../operator/writer.ts";
 import { parseArgs } from "node:util";
 
@@ -228,13 +228,20 @@ export async function main(args: string[]): Promise<void> {
         const patch = changedEntriesPatch(current, want);
         if (!patch) throw new Error("the writer would apply the whole table");
         const t0 = performance.now();
-        current = await requestJson<RoutingTable>(kc, `${TABLES_PATH}/gw-0`, {
-          method: "PATCH",
-          query: { fieldManager: "agent-test" },
-          body: patch,
-          contentType: "application/json-patch+json",
-        });
+        // answered with the metadata only, as the operator's writer asks: the table is `want`
+        const answer = await requestJson<{ metadata: RoutingTable["metadata"] }>(
+          kc,
+          `${TABLES_PATH}/gw-0`,
+          {
+            method: "PATCH",
+            query: { fieldManager: "agent-test" },
+            body: patch,
+            contentType: "application/json-patch+json",
+            accept: METADATA_ONLY,
+          },
+        );
         writes.push(performance.now() - t0);
+        current = { ...want, metadata: { ...want.metadata, ...answer.metadata } };
         await eventually("the new Maglev table", () => slots() !== before, {
           timeoutMs: 10_000,
           intervalMs: 1,
