@@ -165,7 +165,11 @@ static __always_inline int snat_reject_allowed(__u64 now)
  */
 #define NEW_FLOW_REMOTE (-3)
 
-/* A packet to a service without a live conntrack entry: pick a backend, track, translate. */
+/*
+ * A packet to a service without a live conntrack entry: pick a backend, track, translate. A global
+ * function: the verifier checks it once, not once per path of process() that reaches it (902k of
+ * its 1M instructions went to that; 680k now). One call per new flow, none per later packet.
+ */
 __noinline int new_flow(struct __sk_buff *skb, struct packet *p, const struct service_value *svc,
 			__u64 now)
 {
@@ -281,16 +285,10 @@ static __noinline int to_remote(struct __sk_buff *skb, const struct packet *p,
 	return pass_or_forward(skb, p, v, &out);
 }
 
-/*
- * A packet of a tracked flow at the hook that owns its entry; be: a DNAT entry's live backend. A
- * global function, checked once by the verifier rather than once per path of process() that
- * reaches it (the program is near the verifier's 1M instructions otherwise).
- */
-__noinline int tracked(struct __sk_buff *skb, struct packet *p, struct flow_value *v,
-		       const struct backend *be, __u64 now)
+/* A packet of a tracked flow at the hook that owns its entry; be: a DNAT entry's live backend. */
+static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, struct flow_value *v,
+				   const struct backend *be, __u64 now)
 {
-	if (!p || !v)
-		return TC_ACT_SHOT; /* never: process() passes both */
 	if (v->kind == CT_KIND_REPLY) {
 		if (ct_on_reply(v, p, now)) {
 			bpf_map_delete_elem(&conntrack, &p->key);

@@ -30,8 +30,8 @@ enum fwd_route {
  * Whether a packet at ingress, to be sent from saddr:sport to daddr:dport, may skip the stack:
  * the route goes back out of the device it came in on, the TTL allows another hop, and it fits the
  * route's MTU. fib is filled for fwd_redirect(). Everything else (no route, a local address,
- * forwarding off, another device, too big, TTL 1) goes to the stack, which does what forwarding
- * does about it (ICMP errors included).
+ * forwarding off, another device, too big, TTL 1, IP options) goes to the stack, which does what
+ * forwarding does about it (ICMP errors included).
  */
 static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet *p, __be32 saddr,
 				     __be16 sport, __be32 daddr, __be16 dport,
@@ -43,7 +43,8 @@ static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet 
 	int gso = skb->gso_size != 0;
 	long rc;
 
-	if ((void *)(ip + 1) > data_end || ip->ttl <= 1)
+	/* IP options are the stack's to process when it forwards (record route, timestamps). */
+	if ((void *)(ip + 1) > data_end || ip->ttl <= 1 || p->ihl_bytes != sizeof(*ip))
 		return FWD_STACK;
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = FWD_AF_INET;
