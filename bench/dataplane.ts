@@ -13,8 +13,12 @@
  * The traffic figures are taken for a local backend (be1, on node1) and a remote one (be3, on
  * node2: blixt and the peer translate the source to node1; its direct path is client -> node2).
  *
+ * `--node-conntrack` loads netfilter's conntrack in node1 for both peers, as every real node has
+ * it (kube-proxy's or the CNI's tables): one forward-hook rule matching `ct state invalid`. Without
+ * it, node1 runs conntrack only in the nftables peer's rounds.
+ *
  * deno task bench dataplane [--seconds 5] [--rounds 5] [--repeat 1000000] [--samples 9]
- *   [--only packet|traffic] [--target local|remote|both]
+ *   [--only packet|traffic] [--target local|remote|both] [--node-conntrack]
  *
  * @module
  */
@@ -404,6 +408,7 @@ async function trafficBench(
   seconds: number,
   rounds: number,
   target: "local" | "remote",
+  options: { nodeConntrack?: boolean } = {},
 ): Promise<void> {
   const remote = target === "remote";
   const be = remote ? "be3" : "be1";
@@ -441,6 +446,13 @@ async function trafficBench(
     await new Promise((r) => setTimeout(r, 500));
     // TIME_WAIT of server-side closes must not starve the client of ports.
     await topo.exec("client", ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+    if (options.nodeConntrack) {
+      await topo.exec("node1", [
+        "nft",
+        "table ip bxdp_node { chain forward { type filter hook forward priority 0; " +
+        "ct state invalid counter; }; }",
+      ]);
+    }
 
     const samples: Record<
       "blixt" | "nftables",
@@ -548,6 +560,7 @@ export async function main(args: string[]): Promise<void> {
       samples: { type: "string", default: "9" },
       only: { type: "string" },
       target: { type: "string", default: "both" },
+      "node-conntrack": { type: "boolean", default: false },
     },
   });
   const targets = values.target === "both"
@@ -558,7 +571,9 @@ export async function main(args: string[]): Promise<void> {
   }
   if (values.only !== "packet") {
     for (const target of targets) {
-      await trafficBench(Number(values.seconds), Number(values.rounds), target);
+      await trafficBench(Number(values.seconds), Number(values.rounds), target, {
+        nodeConntrack: values["node-conntrack"],
+      });
     }
   }
 }
