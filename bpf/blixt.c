@@ -72,7 +72,6 @@ __noinline int pass_or_forward(struct __sk_buff *skb, const struct packet *p,
 	if (!p || !v || !out)
 		return TC_ACT_SHOT; /* never: every caller passes all three */
 	how = fwd_route(skb, p, v->saddr[0], v->sport, v->daddr[0], v->dport, &fib);
-
 	if (rewrite_tuple(skb, p, how == FWD_STACK ? v : out))
 		return TC_ACT_SHOT;
 	if (how == FWD_STACK)
@@ -265,7 +264,7 @@ fail:
  * stack, whose egress hook finds nothing to translate.
  */
 static __noinline int to_remote(struct __sk_buff *skb, const struct packet *p,
-				     const struct flow_value *v, __u64 now)
+				const struct flow_value *v, __u64 now)
 {
 	struct flow_value out;
 	struct flow_value *s;
