@@ -10,8 +10,15 @@
  *   service in the same topology as the peer; VIP and direct alternate in
  *   1-second slices, each ratio is the median of per-round ratios.
  *
+ * The traffic figures are taken for a local backend (be1, on node1) and a remote one (be3, on
+ * node2: blixt and the peer translate the source to node1; its direct path is client -> node2).
+ *
+ * `--node-conntrack` loads netfilter's conntrack in node1 for both peers, as every real node has
+ * it (kube-proxy's or the CNI's tables): one forward-hook rule matching `ct state invalid`. Without
+ * it, node1 runs conntrack only in the nftables peer's rounds.
+ *
  * deno task bench dataplane [--seconds 5] [--rounds 5] [--repeat 1000000] [--samples 9]
- *   [--only packet|traffic]
+ *   [--only packet|traffic] [--target local|remote|both] [--node-conntrack]
  *
  * @module
  */
@@ -241,7 +248,7 @@ export async function buildL4bench(): Promise<string> {
  * forward-hook check of new connections against services without endpoints.
  * External clients keep their address to a local endpoint, as with blixt.
  */
-export function nftRules(vip: string, endpoint: string): string {
+export function nftRules(vip: string, endpoint: string, remote = false): string {
   const svc = (port: number) => `service-bench-${port}`;
   const ep = (port: number) => `endpoint-bench-${port}`;
   const perPort = [9000, 5201].map((port) => `
@@ -249,7 +256,7 @@ export function nftRules(vip: string, endpoint: string): string {
     numgen random mod 1 vmap { 0 : goto ${ep(port)} }
   }
   chain ${ep(port)} {
-    ip saddr ${endpoint} jump mark-for-masquerade
+    ${remote ? "jump mark-for-masquerade" : `ip saddr ${endpoint} jump mark-for-masquerade`}
     meta l4proto tcp dnat to ${endpoint}:${port}
   }`).join("");
   return `table ip bxdp_bench {
@@ -363,9 +370,10 @@ async function measurePair(
   l4: string,
   seconds: number,
   vipFirst: boolean,
+  direct: string,
 ): Promise<Round> {
-  const order = vipFirst ? [NET.vip, NET.be1] : [NET.be1, NET.vip];
-  const runs = new Map<string, Partial<Sample>[]>([[NET.vip, []], [NET.be1, []]]);
+  const order = vipFirst ? [NET.vip, direct] : [direct, NET.vip];
+  const runs = new Map<string, Partial<Sample>[]>([[NET.vip, []], [direct, []]]);
   // iperf3 runs whole: its server trips over tests that follow each other by the second.
   for (const host of order) runs.get(host)!.push(await runClient(topo, l4, host, seconds, "iperf"));
   for (const which of ["crr", "rr"] as const) {
@@ -383,7 +391,7 @@ async function measurePair(
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   };
   const pairRatio = (k: keyof Sample) => {
-    const v = values(NET.vip, k), d = values(NET.be1, k);
+    const v = values(NET.vip, k), d = values(direct, k);
     return median(v.map((x, i) => x / d[i]!));
   };
   const keys = ["gbps", "connPerS", "p50", "p99"] as const;
@@ -391,12 +399,22 @@ async function measurePair(
     Object.fromEntries(keys.map((k) => [k, f(k)])) as unknown as Sample;
   return {
     vip: sample((k) => mean(NET.vip, k)),
-    direct: sample((k) => mean(NET.be1, k)),
+    direct: sample((k) => mean(direct, k)),
     ratio: sample(pairRatio),
   };
 }
 
-async function trafficBench(seconds: number, rounds: number): Promise<void> {
+async function trafficBench(
+  seconds: number,
+  rounds: number,
+  target: "local" | "remote",
+  options: { nodeConntrack?: boolean } = {},
+): Promise<void> {
+  const remote = target === "remote";
+  const be = remote ? "be3" : "be1";
+  const beAddr = NET[be];
+  // Local figures keep their names; remote ones get a suffix.
+  const suffix = remote ? "_remote" : "";
   await buildBpf();
   await ensureBpffs();
   const l4 = await buildL4bench();
@@ -406,8 +424,8 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
   const dp = Dataplane.load({ pinDir, conntrackEntries: 262144 });
   try {
     dp.maps.setConfig({ nodeAddr: NET.node1 });
-    dp.maps.setBackend(1, { addr: NET.be1, port: 9000 });
-    dp.maps.setBackend(2, { addr: NET.be1, port: 5201 });
+    dp.maps.setBackend(1, { addr: beAddr, port: 9000, remote });
+    dp.maps.setBackend(2, { addr: beAddr, port: 5201, remote });
     dp.maps.setService({ addr: NET.vip, port: 9000, protocol: "TCP" }, {
       id: 1,
       backends: [{ id: 1, weight: 1 }],
@@ -416,7 +434,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       id: 2,
       backends: [{ id: 2, weight: 1 }],
     });
-    const server = topo.spawn("be1", [...SERVER_CPU, l4, "serve", "9000"]);
+    const server = topo.spawn(be, [...SERVER_CPU, l4, "serve", "9000"]);
     const reader = server.stdout.pipeThrough(new TextDecoderStream())
       .getReader();
     const first = await reader.read();
@@ -424,10 +442,17 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       throw new Error("l4bench server did not start");
     }
     reader.releaseLock();
-    topo.spawn("be1", [...SERVER_CPU, "iperf3", "-s", "-p", "5201"]);
+    topo.spawn(be, [...SERVER_CPU, "iperf3", "-s", "-p", "5201"]);
     await new Promise((r) => setTimeout(r, 500));
     // TIME_WAIT of server-side closes must not starve the client of ports.
     await topo.exec("client", ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+    if (options.nodeConntrack) {
+      await topo.exec("node1", [
+        "nft",
+        "table ip bxdp_node { chain forward { type filter hook forward priority 0; " +
+        "ct state invalid counter; }; }",
+      ]);
+    }
 
     const samples: Record<
       "blixt" | "nftables",
@@ -452,16 +477,16 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
         } else {
           dp.detach(UPLINK, { netns: node1 });
           const file = await Deno.makeTempFile({ suffix: ".nft" });
-          await Deno.writeTextFile(file, nftRules(NET.vip, NET.be1));
+          await Deno.writeTextFile(file, nftRules(NET.vip, beAddr, remote));
           try {
             await topo.exec("node1", ["nft", "-f", file]);
           } finally {
             await Deno.remove(file);
           }
         }
-        const round = await measurePair(topo, l4, seconds, r % 2 === 0);
+        const round = await measurePair(topo, l4, seconds, r % 2 === 0, beAddr);
         samples[mode].push(round);
-        console.error(`round ${r + 1}/${rounds} ${mode}: ${JSON.stringify(round)}`);
+        console.error(`${target} round ${r + 1}/${rounds} ${mode}: ${JSON.stringify(round)}`);
       }
     }
 
@@ -477,7 +502,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       const value = ratio("blixt", k);
       const peer = ratio("nftables", k);
       emit({
-        name,
+        name: `${name}${suffix}`,
         value: round(value),
         unit: "ratio",
         better,
@@ -496,7 +521,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       const value = median(samples.blixt.map((s) => s.vip[k]));
       const peer = median(samples.nftables.map((s) => s.vip[k]));
       emit({
-        name,
+        name: `${name}${suffix}`,
         value: round(value),
         unit,
         better,
@@ -506,7 +531,7 @@ async function trafficBench(seconds: number, rounds: number): Promise<void> {
       });
       const direct = median(samples.blixt.map((s) => s.direct[k]));
       emit({
-        name: name.replace("_vip", "_direct"),
+        name: `${name.replace("_vip", "_direct")}${suffix}`,
         value: round(direct),
         unit,
         better,
@@ -534,12 +559,21 @@ export async function main(args: string[]): Promise<void> {
       repeat: { type: "string", default: "1000000" },
       samples: { type: "string", default: "9" },
       only: { type: "string" },
+      target: { type: "string", default: "both" },
+      "node-conntrack": { type: "boolean", default: false },
     },
   });
+  const targets = values.target === "both"
+    ? ["local", "remote"] as const
+    : [values.target === "remote" ? "remote" as const : "local" as const];
   if (values.only !== "traffic") {
     await packetBench(Number(values.repeat), Number(values.samples));
   }
   if (values.only !== "packet") {
-    await trafficBench(Number(values.seconds), Number(values.rounds));
+    for (const target of targets) {
+      await trafficBench(Number(values.seconds), Number(values.rounds), target, {
+        nodeConntrack: values["node-conntrack"],
+      });
+    }
   }
 }

@@ -16,6 +16,7 @@
 #include "reject.h"
 #include "icmp.h"
 #include "counters.h"
+#include "forward.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -36,14 +37,56 @@ static __always_inline int is_vip(__be32 addr)
 	return vip_marker(addr) != 0;
 }
 
-/* Whether a tracked flow's backend still exists as it was when the flow was created. */
-static __always_inline int backend_alive(const struct flow_value *v)
+/* A tracked flow's backend if it still exists as it was when the flow was created, else NULL. */
+static __always_inline const struct backend *backend_alive(const struct flow_value *v)
 {
 	__u32 id = v->backend_id;
 	struct backend *be = bpf_map_lookup_elem(&backends, &id);
 
-	return be && (be->flags & BE_F_ACTIVE) && be->addr[0] == v->daddr[0] &&
-	       be->port == v->dport;
+	if (be && (be->flags & BE_F_ACTIVE) && be->addr[0] == v->daddr[0] && be->port == v->dport)
+		return be;
+	return 0;
+}
+
+/* Whether a backend id is a backend on another node. */
+static __always_inline int backend_remote(__u32 id)
+{
+	struct backend *be = bpf_map_lookup_elem(&backends, &id);
+
+	return be && (be->flags & BE_F_REMOTE);
+}
+
+/*
+ * The last step of a remote backend's packet at the uplink's ingress (forward.h): routed as the
+ * stack would route it after v (the translation at ingress); when the route turns it around out of
+ * the same device, translated to out (v plus the egress SNAT, if any) and redirected there, so the
+ * stack never sees it; otherwise translated by v and passed to the stack (TC_ACT_OK), as before.
+ * A global function: the verifier checks it once, not once per path that calls it.
+ */
+__noinline int pass_or_forward(struct __sk_buff *skb, const struct packet *p,
+			       const struct flow_value *v, const struct flow_value *out)
+{
+	struct bpf_fib_lookup fib;
+	int how;
+
+	if (!p || !v || !out)
+		return TC_ACT_SHOT; /* never: every caller passes all three */
+	how = fwd_route(skb, p, v->saddr[0], v->sport, v->daddr[0], v->dport, &fib);
+	if (rewrite_tuple(skb, p, how == FWD_STACK ? v : out))
+		return TC_ACT_SHOT;
+	if (how == FWD_STACK)
+		return TC_ACT_OK;
+	return fwd_redirect(skb, &fib, how);
+}
+
+/* A tuple to rewrite a packet to, for pass_or_forward()'s out. */
+static __always_inline void fwd_tuple(struct flow_value *out, __be32 saddr, __be16 sport,
+				      __be32 daddr, __be16 dport)
+{
+	out->saddr[0] = saddr;
+	out->sport = sport;
+	out->daddr[0] = daddr;
+	out->dport = dport;
 }
 
 /* Whether a packet at ingress came from one of this node's pods. */
@@ -114,19 +157,33 @@ static __always_inline int snat_reject_allowed(__u64 now)
 
 /* Returned by new_flow() when the packet must be rejected. */
 #define NEW_FLOW_REJECT (-2)
+/*
+ * Returned by new_flow() for a source-translated flow to a remote backend: tracked, not yet
+ * translated. The caller translates it as the flow's next packets are (to_remote), in a frame of
+ * its own: new_flow's and the route lookup's together exceed the 512 bytes of BPF stack.
+ */
+#define NEW_FLOW_REMOTE (-3)
 
-/* A packet to a service without a live conntrack entry: pick a backend, track, translate. */
-static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
-				    const struct service_value *svc, __u64 now)
+/*
+ * A packet to a service without a live conntrack entry: pick a backend, track, translate. A global
+ * function: the verifier checks it once, not once per path of process() that reaches it (902k of
+ * its 1M instructions went to that; 680k now). One call per new flow, none per later packet.
+ */
+__noinline int new_flow(struct __sk_buff *skb, struct packet *p, const struct service_value *svc,
+			__u64 now)
 {
 	struct flow_value reply, v; /* v: the SNAT entry, then the DNAT entry */
 	struct flow_key k;
 	struct backend *be;
-	__u32 hash = flow_hash(&p->key);
-	__u32 bid = maglev_pick(svc, hash);
+	__u32 hash, bid;
 	__u32 zero = 0;
 	__be16 nat_port;
+	__be32 nat_addr = 0; /* set when the flow is source-translated */
 
+	if (!p || !svc)
+		return TC_ACT_SHOT; /* never: process() passes both */
+	hash = flow_hash(&p->key);
+	bid = maglev_pick(svc, hash);
 	if (bid == BACKEND_REJECT)
 		return NEW_FLOW_REJECT;
 	be = bpf_map_lookup_elem(&backends, &bid);
@@ -161,8 +218,9 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 			}
 			return snat_reject_allowed(now) ? NEW_FLOW_REJECT : TC_ACT_SHOT;
 		}
-		ct_value(&v, CT_KIND_SNAT, cfg->node_addr[0], nat_port, be->addr[0], be->port,
-			 svc->id, bid, now);
+		nat_addr = cfg->node_addr[0];
+		ct_value(&v, CT_KIND_SNAT, nat_addr, nat_port, be->addr[0], be->port, svc->id, bid,
+			 now);
 		ct_key(&k, p->key.saddr, p->key.sport, be->addr[0], be->port, p->key.proto,
 		       DIR_EGRESS);
 		if (bpf_map_update_elem(&conntrack, &k, &v, BPF_ANY))
@@ -190,6 +248,8 @@ static __noinline int new_flow(struct __sk_buff *skb, struct packet *p,
 		goto fail;
 
 	count_flow(svc->id, bid, skb->len, 0, 1);
+	if (nat_addr && (be->flags & BE_F_REMOTE))
+		return NEW_FLOW_REMOTE;
 	if (rewrite_tuple(skb, p, &v))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
@@ -198,9 +258,35 @@ fail:
 	return TC_ACT_SHOT;
 }
 
-/* A packet of a tracked flow at the hook that owns its entry. */
+/*
+ * A client's packet of a tracked flow to a remote backend, at ingress: with the flow's SNAT entry
+ * (the egress translation) it may skip the stack; without one (keepClientAddress) it takes the
+ * stack, whose egress hook finds nothing to translate.
+ */
+static __noinline int to_remote(struct __sk_buff *skb, const struct packet *p,
+				const struct flow_value *v, __u64 now)
+{
+	struct flow_value out;
+	struct flow_value *s;
+	struct flow_key k;
+
+	ct_key(&k, p->key.saddr, p->key.sport, v->daddr[0], v->dport, p->key.proto, DIR_EGRESS);
+	s = bpf_map_lookup_elem(&conntrack, &k);
+	if (!s || s->kind != CT_KIND_SNAT) {
+		if (rewrite_tuple(skb, p, v))
+			return TC_ACT_SHOT;
+		return TC_ACT_OK;
+	}
+	/* As the egress hook would; it will not see this packet's tuple if it skips the stack. */
+	if (ct_age(now, s->last_seen) > CT_REFRESH_NS)
+		s->last_seen = now;
+	fwd_tuple(&out, s->saddr[0], s->sport, v->daddr[0], v->dport);
+	return pass_or_forward(skb, p, v, &out);
+}
+
+/* A packet of a tracked flow at the hook that owns its entry; be: a DNAT entry's live backend. */
 static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, struct flow_value *v,
-				   __u64 now)
+				   const struct backend *be, __u64 now)
 {
 	if (v->kind == CT_KIND_REPLY) {
 		if (ct_on_reply(v, p, now)) {
@@ -208,6 +294,9 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 			return TC_ACT_OK;
 		}
 		count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
+		/* Replies at ingress are those of source-translated flows (node:port). */
+		if (p->key.dir == DIR_INGRESS && backend_remote(v->backend_id))
+			return pass_or_forward(skb, p, v, v);
 	} else if (v->kind == CT_KIND_SNAT) {
 		if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 			v->last_seen = now;
@@ -218,6 +307,8 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		else
 			ct_touch(v, v->state, 0, now);
 		count_flow(v->service_id, v->backend_id, skb->len, 0, 0);
+		if (be && (be->flags & BE_F_REMOTE))
+			return to_remote(skb, p, v, now);
 	}
 	if (rewrite_tuple(skb, p, v))
 		return TC_ACT_SHOT;
@@ -260,7 +351,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_OK; /* the common egress case: read no clock */
 	now = ct_now();
 	if (v && v->kind != CT_KIND_DNAT)
-		return tracked(skb, &p, v, now);
+		return tracked(skb, &p, v, 0, now);
 	if (dir != DIR_INGRESS)
 		return TC_ACT_OK;
 	if (v) {
@@ -268,8 +359,10 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 			       !(p.tcp_flags & TCPF_ACK) && ct_closed_or_closing(v->state);
 
 		if (!ct_expired(v, p.key.proto, now) && !reopened) {
-			if (backend_alive(v))
-				return tracked(skb, &p, v, now);
+			const struct backend *be = backend_alive(v);
+
+			if (be)
+				return tracked(skb, &p, v, be, now);
 			count_event(EV_BACKEND_GONE);
 		}
 	}
@@ -295,6 +388,10 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	rc = new_flow(skb, &p, svc, now);
 	if (rc == NEW_FLOW_REJECT)
 		return reject(skb, &p, svc->id);
+	if (rc == NEW_FLOW_REMOTE) {
+		v = bpf_map_lookup_elem(&conntrack, &p.key);
+		return v ? to_remote(skb, &p, v, now) : TC_ACT_SHOT;
+	}
 	return rc;
 }
 

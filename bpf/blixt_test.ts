@@ -22,7 +22,8 @@ import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
 import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
 import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
-import { monotonicCoarseNs } from "../agent/bpf/libbpf.ts";
+import { ifIndex, inNetns, monotonicCoarseNs } from "../agent/bpf/libbpf.ts";
+import { run } from "./testing/topology.ts";
 import {
   buildIp,
   buildPacket,
@@ -45,6 +46,8 @@ const BE3 = "198.18.202.13";
 const OTHER = "198.18.203.1";
 const CLIENT_MAC = "02:00:00:00:00:01";
 const NODE_MAC = "02:00:00:00:00:02";
+const NODE2 = "198.18.192.2";
+const NODE2_MAC = "02:00:00:00:00:03";
 const SNAT_PORTS: [number, number] = [61000, 61009];
 
 /** Backend ids of the fixtures. */
@@ -1757,5 +1760,134 @@ Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's por
     for (const [src, sport] of [[CLIENT, 2004], [CLIENT, 2007], [NEWCOMER, 2008]] as const) {
       assert.equal(entriesOf(src, sport).length, 2, `${src}:${sport} keeps its entries`);
     }
+  });
+});
+
+/**
+ * The route lookup needs a namespace with routes: test runs happen in `bxfwd<id>`, on bxfwd0 (a
+ * veth, so neighbours are real), as if it were node1's uplink.
+ *
+ * ```
+ *   bxfwd0 198.18.192.1/24 (02:00:00:00:00:02), forwarding on
+ *     neighbours: client 198.18.192.10 (02:00:00:00:00:01), node2 198.18.192.2 (02:00:00:00:00:03)
+ *     route 198.18.202.0/24 (be3) via node2
+ * ```
+ */
+async function withUplinkNetns(fn: (ns: string, ifindex: number) => Promise<void> | void) {
+  const name = `bxfwd${crypto.randomUUID().slice(0, 6)}`;
+  const ip = (...args: string[]) => run(["ip", "-n", name, ...args]);
+  await run(["ip", "netns", "add", name]);
+  try {
+    await ip(
+      "link",
+      "add",
+      "bxfwd0",
+      "address",
+      NODE_MAC,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "bxfwd1",
+    );
+    await ip("link", "set", "bxfwd1", "up");
+    await ip("link", "set", "bxfwd0", "up");
+    await ip("addr", "add", `${NODE}/24`, "dev", "bxfwd0");
+    await ip("neigh", "add", CLIENT, "lladdr", CLIENT_MAC, "dev", "bxfwd0", "nud", "permanent");
+    await ip("neigh", "add", NODE2, "lladdr", NODE2_MAC, "dev", "bxfwd0", "nud", "permanent");
+    await ip("route", "add", "198.18.202.0/24", "via", NODE2);
+    await run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    const ns = `/run/netns/${name}`;
+    await fn(ns, inNetns(ns, () => ifIndex("bxfwd0")));
+  } finally {
+    await run(["ip", "netns", "del", name], { allowFail: true });
+  }
+}
+
+Deno.test("packet: a remote backend's flow is forwarded past the stack both ways where the route leads back out of the uplink", async () => {
+  await withDataplane(async (dp) => {
+    await withUplinkNetns(async (ns, ifindex) => {
+      const send = (hook: "ingress" | "egress", frame: Uint8Array<ArrayBuffer>) =>
+        inNetns(
+          ns,
+          () => testRun(hook === "ingress" ? dp.ingressFd : dp.egressFd, frame, { ifindex }),
+        );
+      const syn = (cport: number, extra: Partial<PacketSpec> = {}) =>
+        pkt({ src: CLIENT, dst: VIP2, tcp: tcp(cport, 80, TCP.SYN), ...extra });
+
+      // Client -> VIP2:80 (remote be3): both translations at ingress, TTL - 1, next hop's MACs.
+      const fwd = send("ingress", syn(41001));
+      assert.equal(fwd.retval, TC_ACT.REDIRECT, "redirected out of the uplink");
+      const f = decodePacket(fwd.data);
+      assert.equal(f.src, NODE);
+      assert.ok(f.sport! >= SNAT_PORTS[0] && f.sport! <= SNAT_PORTS[1], `SNAT port ${f.sport}`);
+      assert.equal(f.dst, BE3);
+      assert.equal(f.dport, 8080);
+      assert.equal(f.ttl, 63);
+      assert.equal(f.srcMac, NODE_MAC);
+      assert.equal(f.dstMac, NODE2_MAC);
+      assert.deepEqual(checksumErrors(fwd.data), []);
+      // The egress hook sees the redirected packet again: nothing there to translate.
+      const again = send("egress", fwd.data.slice());
+      assert.equal(again.retval, TC_ACT.OK);
+      assert.deepEqual(again.data, fwd.data, "not translated twice");
+
+      // be3 -> node:port: back to VIP2:80 -> client, out of the uplink to the client's MAC.
+      const reply = pkt({
+        srcMac: NODE2_MAC,
+        src: BE3,
+        dst: NODE,
+        tcp: tcp(8080, f.sport!, TCP.SYN | TCP.ACK),
+      });
+      const back = send("ingress", reply);
+      assert.equal(back.retval, TC_ACT.REDIRECT);
+      const b = decodePacket(back.data);
+      assert.deepEqual([b.src, b.sport, b.dst, b.dport, b.ttl], [VIP2, 80, CLIENT, 41001, 63]);
+      assert.deepEqual([b.srcMac, b.dstMac], [NODE_MAC, CLIENT_MAC]);
+      assert.deepEqual(checksumErrors(back.data), []);
+      // The established flow's next packet takes the same path.
+      const ack = send("ingress", pkt({ src: CLIENT, dst: VIP2, tcp: tcp(41001, 80, TCP.ACK) }));
+      assert.equal(ack.retval, TC_ACT.REDIRECT);
+      assert.equal(decodePacket(ack.data).sport, f.sport);
+
+      // Fall-backs: the stack gets the packet translated as before (DNAT only at ingress).
+      const toStack = (what: string, frame: Uint8Array<ArrayBuffer>) => {
+        const out = send("ingress", frame);
+        assert.equal(out.retval, TC_ACT.OK, `${what}: to the stack`);
+        const d = decodePacket(out.data);
+        assert.deepEqual([d.src, d.dst, d.dport], [CLIENT, BE3, 8080], `${what}: DNAT only`);
+        assert.equal(d.ttl, decodePacket(frame).ttl, `${what}: TTL left to the stack`);
+      };
+      toStack("TTL 1 (the stack sends time exceeded)", syn(41002, { ttl: 1 }));
+      toStack("IP options", syn(41003, { ipOptions: [1, 1, 1, 0] }));
+      toStack(
+        "keepClientAddress: no SNAT entry",
+        pkt({ src: CLIENT, dst: VIP3, tcp: tcp(41004, 80, TCP.SYN) }),
+      );
+      await run(["ip", "-n", ns.split("/").pop()!, "link", "set", "bxfwd0", "mtu", "576"]);
+      toStack(
+        "larger than the route's MTU (the stack sends fragmentation needed)",
+        pkt({
+          src: CLIENT,
+          dst: VIP2,
+          frag: 0x4000,
+          tcp: tcp(41001, 80, TCP.ACK),
+          payload: new Uint8Array(600),
+        }),
+      );
+      await run(["ip", "-n", ns.split("/").pop()!, "link", "set", "bxfwd0", "mtu", "1500"]);
+
+      // No neighbour for the next hop: bpf_redirect_neigh resolves it (MACs left to it).
+      await run(["ip", "-n", ns.split("/").pop()!, "neigh", "del", NODE2, "dev", "bxfwd0"]);
+      const neigh = send("ingress", syn(41005));
+      assert.equal(neigh.retval, TC_ACT.REDIRECT);
+      const n = decodePacket(neigh.data);
+      assert.deepEqual([n.src, n.dst, n.ttl, n.dstMac], [NODE, BE3, 63, NODE_MAC]);
+
+      // A local backend keeps the stack path.
+      const local = send("ingress", pkt({ src: CLIENT, dst: VIP, tcp: tcp(41006, 80, TCP.SYN) }));
+      assert.equal(local.retval, TC_ACT.OK);
+      assert.equal(decodePacket(local.data).dst, BE1);
+    });
   });
 });

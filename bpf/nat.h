@@ -62,8 +62,8 @@ static __always_inline int rewrite_tuple(struct __sk_buff *skb, const struct pac
 	__u32 d_addrs = 0, d_ports = 0, summed;
 	__u16 sum;
 
-	if ((void *)(ip + 1) > data_end)
-		return -1;
+	if ((void *)(ip + 1) > data_end || p->l4_off > L3_OFF + 60)
+		return -1; /* l4_off: bounded for the verifier where p is a global function's argument */
 	ports = data + p->l4_off;
 	/* The TCP checksum is at byte 16; a UDP header is 8 bytes. */
 	if (p->key.proto == IPPROTO_TCP) {

@@ -176,6 +176,45 @@ Deno.test("traffic: VIP service over real namespaces", async (t) => {
     );
 
     await t.step(
+      "the remote backend's flows skip node1's stack both ways; local backends' take it",
+      async () => {
+        // Counters on node1's forward hook: what the stack forwards, by leg.
+        const table = `table ip bxdp_path {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    ip daddr ${NET.be3} counter comment "to_remote"
+    ip saddr ${NET.vip} counter comment "from_vip"
+    ip daddr 198.18.201.0/24 counter comment "to_local"
+  }
+}`;
+        await topo.exec("node1", ["nft", table]);
+        try {
+          const seen = new Map<string, number>();
+          for (let i = 0; i < 60 && ((seen.get("be3") ?? 0) < 3 || !seen.has("be1")); i++) {
+            const answer = await tcpOnce(topo, 80, `path${i}`);
+            assert.match(answer, /^be[123] \S+ path\d+$/, answer);
+            const name = answer.split(" ")[0]!;
+            seen.set(name, (seen.get(name) ?? 0) + 1);
+          }
+          assert.ok((seen.get("be3") ?? 0) >= 3 && seen.has("be1"), JSON.stringify([...seen]));
+          const rules = JSON.parse(
+            await topo.exec("node1", ["nft", "-j", "list", "table", "ip", "bxdp_path"]),
+          ).nftables as {
+            rule?: { comment?: string; expr: { counter?: { packets: number } }[] };
+          }[];
+          const packets = (comment: string) =>
+            rules.find((r) => r.rule?.comment === comment)!.rule!.expr
+              .find((e) => e.counter)!.counter!.packets;
+          assert.equal(packets("to_remote"), 0, "client -> remote backend: redirected at ingress");
+          assert.equal(packets("from_vip"), 0, "remote backend -> client: redirected at ingress");
+          assert.ok(packets("to_local") > 0, "client -> local backend: through the stack");
+        } finally {
+          await topo.exec("node1", ["nft", "delete", "table", "ip", "bxdp_path"]);
+        }
+      },
+    );
+
+    await t.step(
       "no backend: TCP is reset, UDP gets port unreachable",
       async () => {
         const tcp = await tcpOnce(topo, 81, "x");

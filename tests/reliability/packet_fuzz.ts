@@ -11,7 +11,9 @@
  * What must hold, packet by packet and at the end:
  * - the verdict is one that docs/dataplane.md documents: pass (TC_ACT_OK),
  *   drop (TC_ACT_SHOT), or reject (TC_ACT_REDIRECT, a RST or ICMP port
- *   unreachable from the address the packet was sent to);
+ *   unreachable from the address the packet was sent to); a remote backend's
+ *   packet forwarded past the stack is a redirect too, but test runs come in
+ *   on `lo`, whose routes never leave by `lo`, so none is forwarded here;
  * - a frame the program rewrote or built has no checksum error that its input
  *   did not already have (a client's wrong checksum stays wrong; the program
  *   adds none);
