@@ -74,8 +74,10 @@ __noinline int pass_or_forward(struct __sk_buff *skb, const struct packet *p,
 	how = fwd_route(skb, p, v->saddr[0], v->sport, v->daddr[0], v->dport, &fib);
 	if (rewrite_tuple(skb, p, how == FWD_STACK ? v : out))
 		return TC_ACT_SHOT;
-	if (how == FWD_STACK)
+	if (how == FWD_STACK) {
+		count_event(EV_FORWARD_VIA_STACK);
 		return TC_ACT_OK;
+	}
 	return fwd_redirect(skb, &fib, how);
 }
 

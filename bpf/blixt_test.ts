@@ -1849,6 +1849,7 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       const ack = send("ingress", pkt({ src: CLIENT, dst: VIP2, tcp: tcp(41001, 80, TCP.ACK) }));
       assert.equal(ack.retval, TC_ACT.REDIRECT);
       assert.equal(decodePacket(ack.data).sport, f.sport);
+      assert.equal(dp.maps.events().forward_via_stack, 0n, "nothing fell back yet");
 
       // Fall-backs: the stack gets the packet translated as before (DNAT only at ingress).
       const toStack = (what: string, frame: Uint8Array<ArrayBuffer>) => {
@@ -1860,6 +1861,7 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       };
       toStack("TTL 1 (the stack sends time exceeded)", syn(41002, { ttl: 1 }));
       toStack("IP options", syn(41003, { ipOptions: [1, 1, 1, 0] }));
+      assert.equal(dp.maps.events().forward_via_stack, 2n, "both fall-backs counted");
       toStack(
         "keepClientAddress: no SNAT entry",
         pkt({ src: CLIENT, dst: VIP3, tcp: tcp(41004, 80, TCP.SYN) }),

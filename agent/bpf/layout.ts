@@ -268,6 +268,7 @@ export const EVENTS = [
   "ct_create_failed",
   "snat_half_open_taken",
   "snat_wait_dropped",
+  "forward_via_stack",
 ] as const;
 
 // ---- structs of bpf/structs.h ----
