@@ -29,7 +29,7 @@
  */
 
 import { apiStatus, type k8s } from "../kube/client.ts";
-import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
+import { METADATA_ONLY, requestJson, type RequestOptions } from "../kube/rest.ts";
 import { GROUP, VERSION } from "../api/meta.ts";
 import { ROUTING_TABLE_PLURAL } from "../api/routing_table.ts";
 import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./gateway.ts";
@@ -83,6 +83,15 @@ function objectPath(
 const MERGE_PATCH = "application/merge-patch+json";
 const APPLY_PATCH = "application/apply-patch+yaml";
 const JSON_PATCH = "application/json-patch+json";
+
+/** A write, answered with the object's metadata only (see the module doc). */
+function writeJson<T = unknown>(
+  kc: Parameters<typeof requestJson>[0],
+  path: string,
+  options: RequestOptions,
+): Promise<T> {
+  return requestJson<T>(kc, path, { ...options, accept: METADATA_ONLY });
+}
 
 type TableObject = Extract<ReconcileResult["table"], { action: "apply" }>["table"];
 
@@ -180,12 +189,11 @@ export async function writeResult(
       let patched = false;
       if (patch) {
         try {
-          await requestJson(kc, path, {
+          await writeJson(kc, path, {
             method: "PATCH",
             query: { fieldManager: FIELD_MANAGER },
             body: patch,
             contentType: JSON_PATCH,
-            accept: METADATA_ONLY,
           });
           patched = true;
         } catch {
@@ -195,12 +203,11 @@ export async function writeResult(
       }
       if (!patched) {
         // server-side apply: JSON is YAML
-        await requestJson(kc, path, {
+        await writeJson(kc, path, {
           method: "PATCH",
           query: { fieldManager: FIELD_MANAGER, force: true },
           body: want,
           contentType: APPLY_PATCH,
-          accept: METADATA_ONLY,
         });
       }
       report.table = "applied";
@@ -221,12 +228,11 @@ export async function writeResult(
 
   if (result.status && gateway && !sameJson(gateway.status, result.status)) {
     try {
-      await requestJson(
+      await writeJson(
         kc,
         objectPath(GATEWAY_GROUP, "v1", "gateways", namespace, name, "/status"),
         {
           method: "PUT",
-          accept: METADATA_ONLY,
           body: {
             ...gateway,
             apiVersion: `${GATEWAY_GROUP}/v1`,
@@ -309,9 +315,8 @@ async function writeRouteStatus(
       update.name,
       "/status",
     );
-    await requestJson(kc, path, {
+    await writeJson(kc, path, {
       method: "PUT",
-      accept: METADATA_ONLY,
       body: {
         ...route,
         apiVersion: update.apiVersion,
@@ -356,9 +361,8 @@ async function setFinalizer(
       gateway.metadata?.namespace ?? "",
       gateway.metadata?.name ?? "",
     );
-    const patched = await requestJson<{ metadata?: { resourceVersion?: string } }>(kc, path, {
+    const patched = await writeJson<{ metadata?: { resourceVersion?: string } }>(kc, path, {
       method: "PATCH",
-      accept: METADATA_ONLY,
       body: { metadata: { finalizers, resourceVersion: gateway.metadata?.resourceVersion } },
       contentType: MERGE_PATCH,
     });
@@ -378,9 +382,8 @@ async function recordEvent(
 ): Promise<void> {
   const now = new Date().toISOString();
   const namespace = gateway.metadata?.namespace ?? "default";
-  await requestJson(kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
+  await writeJson(kc, `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, {
     method: "POST",
-    accept: METADATA_ONLY,
     body: {
       apiVersion: "v1",
       kind: "Event",
@@ -414,12 +417,11 @@ export async function writeGatewayClassStatus(
   const gc = options.snapshot.gatewayClasses.get(name);
   if (!gc || sameJson(gc.status, options.status)) return false;
   try {
-    await requestJson(
+    await writeJson(
       kc,
       `/apis/${GATEWAY_GROUP}/v1/gatewayclasses/${encodeURIComponent(name)}/status`,
       {
         method: "PUT",
-        accept: METADATA_ONLY,
         body: {
           ...gc,
           apiVersion: `${GATEWAY_GROUP}/v1`,
@@ -452,9 +454,8 @@ export async function setGatewayClassFinalizer(
     ? [...current, GATEWAY_CLASS_FINALIZER]
     : current.filter((f) => f !== GATEWAY_CLASS_FINALIZER);
   try {
-    await requestJson(kc, `/apis/${GATEWAY_GROUP}/v1/gatewayclasses/${encodeURIComponent(name)}`, {
+    await writeJson(kc, `/apis/${GATEWAY_GROUP}/v1/gatewayclasses/${encodeURIComponent(name)}`, {
       method: "PATCH",
-      accept: METADATA_ONLY,
       body: { metadata: { finalizers, resourceVersion: gc.metadata?.resourceVersion } },
       contentType: MERGE_PATCH,
     });
