@@ -24,6 +24,12 @@
  * `/proc`, steadier than wall time on shared cores), the object's size and
  * its managedFields' size.
  *
+ * `strings`: each backend one string in `entries[].endpoints`,
+ * `ip:port weight state [node]`, checked by a `pattern` (IPv6 by its shape;
+ * `strings-exact` by an exact one); `liststring`: an entry's whole backend
+ * list one string, `,`-separated. Use them with `--drop service,node` minus
+ * `node` (the string carries the node; the entry names the Service).
+ *
  * `--layout shared` measures a layout the contract does not have (yet): the
  * backends listed once per Service in `spec.backendSets[]` (`service`,
  * `backends[]` of `ip`, `port`, `node`, `state`), entries referring to them
@@ -71,6 +77,23 @@ function ipPattern(): string {
   return `^(${v4}|${alts.join("|")})$`;
 }
 
+/**
+ * One backend as one string, `ip:port weight state [node]` (IPv6 as
+ * `[addr]:port`): the `strings` variants' pattern, without anchors. The port
+ * 1-65535, the weight 0-1,000,000 (0 unless Ready), IPv4 exact, IPv6 by its
+ * shape only (`exact`: {@link ipPattern}'s IPv6 too), a node a DNS subdomain.
+ */
+function endpointPattern(exact = false): string {
+  const o = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+  const v4 = `${o}(\\.${o}){3}`;
+  const v6 = exact ? ipPattern().slice(2, -2) : "[0-9a-fA-F:.]{2,45}";
+  const port =
+    "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+  const weight = "([1-9][0-9]{0,5}|1000000|0) Ready|0 (Serving|Terminating)";
+  const node = "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?";
+  return `(${v4}|\\[${v6}\\]):${port} (${weight})( ${node})?`;
+}
+
 /** The RoutingTable CRD as `variant` changes it. */
 function crdVariant(variant: string): KubeObject {
   const crd = parse(Deno.readTextFileSync(CRD)) as KubeObject & {
@@ -99,6 +122,22 @@ function crdVariant(variant: string): KubeObject {
       type: "object",
       "x-kubernetes-preserve-unknown-fields": true,
     };
+  } else if (variant === "strings" || variant === "strings-exact") {
+    // each backend one string in entries[].endpoints, backends left empty
+    entryProps.endpoints = {
+      type: "array",
+      maxItems: 4096,
+      "x-kubernetes-list-type": "atomic",
+      items: {
+        type: "string",
+        maxLength: 330,
+        pattern: `^${endpointPattern(variant === "strings-exact")}$`,
+      },
+    };
+  } else if (variant === "liststring") {
+    // an entry's whole backend list one string, backends separated by ","
+    const one = endpointPattern();
+    entryProps.endpoints = { type: "string", maxLength: 1048576, pattern: `^(${one})(,${one})*$` };
   } else if (variant === "shared") {
     // backends once per Service in spec.backendSets, entries referring to them
     const setBackend = structuredClone(backend);
@@ -227,6 +266,27 @@ function sharedTable(
       })),
     },
   };
+}
+
+/**
+ * `t` with each entry's backends as strings in `endpoints` (one string for
+ * the whole list when `oneString`), `backends` empty.
+ */
+function asStrings(t: RoutingTable, oneString: boolean): KubeObject {
+  return {
+    ...t,
+    spec: {
+      ...t.spec,
+      entries: t.spec.entries.map((x) => {
+        const list = x.backends.map((b) =>
+          `${b.ip.includes(":") ? `[${b.ip}]` : b.ip}:${b.port} ${b.weight} ${b.state}${
+            b.node ? ` ${b.node}` : ""
+          }`
+        );
+        return { ...x, backends: [], endpoints: oneString ? list.join(",") : list };
+      }),
+    },
+  } as unknown as KubeObject;
 }
 
 /**
@@ -414,6 +474,8 @@ async function main(): Promise<void> {
   const build: Build = (group, shape, weight) =>
     shared
       ? sharedTable(group, shape, weight, services)
+      : group.startsWith("strings") || group.startsWith("liststring")
+      ? asStrings(table(group, shape, weight, drop, services), group.startsWith("liststring"))
       : table(group, shape, weight, drop, services) as unknown as KubeObject;
   // --kubeconfig: an API server already up (e.g. one started with BLIXT_APISERVER_PROFILING=1)
   const kc = values.kubeconfig
