@@ -106,6 +106,15 @@ const sampleTable: RoutingTable = {
       backendsFrom: "198.18.0.10:5000/TCP",
       rejectWeight: 0,
       backends: [],
+    }, {
+      address: "198.18.0.10",
+      port: 5002,
+      protocol: "TCP",
+      listener: "tcp-5002",
+      service: { namespace: "default", name: "web", port: 80 },
+      rejectWeight: 0,
+      endpoints: ["198.19.1.5:8080 750000 Ready node-1", "198.19.2.7:8080 0 Serving"],
+      backends: [],
     }],
   },
 };
@@ -205,6 +214,42 @@ const kinds: {
         "backendsFrom to no entry",
         "spec.entries.1.backendsFrom",
         "198.18.0.10:1/TCP",
+        "validator only",
+      ],
+      ["endpoint port 0", "spec.entries.2.endpoints.0", "198.19.1.5:0 1 Ready"],
+      ["endpoint port 65536", "spec.entries.2.endpoints.0", "198.19.1.5:65536 1 Ready"],
+      ["endpoint weight over 1e6", "spec.entries.2.endpoints.0", "198.19.1.5:80 1000001 Ready"],
+      [
+        "endpoint weight on a serving backend",
+        "spec.entries.2.endpoints.1",
+        "198.19.2.7:80 5 Serving",
+      ],
+      ["endpoint state unknown", "spec.entries.2.endpoints.0", "198.19.1.5:80 1 Up"],
+      ["endpoint ip not an IP", "spec.entries.2.endpoints.0", "198.19.1:80 1 Ready"],
+      ["endpoint IPv4 octet over 255", "spec.entries.2.endpoints.0", "198.19.1.256:80 1 Ready"],
+      ["endpoint IPv6 without brackets", "spec.entries.2.endpoints.0", "2001:db8::5:80 1 Ready"],
+      [
+        "endpoint node not a DNS subdomain",
+        "spec.entries.2.endpoints.0",
+        "198.19.1.5:80 1 Ready N_1",
+      ],
+      ["endpoint with a fifth field", "spec.entries.2.endpoints.0", "198.19.1.5:80 1 Ready n1 x"],
+      [
+        "endpoint IPv6 in an IPv4 entry",
+        "spec.entries.2.endpoints.0",
+        "[2001:db8::5]:80 1 Ready",
+        "validator only",
+      ],
+      [
+        "endpoint IPv6 malformed",
+        "spec.entries.2.endpoints.0",
+        "[2001:db8:::5]:80 1 Ready",
+        "validator only",
+      ],
+      [
+        "endpoints beside backends",
+        "spec.entries.2.backends",
+        [{ ip: "198.19.1.5", port: 8080, weight: 1, state: "Ready" }],
         "validator only",
       ],
     ],
@@ -332,19 +377,26 @@ Deno.test("the real API server accepts the CRDs, the samples, and refuses the br
         assert.equal(await serverVerdict(kc, kind.plural, kind.sample), 201);
       });
       if (kind.plural === "routingtables") {
-        await t.step("routingtables: backendsFrom is kept (not pruned)", async () => {
-          const api = kc.makeApiClient(k8s.CustomObjectsApi);
-          const created = await api.createNamespacedCustomObject({
-            group: "blixt.dev",
-            version: "v1alpha1",
-            plural: kind.plural,
-            namespace: "default",
-            body: kind.sample,
-            dryRun: "All",
-          }) as RoutingTable;
-          assert.equal(created.spec.entries[1]?.backendsFrom, "198.18.0.10:5000/TCP");
-          assert.deepEqual(created.spec.entries[1]?.backends, []);
-        });
+        await t.step(
+          "routingtables: backendsFrom and endpoints are kept (not pruned)",
+          async () => {
+            const api = kc.makeApiClient(k8s.CustomObjectsApi);
+            const created = await api.createNamespacedCustomObject({
+              group: "blixt.dev",
+              version: "v1alpha1",
+              plural: kind.plural,
+              namespace: "default",
+              body: kind.sample,
+              dryRun: "All",
+            }) as RoutingTable;
+            assert.equal(created.spec.entries[1]?.backendsFrom, "198.18.0.10:5000/TCP");
+            assert.deepEqual(created.spec.entries[1]?.backends, []);
+            assert.deepEqual(
+              created.spec.entries[2]?.endpoints,
+              sampleTable.spec.entries[2]?.endpoints,
+            );
+          },
+        );
       }
       for (const [what, path, value, only] of kind.broken) {
         if (only) continue;

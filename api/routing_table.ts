@@ -41,6 +41,12 @@ export type BackendState = typeof BACKEND_STATES[number];
  */
 export const BACKENDS_FROM_FEATURE = "backendsFrom";
 
+/**
+ * The name an agent lists in its DataplaneNode `status.features` when it
+ * understands `entries[].endpoints` (each backend one string).
+ */
+export const ENDPOINTS_FEATURE = "endpoints";
+
 /** Route kinds a RoutingTable entry can come from. */
 export const ROUTE_KINDS = ["TCPRoute", "UDPRoute"] as const;
 
@@ -111,6 +117,17 @@ export interface RoutingTableEntry {
    * returns the entry with the referenced entry's `backends` and `service`.
    */
   backendsFrom?: string;
+  /**
+   * The entry's backends, each one string `ip:port weight state [node]`
+   * (IPv6 as `[addr]:port`), e.g. `198.19.1.5:8080 500000 Ready node-1`; then
+   * its own `backends` is `[]`. The compact form of backends that name no
+   * Service of their own: the API server's cost of a write grows with the
+   * number of JSON values, and a backend object is six of them. The operator
+   * writes it only when every agent lists {@linkcode ENDPOINTS_FEATURE};
+   * {@linkcode validateRoutingTable} returns the entry with `backends`
+   * parsed from it and without `endpoints`.
+   */
+  endpoints?: string[];
   /** Backends, sorted by ip then port. */
   backends: Backend[];
   /**
@@ -182,11 +199,14 @@ export function validateRoutingTable(value: unknown): Validated<RoutingTable> {
 }
 
 /**
- * `table` with every entry that has `backendsFrom` given the referenced
- * entry's `backends` (the same array) and `service`, keeping `backendsFrom`;
- * `table` itself when no entry has one. A reference that does not resolve is
- * left as it is (empty backends): {@linkcode validateRoutingTable} reports it.
- * For readers that do not validate; a validated table is expanded already.
+ * `table` with every entry's `endpoints` parsed into `backends` (and
+ * `endpoints` left out), then every entry that has `backendsFrom` given the
+ * referenced entry's `backends` (the same array) and `service`, keeping
+ * `backendsFrom`; `table` itself when no entry has either. A reference that
+ * does not resolve is left as it is (empty backends) and an endpoint string
+ * that does not parse is left out: {@linkcode validateRoutingTable} reports
+ * both. For readers that do not validate; a validated table is expanded
+ * already.
  *
  * @example
  * ```ts
@@ -197,8 +217,12 @@ export function validateRoutingTable(value: unknown): Validated<RoutingTable> {
 export function expandRoutingTable<T extends { spec: { entries: RoutingTableEntry[] } }>(
   table: T,
 ): T {
-  const entries = table.spec.entries;
-  if (!Array.isArray(entries) || !entries.some((x) => x.backendsFrom !== undefined)) return table;
+  const raw = table.spec.entries;
+  if (
+    !Array.isArray(raw) ||
+    !raw.some((x) => x.backendsFrom !== undefined || x.endpoints !== undefined)
+  ) return table;
+  const entries = raw.map((x) => x.endpoints === undefined ? x : withEndpointsParsed(x));
   const byKey = new Map<string, RoutingTableEntry>();
   for (const x of entries) {
     if (x.backendsFrom === undefined) byKey.set(canonicalKey(x), x);
@@ -220,6 +244,65 @@ export function expandRoutingTable<T extends { spec: { entries: RoutingTableEntr
       }),
     },
   };
+}
+
+function withEndpointsParsed(x: RoutingTableEntry): RoutingTableEntry {
+  const { endpoints, ...rest } = x;
+  const backends: Backend[] = [];
+  for (const s of Array.isArray(endpoints) ? endpoints : []) {
+    const b = typeof s === "string" ? parseEndpoint(s) : undefined;
+    if (b) backends.push(b);
+  }
+  return { ...rest, backends };
+}
+
+/** `ip:port weight state [node]`, numbers without leading zeros; IPv6 in brackets. */
+const ENDPOINT =
+  /^(?:\[([^\]\s]+)\]|([^\s:\[\]]+)):(0|[1-9]\d{0,5}) (0|[1-9]\d{0,7}) (\S+)(?: (\S+))?$/;
+
+/** A node name in an endpoint string: a DNS subdomain, as Kubernetes names nodes. */
+const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/**
+ * Parses one endpoint string (`entries[].endpoints`) into a backend, or
+ * undefined when it does not have the form; checks no ranges (that is
+ * {@linkcode validateRoutingTable}'s work).
+ *
+ * @example
+ * ```ts
+ * parseEndpoint("[fd00::5]:8080 0 Serving node-2");
+ * // { ip: "fd00::5", port: 8080, weight: 0, state: "Serving", node: "node-2" }
+ * ```
+ */
+export function parseEndpoint(s: string): Backend | undefined {
+  const m = ENDPOINT.exec(s);
+  if (!m) return undefined;
+  return {
+    ip: m[1] ?? m[2]!,
+    port: Number(m[3]),
+    weight: Number(m[4]),
+    state: m[5] as BackendState,
+    ...(m[6] !== undefined ? { node: m[6] } : {}),
+  };
+}
+
+/**
+ * `backend` as one endpoint string, or undefined when it does not fit one:
+ * a backend with a Service of its own, or a node name that is not a DNS
+ * subdomain (such an entry is written complete).
+ *
+ * @example
+ * ```ts
+ * formatEndpoint({ ip: "198.19.1.5", port: 8080, weight: 1, state: "Ready", node: "n1" });
+ * // "198.19.1.5:8080 1 Ready n1"
+ * ```
+ */
+export function formatEndpoint(backend: Backend): string | undefined {
+  if (backend.service !== undefined) return undefined;
+  if (backend.node !== undefined && !NODE_NAME.test(backend.node)) return undefined;
+  const host = backend.ip.includes(":") ? `[${backend.ip}]` : backend.ip;
+  const node = backend.node === undefined ? "" : ` ${backend.node}`;
+  return `${host}:${backend.port} ${backend.weight} ${backend.state}${node}`;
 }
 
 function canonicalKey(x: Pick<RoutingTableEntry, "address" | "port" | "protocol">): string {
@@ -318,6 +401,7 @@ function checkEntry(
   if (entry.service !== undefined) serviceRef(entry.service, `${path}.service`, e);
   e.integer(entry.rejectWeight, `${path}.rejectWeight`, 0, MAX_WEIGHT);
   if (!e.array(entry.backends, `${path}.backends`)) return;
+  if (entry.endpoints !== undefined) checkEndpoints(entry, path, family, e);
   if (entry.backendsFrom !== undefined) {
     e.string(entry.backendsFrom, `${path}.backendsFrom`, { minLength: 1 });
     if (entry.backends.length > 0) {
@@ -332,20 +416,66 @@ function checkEntry(
   }
   entry.backends.forEach((b, j) => {
     const bp = `${path}.backends[${j}]`;
-    if (!e.object(b, bp)) return;
-    if (e.ip(b.ip, `${bp}.ip`) && family !== undefined) {
-      if (parseIp(b.ip as string)?.family !== family) {
-        e.add(`${bp}.ip`, `must be IPv${family} like the entry's address`);
-      }
+    if (e.object(b, bp)) checkBackend(b, bp, family, e);
+  });
+}
+
+/** Checks one backend (an object, or an endpoint string parsed) at `bp`. */
+function checkBackend(
+  b: JsonObject,
+  bp: string,
+  family: 4 | 6 | undefined,
+  e: FieldErrors,
+): void {
+  if (e.ip(b.ip, `${bp}.ip`) && family !== undefined) {
+    if (parseIp(b.ip as string)?.family !== family) {
+      e.add(`${bp}.ip`, `must be IPv${family} like the entry's address`);
     }
-    e.integer(b.port, `${bp}.port`, 1, 65535);
-    e.integer(b.weight, `${bp}.weight`, 0, MAX_WEIGHT);
-    e.oneOf(b.state, `${bp}.state`, BACKEND_STATES);
-    if (b.state !== "Ready" && b.weight !== 0 && typeof b.weight === "number") {
-      e.add(`${bp}.weight`, `must be 0 for a backend in state ${b.state}`);
+  }
+  e.integer(b.port, `${bp}.port`, 1, 65535);
+  e.integer(b.weight, `${bp}.weight`, 0, MAX_WEIGHT);
+  e.oneOf(b.state, `${bp}.state`, BACKEND_STATES);
+  if (b.state !== "Ready" && b.weight !== 0 && typeof b.weight === "number") {
+    e.add(`${bp}.weight`, `must be 0 for a backend in state ${b.state}`);
+  }
+  if (b.node !== undefined) e.string(b.node, `${bp}.node`, { minLength: 1 });
+  if (b.service !== undefined) serviceRef(b.service, `${bp}.service`, e);
+}
+
+/** `entry.endpoints`: a list of endpoint strings, each a valid backend; `backends` then empty. */
+function checkEndpoints(
+  entry: JsonObject,
+  path: string,
+  family: 4 | 6 | undefined,
+  e: FieldErrors,
+): void {
+  if (!e.array(entry.endpoints, `${path}.endpoints`)) return;
+  if (Array.isArray(entry.backends) && entry.backends.length > 0) {
+    e.add(`${path}.backends`, "must be empty with endpoints (the backends are listed there)");
+  }
+  if (entry.backendsFrom !== undefined) {
+    e.add(`${path}.endpoints`, "must be absent with backendsFrom");
+  }
+  entry.endpoints.forEach((s, j) => {
+    const bp = `${path}.endpoints[${j}]`;
+    if (!e.string(s, bp)) return;
+    const b = parseEndpoint(s as string);
+    if (!b) {
+      e.add(
+        bp,
+        `must be "ip:port weight state [node]" (IPv6 as [addr]:port), got ${JSON.stringify(s)}`,
+      );
+      return;
     }
-    if (b.node !== undefined) e.string(b.node, `${bp}.node`, { minLength: 1 });
-    if (b.service !== undefined) serviceRef(b.service, `${bp}.service`, e);
+    // an IPv6 address only in brackets, an IPv4 one never
+    const parsed = parseIp(b.ip);
+    if (parsed && (parsed.family === 6) !== (s as string).startsWith("[")) {
+      e.add(bp, `IPv6 addresses in brackets, IPv4 without, got ${JSON.stringify(s)}`);
+    }
+    if (b.node !== undefined && !NODE_NAME.test(b.node)) {
+      e.add(`${bp}`, `node must be a DNS subdomain, got ${JSON.stringify(b.node)}`);
+    }
+    checkBackend(b as unknown as JsonObject, bp, family, e);
   });
 }
 

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import {
+  type Backend,
   backendService,
   expandRoutingTable,
+  formatEndpoint,
+  parseEndpoint,
   type RoutingTable,
   validateRoutingTable,
 } from "./routing_table.ts";
@@ -128,4 +131,90 @@ Deno.test("backendsFrom must name an entry of the table with backends of its own
     "spec.entries[1].backendsFrom: must have at least 1 characters",
     "spec.entries[1].backendsFrom: no entry  in this table",
   ]);
+});
+
+/** A table whose entry lists `endpoints` (and `backends` as given, by default none). */
+function compact(endpoints: unknown, extra: Record<string, unknown> = {}): unknown {
+  const t = table({ service: web, backends: [], endpoints, ...extra });
+  return { ...t, spec: { ...t.spec, addresses: ["198.18.0.10", "2001:db8::10"] } };
+}
+
+Deno.test("endpoint strings are parsed into backends, and formatting them round-trips", () => {
+  const backends: Backend[] = [
+    { ip: "198.19.0.1", port: 8080, weight: 500000, state: "Ready", node: "node-1" },
+    { ip: "198.19.0.2", port: 1, weight: 0, state: "Serving" },
+    { ip: "198.19.0.3", port: 65535, weight: 0, state: "Terminating", node: "n.example" },
+    { ip: "198.19.0.4", port: 80, weight: 1_000_000, state: "Ready" },
+  ];
+  const strings = backends.map((b) => formatEndpoint(b)!);
+  assert.deepEqual(strings, [
+    "198.19.0.1:8080 500000 Ready node-1",
+    "198.19.0.2:1 0 Serving",
+    "198.19.0.3:65535 0 Terminating n.example",
+    "198.19.0.4:80 1000000 Ready",
+  ]);
+  assert.deepEqual(strings.map(parseEndpoint), backends);
+  const v = validateRoutingTable(compact(strings));
+  assert.ok(v.ok, JSON.stringify(v));
+  const entry = v.value.spec.entries[0]!;
+  assert.deepEqual(entry.backends, backends);
+  assert.equal(entry.endpoints, undefined, "the validated entry is the complete form");
+  assert.deepEqual(
+    expandRoutingTable(compact(strings) as RoutingTable).spec.entries[0]!.backends,
+    backends,
+  );
+});
+
+Deno.test("an IPv6 endpoint is written in brackets", () => {
+  const b: Backend = { ip: "2001:db8::5", port: 443, weight: 7, state: "Ready", node: "n1" };
+  assert.equal(formatEndpoint(b), "[2001:db8::5]:443 7 Ready n1");
+  assert.deepEqual(parseEndpoint("[2001:db8::5]:443 7 Ready n1"), b);
+  const t = compact(["[2001:db8::5]:443 7 Ready n1"]) as RoutingTable;
+  t.spec.entries[0]!.address = "2001:db8::10";
+  assert.ok(validateRoutingTable(t).ok);
+});
+
+Deno.test("a backend that does not fit a string is not formatted", () => {
+  const b: Backend = { ip: "198.19.0.1", port: 80, weight: 1, state: "Ready" };
+  assert.equal(formatEndpoint({ ...b, service: other }), undefined, "a Service of its own");
+  assert.equal(formatEndpoint({ ...b, node: "Node 1" }), undefined, "not a DNS subdomain");
+});
+
+Deno.test("bad endpoint strings are refused, each with its path", () => {
+  const bad: [string, unknown][] = [
+    ["port 0", "198.19.0.1:0 1 Ready"],
+    ["port 65536", "198.19.0.1:65536 1 Ready"],
+    ["weight 1000001", "198.19.0.1:80 1000001 Ready"],
+    ["weight on a Serving backend", "198.19.0.1:80 5 Serving"],
+    ["unknown state", "198.19.0.1:80 5 Up"],
+    ["not an IP", "198.19.0:80 5 Ready"],
+    ["an IPv4 octet over 255", "198.19.0.256:80 5 Ready"],
+    ["leading zeros", "198.19.0.1:080 5 Ready"],
+    ["IPv6 without brackets", "2001:db8::5:80 5 Ready"],
+    ["IPv4 in brackets", "[198.19.0.1]:80 5 Ready"],
+    ["IPv6 in an IPv4 entry", "[2001:db8::5]:80 5 Ready"],
+    ["bad IPv6", "[2001:db8:::5]:80 5 Ready"],
+    ["node not a DNS subdomain", "198.19.0.1:80 5 Ready Node_1"],
+    ["a fifth field", "198.19.0.1:80 5 Ready n1 extra"],
+    ["not a string", 7],
+    ["empty", ""],
+  ];
+  for (const [what, s] of bad) {
+    const v = validateRoutingTable(compact(["198.19.0.9:80 1 Ready", s]));
+    assert.equal(v.ok, false, what);
+    if (!v.ok) {
+      assert.ok(
+        v.errors.every((e) => e.path.startsWith("spec.entries[0].endpoints[1]")),
+        `${what}: ${JSON.stringify(v.errors)}`,
+      );
+    }
+  }
+});
+
+Deno.test("endpoints go with empty backends and without backendsFrom", () => {
+  const one = { ip: "198.19.0.1", port: 8080, weight: 1, state: "Ready" };
+  const both = validateRoutingTable(compact(["198.19.0.2:80 1 Ready"], { backends: [one] }));
+  assert.equal(both.ok, false);
+  if (!both.ok) assert.deepEqual(both.errors.map((e) => e.path), ["spec.entries[0].backends"]);
+  assert.equal(validateRoutingTable(compact("198.19.0.2:80 1 Ready")).ok, false, "not a list");
 });
