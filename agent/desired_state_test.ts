@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { formatEndpoint } from "../api/mod.ts";
 import { be, table } from "./_testing.ts";
 import { computeDesiredState, type DesiredStateOptions } from "./desired_state.ts";
 
@@ -133,4 +134,23 @@ Deno.test("desired state: an entry with backendsFrom is programmed with the refe
   assert.equal(a.services.get("198.18.100.1:81/TCP")!.backends.length, 2);
   assert.equal(a.services.get("198.18.100.1:81/TCP")!.rejectWeight, 2);
   assert.deepEqual(a.tables, b.tables);
+});
+
+Deno.test("desired state: an entry with endpoint strings is programmed as with backend objects", () => {
+  const backends = [
+    be("198.18.1.2", 1, { node: "node-1" }),
+    be("198.18.2.2", 3, { node: "node-2" }),
+  ];
+  const endpoints = backends.map((b) => formatEndpoint(b)!);
+  const compact = table("gw", [{ backends: [], endpoints, rejectWeight: 1 }]);
+  const full = table("gw", [{ backends, rejectWeight: 1 }]);
+  const a = computeDesiredState([compact], options());
+  const b = computeDesiredState([full], options());
+  assert.deepEqual([...a.services.entries()], [...b.services.entries()]);
+  assert.equal(a.services.get("198.18.100.1:80/TCP")!.backends.length, 2);
+  assert.deepEqual(a.tables, b.tables);
+  const bad = table("gw", [{ backends: [], endpoints: ["198.18.1.2:0 1 Ready"], rejectWeight: 1 }]);
+  const c = computeDesiredState([bad], options());
+  assert.equal(c.tables[0]!.result, "invalid");
+  assert.match(c.tables[0]!.errors.join("\n"), /endpoints\[0\]/);
 });

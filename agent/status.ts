@@ -11,6 +11,7 @@ import {
   DATAPLANE_CONDITIONS,
   DATAPLANE_REASONS,
   type DataplaneNodeStatus,
+  ENDPOINTS_FEATURE,
   type MapUsage,
   type ServiceCounters,
   type TableStatus,
@@ -24,11 +25,12 @@ export const MAX_COUNTED_SERVICES = 100;
 
 /**
  * Optional parts of the RoutingTable contract this agent understands, listed
- * in `status.features`: the operator writes `entries[].backendsFrom` only once
- * every node's agent lists it (an older agent would program such entries with
- * no backends). Its validator expands the references before programming.
+ * in `status.features`: the operator writes `entries[].backendsFrom` and
+ * `entries[].endpoints` each only once every node's agent lists it (an older
+ * agent would program such entries with no backends). Its validator expands
+ * both before programming.
  */
-export const AGENT_FEATURES: readonly string[] = [BACKENDS_FROM_FEATURE];
+export const AGENT_FEATURES: readonly string[] = [BACKENDS_FROM_FEATURE, ENDPOINTS_FEATURE];
 
 /** Inputs of {@linkcode buildStatus}. */
 export interface StatusInput {

@@ -1,7 +1,8 @@
 /**
  * The form a RoutingTable is written in: an entry whose Service and backends
  * are those of an earlier entry refers to it (`backendsFrom`) instead of
- * listing them again, once every agent understands the reference.
+ * listing them again, and an entry lists its backends as one string each
+ * (`endpoints`), each once every agent understands it.
  *
  * Why: when one Service backs many listeners of a Gateway, the table repeated
  * the same backend list once per listener, and the API server's cost of each
@@ -15,7 +16,9 @@
 import {
   BACKENDS_FROM_FEATURE,
   type DataplaneNode,
+  ENDPOINTS_FEATURE,
   entryKey,
+  formatEndpoint,
   type RoutingTableEntry,
   type RoutingTableSpec,
 } from "../api/mod.ts";
@@ -31,9 +34,20 @@ import { sameJson } from "./same_json.ts";
 export function agentsShareBackends(
   dataplaneNodes: ReadonlyMap<string, DataplaneNode>,
 ): boolean {
+  return agentsList(BACKENDS_FROM_FEATURE, dataplaneNodes);
+}
+
+/**
+ * Whether at least one DataplaneNode exists and each lists `feature` in
+ * `status.features`.
+ */
+export function agentsList(
+  feature: string,
+  dataplaneNodes: ReadonlyMap<string, DataplaneNode>,
+): boolean {
   if (dataplaneNodes.size === 0) return false;
   for (const node of dataplaneNodes.values()) {
-    if (!node.status?.features?.includes(BACKENDS_FROM_FEATURE)) return false;
+    if (!node.status?.features?.includes(feature)) return false;
   }
   return true;
 }
@@ -74,10 +88,44 @@ export function shareBackends(spec: RoutingTableSpec): RoutingTableSpec {
   return shared ? { ...spec, entries } : spec;
 }
 
-/** The spec to compare with the cached table and write: shared when every agent understands it. */
+/**
+ * `spec` with each entry's backends written as endpoint strings
+ * (`entries[].endpoints`, `backends: []`); an entry with a backend that does
+ * not fit a string (a Service of its own, an odd node name) stays complete.
+ * `spec` itself when no entry changes. A backend object is six JSON values
+ * and a Go map in the API server, a string one: a write costs it a third of
+ * the CPU (docs/performance.md, "Backends as strings").
+ *
+ * @example
+ * ```ts
+ * const written = backendsAsStrings(shareBackends(spec));
+ * ```
+ */
+export function backendsAsStrings(spec: RoutingTableSpec): RoutingTableSpec {
+  let changed = false;
+  const entries = spec.entries.map((entry) => {
+    if (entry.backends.length === 0 || entry.endpoints !== undefined) return entry;
+    const endpoints: string[] = [];
+    for (const b of entry.backends) {
+      const s = formatEndpoint(b);
+      if (s === undefined) return entry;
+      endpoints.push(s);
+    }
+    changed = true;
+    const { backends: _, ...rest } = entry;
+    return { ...rest, endpoints, backends: [] };
+  });
+  return changed ? { ...spec, entries } : spec;
+}
+
+/**
+ * The spec to compare with the cached table and write: backends shared, and
+ * written as strings, each when every agent understands it.
+ */
 export function specToWrite(
   spec: RoutingTableSpec,
   dataplaneNodes: ReadonlyMap<string, DataplaneNode>,
 ): RoutingTableSpec {
-  return agentsShareBackends(dataplaneNodes) ? shareBackends(spec) : spec;
+  const shared = agentsShareBackends(dataplaneNodes) ? shareBackends(spec) : spec;
+  return agentsList(ENDPOINTS_FEATURE, dataplaneNodes) ? backendsAsStrings(shared) : shared;
 }

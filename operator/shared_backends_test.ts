@@ -5,7 +5,12 @@ import {
   type RoutingTableEntry,
   validateRoutingTable,
 } from "../api/mod.ts";
-import { agentsShareBackends, shareBackends, specToWrite } from "./shared_backends.ts";
+import {
+  agentsShareBackends,
+  backendsAsStrings,
+  shareBackends,
+  specToWrite,
+} from "./shared_backends.ts";
 
 const web = { namespace: "shop", name: "web", port: 80 };
 const five = [1, 2, 3, 4, 5].map((i) => ({
@@ -106,4 +111,48 @@ Deno.test("backends are shared only when every DataplaneNode lists backendsFrom,
     specToWrite(s, nodes(node("a", ["backendsFrom"]))).entries[1]!.backendsFrom,
     "198.18.0.1:80/TCP",
   );
+});
+
+Deno.test("backends are written as strings when every DataplaneNode lists endpoints", () => {
+  const s = spec([entry(80), entry(81), entry(82, { backends: [] })]);
+  const nodes = (...n: DataplaneNode[]) => new Map(n.map((x) => [x.metadata.name, x]));
+  assert.equal(specToWrite(s, nodes(node("a", ["endpoints"]), node("b", ["backendsFrom"]))), s);
+  assert.equal(specToWrite(s, nodes()), s, "no agent yet");
+  const both = specToWrite(s, nodes(node("a", ["backendsFrom", "endpoints"])));
+  assert.deepEqual(both.entries.map((e) => [e.backendsFrom, e.endpoints?.length, e.backends]), [
+    [undefined, 5, []],
+    ["198.18.0.1:80/TCP", undefined, []],
+    [undefined, undefined, []],
+  ]);
+  assert.equal(both.entries[0]!.endpoints![0], "198.19.0.1:8080 200000 Ready");
+  const only = specToWrite(s, nodes(node("a", ["endpoints"])));
+  assert.deepEqual(only.entries.map((e) => e.endpoints?.length), [5, 5, undefined]);
+  // what the agents read is the complete table again
+  const table = (sp: typeof s): RoutingTable => ({
+    apiVersion: "blixt.dev/v1alpha1",
+    kind: "RoutingTable",
+    metadata: { name: "gw", namespace: "shop" },
+    spec: sp,
+  });
+  for (const written of [both, only]) {
+    const v = validateRoutingTable(table(written));
+    assert.ok(v.ok, JSON.stringify(v));
+    // backendsFrom is kept in the expanded entry, as the agents read it
+    const expanded = v.value.spec.entries.map(({ backendsFrom: _, ...rest }) => rest);
+    assert.deepEqual(expanded, s.entries);
+  }
+});
+
+Deno.test("an entry with a backend of another Service stays complete", () => {
+  const mixed = entry(80, {
+    backends: [...five.slice(0, 4), {
+      ...five[4]!,
+      service: { namespace: "shop", name: "other", port: 81 },
+    }],
+  });
+  const s = spec([mixed, entry(81)]);
+  const written = backendsAsStrings(s);
+  assert.equal(written.entries[0], mixed);
+  assert.equal(written.entries[1]!.endpoints?.length, 5);
+  assert.equal(backendsAsStrings(written), written, "already written as strings");
 });

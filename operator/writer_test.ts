@@ -166,7 +166,7 @@ Deno.test("operator writer: a reconciled Gateway reads right in kubectl", async 
     });
 
     await t.step(
-      "a second listener on the same Service refers to the first entry's backends once every agent reads that",
+      "a second listener on the same Service refers to the first entry's backends, and backends are strings, each once every agent reads that",
       async () => {
         const features = async (list: string[]) => {
           const path = "/apis/blixt.dev/v1alpha1/dataplanenodes/node-share";
@@ -264,6 +264,26 @@ spec:
         ({ raw } = await entries());
         assert.ok(raw.every((e) => e.backendsFrom === undefined), JSON.stringify(raw));
         assert.deepEqual(at(raw, 81).backends.map((b) => b.ip), ["198.18.1.3"]);
+        const complete = at(raw, 80).backends;
+
+        // agents that all read backends as strings get them so, beside the reference
+        await features(["backendsFrom", "endpoints"]);
+        await settle();
+        ({ raw, expanded } = await entries());
+        assert.deepEqual(at(raw, 80).backends, []);
+        assert.equal(at(raw, 80).endpoints?.length, 1);
+        assert.match(at(raw, 80).endpoints![0]!, /^198\.18\.1\.3:\d+ \d+ Ready/);
+        assert.equal(at(raw, 81).backendsFrom, key);
+        assert.equal(at(raw, 81).endpoints, undefined);
+        assert.deepEqual(at(expanded, 80).backends, complete);
+        assert.deepEqual(at(expanded, 81).backends, complete);
+
+        // one agent without it (an older one): complete backends again
+        await features(["backendsFrom"]);
+        await settle();
+        ({ raw } = await entries());
+        assert.ok(raw.every((e) => e.endpoints === undefined), JSON.stringify(raw));
+        assert.deepEqual(at(raw, 80).backends, complete);
       },
     );
 
