@@ -1,12 +1,15 @@
 /**
- * `deno task bench agent [rounds] [--shape 100x100]`: the agent at 10,000
+ * `deno task bench agent [rounds] [--shape 100x100] [--form strings|complete]`: the agent at 10,000
  * services x 10 backends, in the local cluster (one node), against the real
  * API server and kernel, as TABLESxENTRIES RoutingTables. 100x100 (the
  * default) is the original shape, kept for comparison, although the operator
  * cannot write it (a Gateway has at most 64 listeners, so a table at most 64
  * entries); 1000x10 (Gateways of 10 listeners) and 157x64 (full Gateways) are
  * shapes it writes. Lines of other shapes carry the shape as a suffix
- * (`update_one_backend_at_10k_ms_1000x10`).
+ * (`update_one_backend_at_10k_ms_1000x10`). The tables are written as the
+ * operator writes them for agents of this version: backends as endpoint
+ * strings (`entries[].endpoints`); `--form complete` writes backend objects,
+ * as for older agents.
  *
  * - `program_10k_services_ms`: the agent's first sync, from its table cache
  *   to all 10,000 services in the maps (its "maps synced" log line), and
@@ -42,6 +45,7 @@ import { serviceKey, serviceValue } from "../agent/bpf/layout.ts";
 import { type k8s, shareConnections } from "../kube/client.ts";
 import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
 import { changedEntriesPatch } from "../operator/writer.ts";
+import { backendsAsStrings } from "../operator/shared_backends.ts";
 import { parseArgs } from "node:util";
 
 const NAME = "agent-test-bench";
@@ -143,8 +147,17 @@ export async function main(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { shape: { type: "string", default: "100x100" } },
+    options: {
+      shape: { type: "string", default: "100x100" },
+      form: { type: "string", default: "strings" },
+    },
   });
+  if (values.form !== "strings" && values.form !== "complete") {
+    throw new Error(`--form strings|complete, not ${values.form}`);
+  }
+  // the form the operator writes: backends as strings once every agent reads them
+  const written = (t: RoutingTable): RoutingTable =>
+    values.form === "strings" ? { ...t, spec: backendsAsStrings(t.spec) } : t;
   const rounds = Number(positionals[0] ?? 20);
   const shape = parseShape(values.shape);
   const TABLES = shape.tables;
@@ -176,12 +189,14 @@ export async function main(args: string[]): Promise<void> {
     }
 
     // Table 0 by apply: its answer (resourceVersion, spec) is what the updates patch.
-    let current = await applyRaw(kc, table(shape, 0, vips, podNet));
+    let current = await applyRaw(kc, written(table(shape, 0, vips, podNet)));
     let next = 1;
     await Promise.all(Array.from({ length: 4 }, async () => {
-      while (next < TABLES) await applyRaw(kc, table(shape, next++, vips, podNet));
+      while (next < TABLES) await applyRaw(kc, written(table(shape, next++, vips, podNet)));
     }));
-    console.error(`${TABLES} tables of ${shape.entries} entries x ${BACKENDS} backends written`);
+    console.error(
+      `${TABLES} tables of ${shape.entries} entries x ${BACKENDS} backends written (${values.form})`,
+    );
 
     const started = performance.now();
     agent = AgentProcess.start(cluster, 0, { metricsPort: 19464, v8Flags });
@@ -224,7 +239,7 @@ export async function main(args: string[]): Promise<void> {
         const seen = agent.lines.length;
         const before = slots();
         // What the operator sends when one entry's backends change: a JSON patch of that entry.
-        const want = table(shape, 0, vips, podNet, 0, r % 2 === 0 ? 2 : 1);
+        const want = written(table(shape, 0, vips, podNet, 0, r % 2 === 0 ? 2 : 1));
         const patch = changedEntriesPatch(current, want);
         if (!patch) throw new Error("the writer would apply the whole table");
         const t0 = performance.now();

@@ -41,7 +41,7 @@
  *
  * deno task bench operator [--gateways 100] [--routes 10000] [--changes 100]
  *   [--services per-gateway|per-listener] [--operator-log FILE] [--operator-v8-flags FLAGS]
- *   [--operator-profile FILE] [--agent-features backendsFrom|none]
+ *   [--operator-profile FILE] [--agent-features backendsFrom,endpoints|none]
  *
  * No agent runs: a DataplaneNode `bench-agent` (no Node of that name, so it
  * holds no Gateway's Programmed back) lists the features agents would, by
@@ -64,7 +64,8 @@ import { parseArgs } from "node:util";
 import { parseAllDocuments } from "yaml";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { apiStatus, type KubeObject, shareConnections } from "../kube/client.ts";
-import { BACKENDS_FROM_FEATURE, expandRoutingTable, type RoutingTable } from "../api/mod.ts";
+import { expandRoutingTable, type RoutingTable } from "../api/mod.ts";
+import { AGENT_FEATURES } from "../agent/status.ts";
 import { requestJson } from "../kube/rest.ts";
 import { collectionPath, type ResolvedResource, resolveResource } from "../kube/resource.ts";
 import { dropManagedFields, Informer } from "../kube/informer.ts";
@@ -285,7 +286,7 @@ export async function main(args: string[]): Promise<void> {
       "operator-log": { type: "string" },
       "operator-v8-flags": { type: "string" },
       "operator-profile": { type: "string" },
-      "agent-features": { type: "string", default: BACKENDS_FROM_FEATURE },
+      "agent-features": { type: "string", default: AGENT_FEATURES.join(",") },
     },
   });
   const gateways = Number(values.gateways);
@@ -351,7 +352,8 @@ export async function main(args: string[]): Promise<void> {
       ] as KubeObject[]
     ) await create(obj);
     // the agents' stand-in: the features they list gate how the operator writes tables
-    // (api/routing_table.ts backendsFrom); no Node has its name, so it holds no Programmed back
+    // (api/routing_table.ts backendsFrom, endpoints); no Node has its name, so it holds no
+    // Programmed back
     const applyNode = (sub: string, fields: Record<string, unknown>) =>
       requestJson(kc, `/apis/blixt.dev/v1alpha1/dataplanenodes/${BENCH_AGENT}${sub}`, {
         method: "PATCH",
@@ -442,7 +444,8 @@ export async function main(args: string[]): Promise<void> {
     const onTable = (t: KubeObject) => {
       const key = `${t.metadata?.namespace}/${t.metadata?.name}`;
       tableBytes.set(key, JSON.stringify(t).length);
-      // an entry may list its backends or take another entry's (backendsFrom)
+      // an entry may list its backends, as strings (endpoints), or take another entry's
+      // (backendsFrom)
       const entries = expandRoutingTable(t as unknown as RoutingTable).spec.entries ?? [];
       if (
         entries.length === LISTENERS &&
@@ -582,7 +585,9 @@ export async function main(args: string[]): Promise<void> {
       const key = `${ns}/gw-${g}`;
       const arrived = new Promise<void>((resolve) => {
         seen.set(key, (t) => {
-          if (JSON.stringify(t.spec).includes(`"${ip}"`)) resolve();
+          // the address as a backend object's ip, or at the start of an endpoint string
+          const spec = JSON.stringify(t.spec);
+          if (spec.includes(`"${ip}"`) || spec.includes(`"${ip}:`)) resolve();
         });
       });
       const name = changed.metadata?.name ?? "";
