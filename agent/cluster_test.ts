@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "../bpf/build.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { tcpEcho, udpEcho } from "../tests/cluster/echo_client.ts";
-import type { Backend, RoutingTable } from "../api/mod.ts";
+import { type Backend, formatEndpoint, type RoutingTable } from "../api/mod.ts";
 import {
   AgentProcess,
   applyTable,
@@ -188,6 +188,31 @@ Deno.test("agent in the local cluster", async (t) => {
           async () => await tcpProbe(vip, 80, "gone?", 300) === undefined,
         );
         assert.equal(podOf(await udpEcho(vip, 53, "still")), "echo-c", "the other entry stays");
+      },
+    );
+
+    await t.step(
+      "a table with backends as endpoint strings is programmed as with objects",
+      async () => {
+        const vip3 = vipOf(cluster.plan.gatewayPool, 13);
+        const compact = rt("strings", vip3, [{ port: 80, backends: [] }]);
+        // what the operator writes once every agent lists the `endpoints` feature
+        compact.spec.entries[0]!.endpoints = [be(a), be(b)].map((x) => formatEndpoint(x)!);
+        const gen = await applyTable(kc, compact);
+        await eventually("n1 and n2 program the table", async () => {
+          for (const node of [n1, n2]) {
+            const ts = (await dataplaneNode(kc, node.name))?.status?.tables
+              ?.find((x) => x.name === "strings");
+            if (ts?.programmedGeneration !== gen || ts.backends !== 2) return false;
+          }
+          return true;
+        });
+        const seen = new Set<string>();
+        for (let i = 0; i < 40 && seen.size < 2; i++) {
+          seen.add(podOf(await tcpEcho(vip3, 80, `strings ${i}`)));
+        }
+        assert.deepEqual([...seen].sort(), ["echo-a", "echo-b"]);
+        await deleteTable(kc, "default", "strings");
       },
     );
 
