@@ -16,6 +16,7 @@
 
 import assert from "node:assert/strict";
 import type { StatusReport } from "../../plugin/status.ts";
+import { expandRoutingTable, type RoutingTable } from "../../api/routing_table.ts";
 import { sleep } from "../cluster/host.ts";
 import {
   brief,
@@ -502,7 +503,13 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
         });
         await waitFor("p1 Serving in the RoutingTable", async () => {
           const table = await getObject(kubectl, "routingtable", "web", "default");
-          return JSON.stringify(table?.spec).includes('"state":"Serving"') ? true : undefined;
+          // backends as objects or as endpoint strings: read them as agents do
+          const entries = table?.spec?.entries === undefined
+            ? []
+            : expandRoutingTable(table as unknown as RoutingTable).spec.entries;
+          return entries.some((e) => e.backends.some((b) => b.state === "Serving"))
+            ? true
+            : undefined;
         });
         await sleep(1000);
         const drained = await countAnswers(60, (i) => tcpAsk(address, 8000, `draining ${i}`));
