@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
- *   [--variants current,noipformat,noformats,unvalidated]
+ *   [--variants current,noipformat,noformats,unvalidated,pattern,strings,strings-exact,liststring]
  *   [--methods apply,merge,jsonpatch,jsonpatch-all,jsonpatch-backends,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
  *   [--layout entries|shared] [--services N]
  * ```
