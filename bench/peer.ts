@@ -32,6 +32,7 @@ import { run, sleep } from "../tests/cluster/host.ts";
 import { programmedAddress, waitFor } from "../tests/e2e/kube_state.ts";
 import { startSystem, stopSystem, type System } from "../tests/e2e/system.ts";
 import { LineConnection, routeThrough } from "../tests/e2e/traffic.ts";
+import { requestJson } from "../kube/rest.ts";
 import { type BenchLine, buildL4bench, median, round } from "./dataplane.ts";
 import {
   cpuSeconds,
@@ -190,6 +191,8 @@ interface Bench {
   addresses: Record<keyof typeof HOSTS, string>;
   pods: Record<"srvLocal" | "srvRemote" | "echoA" | "echoB", Pod>;
   log: (line: string) => void;
+  /** The API server logs each request with its latency (programming phases). */
+  apiserverRequestLog?: boolean;
 }
 
 async function setUp(log: (line: string) => void, options: { agentInfo: boolean }): Promise<Bench> {
@@ -532,6 +535,14 @@ interface Phases {
   tableWriteStart: number;
   /** the RoutingTable write answered */
   tableWritten: number;
+  /**
+   * The API server's side of that write (its request log, with
+   * `BLIXT_APISERVER_PROFILING=1` only): the request received (after TLS and
+   * HTTP parsing) and its answer done; what lies outside is the client's and
+   * the wire's.
+   */
+  tableWriteReceived?: number;
+  tableWriteServed?: number;
   /** node-1's agent's cache saw the new table */
   agentEvent: number;
   /** its sync started (a macrotask after the event) */
@@ -583,12 +594,19 @@ async function blixtPhases(
   // the operator logs once the whole write is done: its table write started right after reconcile
   const tableStart = at(reconciled) - num(reconciled.writeMs);
   const reconcileStart = tableStart - num(reconciled.reconcileMs);
+  const served = await apiserverWrite(bench, startedAt, ROUTING_TABLE_WRITE);
   return {
     sliceWritten,
     operatorEvent: reconcileStart - num(reconciled.queuedMs),
     reconcileStart,
     tableWriteStart: tableStart,
     tableWritten: tableStart + num(reconciled.tableMs),
+    ...(served
+      ? {
+        tableWriteReceived: served.received - startedAt,
+        tableWriteServed: served.done - startedAt,
+      }
+      : {}),
     agentEvent: at(synced) - num(synced.sinceChangeMs),
     agentSyncStart: at(synced) - num(synced.sinceChangeMs) + num(steps?.start),
     agentComputed: at(synced) - num(synced.sinceChangeMs) + num(steps?.computed),
@@ -596,6 +614,56 @@ async function blixtPhases(
     mapsWritten: at(synced),
     firstAnswer,
   };
+}
+
+/** The operator's write of the probe's RoutingTable, as the API server's request log names it. */
+const ROUTING_TABLE_WRITE =
+  /verb="(PATCH|APPLY)" URI="\/apis\/blixt\.dev\/v1alpha1\/namespaces\/default\/routingtables\/probe\?/;
+
+/**
+ * Has the API server log every request with its latency (verbosity 3, set at
+ * run time through `/debug/flags/v`, which it serves only with profiling on:
+ * `BLIXT_APISERVER_PROFILING=1` when the cluster starts). Returns whether it did.
+ */
+async function logApiserverRequests(bench: Bench): Promise<boolean> {
+  if (Deno.env.get("BLIXT_APISERVER_PROFILING") !== "1") return false;
+  try {
+    await requestJson(bench.cluster.kubeConfig(), "/debug/flags/v", { method: "PUT", body: 3 });
+    return true;
+  } catch (err) {
+    bench.log(`the API server's request log stays off: ${(err as Error).message}`);
+    return false;
+  }
+}
+
+/** A Go duration as klog writes it (`812.3µs`, `9.09ms`, `1.2s`) in ms, or NaN. */
+function goDurationMs(text: string): number {
+  const m = /^([\d.]+)(ns|µs|us|ms|s)$/.exec(text);
+  if (!m) return NaN;
+  const scale: Record<string, number> = { ns: 1e-6, "µs": 1e-3, us: 1e-3, ms: 1, s: 1000 };
+  return Number(m[1]) * scale[m[2]!]!;
+}
+
+/**
+ * When the API server received and finished the first request matching `what`
+ * after `startedAt` (epoch ms), from its request log (`httplog` lines of
+ * verbosity 3); undefined when it does not log requests.
+ */
+async function apiserverWrite(
+  bench: Bench,
+  startedAt: number,
+  what: RegExp,
+): Promise<{ received: number; done: number } | undefined> {
+  if (!bench.apiserverRequestLog) return undefined;
+  const year = new Date(startedAt).getUTCFullYear();
+  const text = await Deno.readTextFile(`${bench.cluster.dir}/apiserver.log`);
+  for (const line of text.split("\n")) {
+    if (!line.includes('"HTTP"') || !what.test(line)) continue;
+    const done = klogTime(line, year);
+    const latency = goDurationMs(/ latency="([^"]+)"/.exec(line)?.[1] ?? "");
+    if (done >= startedAt && Number.isFinite(latency)) return { received: done - latency, done };
+  }
+  return undefined;
 }
 
 /** kube-proxy's side of one change, in ms from the start of the write (node-1's log, verbosity 2). */
@@ -654,6 +722,7 @@ async function programmingBench(
   options: { samples: number; probeIntervalMs: number },
 ): Promise<void> {
   await fillTo(bench, n);
+  bench.apiserverRequestLog ??= await logApiserverRequests(bench);
   // The write goes over a kept-alive connection: through the client library each write made
   // a TLS connection of its own and held this process's event loop, the probers' included.
   const writer = endpointSliceWriter(bench.cluster, 1);
