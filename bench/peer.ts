@@ -19,6 +19,10 @@
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
  *
+ * Programming runs log each peer's path (blixt's operator and agent, kube-proxy's sync and its
+ * nftables commit from `nft monitor`); with `BLIXT_APISERVER_PROFILING=1` also the API server's side
+ * of the RoutingTable write, and with `BLIXT_BENCH_DEBUG=1` every probe's start, end and answer.
+ *
  * See docs/performance.md ("Against kube-proxy") for the set-up and figures.
  *
  * @module
@@ -411,6 +415,8 @@ function emit(
 
 // ---------------------------------------------------------------- programming latency
 
+const DEBUG_TRIES = Deno.env.get("BLIXT_BENCH_DEBUG") === "1";
+
 /** When a prober's first answer from the new pod came, and how many connections it took. */
 interface Probed {
   /** performance.now() of the answer */
@@ -430,18 +436,30 @@ async function firstAnswerFrom(
 ): Promise<Probed> {
   const deadline = performance.now() + options.timeoutMs;
   let tries = 0;
+  const log: unknown[] = [];
   while (performance.now() < deadline) {
     let conn: LineConnection | undefined;
     tries++;
+    const t0 = performance.timeOrigin + performance.now();
+    let got = "";
     try {
       conn = await LineConnection.open(address, 8080, 300);
+      got = "connected";
       const answer = await conn.ask("probe", 300);
-      if (answer.name === name) return { at: performance.now(), tries };
-    } catch {
-      // a connection caught mid-change: try again
+      got = String(answer.name);
+      if (answer.name === name) {
+        if (DEBUG_TRIES) {
+          log.push([t0, performance.timeOrigin + performance.now(), got]);
+          console.error(JSON.stringify({ tries: address, log }));
+        }
+        return { at: performance.now(), tries };
+      }
+    } catch (err) {
+      got += " error " + (err as Error).message;
     } finally {
       conn?.close();
     }
+    if (DEBUG_TRIES) log.push([t0, performance.timeOrigin + performance.now(), got]);
     await sleep(options.intervalMs);
   }
   throw new Error(`${address}: no answer from ${name} within ${options.timeoutMs} ms`);
@@ -670,6 +688,12 @@ async function apiserverWrite(
 interface KubeProxyPhases {
   /** its sync began ("Syncing nftables rules") */
   kubeProxySyncStart: number;
+  /**
+   * its nftables transaction committed: node-1's `nft monitor` printed the
+   * probe Service's new rules (packets see the change from here), as blixt's
+   * `entriesWritten`; read by this process, so late by as much as its loop is
+   */
+  kubeProxyRulesIn?: number;
   /** its sync ended, the nftables transaction in ("SyncProxyRules complete") */
   kubeProxySynced: number;
   /** the new backend answered through its address */
@@ -684,10 +708,50 @@ function klogTime(line: string, year: number): number {
   return Date.UTC(year, mo! - 1, d, h, mi, sec) + us! / 1000;
 }
 
+/** When node-1's nftables changed the probe Service's rules (epoch ms), while it runs. */
+interface ProbeRuleCommits {
+  times: number[];
+  stop(): Promise<void>;
+}
+
+/** Follows `nft monitor` in node-1's netns for rule changes of the probe Service. */
+function followProbeRules(bench: Bench): ProbeRuleCommits {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", bench.cluster.nodes[0]!.netns, "nft", "monitor", "ruleset"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const times: number[] = [];
+  const reading = (async () => {
+    let pending = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      const at = performance.timeOrigin + performance.now();
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      if (lines.some((l) => l.includes("default/probe/"))) times.push(at);
+    }
+  })().catch(() => {});
+  return {
+    times,
+    async stop() {
+      try {
+        child.kill();
+      } catch {
+        // already gone
+      }
+      await reading;
+      await child.status;
+    },
+  };
+}
+
 async function kubeProxyPhases(
   bench: Bench,
   startedAt: number,
   firstAnswer: number,
+  rules: ProbeRuleCommits,
 ): Promise<KubeProxyPhases | undefined> {
   const proxy = bench.proxies.find((p) => p.node === bench.cluster.nodes[0]!.name);
   if (!proxy) return undefined;
@@ -703,8 +767,10 @@ async function kubeProxyPhases(
     }
   }
   if (Number.isNaN(end)) return undefined;
+  const rulesIn = rules.times.find((t) => t >= startedAt);
   return {
     kubeProxySyncStart: start - startedAt,
+    ...(rulesIn !== undefined ? { kubeProxyRulesIn: rulesIn - startedAt } : {}),
     kubeProxySynced: end - startedAt,
     kubeProxyFirstAnswer: firstAnswer,
   };
@@ -726,10 +792,12 @@ async function programmingBench(
   // The write goes over a kept-alive connection: through the client library each write made
   // a TLS connection of its own and held this process's event loop, the probers' included.
   const writer = endpointSliceWriter(bench.cluster, 1);
+  const rules = followProbeRules(bench);
   try {
-    await programmingSamples(bench, n, options, writer);
+    await programmingSamples(bench, n, options, writer, rules);
   } finally {
     writer.close();
+    await rules.stop();
   }
 }
 
@@ -738,6 +806,7 @@ async function programmingSamples(
   n: number,
   { samples, probeIntervalMs }: { samples: number; probeIntervalMs: number },
   writer: ReturnType<typeof endpointSliceWriter>,
+  rules: ProbeRuleCommits,
 ): Promise<void> {
   const took: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
   const period: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
@@ -773,7 +842,7 @@ async function programmingSamples(
         phases.push(p);
         bench.log(`blixt's path: ${Object.entries(p).map(([k, v]) => `${k} ${Math.round(v)}`)}`);
       }
-      const kpp = await kubeProxyPhases(bench, startedAt, k - started);
+      const kpp = await kubeProxyPhases(bench, startedAt, k - started, rules);
       if (kpp) {
         kubeProxyPath.push(kpp);
         bench.log(
