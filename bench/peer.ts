@@ -639,17 +639,18 @@ const ROUTING_TABLE_WRITE =
   /verb="(PATCH|APPLY)" URI="\/apis\/blixt\.dev\/v1alpha1\/namespaces\/default\/routingtables\/probe\?/;
 
 /**
- * Has the API server log every request with its latency (verbosity 3, set at
- * run time through `/debug/flags/v`, which it serves only with profiling on:
- * `BLIXT_APISERVER_PROFILING=1` when the cluster starts). Returns whether it did.
+ * Sets the API server's log verbosity at run time through `/debug/flags/v`,
+ * which it serves only with profiling on (`BLIXT_APISERVER_PROFILING=1` when
+ * the cluster starts): 3 logs every request with its latency, 1 is the
+ * cluster's own. Returns whether it did.
  */
-async function logApiserverRequests(bench: Bench): Promise<boolean> {
+async function apiserverVerbosity(bench: Bench, level: 1 | 3): Promise<boolean> {
   if (Deno.env.get("BLIXT_APISERVER_PROFILING") !== "1") return false;
   try {
-    await requestJson(bench.cluster.kubeConfig(), "/debug/flags/v", { method: "PUT", body: 3 });
+    await requestJson(bench.cluster.kubeConfig(), "/debug/flags/v", { method: "PUT", body: level });
     return true;
   } catch (err) {
-    bench.log(`the API server's request log stays off: ${(err as Error).message}`);
+    bench.log(`the API server's verbosity stays as it was: ${(err as Error).message}`);
     return false;
   }
 }
@@ -788,7 +789,8 @@ async function programmingBench(
   options: { samples: number; probeIntervalMs: number },
 ): Promise<void> {
   await fillTo(bench, n);
-  bench.apiserverRequestLog ??= await logApiserverRequests(bench);
+  // the request log costs the API server CPU: on for the samples only, not for the churn after
+  bench.apiserverRequestLog = await apiserverVerbosity(bench, 3);
   // The write goes over a kept-alive connection: through the client library each write made
   // a TLS connection of its own and held this process's event loop, the probers' included.
   const writer = endpointSliceWriter(bench.cluster, 1);
@@ -798,6 +800,8 @@ async function programmingBench(
   } finally {
     writer.close();
     await rules.stop();
+    if (bench.apiserverRequestLog) await apiserverVerbosity(bench, 1);
+    bench.apiserverRequestLog = false;
   }
 }
 
