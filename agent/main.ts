@@ -1,8 +1,10 @@
 /**
- * `deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE] [--bpffs DIR]
- * [--metrics-port N] [--node-address IP]`: the node daemon. Loads (or adopts)
- * the pinned data plane, attaches it to the uplink, and keeps the maps equal
- * to the cluster's RoutingTables.
+ * `deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
+ * [--pod-interface IFACE]... [--bpffs DIR] [--metrics-port N] [--node-address IP]`:
+ * the node daemon. Loads (or adopts) the pinned data plane, attaches it to the
+ * uplink (and to the interfaces facing the node's pods: hairpin, and local
+ * backends' replies past the stack), and keeps the maps equal to the
+ * cluster's RoutingTables.
  *
  * @module
  */
@@ -18,20 +20,27 @@ import { errorText, jsonLogger } from "./log.ts";
 import { Registry } from "./metrics.ts";
 import { kubeStatusWriter, readNode } from "./node_status_writer.ts";
 import { kubeConfigFor, kubeTableSource } from "./table_source.ts";
+import { attachPodInterfaces } from "./pod_interfaces.ts";
 
 const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
+  [--pod-interface IFACE]...
   [--bpffs DIR] [--metrics-port N] [--metrics-address ADDR] [--node-address IP]
   [--object PATH] [--log-level debug|info|warn|error]
   [--lease-namespace NS] [--lease-duration SECONDS] [--lease-renew-interval SECONDS]
   [--snat-ports MIN-MAX]`;
 
-async function main(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+/**
+ * Parses the agent's arguments; throws on an unknown option, as at start
+ * (manifests/agent.yaml's args must parse: agent/main_test.ts).
+ */
+export function parseAgentArgs(args: string[]) {
+  return parseArgs({
     args,
     options: {
       node: { type: "string" },
       kubeconfig: { type: "string" },
       uplink: { type: "string", default: "eth0" },
+      "pod-interface": { type: "string", multiple: true, default: [] as string[] },
       bpffs: { type: "string", default: "/sys/fs/bpf" },
       "metrics-port": { type: "string", default: "9464" },
       "metrics-address": { type: "string", default: "0.0.0.0" },
@@ -50,7 +59,11 @@ async function main(args: string[]): Promise<number> {
       },
       help: { type: "boolean" },
     },
-  });
+  }).values;
+}
+
+async function main(args: string[]): Promise<number> {
+  const values = parseAgentArgs(args);
   if (values.help || !values.node) {
     console.error(USAGE);
     return values.help ? 0 : 2;
@@ -76,6 +89,7 @@ async function main(args: string[]): Promise<number> {
   const mode = dp.attach(values.uplink);
   dp.maps.setConfig({ nodeAddr, snatPorts });
   log("info", "data plane attached", { uplink: values.uplink, mode, pinDir, nodeAddr });
+  const podInterfaces = attachPodInterfaces(dp, values["pod-interface"], log);
 
   const durationSeconds = Number(values["lease-duration"]);
   const renewIntervalSeconds = Number(values["lease-renew-interval"]);
@@ -140,6 +154,7 @@ async function main(args: string[]): Promise<number> {
   log("info", "stopping; maps and links stay pinned and keep forwarding");
   // The Lease first: the operator flips the node's Gateways at once, not a lease duration later.
   await lease.stop({ release: true });
+  podInterfaces.stop();
   await nodeWatch.stop();
   await agent.stop({ report: true });
   await server.shutdown();

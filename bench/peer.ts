@@ -19,6 +19,10 @@
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
  *
+ * Programming runs log each peer's path (blixt's operator and agent, kube-proxy's sync and its
+ * nftables commit from `nft monitor`); with `BLIXT_APISERVER_PROFILING=1` also the API server's side
+ * of the RoutingTable write, and with `BLIXT_BENCH_DEBUG=1` every probe's start, end and answer.
+ *
  * See docs/performance.md ("Against kube-proxy") for the set-up and figures.
  *
  * @module
@@ -32,6 +36,7 @@ import { run, sleep } from "../tests/cluster/host.ts";
 import { programmedAddress, waitFor } from "../tests/e2e/kube_state.ts";
 import { startSystem, stopSystem, type System } from "../tests/e2e/system.ts";
 import { LineConnection, routeThrough } from "../tests/e2e/traffic.ts";
+import { requestJson } from "../kube/rest.ts";
 import { type BenchLine, buildL4bench, median, round } from "./dataplane.ts";
 import {
   cpuSeconds,
@@ -190,6 +195,8 @@ interface Bench {
   addresses: Record<keyof typeof HOSTS, string>;
   pods: Record<"srvLocal" | "srvRemote" | "echoA" | "echoB", Pod>;
   log: (line: string) => void;
+  /** The API server logs each request with its latency (programming phases). */
+  apiserverRequestLog?: boolean;
 }
 
 async function setUp(log: (line: string) => void, options: { agentInfo: boolean }): Promise<Bench> {
@@ -408,6 +415,8 @@ function emit(
 
 // ---------------------------------------------------------------- programming latency
 
+const DEBUG_TRIES = Deno.env.get("BLIXT_BENCH_DEBUG") === "1";
+
 /** When a prober's first answer from the new pod came, and how many connections it took. */
 interface Probed {
   /** performance.now() of the answer */
@@ -427,18 +436,30 @@ async function firstAnswerFrom(
 ): Promise<Probed> {
   const deadline = performance.now() + options.timeoutMs;
   let tries = 0;
+  const log: unknown[] = [];
   while (performance.now() < deadline) {
     let conn: LineConnection | undefined;
     tries++;
+    const t0 = performance.timeOrigin + performance.now();
+    let got = "";
     try {
       conn = await LineConnection.open(address, 8080, 300);
+      got = "connected";
       const answer = await conn.ask("probe", 300);
-      if (answer.name === name) return { at: performance.now(), tries };
-    } catch {
-      // a connection caught mid-change: try again
+      got = String(answer.name);
+      if (answer.name === name) {
+        if (DEBUG_TRIES) {
+          log.push([t0, performance.timeOrigin + performance.now(), got]);
+          console.error(JSON.stringify({ tries: address, log }));
+        }
+        return { at: performance.now(), tries };
+      }
+    } catch (err) {
+      got += " error " + (err as Error).message;
     } finally {
       conn?.close();
     }
+    if (DEBUG_TRIES) log.push([t0, performance.timeOrigin + performance.now(), got]);
     await sleep(options.intervalMs);
   }
   throw new Error(`${address}: no answer from ${name} within ${options.timeoutMs} ms`);
@@ -532,6 +553,14 @@ interface Phases {
   tableWriteStart: number;
   /** the RoutingTable write answered */
   tableWritten: number;
+  /**
+   * The API server's side of that write (its request log, with
+   * `BLIXT_APISERVER_PROFILING=1` only): the request received (after TLS and
+   * HTTP parsing) and its answer done; what lies outside is the client's and
+   * the wire's.
+   */
+  tableWriteReceived?: number;
+  tableWriteServed?: number;
   /** node-1's agent's cache saw the new table */
   agentEvent: number;
   /** its sync started (a macrotask after the event) */
@@ -583,12 +612,19 @@ async function blixtPhases(
   // the operator logs once the whole write is done: its table write started right after reconcile
   const tableStart = at(reconciled) - num(reconciled.writeMs);
   const reconcileStart = tableStart - num(reconciled.reconcileMs);
+  const served = await apiserverWrite(bench, startedAt, ROUTING_TABLE_WRITE);
   return {
     sliceWritten,
     operatorEvent: reconcileStart - num(reconciled.queuedMs),
     reconcileStart,
     tableWriteStart: tableStart,
     tableWritten: tableStart + num(reconciled.tableMs),
+    ...(served
+      ? {
+        tableWriteReceived: served.received - startedAt,
+        tableWriteServed: served.done - startedAt,
+      }
+      : {}),
     agentEvent: at(synced) - num(synced.sinceChangeMs),
     agentSyncStart: at(synced) - num(synced.sinceChangeMs) + num(steps?.start),
     agentComputed: at(synced) - num(synced.sinceChangeMs) + num(steps?.computed),
@@ -598,10 +634,67 @@ async function blixtPhases(
   };
 }
 
+/** The operator's write of the probe's RoutingTable, as the API server's request log names it. */
+const ROUTING_TABLE_WRITE =
+  /verb="(PATCH|APPLY)" URI="\/apis\/blixt\.dev\/v1alpha1\/namespaces\/default\/routingtables\/probe\?/;
+
+/**
+ * Sets the API server's log verbosity at run time through `/debug/flags/v`,
+ * which it serves only with profiling on (`BLIXT_APISERVER_PROFILING=1` when
+ * the cluster starts): 3 logs every request with its latency, 1 is the
+ * cluster's own. Returns whether it did.
+ */
+async function apiserverVerbosity(bench: Bench, level: 1 | 3): Promise<boolean> {
+  if (Deno.env.get("BLIXT_APISERVER_PROFILING") !== "1") return false;
+  try {
+    await requestJson(bench.cluster.kubeConfig(), "/debug/flags/v", { method: "PUT", body: level });
+    return true;
+  } catch (err) {
+    bench.log(`the API server's verbosity stays as it was: ${(err as Error).message}`);
+    return false;
+  }
+}
+
+/** A Go duration as klog writes it (`812.3µs`, `9.09ms`, `1.2s`) in ms, or NaN. */
+function goDurationMs(text: string): number {
+  const m = /^([\d.]+)(ns|µs|us|ms|s)$/.exec(text);
+  if (!m) return NaN;
+  const scale: Record<string, number> = { ns: 1e-6, "µs": 1e-3, us: 1e-3, ms: 1, s: 1000 };
+  return Number(m[1]) * scale[m[2]!]!;
+}
+
+/**
+ * When the API server received and finished the first request matching `what`
+ * after `startedAt` (epoch ms), from its request log (`httplog` lines of
+ * verbosity 3); undefined when it does not log requests.
+ */
+async function apiserverWrite(
+  bench: Bench,
+  startedAt: number,
+  what: RegExp,
+): Promise<{ received: number; done: number } | undefined> {
+  if (!bench.apiserverRequestLog) return undefined;
+  const year = new Date(startedAt).getUTCFullYear();
+  const text = await Deno.readTextFile(`${bench.cluster.dir}/apiserver.log`);
+  for (const line of text.split("\n")) {
+    if (!line.includes('"HTTP"') || !what.test(line)) continue;
+    const done = klogTime(line, year);
+    const latency = goDurationMs(/ latency="([^"]+)"/.exec(line)?.[1] ?? "");
+    if (done >= startedAt && Number.isFinite(latency)) return { received: done - latency, done };
+  }
+  return undefined;
+}
+
 /** kube-proxy's side of one change, in ms from the start of the write (node-1's log, verbosity 2). */
 interface KubeProxyPhases {
   /** its sync began ("Syncing nftables rules") */
   kubeProxySyncStart: number;
+  /**
+   * its nftables transaction committed: node-1's `nft monitor` printed the
+   * probe Service's new rules (packets see the change from here), as blixt's
+   * `entriesWritten`; read by this process, so late by as much as its loop is
+   */
+  kubeProxyRulesIn?: number;
   /** its sync ended, the nftables transaction in ("SyncProxyRules complete") */
   kubeProxySynced: number;
   /** the new backend answered through its address */
@@ -616,10 +709,50 @@ function klogTime(line: string, year: number): number {
   return Date.UTC(year, mo! - 1, d, h, mi, sec) + us! / 1000;
 }
 
+/** When node-1's nftables changed the probe Service's rules (epoch ms), while it runs. */
+interface ProbeRuleCommits {
+  times: number[];
+  stop(): Promise<void>;
+}
+
+/** Follows `nft monitor` in node-1's netns for rule changes of the probe Service. */
+function followProbeRules(bench: Bench): ProbeRuleCommits {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", bench.cluster.nodes[0]!.netns, "nft", "monitor", "ruleset"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const times: number[] = [];
+  const reading = (async () => {
+    let pending = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      const at = performance.timeOrigin + performance.now();
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      if (lines.some((l) => l.includes("default/probe/"))) times.push(at);
+    }
+  })().catch(() => {});
+  return {
+    times,
+    async stop() {
+      try {
+        child.kill();
+      } catch {
+        // already gone
+      }
+      await reading;
+      await child.status;
+    },
+  };
+}
+
 async function kubeProxyPhases(
   bench: Bench,
   startedAt: number,
   firstAnswer: number,
+  rules: ProbeRuleCommits,
 ): Promise<KubeProxyPhases | undefined> {
   const proxy = bench.proxies.find((p) => p.node === bench.cluster.nodes[0]!.name);
   if (!proxy) return undefined;
@@ -635,8 +768,10 @@ async function kubeProxyPhases(
     }
   }
   if (Number.isNaN(end)) return undefined;
+  const rulesIn = rules.times.find((t) => t >= startedAt);
   return {
     kubeProxySyncStart: start - startedAt,
+    ...(rulesIn !== undefined ? { kubeProxyRulesIn: rulesIn - startedAt } : {}),
     kubeProxySynced: end - startedAt,
     kubeProxyFirstAnswer: firstAnswer,
   };
@@ -654,13 +789,19 @@ async function programmingBench(
   options: { samples: number; probeIntervalMs: number },
 ): Promise<void> {
   await fillTo(bench, n);
+  // the request log costs the API server CPU: on for the samples only, not for the churn after
+  bench.apiserverRequestLog = await apiserverVerbosity(bench, 3);
   // The write goes over a kept-alive connection: through the client library each write made
   // a TLS connection of its own and held this process's event loop, the probers' included.
   const writer = endpointSliceWriter(bench.cluster, 1);
+  const rules = followProbeRules(bench);
   try {
-    await programmingSamples(bench, n, options, writer);
+    await programmingSamples(bench, n, options, writer, rules);
   } finally {
     writer.close();
+    await rules.stop();
+    if (bench.apiserverRequestLog) await apiserverVerbosity(bench, 1);
+    bench.apiserverRequestLog = false;
   }
 }
 
@@ -669,6 +810,7 @@ async function programmingSamples(
   n: number,
   { samples, probeIntervalMs }: { samples: number; probeIntervalMs: number },
   writer: ReturnType<typeof endpointSliceWriter>,
+  rules: ProbeRuleCommits,
 ): Promise<void> {
   const took: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
   const period: Record<Peer, number[]> = { blixt: [], kubeProxy: [] };
@@ -704,7 +846,7 @@ async function programmingSamples(
         phases.push(p);
         bench.log(`blixt's path: ${Object.entries(p).map(([k, v]) => `${k} ${Math.round(v)}`)}`);
       }
-      const kpp = await kubeProxyPhases(bench, startedAt, k - started);
+      const kpp = await kubeProxyPhases(bench, startedAt, k - started, rules);
       if (kpp) {
         kubeProxyPath.push(kpp);
         bench.log(

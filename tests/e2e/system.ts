@@ -306,6 +306,9 @@ function agentCommand(
     componentKubeconfig(cluster, "agent"),
     "--uplink",
     "eth0",
+    // the node's pod bridge: pods reaching Gateway addresses (hairpin), local flows past the stack
+    "--pod-interface",
+    "cni0",
     "--bpffs",
     node.bpffs,
     "--log-level",

@@ -17,7 +17,9 @@
 import assert from "node:assert/strict";
 import type { StatusReport } from "../../plugin/status.ts";
 import { expandRoutingTable, type RoutingTable } from "../../api/routing_table.ts";
-import { sleep } from "../cluster/host.ts";
+import type { Pod } from "../cluster/cluster.ts";
+import { parseEchoReply } from "../cluster/echo_server.ts";
+import { run, sleep } from "../cluster/host.ts";
 import {
   brief,
   conditionOf,
@@ -342,6 +344,33 @@ Deno.test("e2e: traffic through a Gateway (TCP and UDP, weights, nodes, scale, c
             }
           } finally {
             await unroute();
+          }
+        }
+      },
+    );
+
+    await step(
+      "a pod reaches the Gateway from its own node (hairpin): local and remote backends answer, seeing the node",
+      async () => {
+        // The local cluster's pods are network namespaces; another cluster's pods are not ours to enter.
+        const netns = (c as Partial<Pod>).netns;
+        if (sys.target.kind !== "local" || !netns) return;
+        // echo-c (node-1, weight 0: never a backend here) is the client, with new connections
+        // and sockets from bash, as an application in the pod would open them.
+        const script = (proto: "tcp" | "udp", port: number) =>
+          `for i in $(seq 1 30); do exec 3<>/dev/${proto}/${address}/${port} || exit 1; ` +
+          `echo "hairpin $i" >&3; timeout 3 head -n1 <&3 || echo "no answer $i"; exec 3<&-; done`;
+        for (const [proto, port] of [["tcp", 80], ["udp", 53]] as const) {
+          const out = await run(["bash", "-c", script(proto, port)], { netns });
+          assert.equal(out.code, 0, `${proto}: ${out.stderr}`);
+          const answers = out.stdout.trim().split("\n").map((l) => parseEchoReply(l));
+          const names = new Set(answers.map((a) => a?.name ?? "none"));
+          assert.deepEqual([...names].sort(), ["echo-a", "echo-b"], `${proto}: ${out.stdout}`);
+          for (const a of answers) {
+            // Translated to the node as kube-proxy masquerades hairpin traffic, so the
+            // backend's reply comes back through the program even from the pod's own bridge.
+            assert.match(a!.peer, new RegExp(`^${node1.ip.replaceAll(".", "\\.")}:\\d+$`));
+            assert.match(a!.text, /^hairpin \d+$/);
           }
         }
       },
