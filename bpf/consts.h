@@ -116,7 +116,7 @@ enum dp_event {
 	EV_CT_CREATE_FAILED,	/* conntrack insert failed: dropped */
 	EV_SNAT_HALF_OPEN_TAKEN, /* a new flow took the SNAT port of a half-open flow (SYN flood) */
 	EV_SNAT_WAIT_DROPPED,	/* SYN dropped: half-open flows hold the ports (also EV_SNAT_EXHAUSTED) */
-	EV_FORWARD_VIA_STACK,	/* a remote flow's packet that could not skip the stack (forward.h) */
+	EV_FORWARD_VIA_STACK,	/* a packet of a flow that could skip the stack but could not (forward.h) */
 	EV_MAX,
 };
 
