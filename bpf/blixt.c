@@ -188,7 +188,7 @@ static __always_inline int snat_reject_allowed(__u64 now)
  * its own: new_flow's and the route lookup's together exceed the 512 bytes of BPF stack.
  */
 #define NEW_FLOW_REMOTE (-3)
-/* Returned by new_flow() for a flow to a local backend from a client that is no pod: the same. */
+/* Returned by new_flow() for a local backend's flow from a client that is no pod: first_to_local. */
 #define NEW_FLOW_LOCAL (-4)
 
 /*
@@ -314,9 +314,47 @@ static __noinline int to_remote(struct __sk_buff *skb, const struct packet *p,
 }
 
 /*
+ * The first packet of a local backend's flow from a client that is no pod, at ingress: whether the
+ * flow skips the stack is decided here, once, for both directions. It does when the route leads to
+ * an interface facing the pods (listed in pod_ifaces: the program runs at its ingress, where the
+ * backend's replies enter the node); both entries are marked (CT_F_PAST_STACK) and the packet is
+ * redirected. Otherwise the flow takes the stack both ways, as before, and costs later packets
+ * no route lookup (a node whose pod interfaces carry no program). A global function.
+ */
+__noinline int first_to_local(struct __sk_buff *skb, const struct packet *p, struct flow_value *v)
+{
+	struct bpf_fib_lookup fib;
+	struct flow_value *reply;
+	struct flow_key k;
+	int how;
+
+	if (!p || !v)
+		return TC_ACT_SHOT; /* never: process() passes both */
+	how = fwd_route(skb, p, v->saddr[0], v->sport, v->daddr[0], v->dport, &fib);
+	if (how != FWD_STACK && fwd_out_ok(skb, &fib, FWD_OUT_PODS)) {
+		ct_key(&k, v->daddr[0], v->dport, v->saddr[0], v->sport, p->key.proto, DIR_EGRESS);
+		reply = bpf_map_lookup_elem(&conntrack, &k);
+		if (reply && reply->kind == CT_KIND_REPLY) {
+			reply->flags |= CT_F_PAST_STACK;
+			v->flags |= CT_F_PAST_STACK;
+		} else {
+			how = FWD_STACK;
+		}
+	} else {
+		how = FWD_STACK;
+	}
+	if (rewrite_tuple(skb, p, v))
+		return TC_ACT_SHOT;
+	if (how == FWD_STACK)
+		return TC_ACT_OK;
+	return fwd_redirect(skb, &fib, how);
+}
+
+/*
  * A local backend's reply to a client that is no pod, at the ingress of the pod interface, looked
- * up by its REPLY entry (the egress key: backend -> client). Routed as the stack routes it today
- * (untranslated: the uplink's egress translates it after the stack); when the route leads away
+ * up by its REPLY entry (the egress key: backend -> client) when its flow skips the stack
+ * (CT_F_PAST_STACK). Routed as the stack routes it (untranslated: on the stack path the uplink's
+ * egress translates it after the stack); when the route leads away
  * from the pods, tracked and translated here (VIP:port -> client) and redirected, so the stack
  * sees neither direction of the flow; otherwise passed untouched and counted, and the uplink's
  * egress does it all as before. A global function, for the verifier as pass_or_forward().
@@ -369,8 +407,8 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		count_flow(v->service_id, v->backend_id, skb->len, 0, 0);
 		if (be && (be->flags & BE_F_REMOTE))
 			return to_remote(skb, p, v, now);
-		/* A local backend's flow, unless its client is a pod (hairpin: SNAT at egress). */
-		if (be && !from_pod(skb))
+		/* A local backend's flow whose first packet skipped the stack (first_to_local). */
+		if (be && (v->flags & CT_F_PAST_STACK))
 			return pass_or_forward(skb, p, v, v, FWD_OUT_PODS);
 	}
 	if (rewrite_tuple(skb, p, v))
@@ -449,7 +487,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 			return TC_ACT_OK;
 		p.key.dir = DIR_EGRESS;
 		v = bpf_map_lookup_elem(&conntrack, &p.key);
-		if (v && v->kind == CT_KIND_REPLY && !backend_remote(v->backend_id))
+		if (v && v->kind == CT_KIND_REPLY && (v->flags & CT_F_PAST_STACK))
 			return from_local_backend(skb, &p, v, now);
 		return TC_ACT_OK;
 	}
@@ -466,7 +504,7 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	}
 	if (rc == NEW_FLOW_LOCAL) {
 		v = bpf_map_lookup_elem(&conntrack, &p.key);
-		return v ? pass_or_forward(skb, &p, v, v, FWD_OUT_PODS) : TC_ACT_SHOT;
+		return v ? first_to_local(skb, &p, v) : TC_ACT_SHOT;
 	}
 	return rc;
 }

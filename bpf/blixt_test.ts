@@ -1939,12 +1939,19 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       };
       const events = () => dp.maps.events().forward_via_stack;
 
-      // Until the pod bridge is listed (no program on its side), the flow takes the stack.
+      // Until the pod bridge is listed (no program on its side), flows take the stack both ways.
       const unlisted = send("ingress", uplink, toVip(42000));
       assert.equal(unlisted.retval, TC_ACT.OK, "pod bridge not listed: the stack");
       assert.deepEqual(fields(unlisted.data).slice(0, 5), [CLIENT, 42000, BE1, 8080, 64]);
-      assert.equal(events(), 1n, "counted");
       dp.maps.setPodInterface(pods);
+      // Decided by a flow's first packet: once listed, that flow still takes the stack both ways.
+      const later = send("ingress", uplink, toVip(42000, { tcp: tcp(42000, 80, TCP.ACK) }));
+      assert.equal(later.retval, TC_ACT.OK, "a flow started on the stack stays there");
+      const laterBack = fromBe1(42000, TCP.ACK);
+      const lb = send("ingress", pods, laterBack);
+      assert.equal(lb.retval, TC_ACT.OK);
+      assert.deepEqual(lb.data, laterBack, "its reply too, untouched (the uplink's egress)");
+      assert.equal(events(), 0n, "flows that never skipped the stack are no fall-backs");
 
       // Client -> VIP:80 (local be1): DNAT, TTL - 1, the bridge's and be1's MACs, to the bridge.
       const fwd = send("ingress", uplink, toVip(42001));
@@ -1974,7 +1981,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       );
       assert.equal(dnat?.value.state, CT_STATE.ESTABLISHED, "the reply was tracked");
       const c = dp.maps.serviceCounters(S.tcp80);
-      assert.deepEqual([c.packets, c.reply_packets, c.new_flows], [3n, 1n, 2n]);
+      assert.deepEqual([c.packets, c.reply_packets, c.new_flows], [4n, 1n, 2n]);
 
       // UDP both ways.
       const dns = send(
@@ -2018,7 +2025,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       const keepBack = send("ingress", pods, fromBe1(42003, TCP.SYN | TCP.ACK));
       assert.equal(keepBack.retval, TC_ACT.REDIRECT);
       assert.deepEqual(fields(keepBack.data).slice(0, 4), [VIP3, 81, CLIENT, 42003]);
-      assert.equal(events(), 1n, "nothing fell back since the bridge was listed");
+      assert.equal(events(), 0n, "nothing fell back");
 
       // Fall-backs, forward: the stack gets the packet DNATed as before, TTL untouched.
       const toStack = (what: string, frame: Uint8Array<ArrayBuffer>) => {
@@ -2041,11 +2048,16 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
           `${what}: translated at the uplink's egress as before`,
         );
       };
-      toStack("TTL 1", toVip(42004, { ttl: 1 }));
+      const ackOf42001 = (extra: Partial<PacketSpec> = {}) =>
+        toVip(42001, { tcp: tcp(42001, 80, TCP.ACK), ...extra });
+      toStack("TTL 1", ackOf42001({ ttl: 1 }));
       replyToStack("reply TTL 1", fromBe1(42001, TCP.ACK, { ttl: 1 }));
-      toStack("IP options", toVip(42005, { ipOptions: [1, 1, 1, 0] }));
+      toStack("IP options", ackOf42001({ ipOptions: [1, 1, 1, 0] }));
       replyToStack("reply with IP options", fromBe1(42001, TCP.ACK, { ipOptions: [1, 1, 1, 0] }));
-      assert.equal(events(), 5n, "four fall-backs counted");
+      assert.equal(events(), 4n, "four fall-backs counted");
+      // The next packets of the flow skip the stack again.
+      assert.equal(send("ingress", uplink, ackOf42001()).retval, TC_ACT.REDIRECT);
+      assert.equal(send("ingress", pods, fromBe1(42001, TCP.ACK)).retval, TC_ACT.REDIRECT);
 
       // Hairpin: a pod client (be2, in on the pod bridge) is source-translated as before.
       const hairpin = send(
@@ -2055,7 +2067,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       );
       assert.equal(hairpin.retval, TC_ACT.OK, "hairpin: the stack (SNAT at the bridge's egress)");
       assert.deepEqual(fields(hairpin.data).slice(0, 5), [BE2, 42006, BE1, 8080, 64]);
-      assert.equal(events(), 5n, "hairpin flows are not counted as fall-backs");
+      assert.equal(events(), 4n, "hairpin flows are not counted as fall-backs");
 
       // MTU: larger than the route's (the stack sends fragmentation needed).
       const big = { frag: 0x4000, payload: new Uint8Array(600) };
@@ -2072,11 +2084,19 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       // A route by another device: be1 via node2 (out of the uplink), the client via the pods.
       await run(["ip", "-n", netns, "route", "add", `${BE1}/32`, "via", NODE2]);
       toStack("be1 routed out of the uplink", toVip(42001, { tcp: tcp(42001, 80, TCP.ACK) }));
+      // A flow whose first packet is routed so takes the stack for good, uncounted.
+      const away = send("ingress", uplink, toVip(42008));
+      assert.equal(away.retval, TC_ACT.OK);
       await run(["ip", "-n", netns, "route", "del", `${BE1}/32`]);
+      assert.equal(
+        send("ingress", uplink, toVip(42008, { tcp: tcp(42008, 80, TCP.ACK) })).retval,
+        TC_ACT.OK,
+        "a flow started on the stack stays there",
+      );
       await run(["ip", "-n", netns, "route", "add", `${CLIENT}/32`, "dev", "bxpods"]);
       replyToStack("the client routed to the pods", fromBe1(42001, TCP.ACK));
       await run(["ip", "-n", netns, "route", "del", `${CLIENT}/32`]);
-      assert.equal(events(), 9n, "every fall-back counted");
+      assert.equal(events(), 8n, "every fall-back of a flow past the stack counted");
 
       // No neighbour for be1: bpf_redirect_neigh resolves it (MACs left to it).
       await run(["ip", "-n", netns, "neigh", "del", BE1, "dev", "bxpods"]);

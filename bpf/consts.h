@@ -59,6 +59,7 @@
 #define CT_F_FIN_BACKEND (1 << 2) /* DNAT entry: the backend sent a FIN */
 #define CT_F_FIN_BOTH (CT_F_FIN_CLIENT | CT_F_FIN_BACKEND)
 #define CT_F_JUDGED (1 << 3)    /* reply entry: the handshake was judged (ct_on_reply, verified_clients) */
+#define CT_F_PAST_STACK (1 << 4) /* a local backend's DNAT and REPLY entries: both ways skip the stack */
 
 /*
  * Timeouts in nanoseconds: the kernel's nf_conntrack defaults, except the half-open ones. A
