@@ -354,10 +354,10 @@ __noinline int first_to_local(struct __sk_buff *skb, const struct packet *p, str
  * A local backend's reply to a client that is no pod, at the ingress of the pod interface, looked
  * up by its REPLY entry (the egress key: backend -> client) when its flow skips the stack
  * (CT_F_PAST_STACK). Routed as the stack routes it (untranslated: on the stack path the uplink's
- * egress translates it after the stack); when the route leads away
- * from the pods, tracked and translated here (VIP:port -> client) and redirected, so the stack
- * sees neither direction of the flow; otherwise passed untouched and counted, and the uplink's
- * egress does it all as before. A global function, for the verifier as pass_or_forward().
+ * egress translates it after the stack); when the route leads away from the pods, tracked and
+ * translated here (VIP:port -> client) and redirected, so the stack sees neither direction of the
+ * flow; otherwise passed untouched and counted, and the uplink's egress does it all as before.
+ * A global function, for the verifier as pass_or_forward().
  */
 __noinline int from_local_backend(struct __sk_buff *skb, const struct packet *p,
 				  struct flow_value *v, __u64 now)
