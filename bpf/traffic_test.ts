@@ -118,7 +118,7 @@ Deno.test("traffic: VIP service over real namespaces", async (t) => {
     dp = Dataplane.load({ pinDir, conntrackEntries: CT_ENTRIES });
     const mode = dp.attach(UPLINK, { netns: topo.nsPath("node1") });
     assert.equal(mode, "tcx", "kernel 6.18 has tcx");
-    // As the agent does: the pod bridge too (hairpin, and local backends' replies).
+    // The pod bridge too (pods: hairpin, local backends' replies); agent/main.ts does not yet.
     dp.attach(POD_BRIDGE, { netns: topo.nsPath("node1"), pods: true });
     program(dp);
     for (const be of ["be1", "be2", "be3"] as const) {
