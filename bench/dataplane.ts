@@ -12,6 +12,7 @@
  *
  * The traffic figures are taken for a local backend (be1, on node1) and a remote one (be3, on
  * node2: blixt and the peer translate the source to node1; its direct path is client -> node2).
+ * blixt is attached to node1's uplink and, as for pods (`pods: true`), to its pod bridge.
  *
  * `--node-conntrack` loads netfilter's conntrack in node1 for both peers, as every real node has
  * it (kube-proxy's or the CNI's tables): one forward-hook rule matching `ct state invalid`. Without
@@ -28,7 +29,7 @@ import { buildBpf } from "../bpf/build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { BpfObject, testRun } from "../agent/bpf/object.ts";
 import { buildPacket, TCP } from "../bpf/testing/packet.ts";
-import { NET, run, Topology, UPLINK } from "../bpf/testing/topology.ts";
+import { NET, POD_BRIDGE, run, Topology, UPLINK } from "../bpf/testing/topology.ts";
 
 /** One benchmark result line. */
 export interface BenchLine {
@@ -474,8 +475,11 @@ async function trafficBench(
             "bxdp_bench",
           ], { allowFail: true });
           dp.attach(UPLINK, { netns: node1 });
+          // The pod side too (docs/dataplane.md): a local backend's replies skip the stack there.
+          dp.attach(POD_BRIDGE, { netns: node1, pods: true });
         } else {
           dp.detach(UPLINK, { netns: node1 });
+          dp.detach(POD_BRIDGE, { netns: node1 });
           const file = await Deno.makeTempFile({ suffix: ".nft" });
           await Deno.writeTextFile(file, nftRules(NET.vip, beAddr, remote));
           try {
@@ -540,6 +544,7 @@ async function trafficBench(
   } finally {
     try {
       dp.detach(UPLINK, { netns: node1 });
+      dp.detach(POD_BRIDGE, { netns: node1 });
     } catch {
       // the namespace goes below anyway
     }

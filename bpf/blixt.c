@@ -56,15 +56,45 @@ static __always_inline int backend_remote(__u32 id)
 	return be && (be->flags & BE_F_REMOTE);
 }
 
+/* Whether an interface faces this node's pods (listed in pod_ifaces). */
+static __always_inline int pod_iface(__u32 ifindex)
+{
+	__u32 *flags = bpf_map_lookup_elem(&pod_ifaces, &ifindex);
+
+	return flags && (*flags & IFACE_F_PODS);
+}
+
+/* Whether a packet at ingress came from one of this node's pods. */
+static __always_inline int from_pod(const struct __sk_buff *skb)
+{
+	return pod_iface(skb->ifindex);
+}
+
+/* Where a flow's route must lead for its packet to skip the stack (pass_or_forward's want). */
+enum fwd_out {
+	FWD_OUT_SAME = 0,	/* back out of the device it came in on: a remote backend's flow */
+	FWD_OUT_PODS,		/* to an interface facing the pods: a client's packet to a local backend */
+	FWD_OUT_NOT_PODS,	/* away from the pods: a local backend's reply to its client */
+};
+
+/* Whether the route fwd_route() found leads where want says. */
+static __always_inline int fwd_out_ok(const struct __sk_buff *skb,
+				      const struct bpf_fib_lookup *fib, __u32 want)
+{
+	if (want == FWD_OUT_SAME)
+		return fib->ifindex == skb->ifindex;
+	return pod_iface(fib->ifindex) == (want == FWD_OUT_PODS);
+}
+
 /*
- * The last step of a remote backend's packet at the uplink's ingress (forward.h): routed as the
- * stack would route it after v (the translation at ingress); when the route turns it around out of
- * the same device, translated to out (v plus the egress SNAT, if any) and redirected there, so the
- * stack never sees it; otherwise translated by v and passed to the stack (TC_ACT_OK), as before.
+ * The last step of a flow's packet at ingress (forward.h): routed as the stack would route it
+ * after v (the translation at ingress); when the route leads where want says, translated to out
+ * (v plus the egress SNAT of a remote flow, if any) and redirected there, so the stack never sees
+ * it; otherwise translated by v and passed to the stack (TC_ACT_OK), as before, and counted.
  * A global function: the verifier checks it once, not once per path that calls it.
  */
 __noinline int pass_or_forward(struct __sk_buff *skb, const struct packet *p,
-			       const struct flow_value *v, const struct flow_value *out)
+			       const struct flow_value *v, const struct flow_value *out, __u32 want)
 {
 	struct bpf_fib_lookup fib;
 	int how;
@@ -72,6 +102,8 @@ __noinline int pass_or_forward(struct __sk_buff *skb, const struct packet *p,
 	if (!p || !v || !out)
 		return TC_ACT_SHOT; /* never: every caller passes all three */
 	how = fwd_route(skb, p, v->saddr[0], v->sport, v->daddr[0], v->dport, &fib);
+	if (how != FWD_STACK && !fwd_out_ok(skb, &fib, want))
+		how = FWD_STACK;
 	if (rewrite_tuple(skb, p, how == FWD_STACK ? v : out))
 		return TC_ACT_SHOT;
 	if (how == FWD_STACK) {
@@ -89,15 +121,6 @@ static __always_inline void fwd_tuple(struct flow_value *out, __be32 saddr, __be
 	out->sport = sport;
 	out->daddr[0] = daddr;
 	out->dport = dport;
-}
-
-/* Whether a packet at ingress came from one of this node's pods. */
-static __always_inline int from_pod(const struct __sk_buff *skb)
-{
-	__u32 ifindex = skb->ifindex;
-	__u32 *flags = bpf_map_lookup_elem(&pod_ifaces, &ifindex);
-
-	return flags && (*flags & IFACE_F_PODS);
 }
 
 /*
@@ -165,6 +188,8 @@ static __always_inline int snat_reject_allowed(__u64 now)
  * its own: new_flow's and the route lookup's together exceed the 512 bytes of BPF stack.
  */
 #define NEW_FLOW_REMOTE (-3)
+/* Returned by new_flow() for a local backend's flow from a client that is no pod: first_to_local. */
+#define NEW_FLOW_LOCAL (-4)
 
 /*
  * A packet to a service without a live conntrack entry: pick a backend, track, translate. A global
@@ -252,6 +277,8 @@ __noinline int new_flow(struct __sk_buff *skb, struct packet *p, const struct se
 	count_flow(svc->id, bid, skb->len, 0, 1);
 	if (nat_addr && (be->flags & BE_F_REMOTE))
 		return NEW_FLOW_REMOTE;
+	if (!nat_addr && !(be->flags & BE_F_REMOTE))
+		return NEW_FLOW_LOCAL;
 	if (rewrite_tuple(skb, p, &v))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
@@ -283,7 +310,76 @@ static __noinline int to_remote(struct __sk_buff *skb, const struct packet *p,
 	if (ct_age(now, s->last_seen) > CT_REFRESH_NS)
 		s->last_seen = now;
 	fwd_tuple(&out, s->saddr[0], s->sport, v->daddr[0], v->dport);
-	return pass_or_forward(skb, p, v, &out);
+	return pass_or_forward(skb, p, v, &out, FWD_OUT_SAME);
+}
+
+/*
+ * The first packet of a local backend's flow from a client that is no pod, at ingress: whether the
+ * flow skips the stack is decided here, once, for both directions. It does when the route leads to
+ * an interface facing the pods (listed in pod_ifaces: the program runs at its ingress, where the
+ * backend's replies enter the node); both entries are marked (CT_F_PAST_STACK) and the packet is
+ * redirected. Otherwise the flow takes the stack both ways, as before, and costs later packets
+ * no route lookup (a node whose pod interfaces carry no program). A global function.
+ */
+__noinline int first_to_local(struct __sk_buff *skb, const struct packet *p, struct flow_value *v)
+{
+	struct bpf_fib_lookup fib;
+	struct flow_value *reply;
+	struct flow_key k;
+	int how;
+
+	if (!p || !v)
+		return TC_ACT_SHOT; /* never: process() passes both */
+	how = fwd_route(skb, p, v->saddr[0], v->sport, v->daddr[0], v->dport, &fib);
+	if (how != FWD_STACK && fwd_out_ok(skb, &fib, FWD_OUT_PODS)) {
+		ct_key(&k, v->daddr[0], v->dport, v->saddr[0], v->sport, p->key.proto, DIR_EGRESS);
+		reply = bpf_map_lookup_elem(&conntrack, &k);
+		if (reply && reply->kind == CT_KIND_REPLY) {
+			reply->flags |= CT_F_PAST_STACK;
+			v->flags |= CT_F_PAST_STACK;
+		} else {
+			how = FWD_STACK;
+		}
+	} else {
+		how = FWD_STACK;
+	}
+	if (rewrite_tuple(skb, p, v))
+		return TC_ACT_SHOT;
+	if (how == FWD_STACK)
+		return TC_ACT_OK;
+	return fwd_redirect(skb, &fib, how);
+}
+
+/*
+ * A local backend's reply to a client that is no pod, at the ingress of the pod interface, looked
+ * up by its REPLY entry (the egress key: backend -> client) when its flow skips the stack
+ * (CT_F_PAST_STACK). Routed as the stack routes it (untranslated: on the stack path the uplink's
+ * egress translates it after the stack); when the route leads away from the pods, tracked and
+ * translated here (VIP:port -> client) and redirected, so the stack sees neither direction of the
+ * flow; otherwise passed untouched and counted, and the uplink's egress does it all as before.
+ * A global function, for the verifier as pass_or_forward().
+ */
+__noinline int from_local_backend(struct __sk_buff *skb, const struct packet *p,
+				  struct flow_value *v, __u64 now)
+{
+	struct bpf_fib_lookup fib;
+	int how;
+
+	if (!p || !v)
+		return TC_ACT_SHOT; /* never: process() passes both */
+	how = fwd_route(skb, p, p->key.saddr, p->key.sport, p->key.daddr, p->key.dport, &fib);
+	if (how == FWD_STACK || !fwd_out_ok(skb, &fib, FWD_OUT_NOT_PODS)) {
+		count_event(EV_FORWARD_VIA_STACK);
+		return TC_ACT_OK;
+	}
+	if (ct_on_reply(v, p, now)) {
+		bpf_map_delete_elem(&conntrack, &p->key);
+		return TC_ACT_OK;
+	}
+	count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
+	if (rewrite_tuple(skb, p, v))
+		return TC_ACT_SHOT;
+	return fwd_redirect(skb, &fib, how);
 }
 
 /* A packet of a tracked flow at the hook that owns its entry; be: a DNAT entry's live backend. */
@@ -298,7 +394,7 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
 		/* Replies at ingress are those of source-translated flows (node:port). */
 		if (p->key.dir == DIR_INGRESS && backend_remote(v->backend_id))
-			return pass_or_forward(skb, p, v, v);
+			return pass_or_forward(skb, p, v, v, FWD_OUT_SAME);
 	} else if (v->kind == CT_KIND_SNAT) {
 		if (ct_age(now, v->last_seen) > CT_REFRESH_NS)
 			v->last_seen = now;
@@ -311,6 +407,9 @@ static __always_inline int tracked(struct __sk_buff *skb, struct packet *p, stru
 		count_flow(v->service_id, v->backend_id, skb->len, 0, 0);
 		if (be && (be->flags & BE_F_REMOTE))
 			return to_remote(skb, p, v, now);
+		/* A local backend's flow whose first packet skipped the stack (first_to_local). */
+		if (be && (v->flags & CT_F_PAST_STACK))
+			return pass_or_forward(skb, p, v, v, FWD_OUT_PODS);
 	}
 	if (rewrite_tuple(skb, p, v))
 		return TC_ACT_SHOT;
@@ -381,7 +480,16 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 		 * socket would (RST, ICMP port unreachable) rather than let the kernel drop it.
 		 */
 		svc = vip_marker(p.key.daddr);
-		return svc ? reject(skb, &p, svc->id) : TC_ACT_OK;
+		if (svc)
+			return reject(skb, &p, svc->id);
+		/* A local backend's reply to a client that is no pod: its REPLY entry is egress's. */
+		if (!from_pod(skb))
+			return TC_ACT_OK;
+		p.key.dir = DIR_EGRESS;
+		v = bpf_map_lookup_elem(&conntrack, &p.key);
+		if (v && v->kind == CT_KIND_REPLY && (v->flags & CT_F_PAST_STACK))
+			return from_local_backend(skb, &p, v, now);
+		return TC_ACT_OK;
 	}
 	if (svc->flags & SVC_F_VIP_MARKER)
 		return TC_ACT_OK;
@@ -393,6 +501,10 @@ static __always_inline int process(struct __sk_buff *skb, __u8 dir)
 	if (rc == NEW_FLOW_REMOTE) {
 		v = bpf_map_lookup_elem(&conntrack, &p.key);
 		return v ? to_remote(skb, &p, v, now) : TC_ACT_SHOT;
+	}
+	if (rc == NEW_FLOW_LOCAL) {
+		v = bpf_map_lookup_elem(&conntrack, &p.key);
+		return v ? first_to_local(skb, &p, v) : TC_ACT_SHOT;
 	}
 	return rc;
 }

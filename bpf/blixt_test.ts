@@ -1765,15 +1765,23 @@ Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's por
 
 /**
  * The route lookup needs a namespace with routes: test runs happen in `bxfwd<id>`, on bxfwd0 (a
- * veth, so neighbours are real), as if it were node1's uplink.
+ * veth, so neighbours are real), as if it were node1's uplink, and on bxpods, as if it were the
+ * node's pod bridge (not listed in `pod_ifaces` until a test lists it).
  *
  * ```
  *   bxfwd0 198.18.192.1/24 (02:00:00:00:00:02), forwarding on
  *     neighbours: client 198.18.192.10 (02:00:00:00:00:01), node2 198.18.192.2 (02:00:00:00:00:03)
  *     route 198.18.202.0/24 (be3) via node2
+ *   bxpods 198.18.201.1/24 (02:00:00:00:00:04), a bridge with one veth port (bxpod0)
+ *     neighbour: be1 198.18.201.11 (02:00:00:00:00:05)
  * ```
  */
-async function withUplinkNetns(fn: (ns: string, ifindex: number) => Promise<void> | void) {
+const POD_BR_MAC = "02:00:00:00:00:04";
+const BE1_MAC = "02:00:00:00:00:05";
+
+async function withUplinkNetns(
+  fn: (ns: string, ifindex: number, podIfindex: number) => Promise<void> | void,
+) {
   const name = `bxfwd${crypto.randomUUID().slice(0, 6)}`;
   const ip = (...args: string[]) => run(["ip", "-n", name, ...args]);
   await run(["ip", "netns", "add", name]);
@@ -1796,9 +1804,16 @@ async function withUplinkNetns(fn: (ns: string, ifindex: number) => Promise<void
     await ip("neigh", "add", CLIENT, "lladdr", CLIENT_MAC, "dev", "bxfwd0", "nud", "permanent");
     await ip("neigh", "add", NODE2, "lladdr", NODE2_MAC, "dev", "bxfwd0", "nud", "permanent");
     await ip("route", "add", "198.18.202.0/24", "via", NODE2);
+    await ip("link", "add", "bxpods", "address", POD_BR_MAC, "type", "bridge");
+    await ip("link", "add", "bxpod0", "type", "veth", "peer", "name", "bxpod1");
+    await ip("link", "set", "bxpod0", "master", "bxpods", "up");
+    await ip("link", "set", "bxpod1", "up");
+    await ip("link", "set", "bxpods", "up");
+    await ip("addr", "add", "198.18.201.1/24", "dev", "bxpods");
+    await ip("neigh", "add", BE1, "lladdr", BE1_MAC, "dev", "bxpods", "nud", "permanent");
     await run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     const ns = `/run/netns/${name}`;
-    await fn(ns, inNetns(ns, () => ifIndex("bxfwd0")));
+    await fn(ns, ...inNetns(ns, () => [ifIndex("bxfwd0"), ifIndex("bxpods")] as const));
   } finally {
     await run(["ip", "netns", "del", name], { allowFail: true });
   }
@@ -1886,10 +1901,208 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       const n = decodePacket(neigh.data);
       assert.deepEqual([n.src, n.dst, n.ttl, n.dstMac], [NODE, BE3, 63, NODE_MAC]);
 
-      // A local backend keeps the stack path.
+      // A local backend's flow keeps the stack path while the pod bridge is not listed.
       const local = send("ingress", pkt({ src: CLIENT, dst: VIP, tcp: tcp(41006, 80, TCP.SYN) }));
       assert.equal(local.retval, TC_ACT.OK);
       assert.equal(decodePacket(local.data).dst, BE1);
+    });
+  });
+});
+
+Deno.test("packet: a local backend's flow is forwarded past the stack both ways, uplink to pod bridge and back", async () => {
+  await withDataplane(async (dp) => {
+    await withUplinkNetns(async (ns, uplink, pods) => {
+      const netns = ns.split("/").pop()!;
+      const send = (
+        hook: "ingress" | "egress",
+        ifindex: number,
+        frame: Uint8Array<ArrayBuffer>,
+      ) =>
+        inNetns(
+          ns,
+          () => testRun(hook === "ingress" ? dp.ingressFd : dp.egressFd, frame, { ifindex }),
+        );
+      const toVip = (cport: number, extra: Partial<PacketSpec> = {}, dport = 80) =>
+        pkt({ src: CLIENT, dst: VIP, tcp: tcp(cport, dport, TCP.SYN), ...extra });
+      const fromBe1 = (cport: number, flags: number, extra: Partial<PacketSpec> = {}) =>
+        pkt({
+          srcMac: BE1_MAC,
+          dstMac: POD_BR_MAC,
+          src: BE1,
+          dst: CLIENT,
+          tcp: tcp(8080, cport, flags),
+          ...extra,
+        });
+      const fields = (frame: Uint8Array) => {
+        const d = decodePacket(frame);
+        return [d.src, d.sport, d.dst, d.dport, d.ttl, d.srcMac, d.dstMac];
+      };
+      const events = () => dp.maps.events().forward_via_stack;
+
+      // Until the pod bridge is listed (no program on its side), flows take the stack both ways.
+      const unlisted = send("ingress", uplink, toVip(42000));
+      assert.equal(unlisted.retval, TC_ACT.OK, "pod bridge not listed: the stack");
+      assert.deepEqual(fields(unlisted.data).slice(0, 5), [CLIENT, 42000, BE1, 8080, 64]);
+      dp.maps.setPodInterface(pods);
+      // Decided by a flow's first packet: once listed, that flow still takes the stack both ways.
+      const later = send("ingress", uplink, toVip(42000, { tcp: tcp(42000, 80, TCP.ACK) }));
+      assert.equal(later.retval, TC_ACT.OK, "a flow started on the stack stays there");
+      const laterBack = fromBe1(42000, TCP.ACK);
+      const lb = send("ingress", pods, laterBack);
+      assert.equal(lb.retval, TC_ACT.OK);
+      assert.deepEqual(lb.data, laterBack, "its reply too, untouched (the uplink's egress)");
+      assert.equal(events(), 0n, "flows that never skipped the stack are no fall-backs");
+
+      // Client -> VIP:80 (local be1): DNAT, TTL - 1, the bridge's and be1's MACs, to the bridge.
+      const fwd = send("ingress", uplink, toVip(42001));
+      assert.equal(fwd.retval, TC_ACT.REDIRECT, "redirected to the pod bridge");
+      assert.deepEqual(fields(fwd.data), [CLIENT, 42001, BE1, 8080, 63, POD_BR_MAC, BE1_MAC]);
+      assert.deepEqual(checksumErrors(fwd.data), []);
+      // The bridge's egress hook sees it: nothing to translate (the client's tuple has no SNAT).
+      const brOut = send("egress", pods, fwd.data.slice());
+      assert.equal(brOut.retval, TC_ACT.OK);
+      assert.deepEqual(brOut.data, fwd.data, "the bridge's egress leaves it as it is");
+
+      // be1 -> client, in on the pod bridge: VIP:80 -> client, TTL - 1, out of the uplink.
+      const back = send("ingress", pods, fromBe1(42001, TCP.SYN | TCP.ACK));
+      assert.equal(back.retval, TC_ACT.REDIRECT, "the reply is redirected to the uplink");
+      assert.deepEqual(fields(back.data), [VIP, 80, CLIENT, 42001, 63, NODE_MAC, CLIENT_MAC]);
+      assert.deepEqual(checksumErrors(back.data), []);
+      // The uplink's egress hook sees it again: VIP -> client has no entry there.
+      const upOut = send("egress", uplink, back.data.slice());
+      assert.equal(upOut.retval, TC_ACT.OK);
+      assert.deepEqual(upOut.data, back.data, "not translated twice");
+
+      // The client's ACK establishes the flow, as it does on the stack path (conntrack, counters).
+      const ack = send("ingress", uplink, toVip(42001, { tcp: tcp(42001, 80, TCP.ACK) }));
+      assert.equal(ack.retval, TC_ACT.REDIRECT);
+      const dnat = dp.maps.conntrack().find((e) =>
+        e.key.sport === 42001 && e.value.kind === CT_KIND.DNAT
+      );
+      assert.equal(dnat?.value.state, CT_STATE.ESTABLISHED, "the reply was tracked");
+      const c = dp.maps.serviceCounters(S.tcp80);
+      assert.deepEqual([c.packets, c.reply_packets, c.new_flows], [4n, 1n, 2n]);
+
+      // UDP both ways.
+      const dns = send(
+        "ingress",
+        uplink,
+        pkt({
+          src: CLIENT,
+          dst: VIP,
+          udp: { sport: 42002, dport: 53 },
+          payload: new Uint8Array([1, 2, 3]),
+        }),
+      );
+      assert.equal(dns.retval, TC_ACT.REDIRECT);
+      assert.deepEqual(fields(dns.data), [CLIENT, 42002, BE1, 5353, 63, POD_BR_MAC, BE1_MAC]);
+      assert.deepEqual(checksumErrors(dns.data), []);
+      const dnsBack = send(
+        "ingress",
+        pods,
+        pkt({
+          srcMac: BE1_MAC,
+          dstMac: POD_BR_MAC,
+          src: BE1,
+          dst: CLIENT,
+          udp: { sport: 5353, dport: 42002 },
+          payload: new Uint8Array([4, 5]),
+        }),
+      );
+      assert.equal(dnsBack.retval, TC_ACT.REDIRECT);
+      assert.deepEqual(fields(dnsBack.data), [VIP, 53, CLIENT, 42002, 63, NODE_MAC, CLIENT_MAC]);
+      assert.deepEqual(checksumErrors(dnsBack.data), []);
+
+      // A local-only service (keepClientAddress): a local backend's flow is the same shape.
+      dp.maps.setBackend(6, { addr: BE1, port: 8080 });
+      dp.maps.setService({ addr: VIP3, port: 81, protocol: "TCP" }, {
+        id: 10,
+        backends: [{ id: 6, weight: 1 }],
+        keepClientAddress: true,
+      });
+      const keep = send("ingress", uplink, toVip(42003, { dst: VIP3 }, 81));
+      assert.equal(keep.retval, TC_ACT.REDIRECT, "keepClientAddress, local backend: redirected");
+      const keepBack = send("ingress", pods, fromBe1(42003, TCP.SYN | TCP.ACK));
+      assert.equal(keepBack.retval, TC_ACT.REDIRECT);
+      assert.deepEqual(fields(keepBack.data).slice(0, 4), [VIP3, 81, CLIENT, 42003]);
+      assert.equal(events(), 0n, "nothing fell back");
+
+      // Fall-backs, forward: the stack gets the packet DNATed as before, TTL untouched.
+      const toStack = (what: string, frame: Uint8Array<ArrayBuffer>) => {
+        const out = send("ingress", uplink, frame);
+        assert.equal(out.retval, TC_ACT.OK, `${what}: to the stack`);
+        const d = decodePacket(out.data);
+        assert.deepEqual([d.src, d.dst, d.dport], [CLIENT, BE1, 8080], `${what}: DNAT only`);
+        assert.equal(d.ttl, decodePacket(frame).ttl, `${what}: TTL left to the stack`);
+      };
+      // Fall-backs, reply: the stack gets it untouched; the uplink's egress translates it later.
+      const replyToStack = (what: string, frame: Uint8Array<ArrayBuffer>) => {
+        const out = send("ingress", pods, frame);
+        assert.equal(out.retval, TC_ACT.OK, `${what}: to the stack`);
+        assert.deepEqual(out.data, frame, `${what}: untouched`);
+        const later = send("egress", uplink, frame);
+        assert.equal(later.retval, TC_ACT.OK);
+        assert.deepEqual(
+          fields(later.data).slice(0, 5),
+          [VIP, 80, CLIENT, decodePacket(frame).dport, decodePacket(frame).ttl],
+          `${what}: translated at the uplink's egress as before`,
+        );
+      };
+      const ackOf42001 = (extra: Partial<PacketSpec> = {}) =>
+        toVip(42001, { tcp: tcp(42001, 80, TCP.ACK), ...extra });
+      toStack("TTL 1", ackOf42001({ ttl: 1 }));
+      replyToStack("reply TTL 1", fromBe1(42001, TCP.ACK, { ttl: 1 }));
+      toStack("IP options", ackOf42001({ ipOptions: [1, 1, 1, 0] }));
+      replyToStack("reply with IP options", fromBe1(42001, TCP.ACK, { ipOptions: [1, 1, 1, 0] }));
+      assert.equal(events(), 4n, "four fall-backs counted");
+      // The next packets of the flow skip the stack again.
+      assert.equal(send("ingress", uplink, ackOf42001()).retval, TC_ACT.REDIRECT);
+      assert.equal(send("ingress", pods, fromBe1(42001, TCP.ACK)).retval, TC_ACT.REDIRECT);
+
+      // Hairpin: a pod client (be2, in on the pod bridge) is source-translated as before.
+      const hairpin = send(
+        "ingress",
+        pods,
+        pkt({ src: BE2, dst: VIP, tcp: tcp(42006, 80, TCP.SYN) }),
+      );
+      assert.equal(hairpin.retval, TC_ACT.OK, "hairpin: the stack (SNAT at the bridge's egress)");
+      assert.deepEqual(fields(hairpin.data).slice(0, 5), [BE2, 42006, BE1, 8080, 64]);
+      assert.equal(events(), 4n, "hairpin flows are not counted as fall-backs");
+
+      // MTU: larger than the route's (the stack sends fragmentation needed).
+      const big = { frag: 0x4000, payload: new Uint8Array(600) };
+      await run(["ip", "-n", netns, "link", "set", "bxpods", "mtu", "576"]);
+      toStack(
+        "larger than the pod bridge's MTU",
+        toVip(42001, { tcp: tcp(42001, 80, TCP.ACK), ...big }),
+      );
+      await run(["ip", "-n", netns, "link", "set", "bxpods", "mtu", "1500"]);
+      await run(["ip", "-n", netns, "link", "set", "bxfwd0", "mtu", "576"]);
+      replyToStack("reply larger than the uplink's MTU", fromBe1(42001, TCP.ACK, big));
+      await run(["ip", "-n", netns, "link", "set", "bxfwd0", "mtu", "1500"]);
+
+      // A route by another device: be1 via node2 (out of the uplink), the client via the pods.
+      await run(["ip", "-n", netns, "route", "add", `${BE1}/32`, "via", NODE2]);
+      toStack("be1 routed out of the uplink", toVip(42001, { tcp: tcp(42001, 80, TCP.ACK) }));
+      // A flow whose first packet is routed so takes the stack for good, uncounted.
+      const away = send("ingress", uplink, toVip(42008));
+      assert.equal(away.retval, TC_ACT.OK);
+      await run(["ip", "-n", netns, "route", "del", `${BE1}/32`]);
+      assert.equal(
+        send("ingress", uplink, toVip(42008, { tcp: tcp(42008, 80, TCP.ACK) })).retval,
+        TC_ACT.OK,
+        "a flow started on the stack stays there",
+      );
+      await run(["ip", "-n", netns, "route", "add", `${CLIENT}/32`, "dev", "bxpods"]);
+      replyToStack("the client routed to the pods", fromBe1(42001, TCP.ACK));
+      await run(["ip", "-n", netns, "route", "del", `${CLIENT}/32`]);
+      assert.equal(events(), 8n, "every fall-back of a flow past the stack counted");
+
+      // No neighbour for be1: bpf_redirect_neigh resolves it (MACs left to it).
+      await run(["ip", "-n", netns, "neigh", "del", BE1, "dev", "bxpods"]);
+      const neigh = send("ingress", uplink, toVip(42007));
+      assert.equal(neigh.retval, TC_ACT.REDIRECT);
+      assert.deepEqual(fields(neigh.data).slice(2, 7), [BE1, 8080, 63, CLIENT_MAC, NODE_MAC]);
     });
   });
 });

@@ -59,6 +59,7 @@
 #define CT_F_FIN_BACKEND (1 << 2) /* DNAT entry: the backend sent a FIN */
 #define CT_F_FIN_BOTH (CT_F_FIN_CLIENT | CT_F_FIN_BACKEND)
 #define CT_F_JUDGED (1 << 3)    /* reply entry: the handshake was judged (ct_on_reply, verified_clients) */
+#define CT_F_PAST_STACK (1 << 4) /* a local backend's DNAT and REPLY entries: both ways skip the stack */
 
 /*
  * Timeouts in nanoseconds: the kernel's nf_conntrack defaults, except the half-open ones. A
@@ -116,7 +117,7 @@ enum dp_event {
 	EV_CT_CREATE_FAILED,	/* conntrack insert failed: dropped */
 	EV_SNAT_HALF_OPEN_TAKEN, /* a new flow took the SNAT port of a half-open flow (SYN flood) */
 	EV_SNAT_WAIT_DROPPED,	/* SYN dropped: half-open flows hold the ports (also EV_SNAT_EXHAUSTED) */
-	EV_FORWARD_VIA_STACK,	/* a remote flow's packet that could not skip the stack (forward.h) */
+	EV_FORWARD_VIA_STACK,	/* a packet of a flow that could skip the stack but could not (forward.h) */
 	EV_MAX,
 };
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Forwarding a remote backend's flow past the node's stack: both directions of such a flow come in
- * and go out of the same uplink, so the program looks up the route itself (bpf_fib_lookup), does
- * what IP forwarding does to the header (TTL, checksum, MACs) and hands the packet to the uplink's
- * egress (bpf_redirect). Anything but a clean answer leaves the packet to the stack, as before.
- * docs/dataplane.md, "Remote backends past the stack".
+ * Forwarding a flow's packets past the node's stack: the program looks up the route itself
+ * (bpf_fib_lookup), does what IP forwarding does to the header (TTL, checksum, MACs) and hands the
+ * packet to the egress of the route's device (bpf_redirect). A remote backend's flow comes in and
+ * goes out of the uplink both ways; a local backend's goes from the uplink to the pod interface and
+ * back. Anything but a clean answer leaves the packet to the stack, as before.
+ * docs/dataplane.md, "Flows past the stack".
  */
 #ifndef BLIXT_FORWARD_H
 #define BLIXT_FORWARD_H
@@ -28,10 +29,10 @@ enum fwd_route {
 
 /*
  * Whether a packet at ingress, to be sent from saddr:sport to daddr:dport, may skip the stack:
- * the route goes back out of the device it came in on, the TTL allows another hop, and it fits the
- * route's MTU. fib is filled for fwd_redirect(). Everything else (no route, a local address,
- * forwarding off, another device, too big, TTL 1, IP options) goes to the stack, which does what
- * forwarding does about it (ICMP errors included).
+ * the route is a clean answer, the TTL allows another hop, and it fits the route's MTU. fib is
+ * filled for fwd_redirect(); the caller judges the route's device (fib->ifindex). Everything else
+ * (no route, a local address, forwarding off, too big, TTL 1, IP options) goes to the stack, which
+ * does what forwarding does about it (ICMP errors included).
  */
 static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet *p, __be32 saddr,
 				     __be16 sport, __be32 daddr, __be16 dport,
@@ -62,8 +63,6 @@ static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet 
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
 	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	if (fib->ifindex != skb->ifindex)
-		return FWD_STACK;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
 		return FWD_DIRECT;
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !gso)
@@ -73,7 +72,8 @@ static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet 
 
 /*
  * Send a packet fwd_route() found a route for, after its translation: TTL down by one (IP
- * checksum by difference, as ip_decrease_ttl), the next hop's MACs, out of the uplink's egress.
+ * checksum by difference, as ip_decrease_ttl), the next hop's MACs, out of the route's device's
+ * egress.
  * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT if the packet cannot be written (never seen).
  */
 static __always_inline int fwd_redirect(struct __sk_buff *skb, const struct bpf_fib_lookup *fib,

@@ -30,6 +30,9 @@ export const NET = {
 /** The uplink of node1, where the program is attached. */
 export const UPLINK = "bxdp0";
 
+/** The pod bridge of each node. */
+export const POD_BRIDGE = "bxdppods";
+
 /** Runs a command, throwing with its stderr on failure; returns stdout. */
 export async function run(
   cmd: string[],
@@ -176,12 +179,12 @@ export class Topology {
       ["node2", "198.18.202.1", [["be3", NET.be3, "bxdpp3"]]],
     ] as const;
     for (const [node, gw, members] of pods) {
-      await ip(node, "link", "add", "bxdppods", "type", "bridge");
-      await ip(node, "addr", "add", `${gw}/24`, "dev", "bxdppods");
-      await ip(node, "link", "set", "bxdppods", "up");
+      await ip(node, "link", "add", POD_BRIDGE, "type", "bridge");
+      await ip(node, "addr", "add", `${gw}/24`, "dev", POD_BRIDGE);
+      await ip(node, "link", "set", POD_BRIDGE, "up");
       for (const [pod, addr, hostSide] of members) {
         await veth(hostSide, ns[node], UPLINK, ns[pod]);
-        await ip(node, "link", "set", hostSide, "master", "bxdppods", "up");
+        await ip(node, "link", "set", hostSide, "master", POD_BRIDGE, "up");
         await ip(pod, "addr", "add", `${addr}/24`, "dev", UPLINK);
         await ip(pod, "link", "set", UPLINK, "up");
         await ip(pod, "route", "add", "default", "via", gw);
