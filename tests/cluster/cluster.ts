@@ -40,6 +40,7 @@ import {
   sleep,
   spawnDetached,
   stopProcess,
+  waitListenerGone,
   writeFileAtomic,
 } from "./host.ts";
 import { type ClientCert, ensureClientCert, makePki, type Pki } from "./pki.ts";
@@ -559,6 +560,10 @@ async function ensureEtcd(
   if (pid > 0 && processAlive(pid) && (await healthy().catch(() => false))) {
     return pid;
   }
+  if (pid > 0) await stopProcess(pid);
+  // as for the API server: a killed etcd's threads may hold its ports a moment longer
+  await waitListenerGone("127.0.0.1", ports.client);
+  await waitListenerGone("127.0.0.1", ports.peer);
   log("starting etcd");
   const client = `http://127.0.0.1:${ports.client}`;
   const peer = `http://127.0.0.1:${ports.peer}`;
@@ -623,6 +628,8 @@ async function ensureApiserver(
       return pid;
     }
     if (pid > 0) await stopProcess(pid);
+    // a killed one's threads may hold the port a moment after it shows as a zombie
+    await waitListenerGone(plan.bridgeIP, 6443);
     log("starting kube-apiserver");
     const logFile = `${dir}/apiserver.log`;
     const newPid = await spawnDetached([

@@ -178,6 +178,27 @@ export async function stopProcess(pid: number, graceMs = 5000): Promise<void> {
   }
 }
 
+/**
+ * Waits until nothing listens on `ip:port` in this namespace (bounded). A
+ * killed multi-threaded process (Go's) shows as a zombie once its leader
+ * thread exits, while its other threads may still hold the listening socket
+ * for a few milliseconds: a successor started then fails with "address
+ * already in use".
+ */
+export async function waitListenerGone(
+  ip: string,
+  port: number,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const res = await run(["ss", "-Hltn", "src", `${ip}:${port}`], { allowFailure: true });
+    if (res.code === 0 && res.stdout.trim() === "") return;
+    await sleep(20);
+  }
+  throw new Error(`${ip}:${port} still has a listener after ${timeoutMs} ms`);
+}
+
 /** Pids of the processes whose network namespace is `netns`. */
 export async function netnsPids(netns: string): Promise<number[]> {
   const res = await run(["ip", "netns", "pids", netns], { allowFailure: true });
