@@ -47,6 +47,8 @@ interface TableMemo {
   stamp: number;
   generation: number;
   parsed: ParsedTable | undefined;
+  /** Its parsed services, each unchanged one the object of the version before (see reuse). */
+  services: DesiredService[];
   /** Its last programming (the input, by identity). */
   fallback: DesiredService[];
   /** What it claims: its services when valid, else its fallback. */
@@ -66,6 +68,44 @@ function sameFrontends(a: readonly DesiredService[], b: readonly DesiredService[
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i]!.frontend !== b[i]!.frontend) return false;
   return true;
+}
+
+/** Whether two services would be programmed the same. */
+function sameService(a: DesiredService, b: DesiredService): boolean {
+  if (
+    a.frontend !== b.frontend || a.table !== b.table ||
+    a.keepClientAddress !== b.keepClientAddress ||
+    a.rejectWeight !== b.rejectWeight || a.address.addr !== b.address.addr ||
+    a.address.port !== b.address.port || a.address.protocol !== b.address.protocol ||
+    a.backends.length !== b.backends.length
+  ) return false;
+  for (let i = 0; i < a.backends.length; i++) {
+    const x = a.backends[i]!, y = b.backends[i]!;
+    if (x.addr !== y.addr || x.port !== y.port || x.weight !== y.weight || x.remote !== y.remote) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * `now` with each service equal to one of `before` (same frontend) replaced by that object: a
+ * table update that changes one entry then hands the programmer one new service, not all of the
+ * table's (it skips services by identity), and keeps the others' objects alive rather than
+ * copies. `now` itself when nothing is reused.
+ */
+function reuse(before: readonly DesiredService[], now: DesiredService[]): DesiredService[] {
+  if (before.length === 0 || now.length === 0) return now;
+  const old = new Map<string, DesiredService>();
+  for (const s of before) old.set(s.frontend, s);
+  let out: DesiredService[] | undefined;
+  for (let i = 0; i < now.length; i++) {
+    const o = old.get(now[i]!.frontend);
+    if (o === undefined || o === now[i] || !sameService(o, now[i]!)) continue;
+    out ??= now.slice();
+    out[i] = o;
+  }
+  return out ?? now;
 }
 
 /**
@@ -152,6 +192,7 @@ export class DesiredStateTracker {
           stamp,
           generation,
           parsed: undefined,
+          services: NONE,
           fallback: NONE,
           claim: NONE,
           wanted: NONE,
@@ -173,7 +214,8 @@ export class DesiredStateTracker {
       m.stamp = stamp;
       seen++;
       if (m.parsed === parsed && m.fallback === fallback && m.generation === generation) continue;
-      const claim = parsed.valid ? parsed.wanted : fallback;
+      if (m.parsed !== parsed) m.services = parsed.valid ? reuse(m.services, parsed.wanted) : NONE;
+      const claim = parsed.valid ? m.services : fallback;
       if (!sameFrontends(m.claim, claim)) reclaims.push({ key, old: m.claim, now: claim });
       m.parsed = parsed;
       m.fallback = fallback;
@@ -224,7 +266,7 @@ export class DesiredStateTracker {
       const errors = [...parsed.errors];
       let conflict = false;
       if (parsed.valid && multi.size > 0) {
-        for (const s of parsed.wanted) {
+        for (const s of m.services) {
           const claimants = multi.get(s.frontend);
           if (!claimants) continue;
           const others = [...claimants].filter((t) => t !== m.key).sort();
@@ -232,7 +274,7 @@ export class DesiredStateTracker {
           conflict = true;
         }
       }
-      m.wanted = parsed.valid ? drop(parsed.wanted) : NONE;
+      m.wanted = parsed.valid ? drop(m.services) : NONE;
       m.kept = drop(m.fallback);
       m.outcome = {
         ...m.outcome,
@@ -265,9 +307,10 @@ export class DesiredStateTracker {
     // falls back for capacity), so removing every old list before adding the new ones is exact.
     const services = this.#services;
     const changed = new Set<string>();
-    const remove = (list: readonly DesiredService[]) => {
+    // A service object in both the old and the new list of a table stays (see reuse): unchanged.
+    const remove = (list: readonly DesiredService[], stays?: ReadonlySet<DesiredService>) => {
       for (const s of list) {
-        if (services.get(s.frontend) !== s) continue;
+        if (services.get(s.frontend) !== s || stays?.has(s)) continue;
         services.delete(s.frontend);
         changed.add(s.frontend);
       }
@@ -280,7 +323,7 @@ export class DesiredStateTracker {
     for (const m of dirty) {
       const final = m.parsed!.valid ? m.wanted : m.kept;
       if (final !== m.final) {
-        remove(m.final);
+        remove(m.final, new Set(final));
         m.final = final;
         moved.push(m);
       }
