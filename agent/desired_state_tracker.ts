@@ -323,7 +323,7 @@ export class DesiredStateTracker {
     for (const m of dirty) {
       const final = m.parsed!.valid ? m.wanted : m.kept;
       if (final !== m.final) {
-        remove(m.final, new Set(final));
+        if (m.final.length > 0) remove(m.final, new Set(final)); // none on a first sync
         m.final = final;
         moved.push(m);
       }
