@@ -47,8 +47,6 @@ interface TableMemo {
   stamp: number;
   generation: number;
   parsed: ParsedTable | undefined;
-  /** Its parsed services, each unchanged one the object of the version before (see reuse). */
-  services: DesiredService[];
   /** Its last programming (the input, by identity). */
   fallback: DesiredService[];
   /** What it claims: its services when valid, else its fallback. */
@@ -89,23 +87,20 @@ function sameService(a: DesiredService, b: DesiredService): boolean {
 }
 
 /**
- * `now` with each service equal to one of `before` (same frontend) replaced by that object: a
- * table update that changes one entry then hands the programmer one new service, not all of the
- * table's (it skips services by identity), and keeps the others' objects alive rather than
- * copies. `now` itself when nothing is reused.
+ * Puts in `now`, in place, each service of `before` (the table's version before) that equals its
+ * new one (same frontend): a table update that changes one entry then hands the programmer one new
+ * service, not all of the table's (it skips services by identity), and the parsed table holds no
+ * copies of the others. In place: a list beside the parsed one would hold both until the next
+ * update. Equal content, so any reader of the parsed table sees the same services.
  */
-function reuse(before: readonly DesiredService[], now: DesiredService[]): DesiredService[] {
-  if (before.length === 0 || now.length === 0) return now;
+function reuse(before: readonly DesiredService[], now: DesiredService[]): void {
+  if (before.length === 0 || now.length === 0) return;
   const old = new Map<string, DesiredService>();
   for (const s of before) old.set(s.frontend, s);
-  let out: DesiredService[] | undefined;
   for (let i = 0; i < now.length; i++) {
     const o = old.get(now[i]!.frontend);
-    if (o === undefined || o === now[i] || !sameService(o, now[i]!)) continue;
-    out ??= now.slice();
-    out[i] = o;
+    if (o !== undefined && o !== now[i] && sameService(o, now[i]!)) now[i] = o;
   }
-  return out ?? now;
 }
 
 /**
@@ -192,7 +187,6 @@ export class DesiredStateTracker {
           stamp,
           generation,
           parsed: undefined,
-          services: NONE,
           fallback: NONE,
           claim: NONE,
           wanted: NONE,
@@ -214,8 +208,10 @@ export class DesiredStateTracker {
       m.stamp = stamp;
       seen++;
       if (m.parsed === parsed && m.fallback === fallback && m.generation === generation) continue;
-      if (m.parsed !== parsed) m.services = parsed.valid ? reuse(m.services, parsed.wanted) : NONE;
-      const claim = parsed.valid ? m.services : fallback;
+      if (m.parsed !== parsed && m.parsed?.valid && parsed.valid) {
+        reuse(m.parsed.wanted, parsed.wanted);
+      }
+      const claim = parsed.valid ? parsed.wanted : fallback;
       if (!sameFrontends(m.claim, claim)) reclaims.push({ key, old: m.claim, now: claim });
       m.parsed = parsed;
       m.fallback = fallback;
@@ -266,7 +262,7 @@ export class DesiredStateTracker {
       const errors = [...parsed.errors];
       let conflict = false;
       if (parsed.valid && multi.size > 0) {
-        for (const s of m.services) {
+        for (const s of parsed.wanted) {
           const claimants = multi.get(s.frontend);
           if (!claimants) continue;
           const others = [...claimants].filter((t) => t !== m.key).sort();
@@ -274,7 +270,7 @@ export class DesiredStateTracker {
           conflict = true;
         }
       }
-      m.wanted = parsed.valid ? drop(m.services) : NONE;
+      m.wanted = parsed.valid ? drop(parsed.wanted) : NONE;
       m.kept = drop(m.fallback);
       m.outcome = {
         ...m.outcome,
