@@ -13,6 +13,10 @@
  *   -> changes: the frontends touched        the programmer visits only these
  * ```
  *
+ * A changed table's services that equal its version before's are those
+ * objects again (in its parsed form), so the change list names only the
+ * services that changed, and the programmer visits only those.
+ *
  * The result is the same as {@linkcode computeDesiredState}'s (a property
  * test holds the two equal). The rare cases stay with the full computation:
  * the set of conflicted frontends changes (the state is rebuilt from
