@@ -231,6 +231,7 @@ export class Agent {
     const cpuStarted = process.cpuUsage();
     const changedAt = this.#changedAt ?? started;
     this.#changedAt = undefined;
+    const parseMs = this.#o.source.takeParseMs?.();
     const writes = this.#writes;
     writes.entries = writes.waitStart = writes.waitMs = 0;
     const programmed = this.#programmer.services;
@@ -305,6 +306,9 @@ export class Agent {
             entries: writes.entries > 0 ? round1(writes.entries - changedAt) : undefined,
             waitForReaders: round1(writes.waitMs),
           },
+          // validating and parsing the changed tables as they arrived, before the change (and
+          // sinceChangeMs) started: the table cache does it, not the sync
+          ...(parseMs !== undefined ? { parseMs: round1(parseMs) } : {}),
         });
       }
     } catch (e) {

@@ -13,6 +13,10 @@
  *   -> changes: the frontends touched        the programmer visits only these
  * ```
  *
+ * A changed table's services that equal its version before's are those
+ * objects again (in its parsed form), so the change list names only the
+ * services that changed, and the programmer visits only those.
+ *
  * The result is the same as {@linkcode computeDesiredState}'s (a property
  * test holds the two equal). The rare cases stay with the full computation:
  * the set of conflicted frontends changes (the state is rebuilt from
@@ -66,6 +70,41 @@ function sameFrontends(a: readonly DesiredService[], b: readonly DesiredService[
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i]!.frontend !== b[i]!.frontend) return false;
   return true;
+}
+
+/** Whether two services would be programmed the same. */
+function sameService(a: DesiredService, b: DesiredService): boolean {
+  if (
+    a.frontend !== b.frontend || a.table !== b.table ||
+    a.keepClientAddress !== b.keepClientAddress ||
+    a.rejectWeight !== b.rejectWeight || a.address.addr !== b.address.addr ||
+    a.address.port !== b.address.port || a.address.protocol !== b.address.protocol ||
+    a.backends.length !== b.backends.length
+  ) return false;
+  for (let i = 0; i < a.backends.length; i++) {
+    const x = a.backends[i]!, y = b.backends[i]!;
+    if (x.addr !== y.addr || x.port !== y.port || x.weight !== y.weight || x.remote !== y.remote) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Puts in `now`, in place, each service of `before` (the table's version before) that equals its
+ * new one (same frontend): a table update that changes one entry then hands the programmer one new
+ * service, not all of the table's (it skips services by identity), and the parsed table holds no
+ * copies of the others. In place: a list beside the parsed one would hold both until the next
+ * update. Equal content, so any reader of the parsed table sees the same services.
+ */
+function reuse(before: readonly DesiredService[], now: DesiredService[]): void {
+  if (before.length === 0 || now.length === 0) return;
+  const old = new Map<string, DesiredService>();
+  for (const s of before) old.set(s.frontend, s);
+  for (let i = 0; i < now.length; i++) {
+    const o = old.get(now[i]!.frontend);
+    if (o !== undefined && o !== now[i] && sameService(o, now[i]!)) now[i] = o;
+  }
 }
 
 /**
@@ -173,6 +212,9 @@ export class DesiredStateTracker {
       m.stamp = stamp;
       seen++;
       if (m.parsed === parsed && m.fallback === fallback && m.generation === generation) continue;
+      if (m.parsed !== parsed && m.parsed?.valid && parsed.valid) {
+        reuse(m.parsed.wanted, parsed.wanted);
+      }
       const claim = parsed.valid ? parsed.wanted : fallback;
       if (!sameFrontends(m.claim, claim)) reclaims.push({ key, old: m.claim, now: claim });
       m.parsed = parsed;
@@ -265,9 +307,10 @@ export class DesiredStateTracker {
     // falls back for capacity), so removing every old list before adding the new ones is exact.
     const services = this.#services;
     const changed = new Set<string>();
-    const remove = (list: readonly DesiredService[]) => {
+    // A service object in both the old and the new list of a table stays (see reuse): unchanged.
+    const remove = (list: readonly DesiredService[], stays?: ReadonlySet<DesiredService>) => {
       for (const s of list) {
-        if (services.get(s.frontend) !== s) continue;
+        if (services.get(s.frontend) !== s || stays?.has(s)) continue;
         services.delete(s.frontend);
         changed.add(s.frontend);
       }
@@ -280,7 +323,7 @@ export class DesiredStateTracker {
     for (const m of dirty) {
       const final = m.parsed!.valid ? m.wanted : m.kept;
       if (final !== m.final) {
-        remove(m.final);
+        if (m.final.length > 0) remove(m.final, new Set(final)); // none on a first sync
         m.final = final;
         moved.push(m);
       }

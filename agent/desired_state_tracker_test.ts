@@ -90,17 +90,15 @@ function entry(port: number, ips: string[], extra: Partial<RoutingTableEntry> = 
   return { port, backends: ips.map((ip) => be(ip)), ...extra };
 }
 
-Deno.test("desired state tracker: a backend change in one table lists only that table's frontends as changed", () => {
+Deno.test("desired state tracker: a backend change in one table lists only the changed frontend, and keeps the others' objects", () => {
   const h = new Harness();
   h.set(table("a", [entry(80, ["198.18.1.2"]), entry(81, ["198.18.1.3"])]));
   h.set(table("b", [entry(82, ["198.18.1.4"])]));
-  h.sync();
+  const before = h.sync().services.get("198.18.100.1:80/TCP");
   h.set(table("a", [entry(80, ["198.18.1.2"]), entry(81, ["198.18.1.5"])], { generation: 2 }));
   const d = h.sync();
-  assert.deepEqual([...d.changes!.frontends].sort(), [
-    "198.18.100.1:80/TCP",
-    "198.18.100.1:81/TCP",
-  ]);
+  assert.deepEqual([...d.changes!.frontends].sort(), ["198.18.100.1:81/TCP"]);
+  assert.equal(d.services.get("198.18.100.1:80/TCP"), before);
   assert.equal(d.tables[0]!.generation, 2);
 });
 

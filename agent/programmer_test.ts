@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { be, FakeMaps, randomTable, rng, table } from "./_testing.ts";
-import { compactTable, computeDesiredState, type LastProgrammed } from "./desired_state.ts";
+import {
+  compactTable,
+  computeDesiredState,
+  type DesiredState,
+  type LastProgrammed,
+} from "./desired_state.ts";
 import { DesiredStateTracker } from "./desired_state_tracker.ts";
 import type { RoutingTable } from "../api/mod.ts";
 import { Programmer } from "./programmer.ts";
@@ -148,6 +153,17 @@ function mapsView(maps: FakeMaps) {
   return { services, vips: [...maps.vips].sort(), backends: maps.backends.size };
 }
 
+/** `t` with one backend's weight (or an entry's reject weight) changed, as generation `generation`. */
+function oneBackendEdited(r: () => number, t: RoutingTable, generation: number): RoutingTable {
+  const next = structuredClone(t);
+  next.metadata.generation = generation;
+  const e = next.spec.entries[Math.floor(r() * next.spec.entries.length)];
+  const b = e?.backends[Math.floor(r() * e.backends.length)];
+  if (b) b.weight = (b.weight + 1) % 3;
+  else if (e) e.rejectWeight = 1 - e.rejectWeight;
+  return next;
+}
+
 Deno.test("programmer: a state that lists its changes is planned over them and writes the maps as a full diff does", () => {
   for (const seed of [11, 12, 13, 14]) {
     const r = rng(seed);
@@ -161,12 +177,25 @@ Deno.test("programmer: a state that lists its changes is planned over them and w
     pf.adopt();
     const tracker = new DesiredStateTracker();
     const tables = new Map<string, unknown>();
+    const raws = new Map<string, RoutingTable>();
     const last = new Map<string, LastProgrammed>();
     let partial = 0;
+    let reused = 0;
+    let prev: DesiredState | undefined;
     for (let step = 0; step < 200; step++) {
       const name = "abcde"[Math.floor(r() * 5)]!;
-      if (r() < 0.15) tables.delete(name);
-      else tables.set(name, compactTable(randomTable(r, name, step + 1), "node-1"));
+      const before = raws.get(name);
+      if (r() < 0.15) {
+        tables.delete(name);
+        raws.delete(name);
+      } else {
+        // Half the edits change one backend of one entry: the others keep their service objects.
+        const raw = before && r() < 0.5
+          ? oneBackendEdited(r, before, step + 1)
+          : randomTable(r, name, step + 1);
+        raws.set(name, raw);
+        tables.set(name, compactTable(raw, "node-1"));
+      }
       const list = [...tables.values()];
       const options = (programmed: Programmer) => ({
         node: "node-1",
@@ -174,8 +203,10 @@ Deno.test("programmer: a state that lists its changes is planned over them and w
         programmedFrontends: new Set(programmed.services.keys()),
         capacity: cap,
       });
+      const kept = new Set(prev?.byTable.get(`default/${name}`) ?? []);
       let d = tracker.compute(list, options(pi));
       if (pi.plan(d).partial) partial++;
+      if (d.byTable.get(`default/${name}`)?.some((s) => kept.has(s))) reused++;
       const failing = r() < 0.05;
       if (failing) {
         incr.failOn = r() < 0.5 ? "writeMaglevs" : "writeBackends";
@@ -202,7 +233,9 @@ Deno.test("programmer: a state that lists its changes is planned over them and w
         }
       }
       for (const key of [...last.keys()]) if (!names.has(key)) last.delete(key);
+      prev = d;
     }
     assert.ok(partial > 30, `seed ${seed}: only ${partial} plans over a change list`);
+    assert.ok(reused > 10, `seed ${seed}: only ${reused} edits kept service objects`);
   }
 });

@@ -26,6 +26,9 @@
  * - `update_one_backend_agent_ms` (p50, and `_p99`): the agent's own part of
  *   the same updates, from its table cache seeing the change to the maps
  *   written (`sinceChangeMs` of its "maps synced" lines).
+ * - `update_one_backend_parse_ms` (p50, and `_p99`): the agent's work on the
+ *   change before that, validating and parsing the table as it arrived
+ *   (`parseMs` of the same lines); the watch's JSON decoding is in neither.
  * - `update_api_write_ms` (p50, and `_p99`): the patch request of those
  *   writes alone (the API server's part).
  * - `agent_rss_mib_at_10k`, `agent_cpu_idle_percent` (30 s at steady state,
@@ -234,6 +237,7 @@ export async function main(args: string[]): Promise<void> {
       };
       const times: number[] = [];
       const agentTimes: number[] = [];
+      const parseTimes: number[] = [];
       const writes: number[] = [];
       for (let r = 0; r < rounds; r++) {
         const seen = agent.lines.length;
@@ -266,6 +270,7 @@ export async function main(args: string[]): Promise<void> {
         const synced = agent.lines.slice(seen).map((l) => JSON.parse(l))
           .filter((l) => l.msg === "maps synced");
         for (const l of synced) agentTimes.push(l.sinceChangeMs);
+        for (const l of synced) if (typeof l.parseMs === "number") parseTimes.push(l.parseMs);
         if (Deno.env.get("BLIXT_BENCH_DEBUG")) {
           for (const l of synced) console.error(JSON.stringify(l));
         }
@@ -279,6 +284,11 @@ export async function main(args: string[]): Promise<void> {
       // The agent's own part: from its table cache seeing the change to the maps written.
       emit(`update_one_backend_agent_ms${x}`, percentile(agentTimes, 50), "ms", "lower");
       emit(`update_one_backend_agent_ms_p99${x}`, percentile(agentTimes, 99), "ms", "lower");
+      // Before that: the agent validating and parsing the changed table as it arrived.
+      if (parseTimes.length > 0) {
+        emit(`update_one_backend_parse_ms${x}`, percentile(parseTimes, 50), "ms", "lower");
+        emit(`update_one_backend_parse_ms_p99${x}`, percentile(parseTimes, 99), "ms", "lower");
+      }
     } finally {
       services.close();
       maglev.close();
