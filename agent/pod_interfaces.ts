@@ -9,8 +9,7 @@
  *
  * @module
  */
-import type { Logger } from "./log.ts";
-import { errorText } from "./log.ts";
+import { errorText, type Logger } from "./log.ts";
 import { LibbpfError } from "./bpf/libbpf.ts";
 
 const ENODEV = 19;
