@@ -37,6 +37,16 @@ const TC_PRIORITY = 0xb1;
 
 const EEXIST = 17;
 const ENOENT = 2;
+const ENODEV = 19;
+/** `BPF_LINK_TYPE_TCX` (enum bpf_link_type). */
+const BPF_LINK_TYPE_TCX = 11;
+/**
+ * `struct bpf_link_info`: type, id and prog_id (u32 each), then the union at
+ * 8-byte alignment, whose `tcx` member starts with the ifindex (0 once the
+ * device is gone). 64 bytes is more than the fields read; the kernel copies
+ * at most its own size and wants a longer tail zeroed.
+ */
+const LINK_INFO = { size: 64, type: 0, tcxIfindex: 16 } as const;
 /** errnos meaning "this kernel has no tcx". */
 const NO_TCX = new Set([22, /* EINVAL */ 95, /* EOPNOTSUPP */ 38 /* ENOSYS */]);
 
@@ -64,6 +74,17 @@ export interface AttachOptions {
    * VIPs are load-balanced here and source-translated (hairpin).
    */
   pods?: boolean;
+}
+
+/**
+ * What carries the program on an interface now, as the kernel says (see
+ * {@linkcode Dataplane.attachState}).
+ */
+export interface AttachState {
+  /** The interface's index, or undefined when no interface has this name. */
+  ifindex: number | undefined;
+  /** How the program is on both its hooks, or undefined when it is missing from one. */
+  mode: AttachMode | undefined;
 }
 
 /** Mounts bpffs at /sys/fs/bpf unless something is mounted there. */
@@ -114,20 +135,24 @@ export class Dataplane {
    * already pinned there with the same definition).
    */
   static load(options: LoadOptions): Dataplane {
+    // A failed first load leaves nothing behind; one over pins keeps them (they still forward).
+    const fresh = isEmptyOrAbsent(options.pinDir);
     Deno.mkdirSync(options.pinDir, { recursive: true });
-    replaceOutgrownPins(options.pinDir);
-    const maxEntries: Record<string, number> = {};
-    if (options.conntrackEntries) {
-      maxEntries.conntrack = options.conntrackEntries;
-    }
-    const object = BpfObject.open(options.objectPath ?? DEFAULT_OBJECT, {
-      pinDir: options.pinDir,
-      maxEntries,
-    });
+    let object: BpfObject | undefined;
     try {
+      replaceOutgrownPins(options.pinDir);
+      const maxEntries: Record<string, number> = {};
+      if (options.conntrackEntries) {
+        maxEntries.conntrack = options.conntrackEntries;
+      }
+      object = BpfObject.open(options.objectPath ?? DEFAULT_OBJECT, {
+        pinDir: options.pinDir,
+        maxEntries,
+      });
       return new Dataplane(object, options.pinDir);
     } catch (e) {
-      object.close();
+      object?.close();
+      if (fresh) removePins(options.pinDir);
       throw e;
     }
   }
@@ -135,7 +160,9 @@ export class Dataplane {
   /**
    * Attaches ingress and egress programs to `ifname`. An existing pinned tcx
    * link gets the new program by `bpf_link_update` (no gap); an existing
-   * clsact filter is replaced in place.
+   * clsact filter is replaced in place. A pinned link left by an interface
+   * of this name that was deleted (the kernel cut it: it carries nothing) is
+   * unpinned and a new link made on the interface there now.
    */
   attach(ifname: string, options: AttachOptions = {}): AttachMode {
     const run = () => {
@@ -158,7 +185,10 @@ export class Dataplane {
             pin,
           );
           try {
-            check("bpf_link_detach", () => lib().bpf_link_detach(fd), pin);
+            // a link whose interface is gone is detached already (detach says ENOLINK)
+            if (linkIfindex(fd, pin) !== 0) {
+              check("bpf_link_detach", () => lib().bpf_link_detach(fd), pin);
+            }
           } finally {
             closeFd(fd);
           }
@@ -176,6 +206,36 @@ export class Dataplane {
     else run();
   }
 
+  /**
+   * Whether the program is on `ifname` now: its pinned tcx links are on this
+   * interface (not on a deleted one of the same name), or its clsact filters
+   * are there. A few syscalls, cheap enough to ask every few seconds.
+   */
+  attachState(ifname: string, options: { netns?: string } = {}): AttachState {
+    const run = (): AttachState => {
+      let ifindex: number;
+      try {
+        ifindex = ifIndex(ifname);
+      } catch (e) {
+        if (e instanceof LibbpfError && e.errno === ENODEV) {
+          return { ifindex: undefined, mode: undefined };
+        }
+        throw e;
+      }
+      const onTcx = (["ingress", "egress"] as const).every((dir) =>
+        this.#pinnedLinkIfindex(ifname, dir) === ifindex
+      );
+      if (onTcx) return { ifindex, mode: "tcx" };
+      const onTc = [BPF_TC_INGRESS, BPF_TC_EGRESS].every((point) => {
+        const hook = opts("bpf_tc_hook", { ifindex, attach_point: point });
+        const o = opts("bpf_tc_opts", { handle: TC_HANDLE, priority: TC_PRIORITY });
+        return lib().bpf_tc_query(hook, o) === 0;
+      });
+      return { ifindex, mode: onTc ? "tc" : undefined };
+    };
+    return options.netns ? inNetns(options.netns, run) : run();
+  }
+
   /** Closes fds; everything pinned stays in the kernel and keeps forwarding. */
   close(): void {
     this.object.close();
@@ -183,6 +243,18 @@ export class Dataplane {
 
   #linkPin(ifname: string, dir: "ingress" | "egress"): string {
     return `${this.pinDir}/link_${ifname}_${dir}`;
+  }
+
+  /** The ifindex the pinned link of `ifname` is on (0: cut), undefined when none is pinned. */
+  #pinnedLinkIfindex(ifname: string, dir: "ingress" | "egress"): number | undefined {
+    const pin = this.#linkPin(ifname, dir);
+    const fd = lib().bpf_obj_get(cstr(pin));
+    if (fd < 0) return undefined;
+    try {
+      return linkIfindex(fd, pin);
+    } finally {
+      closeFd(fd);
+    }
   }
 
   #attach(ifname: string, mode: "auto" | AttachMode): AttachMode {
@@ -214,15 +286,22 @@ export class Dataplane {
     if (exists(pin)) {
       const fd = check("bpf_obj_get", () => b.bpf_obj_get(cstr(pin)), pin);
       try {
-        check(
-          "bpf_link_update",
-          () => b.bpf_link_update(fd, progFd, null),
-          pin,
-        );
+        const on = linkIfindex(fd, pin);
+        if (on === ifindex) {
+          check(
+            "bpf_link_update",
+            () => b.bpf_link_update(fd, progFd, null),
+            pin,
+          );
+          return;
+        }
+        // The pin outlived its interface: cut by the kernel (0), or on another
+        // device that took the name's place. A link on no interface we serve goes.
+        if (on !== 0) check("bpf_link_detach", () => b.bpf_link_detach(fd), pin);
+        Deno.removeSync(pin);
       } finally {
         closeFd(fd);
       }
-      return;
     }
     const type = dir === "ingress" ? BPF_TCX_INGRESS : BPF_TCX_EGRESS;
     const fd = check(
@@ -276,6 +355,33 @@ export class Dataplane {
     if (rc < 0 && -rc !== ENOENT && -rc !== 22) {
       check("bpf_tc_detach", () => rc, ifname);
     }
+  }
+}
+
+/** The ifindex a tcx link is on, 0 once its interface is gone (`bpf_link_info.tcx`). */
+function linkIfindex(fd: number, what: string): number {
+  const info = new Uint8Array(LINK_INFO.size);
+  const len = new Uint32Array([info.length]);
+  check(
+    "bpf_obj_get_info_by_fd",
+    () => lib().bpf_obj_get_info_by_fd(fd, info, new Uint8Array(len.buffer)),
+    what,
+  );
+  const v = new DataView(info.buffer);
+  const type = v.getUint32(LINK_INFO.type, true);
+  if (type !== BPF_LINK_TYPE_TCX) {
+    throw new Error(`${what}: a link of type ${type}, not tcx`);
+  }
+  return v.getUint32(LINK_INFO.tcxIfindex, true);
+}
+
+function isEmptyOrAbsent(dir: string): boolean {
+  try {
+    for (const _ of Deno.readDirSync(dir)) return false;
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return true;
+    throw e;
   }
 }
 
