@@ -113,6 +113,7 @@ export class Agent {
   #lastTick = Date.now();
   #objectReady = false;
   #nodeFound = true;
+  #interfaceProblems: readonly string[] = [];
   #lastSyncTime: string | undefined;
   #countersDigest = -1;
   #lastLogged = new Map<string, string>();
@@ -223,6 +224,12 @@ export class Agent {
     this.#nodeFound = state.found;
     if (state.found && !this.#stopped && this.#synced) this.#ensureObject();
     else this.#statusChanged();
+  }
+
+  /** Interfaces that should carry the program and do not (interface_watch.ts), for `Degraded`. */
+  interfacesChanged(problems: readonly string[]): void {
+    this.#interfaceProblems = problems;
+    this.#statusChanged();
   }
 
   /** Reconciles now (tests and benchmarks); normally changes trigger it. */
@@ -393,6 +400,7 @@ export class Agent {
       lastSyncTime: this.#lastSyncTime,
       maps: this.#mapUsage(),
       nodeFound: this.#nodeFound,
+      interfaceProblems: this.#interfaceProblems,
     }, this.#lastStatus);
     if (this.#counters) status.counters = this.#counters;
     this.#lastStatus = status;

@@ -20,7 +20,7 @@ import { errorText, jsonLogger } from "./log.ts";
 import { Registry } from "./metrics.ts";
 import { kubeStatusWriter, readNode } from "./node_status_writer.ts";
 import { kubeConfigFor, kubeTableSource } from "./table_source.ts";
-import { attachPodInterfaces } from "./pod_interfaces.ts";
+import { watchInterfaces } from "./interface_watch.ts";
 
 const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
   [--pod-interface IFACE]...
@@ -89,7 +89,6 @@ async function main(args: string[]): Promise<number> {
   const mode = dp.attach(values.uplink);
   dp.maps.setConfig({ nodeAddr, snatPorts });
   log("info", "data plane attached", { uplink: values.uplink, mode, pinDir, nodeAddr });
-  const podInterfaces = attachPodInterfaces(dp, values["pod-interface"], log);
 
   const durationSeconds = Number(values["lease-duration"]);
   const renewIntervalSeconds = Number(values["lease-renew-interval"]);
@@ -140,6 +139,12 @@ async function main(args: string[]): Promise<number> {
     },
   }).start();
   if (!nodeState.found) agent.nodeChanged({ found: false });
+  // The uplink and pod interfaces, looked at every 5 s: one deleted and made again gets the
+  // program again (a re-made cni0, bond or VLAN); one without it makes the node Degraded.
+  const interfaces = watchInterfaces(dp, [
+    { name: values.uplink, attached: true },
+    ...values["pod-interface"].map((name) => ({ name, pods: true })),
+  ], { log, metrics, onProblems: (problems) => agent.interfacesChanged(problems) });
   const server = serveEndpoints(agent, metrics, {
     port: Number(values["metrics-port"]),
     hostname: values["metrics-address"],
@@ -154,7 +159,7 @@ async function main(args: string[]): Promise<number> {
   log("info", "stopping; maps and links stay pinned and keep forwarding");
   // The Lease first: the operator flips the node's Gateways at once, not a lease duration later.
   await lease.stop({ release: true });
-  podInterfaces.stop();
+  interfaces.stop();
   await nodeWatch.stop();
   await agent.stop({ report: true });
   await server.shutdown();

@@ -20,6 +20,13 @@ import type { CounterTotals } from "./bpf/maps.ts";
 import type { TableOutcome, TableResult } from "./desired_state.ts";
 import type { ProgrammedService } from "./programmer.ts";
 
+/**
+ * `Degraded` reason while an interface that should carry the program (the
+ * uplink, a pod interface that existed) does not (agent/interface_watch.ts).
+ * Belongs with `DATAPLANE_REASONS` in api/dataplane_node.ts.
+ */
+export const INTERFACE_NOT_ATTACHED = "InterfaceNotAttached";
+
 /** At most this many services in the counters snapshot (busiest first): etcd objects stay small. */
 export const MAX_COUNTED_SERVICES = 100;
 
@@ -48,6 +55,8 @@ export interface StatusInput {
   maps?: MapUsage[];
   /** False once the node's Node object is gone (default true). */
   nodeFound?: boolean;
+  /** Interfaces that should carry the program and do not, one line each. */
+  interfaceProblems?: readonly string[];
 }
 
 const REASON_OF: Record<Exclude<TableResult, "programmed">, string> = {
@@ -118,6 +127,11 @@ export function buildStatus(
     degraded = true;
     degradedReason = DATAPLANE_REASONS.nodeNotFound;
     degradedMessage = "the Node does not exist; the maps are kept as they are";
+  }
+  if (input.interfaceProblems?.length && !degraded) {
+    degraded = true;
+    degradedReason = INTERFACE_NOT_ATTACHED;
+    degradedMessage = `the program is not on ${input.interfaceProblems.join("; ")}`;
   }
   return {
     conditions: [

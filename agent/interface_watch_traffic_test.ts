@@ -1,0 +1,187 @@
+/**
+ * The interface watch in the real kernel, with real packets: node1's pod
+ * bridge, then its uplink, deleted and made again under the same name (as a
+ * restarted CNI re-makes `cni0`, or a bond is re-made). The watch, at its
+ * production interval (5 s), attaches the program to the new device, and the
+ * traffic that needs it (a pod to a VIP of its own node; a client to the VIP
+ * through the uplink) flows again; the link pinned for the deleted device is
+ * replaced and its ifindex leaves `pod_ifaces`.
+ *
+ * ```
+ *   client ──► node1 uplink bxdp0 (blixt) ──► be1, be2 (pod bridge bxdppods, blixt: pods)
+ *                   │                              └─► VIP (hairpin, from the node's address)
+ *                   └──► node2 ──► be3 (remote)
+ * ```
+ */
+import assert from "node:assert/strict";
+import { buildBpf } from "../bpf/build.ts";
+import { NET, POD_BRIDGE, Topology, UPLINK } from "../bpf/testing/topology.ts";
+import { Dataplane, ensureBpffs, removePins } from "./bpf/loader.ts";
+import { type InterfaceWatch, watchInterfaces } from "./interface_watch.ts";
+import type { Level } from "./log.ts";
+import { Registry } from "./metrics.ts";
+
+const ECHO_SERVER = new URL("../tests/cluster/echo_server.ts", import.meta.url).pathname;
+const SVC = 1;
+/** The watch's interval in production, and how long a re-attach may take with it. */
+const INTERVAL_MS = 5_000;
+const WITHIN_MS = 6_500;
+
+function program(dp: Dataplane): void {
+  const m = dp.maps;
+  m.setConfig({ nodeAddr: NET.node1 });
+  m.setBackend(1, { addr: NET.be1, port: 8080 });
+  m.setBackend(2, { addr: NET.be2, port: 8080 });
+  m.setBackend(3, { addr: NET.be3, port: 8080, remote: true });
+  m.setService({ addr: NET.vip, port: 80, protocol: "TCP" }, {
+    id: SVC,
+    backends: [1, 2, 3].map((id) => ({ id, weight: 1 })),
+  });
+}
+
+/** One TCP line exchange from `role` to VIP:80: `name peer msg`, or the error. */
+function tcpOnce(t: Topology, role: "client" | "be1", msg: string): Promise<string> {
+  return t.exec(role, [
+    "timeout",
+    "2",
+    "bash",
+    "-c",
+    `exec 2>&1; exec 3<>/dev/tcp/${NET.vip}/80 && echo ${msg} >&3 && head -n1 <&3`,
+  ], { allowFail: true }).then((s) => s.trim());
+}
+
+/** ms until `role` gets an answer through the VIP (tries every 200 ms), or throws after `ms`. */
+async function answeredWithin(t: Topology, role: "client" | "be1", ms: number): Promise<number> {
+  const start = Date.now();
+  let last = "";
+  for (let i = 0; Date.now() - start < ms; i++) {
+    last = await tcpOnce(t, role, `${role}${i}`);
+    if (/^be[123] \S+ \S+$/.test(last)) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${role}: no answer through the VIP in ${ms} ms (last: ${last})`);
+}
+
+function facesPods(dp: Dataplane, ifindex: number): boolean {
+  const key = new Uint8Array(new Uint32Array([ifindex]).buffer);
+  return dp.object.map("pod_ifaces").lookup(key) !== undefined;
+}
+
+Deno.test("interfaces deleted and made again get the program within one look, and traffic through them flows again", async (t) => {
+  await buildBpf();
+  await ensureBpffs();
+  const topo = await Topology.create();
+  const node1 = topo.nsPath("node1");
+  const pinDir = `/sys/fs/bpf/blixt-test-ifwatch-${topo.id}`;
+  const lines: { level: Level; msg: string; fields?: Record<string, unknown> }[] = [];
+  const metrics = new Registry();
+  let dp: Dataplane | undefined;
+  let watch: InterfaceWatch | undefined;
+  const ip = (...args: string[]) => topo.exec("node1", ["ip", ...args]);
+  try {
+    dp = Dataplane.load({ pinDir, conntrackEntries: 65536 });
+    dp.attach(UPLINK, { netns: node1 });
+    program(dp);
+    for (const be of ["be1", "be2", "be3"] as const) {
+      const child = topo.spawn(be, [
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--unstable-net",
+        ECHO_SERVER,
+        `--name=${be}`,
+        "--tcp-port=8080",
+      ]);
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const { value } = await reader.read();
+      assert.match(value ?? "", /^ready/);
+      reader.releaseLock();
+    }
+    watch = watchInterfaces(dp, [
+      { name: UPLINK, attached: true },
+      { name: POD_BRIDGE, pods: true },
+    ], {
+      log: (level, msg, fields) => void lines.push({ level, msg, ...(fields ? { fields } : {}) }),
+      metrics,
+      netns: node1,
+      intervalMs: INTERVAL_MS,
+    });
+    assert.deepEqual([...watch.attached].sort(), [UPLINK, POD_BRIDGE].sort());
+    await answeredWithin(topo, "be1", 5_000);
+    await answeredWithin(topo, "client", 5_000);
+
+    await t.step("the pod bridge, re-made: a pod reaches the VIP again", async () => {
+      const old = dp!.attachState(POD_BRIDGE, { netns: node1 }).ifindex!;
+      const before = dp!.maps.serviceCounters(SVC).new_flows;
+      await ip("link", "del", POD_BRIDGE);
+      await ip("link", "add", POD_BRIDGE, "type", "bridge");
+      await ip("addr", "add", "198.18.201.1/24", "dev", POD_BRIDGE);
+      await ip("link", "set", POD_BRIDGE, "up");
+      for (const port of ["bxdpp1", "bxdpp2"]) await ip("link", "set", port, "master", POD_BRIDGE);
+      const made = Date.now();
+      const ms = await answeredWithin(topo, "be1", WITHIN_MS);
+      console.log(`pod bridge re-made: hairpin answered ${Date.now() - made} ms later (${ms})`);
+      const now = dp!.attachState(POD_BRIDGE, { netns: node1 });
+      assert.equal(now.mode, "tcx", "the pinned link is on the new bridge");
+      assert.notEqual(now.ifindex, old);
+      assert.ok(facesPods(dp!, now.ifindex!), "the new ifindex faces pods");
+      assert.ok(!facesPods(dp!, old), "the old one left pod_ifaces");
+      assert.ok(dp!.maps.serviceCounters(SVC).new_flows > before, "the program counted the flow");
+      const remade = lines.filter((l) => l.msg.includes("deleted and made again"));
+      assert.equal(remade.length, 1, JSON.stringify(lines));
+      assert.equal(remade[0]!.fields?.interface, POD_BRIDGE);
+      assert.match(
+        metrics.render(),
+        /blixt_agent_interface_reattaches_total\{interface="bxdppods",role="pods"\} 1/,
+      );
+    });
+
+    await t.step("the uplink, re-made: a client reaches the VIP again", async () => {
+      await ip("link", "del", UPLINK); // its peer in the LAN goes with it
+      await topo.exec("lan", [
+        "ip",
+        "link",
+        "add",
+        "bxdpn1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        UPLINK,
+        "netns",
+        topo.ns.node1,
+      ]);
+      await topo.exec("lan", ["ip", "link", "set", "bxdpn1", "master", "bxdpbr", "up"]);
+      await ip("addr", "add", `${NET.node1}/24`, "dev", UPLINK);
+      await ip("link", "set", UPLINK, "up");
+      await ip("route", "add", "198.18.202.0/24", "via", NET.node2);
+      for (
+        const kv of [
+          `net.ipv4.conf.${UPLINK}.rp_filter=0`,
+          `net.ipv4.conf.${UPLINK}.send_redirects=0`,
+        ]
+      ) {
+        await topo.exec("node1", ["sysctl", "-qw", kv]);
+      }
+      const made = Date.now();
+      await answeredWithin(topo, "client", WITHIN_MS);
+      console.log(`uplink re-made: the client answered ${Date.now() - made} ms later`);
+      assert.equal(dp!.attachState(UPLINK, { netns: node1 }).mode, "tcx");
+      assert.deepEqual(watch!.problems(), []);
+      assert.equal(lines.filter((l) => l.msg.startsWith("uplink was deleted")).length, 1);
+      assert.deepEqual(lines.filter((l) => l.level === "error"), []);
+    });
+  } finally {
+    watch?.stop();
+    for (const dev of [UPLINK, POD_BRIDGE]) {
+      try {
+        dp?.detach(dev, { netns: node1 });
+      } catch {
+        // the namespace goes below anyway
+      }
+    }
+    dp?.close();
+    await topo.destroy();
+    removePins(pinDir);
+  }
+});
