@@ -247,14 +247,7 @@ export class Dataplane {
 
   /** The ifindex the pinned link of `ifname` is on (0: cut), undefined when none is pinned. */
   #pinnedLinkIfindex(ifname: string, dir: "ingress" | "egress"): number | undefined {
-    const pin = this.#linkPin(ifname, dir);
-    const fd = lib().bpf_obj_get(cstr(pin));
-    if (fd < 0) return undefined;
-    try {
-      return linkIfindex(fd, pin);
-    } finally {
-      closeFd(fd);
-    }
+    return pinnedLinkIfindex(this.#linkPin(ifname, dir));
   }
 
   #attach(ifname: string, mode: "auto" | AttachMode): AttachMode {
@@ -355,6 +348,20 @@ export class Dataplane {
     if (rc < 0 && -rc !== ENOENT && -rc !== 22) {
       check("bpf_tc_detach", () => rc, ifname);
     }
+  }
+}
+
+/**
+ * The ifindex (in the namespace of the interface) of the tcx link pinned at
+ * `path`: 0 once its interface is gone, undefined when nothing is pinned there.
+ */
+export function pinnedLinkIfindex(path: string): number | undefined {
+  const fd = lib().bpf_obj_get(cstr(path));
+  if (fd < 0) return undefined;
+  try {
+    return linkIfindex(fd, path);
+  } finally {
+    closeFd(fd);
   }
 }
 
