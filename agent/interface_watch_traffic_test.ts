@@ -78,6 +78,16 @@ Deno.test("interfaces deleted and made again get the program within one look, an
   let dp: Dataplane | undefined;
   let watch: InterfaceWatch | undefined;
   const ip = (...args: string[]) => topo.exec("node1", ["ip", ...args]);
+  /** ms until the program is on the interface named `name` now (polled every 50 ms). */
+  const reattachedWithin = async (name: string, ms: number): Promise<number> => {
+    const start = Date.now();
+    while (Date.now() - start < ms) {
+      const state = dp!.attachState(name, { netns: node1 });
+      if (state.mode !== undefined) return Date.now() - start;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${name}: the program not back on it in ${ms} ms`);
+  };
   try {
     dp = Dataplane.load({ pinDir, conntrackEntries: 65536 });
     dp.attach(UPLINK, { netns: node1 });
@@ -119,8 +129,13 @@ Deno.test("interfaces deleted and made again get the program within one look, an
       await ip("link", "set", POD_BRIDGE, "up");
       for (const port of ["bxdpp1", "bxdpp2"]) await ip("link", "set", port, "master", POD_BRIDGE);
       const made = Date.now();
-      const ms = await answeredWithin(topo, "be1", WITHIN_MS);
-      console.log(`pod bridge re-made: hairpin answered ${Date.now() - made} ms later (${ms})`);
+      const attachedMs = await reattachedWithin(POD_BRIDGE, WITHIN_MS);
+      await answeredWithin(topo, "be1", 5_000);
+      console.log(
+        `pod bridge re-made: attached ${attachedMs} ms later, hairpin answered ${
+          Date.now() - made
+        } ms later`,
+      );
       const now = dp!.attachState(POD_BRIDGE, { netns: node1 });
       assert.equal(now.mode, "tcx", "the pinned link is on the new bridge");
       assert.notEqual(now.ifindex, old);
@@ -164,8 +179,13 @@ Deno.test("interfaces deleted and made again get the program within one look, an
         await topo.exec("node1", ["sysctl", "-qw", kv]);
       }
       const made = Date.now();
-      await answeredWithin(topo, "client", WITHIN_MS);
-      console.log(`uplink re-made: the client answered ${Date.now() - made} ms later`);
+      const attachedMs = await reattachedWithin(UPLINK, WITHIN_MS);
+      await answeredWithin(topo, "client", 5_000);
+      console.log(
+        `uplink re-made: attached ${attachedMs} ms later, the client answered ${
+          Date.now() - made
+        } ms later`,
+      );
       assert.equal(dp!.attachState(UPLINK, { netns: node1 }).mode, "tcx");
       assert.deepEqual(watch!.problems(), []);
       assert.equal(lines.filter((l) => l.msg.startsWith("uplink was deleted")).length, 1);
