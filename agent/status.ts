@@ -23,9 +23,8 @@ import type { ProgrammedService } from "./programmer.ts";
 /**
  * `Degraded` reason while an interface that should carry the program (the
  * uplink, a pod interface that existed) does not (agent/interface_watch.ts).
- * Belongs with `DATAPLANE_REASONS` in api/dataplane_node.ts.
  */
-export const INTERFACE_NOT_ATTACHED = "InterfaceNotAttached";
+export const INTERFACE_NOT_ATTACHED = DATAPLANE_REASONS.interfaceNotAttached;
 
 /** At most this many services in the counters snapshot (busiest first): etcd objects stay small. */
 export const MAX_COUNTED_SERVICES = 100;

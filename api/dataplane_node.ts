@@ -36,6 +36,8 @@ export const DATAPLANE_REASONS = {
   agentStopped: "AgentStopped",
   /** The node's Node object does not exist (deleted); the maps are kept as they are. */
   nodeNotFound: "NodeNotFound",
+  /** The uplink, or a pod interface that existed, does not carry the program (re-attached every 5 s). */
+  interfaceNotAttached: "InterfaceNotAttached",
 } as const;
 
 /** Desired state of a DataplaneNode: which node and uplink it describes. */
