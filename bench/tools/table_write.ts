@@ -36,7 +36,8 @@
  * `strings-unbounded` the same without the node's length bound,
  * `strings-noaddrformat` without the entries' `anyOf` IP formats, and
  * `strings-compact` an entry shape the contract does not have (route and
- * Service one string each, no empty `backends`). `--dump DIR` writes each
+ * Service one string each, no empty `backends`; `strings-routestring`,
+ * `strings-servicestring`, `strings-nobackends` one of the three). `--dump DIR` writes each
  * variant's CRD and tables as JSON for `bench/tools/schema_validate` (no
  * cluster).
  *
@@ -129,6 +130,21 @@ export function factoredEndpointPattern(boundedNode = true): string {
   return `(${o}(\\.${o}){3}|\\[[0-9a-fA-F:.]{2,45}\\]):${port} (${weight})( ${node})?`;
 }
 
+/**
+ * What a `strings-compact*` variant changes in an entry: `route` and `service`
+ * one string each, `backends` (empty) left out; `strings-compact` all three,
+ * `strings-routestring`, `strings-servicestring`, `strings-nobackends` one.
+ */
+function compactParts(variant: string): string[] {
+  const one: Record<string, string[]> = {
+    "strings-compact": ["route", "service", "backends"],
+    "strings-routestring": ["route"],
+    "strings-servicestring": ["service"],
+    "strings-nobackends": ["backends"],
+  };
+  return one[variant] ?? [];
+}
+
 /** The RoutingTable CRD as `variant` changes it. */
 function crdVariant(variant: string): KubeObject {
   const crd = parse(Deno.readTextFileSync(CRD)) as KubeObject & {
@@ -181,16 +197,27 @@ function crdVariant(variant: string): KubeObject {
     else if (variant === "strings-unbounded") {
       // the node's length unbounded: not a candidate
       items.pattern = `^${factoredEndpointPattern(false)}$`;
-    } else if (variant === "strings-compact") {
+    } else if (compactParts(variant).length > 0) {
       // not this contract (an agent would need a feature for it): an entry's route and Service
       // one string each, no empty `backends`
-      entryProps.route = {
-        type: "string",
-        maxLength: 330,
-        pattern: "^(TCPRoute|UDPRoute) [^ /]+/[^ /]+$",
-      };
-      entryProps.service = { type: "string", maxLength: 330, pattern: "^[^ /]+/[^ /:]+:[0-9]+$" };
-      entry.required = (entry.required as string[]).filter((r) => r !== "backends");
+      const parts = compactParts(variant);
+      if (parts.includes("route")) {
+        entryProps.route = {
+          type: "string",
+          maxLength: 330,
+          pattern: "^(TCPRoute|UDPRoute) [^ /]+/[^ /]+$",
+        };
+      }
+      if (parts.includes("service")) {
+        entryProps.service = {
+          type: "string",
+          maxLength: 330,
+          pattern: "^[^ /]+/[^ /:]+:[0-9]+$",
+        };
+      }
+      if (parts.includes("backends")) {
+        entry.required = (entry.required as string[]).filter((r) => r !== "backends");
+      }
     } else if (variant === "strings-noaddrformat") {
       // no anyOf ipv4/ipv6 on the entries' address (only the bound): not a candidate
       delete (entryProps.address as Schema).anyOf;
@@ -339,7 +366,7 @@ function sharedTable(
  * `t` with each entry's backends as strings in `endpoints` (one string for
  * the whole list when `oneString`), `backends` empty.
  */
-function asStrings(t: RoutingTable, oneString: boolean, compact = false): KubeObject {
+function asStrings(t: RoutingTable, oneString: boolean, compact: string[] = []): KubeObject {
   return {
     ...t,
     spec: {
@@ -350,13 +377,18 @@ function asStrings(t: RoutingTable, oneString: boolean, compact = false): KubeOb
             b.node ? ` ${b.node}` : ""
           }`
         );
-        if (compact) {
-          // the `strings-compact` variant: route and Service one string each, no `backends`
+        if (compact.length > 0) {
+          // the `strings-compact*` variants: route and Service one string each, no `backends`
           const { backends: _, route, service, ...rest } = x;
           return {
             ...rest,
-            ...(route ? { route: `${route.kind} ${route.namespace}/${route.name}` } : {}),
-            ...(service ? { service: `${service.namespace}/${service.name}:${service.port}` } : {}),
+            ...(compact.includes("backends") ? {} : { backends: [] }),
+            ...(route && compact.includes("route")
+              ? { route: `${route.kind} ${route.namespace}/${route.name}` }
+              : { route }),
+            ...(service && compact.includes("service")
+              ? { service: `${service.namespace}/${service.name}:${service.port}` }
+              : { service }),
             endpoints: list,
           };
         }
@@ -556,7 +588,7 @@ async function main(): Promise<void> {
       ? asStrings(
         table(group, shape, weight, drop, services),
         group.startsWith("liststring"),
-        group.startsWith("strings-compact"),
+        compactParts(group.split(".")[0]!),
       )
       : table(group, shape, weight, drop, services) as unknown as KubeObject;
   if (values.dump) {
