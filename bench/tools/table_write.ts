@@ -34,6 +34,8 @@
  * share"): `strings-nopattern` checks the strings' length only,
  * `strings-factored` with {@link factoredEndpointPattern} (the same strings),
  * `strings-unbounded` the same without the node's length bound,
+ * `strings-split` and `strings-splitnot` the same strings in two checks (the
+ * shape one-pass, the node's length in an `allOf` or a `not` pattern),
  * `strings-noaddrformat` without the entries' `anyOf` IP formats, and
  * `strings-compact` an entry shape the contract does not have (route and
  * Service one string each, no empty `backends`; `strings-routestring`,
@@ -218,6 +220,13 @@ function crdVariant(variant: string): KubeObject {
       if (parts.includes("backends")) {
         entry.required = (entry.required as string[]).filter((r) => r !== "backends");
       }
+    } else if (variant === "strings-split" || variant === "strings-splitnot") {
+      // the same strings in two checks: the shape one-pass (node unbounded), the node's length
+      // apart (`allOf` a one-pass pattern, or `not` a run of 254 non-spaces)
+      items.pattern = `^${factoredEndpointPattern(false)}$`;
+      if (variant === "strings-split") {
+        items.allOf = [{ pattern: "^[^ ]* [^ ]* [^ ]*( [^ ]{1,253})?$" }];
+      } else items.not = { pattern: "[^ ]{254}" };
     } else if (variant === "strings-noaddrformat") {
       // no anyOf ipv4/ipv6 on the entries' address (only the bound): not a candidate
       delete (entryProps.address as Schema).anyOf;

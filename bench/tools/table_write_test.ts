@@ -113,6 +113,18 @@ Deno.test("the factored endpoint pattern accepts exactly the strings the CRD's a
   assert.ok(accepted > 1_000_000 && checked - accepted > 100_000, `${accepted} of ${checked}`);
 });
 
+Deno.test("the split variants' two checks accept exactly the strings the CRD's accepts", () => {
+  const crd = new RegExp(crdPattern());
+  const shape = new RegExp(`^${factoredEndpointPattern(false)}$`);
+  const nodeLength = /^[^ ]* [^ ]* [^ ]*( [^ ]{1,253})?$/; // strings-split: allOf
+  const longRun = /[^ ]{254}/; // strings-splitnot: not
+  for (const s of candidates()) {
+    const want = crd.test(s);
+    assert.equal(shape.test(s) && nodeLength.test(s), want, JSON.stringify(s));
+    assert.equal(shape.test(s) && !longRun.test(s), want, JSON.stringify(s));
+  }
+});
+
 Deno.test("the unbounded variant differs only in the node's length", () => {
   const crd = new RegExp(crdPattern());
   const unbounded = new RegExp(`^${factoredEndpointPattern(false)}$`);
