@@ -119,7 +119,7 @@ function afterOne(k = 5): string {
 /**
  * {@link endpointPattern} (not `exact`) factored so that no two branches of an
  * alternation start with the same character (Go's one-pass condition) up to
- * the node: the same strings (bench/tools/endpoint_pattern_test.ts).
+ * the node: the same strings (bench/tools/table_write_test.ts).
  * `boundedNode: false` leaves the node's length unbounded (not the same
  * strings: only to see what the bound costs).
  */
