@@ -36,7 +36,8 @@
  * `strings-unbounded` the same without the node's length bound,
  * `strings-split` and `strings-splitnot` the same strings in two checks (the
  * shape one-pass, the node's length in an `allOf` or a `not` pattern),
- * `strings-noaddrformat` without the entries' `anyOf` IP formats, and
+ * `strings-noaddrformat` without the entries' `anyOf` IP formats,
+ * `strings-nolimits` without any of the entries' bounds and enums, and
  * `strings-compact` an entry shape the contract does not have (route and
  * Service one string each, no empty `backends`; `strings-routestring`,
  * `strings-servicestring`, `strings-nobackends` one of the three). `--dump DIR` writes each
@@ -227,6 +228,17 @@ function crdVariant(variant: string): KubeObject {
       if (variant === "strings-split") {
         items.allOf = [{ pattern: "^[^ ]* [^ ]* [^ ]*( [^ ]{1,253})?$" }];
       } else items.not = { pattern: "[^ ]{254}" };
+    } else if (variant === "strings-nolimits") {
+      // the entries' fields with their types only (no maxLength, enum, minimum...): not a candidate
+      const bare = (props: Schema) => {
+        for (const f of Object.values(props) as Schema[]) {
+          for (const k of ["maxLength", "minLength", "enum", "minimum", "maximum", "anyOf"]) {
+            delete f[k];
+          }
+          if (f.type === "object" && f.properties) bare(f.properties as Schema);
+        }
+      };
+      bare(entryProps);
     } else if (variant === "strings-noaddrformat") {
       // no anyOf ipv4/ipv6 on the entries' address (only the bound): not a candidate
       delete (entryProps.address as Schema).anyOf;
