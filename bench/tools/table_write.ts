@@ -6,7 +6,7 @@
  * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
  *   [--variants current,noipformat,noformats,unvalidated,pattern,strings,strings-exact,liststring]
  *   [--methods apply,merge,jsonpatch,jsonpatch-all,jsonpatch-backends,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
- *   [--layout entries|shared] [--services N]
+ *   [--layout entries|shared] [--services N] [--interleave] [--dump DIR]
  * ```
  *
  * Each variant is the RoutingTable CRD under a group of its own
@@ -29,6 +29,20 @@
  * `strings-exact` by an exact one); `liststring`: an entry's whole backend
  * list one string, `,`-separated. Use them with `--drop service,node` minus
  * `node` (the string carries the node; the entry names the Service).
+ *
+ * The endpoint `pattern`'s cost (docs/performance.md, "The endpoint pattern's
+ * share"): `strings-nopattern` checks the strings' length only,
+ * `strings-factored` with {@link factoredEndpointPattern} (the same strings),
+ * `strings-unbounded` the same without the node's length bound,
+ * `strings-split` and `strings-splitnot` the same strings in two checks (the
+ * shape one-pass, the node's length in an `allOf` or a `not` pattern),
+ * `strings-noaddrformat` without the entries' `anyOf` IP formats,
+ * `strings-nolimits` without any of the entries' bounds and enums, and
+ * `strings-compact` an entry shape the contract does not have (route and
+ * Service one string each, no empty `backends`; `strings-routestring`,
+ * `strings-servicestring`, `strings-nobackends` one of the three). `--dump DIR` writes each
+ * variant's CRD and tables as JSON for `bench/tools/schema_validate` (no
+ * cluster).
  *
  * `--layout shared` measures a layout the contract does not have (yet): the
  * backends listed once per Service in `spec.backendSets[]` (`service`,
@@ -83,7 +97,7 @@ function ipPattern(): string {
  * 1-65535, the weight 0-1,000,000 (0 unless Ready), IPv4 exact, IPv6 by its
  * shape only (`exact`: {@link ipPattern}'s IPv6 too), a node a DNS subdomain.
  */
-function endpointPattern(exact = false): string {
+export function endpointPattern(exact = false): string {
   const o = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
   const v4 = `${o}(\\.${o}){3}`;
   const v6 = exact ? ipPattern().slice(2, -2) : "[0-9a-fA-F:.]{2,45}";
@@ -92,6 +106,46 @@ function endpointPattern(exact = false): string {
   const weight = "([1-9][0-9]{0,5}|1000000|0) Ready|0 (Serving|Terminating)";
   const node = "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?";
   return `(${v4}|\\[${v6}\\]):${port} (${weight})( ${node})?`;
+}
+
+/**
+ * The digits after a weight's leading `1`: any 0-5 of them or `000000` (up to
+ * 1,000,000), written so that the next character always decides the branch.
+ */
+function afterOne(k = 5): string {
+  if (k === 0) return "0?";
+  return `([1-9]${k > 1 ? `[0-9]{0,${k - 1}}` : ""}|0${afterOne(k - 1)})?`;
+}
+
+/**
+ * {@link endpointPattern} (not `exact`) factored so that no two branches of an
+ * alternation start with the same character (Go's one-pass condition) up to
+ * the node: the same strings (bench/tools/table_write_test.ts).
+ * `boundedNode: false` leaves the node's length unbounded (not the same
+ * strings: only to see what the bound costs).
+ */
+export function factoredEndpointPattern(boundedNode = true): string {
+  const o = "(0|1([0-9][0-9]?)?|2([0-4][0-9]?|5[0-5]?|[6-9])?|[3-9][0-9]?)";
+  const port = "([1-5][0-9]{0,4}|6([0-4][0-9]{0,3}|5([0-4][0-9]{0,2}|5([0-2][0-9]?|3[0-5]?|" +
+    "[4-9])?|[6-9][0-9]?)?|[6-9][0-9]{0,2})?|[7-9][0-9]{0,3})";
+  const weight = `0 (Ready|Serving|Terminating)|([2-9][0-9]{0,5}|1${afterOne()}) Ready`;
+  const node = boundedNode ? "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?" : "[a-z0-9]([-.]*[a-z0-9])*";
+  return `(${o}(\\.${o}){3}|\\[[0-9a-fA-F:.]{2,45}\\]):${port} (${weight})( ${node})?`;
+}
+
+/**
+ * What a `strings-compact*` variant changes in an entry: `route` and `service`
+ * one string each, `backends` (empty) left out; `strings-compact` all three,
+ * `strings-routestring`, `strings-servicestring`, `strings-nobackends` one.
+ */
+function compactParts(variant: string): string[] {
+  const one: Record<string, string[]> = {
+    "strings-compact": ["route", "service", "backends"],
+    "strings-routestring": ["route"],
+    "strings-servicestring": ["service"],
+    "strings-nobackends": ["backends"],
+  };
+  return one[variant] ?? [];
 }
 
 /** The RoutingTable CRD as `variant` changes it. */
@@ -133,6 +187,67 @@ function crdVariant(variant: string): KubeObject {
         maxLength: 330,
         pattern: `^${endpointPattern(variant === "strings-exact")}$`,
       },
+    };
+  } else if (variant.startsWith("strings-") && variant !== "strings-exact") {
+    // the endpoint pattern's cost: `strings` with another check of each string
+    const items = {
+      type: "string",
+      maxLength: 330,
+      pattern: `^${endpointPattern()}$`,
+    } as Schema;
+    if (variant === "strings-nopattern") delete items.pattern; // only the bound: not a candidate
+    else if (variant === "strings-factored") items.pattern = `^${factoredEndpointPattern()}$`;
+    else if (variant === "strings-unbounded") {
+      // the node's length unbounded: not a candidate
+      items.pattern = `^${factoredEndpointPattern(false)}$`;
+    } else if (compactParts(variant).length > 0) {
+      // not this contract (an agent would need a feature for it): an entry's route and Service
+      // one string each, no empty `backends`
+      const parts = compactParts(variant);
+      if (parts.includes("route")) {
+        entryProps.route = {
+          type: "string",
+          maxLength: 330,
+          pattern: "^(TCPRoute|UDPRoute) [^ /]+/[^ /]+$",
+        };
+      }
+      if (parts.includes("service")) {
+        entryProps.service = {
+          type: "string",
+          maxLength: 330,
+          pattern: "^[^ /]+/[^ /:]+:[0-9]+$",
+        };
+      }
+      if (parts.includes("backends")) {
+        entry.required = (entry.required as string[]).filter((r) => r !== "backends");
+      }
+    } else if (variant === "strings-split" || variant === "strings-splitnot") {
+      // the same strings in two checks: the shape one-pass (node unbounded), the node's length
+      // apart (`allOf` a one-pass pattern, or `not` a run of 254 non-spaces)
+      items.pattern = `^${factoredEndpointPattern(false)}$`;
+      if (variant === "strings-split") {
+        items.allOf = [{ pattern: "^[^ ]* [^ ]* [^ ]*( [^ ]{1,253})?$" }];
+      } else items.not = { pattern: "[^ ]{254}" };
+    } else if (variant === "strings-nolimits") {
+      // the entries' fields with their types only (no maxLength, enum, minimum...): not a candidate
+      const bare = (props: Schema) => {
+        for (const f of Object.values(props) as Schema[]) {
+          for (const k of ["maxLength", "minLength", "enum", "minimum", "maximum", "anyOf"]) {
+            delete f[k];
+          }
+          if (f.type === "object" && f.properties) bare(f.properties as Schema);
+        }
+      };
+      bare(entryProps);
+    } else if (variant === "strings-noaddrformat") {
+      // no anyOf ipv4/ipv6 on the entries' address (only the bound): not a candidate
+      delete (entryProps.address as Schema).anyOf;
+    } else throw new Error(`unknown variant ${variant}`);
+    entryProps.endpoints = {
+      type: "array",
+      maxItems: 4096,
+      "x-kubernetes-list-type": "atomic",
+      items,
     };
   } else if (variant === "liststring") {
     // an entry's whole backend list one string, backends separated by ","
@@ -272,7 +387,7 @@ function sharedTable(
  * `t` with each entry's backends as strings in `endpoints` (one string for
  * the whole list when `oneString`), `backends` empty.
  */
-function asStrings(t: RoutingTable, oneString: boolean): KubeObject {
+function asStrings(t: RoutingTable, oneString: boolean, compact: string[] = []): KubeObject {
   return {
     ...t,
     spec: {
@@ -283,6 +398,21 @@ function asStrings(t: RoutingTable, oneString: boolean): KubeObject {
             b.node ? ` ${b.node}` : ""
           }`
         );
+        if (compact.length > 0) {
+          // the `strings-compact*` variants: route and Service one string each, no `backends`
+          const { backends: _, route, service, ...rest } = x;
+          return {
+            ...rest,
+            ...(compact.includes("backends") ? {} : { backends: [] }),
+            ...(route && compact.includes("route")
+              ? { route: `${route.kind} ${route.namespace}/${route.name}` }
+              : { route }),
+            ...(service && compact.includes("service")
+              ? { service: `${service.namespace}/${service.name}:${service.port}` }
+              : { service }),
+            endpoints: list,
+          };
+        }
         return { ...x, backends: [], endpoints: oneString ? list.join(",") : list };
       }),
     },
@@ -458,6 +588,7 @@ async function main(): Promise<void> {
       services: { type: "string", default: "0" },
       interleave: { type: "boolean", default: false },
       block: { type: "string", default: "10" },
+      dump: { type: "string" },
     },
   });
   const writes = Number(values.writes);
@@ -475,8 +606,28 @@ async function main(): Promise<void> {
     shared
       ? sharedTable(group, shape, weight, services)
       : group.startsWith("strings") || group.startsWith("liststring")
-      ? asStrings(table(group, shape, weight, drop, services), group.startsWith("liststring"))
+      ? asStrings(
+        table(group, shape, weight, drop, services),
+        group.startsWith("liststring"),
+        compactParts(group.split(".")[0]!),
+      )
       : table(group, shape, weight, drop, services) as unknown as KubeObject;
+  if (values.dump) {
+    // no cluster: each variant's CRD and, per shape, the stored table and the written one (as
+    // JSON), for bench/tools/schema_validate to validate without an API server
+    await Deno.mkdir(values.dump, { recursive: true });
+    for (const variant of variants) {
+      const crd = crdVariant(variant);
+      Deno.writeTextFileSync(`${values.dump}/${variant}.crd.json`, JSON.stringify(crd));
+      for (const shape of shapes) {
+        const name = `${values.dump}/${variant}.${shape[0]}x${shape[1]}`;
+        const group = `${variant}.bench.blixt.dev`;
+        Deno.writeTextFileSync(`${name}.old.json`, JSON.stringify(build(group, shape, 1)));
+        Deno.writeTextFileSync(`${name}.new.json`, JSON.stringify(build(group, shape, 2)));
+      }
+    }
+    return;
+  }
   // --kubeconfig: an API server already up (e.g. one started with BLIXT_APISERVER_PROFILING=1)
   const kc = values.kubeconfig
     ? loadKubeConfig({ kubeconfig: values.kubeconfig })
