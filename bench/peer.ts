@@ -305,23 +305,57 @@ async function tearDown(bench: Bench | undefined): Promise<void> {
 
 // ---------------------------------------------------------------- traffic
 
-type Metric = "gbps" | "connPerS" | "p50" | "p99";
+type Metric = "gbps" | "gbpsPerCpu" | "connPerS" | "p50" | "p99";
+type Which = "iperf" | "crr" | "rr";
+
+/** How the traffic part measures (`--runs`, `--seconds`, `--traffic`, `--iperf-*`). */
+export interface TrafficOptions {
+  /** Runs; each measures both peers back to back for every figure. */
+  runs: number;
+  /** Seconds of each l4bench run (conn/s, ping-pong). */
+  seconds: number;
+  /** Which measurements run. */
+  figures: Which[];
+  /** Seconds of each iperf3 run. */
+  iperfSeconds: number;
+  /** iperf3's parallel streams (`-P`); 1 is the single-stream figure. */
+  streams: number;
+  /** The client's TCP congestion control (`-C`); the machine's default when unset. */
+  congestion?: string;
+  /** `same`: the iperf3 client on the servers' CPU (the default); `split`: on another one. */
+  cpus: "same" | "split";
+}
 
 async function measure(
   bench: Bench,
   address: string,
-  which: "iperf" | "crr" | "rr",
-  seconds: number,
+  which: Which,
+  options: TrafficOptions,
 ): Promise<Partial<Record<Metric, number>>> {
+  const seconds = which === "iperf" ? options.iperfSeconds : options.seconds;
   const limit = ["timeout", String(seconds + 20), ...PIN];
   if (which === "iperf") {
+    const pin = options.cpus === "split" ? ["taskset", "-c", String(CPUS - 2)] : PIN;
+    const args = ["-c", address, "-p", "5201", "-t", String(seconds), "-J"];
+    if (options.streams > 1) args.push("-P", String(options.streams));
+    if (options.congestion) args.push("-C", options.congestion);
     for (let attempt = 1;; attempt++) {
-      const res = await run(
-        [...limit, "iperf3", "-c", address, "-p", "5201", "-t", String(seconds), "-J"],
-        { allowFailure: true },
-      );
+      const res = await run(["timeout", String(seconds + 20), ...pin, "iperf3", ...args], {
+        allowFailure: true,
+      });
       const out = JSON.parse(res.stdout || "{}");
-      if (out.end?.sum_received) return { gbps: out.end.sum_received.bits_per_second / 1e9 };
+      if (out.end?.sum_received) {
+        const cpu = out.end.cpu_utilization_percent ?? {};
+        bench.log(
+          `iperf3 ${address}: ${round(out.end.sum_received.bits_per_second / 1e9, 2)} Gbit/s, ` +
+            `${out.end.sum_sent?.retransmits ?? "?"} retransmits, ` +
+            `CPU client ${round(cpu.host_total, 0)}% server ${round(cpu.remote_total, 0)}%`,
+        );
+        const gbps = out.end.sum_received.bits_per_second / 1e9;
+        // The share of a CPU the client and the server used, the forwarding they ran included.
+        const used = ((cpu.host_total ?? NaN) + (cpu.remote_total ?? NaN)) / 100;
+        return { gbps, gbpsPerCpu: gbps / used };
+      }
       if (attempt === 5) throw new Error(`iperf3 to ${address}: ${out.error ?? res.stderr}`);
       await sleep(500 * attempt);
     }
@@ -345,9 +379,13 @@ async function measure(
  * Throughput, connections/s and ping-pong latency through each peer's
  * address, to a backend on the receiving node and on the other one. Every
  * run measures both peers back to back for each figure, the first of the
- * pair alternating from run to run; each figure is the median of the runs.
+ * pair alternating from run to run. Each figure's line is the median of
+ * blixt's runs over the median of kube-proxy's; a `_paired` line beside it
+ * is the median of the per-run ratios (the two peers measured seconds apart,
+ * so load that comes and goes moves both alike).
  */
-async function trafficBench(bench: Bench, runs: number, seconds: number): Promise<void> {
+async function trafficBench(bench: Bench, options: TrafficOptions): Promise<void> {
+  const { runs } = options;
   const address = (peer: Peer, where: Where) =>
     bench.addresses[`${peer}${where === "local" ? "Local" : "Remote"}`];
   const samples = new Map<string, number[]>();
@@ -355,9 +393,9 @@ async function trafficBench(bench: Bench, runs: number, seconds: number): Promis
   for (let r = 0; r < runs; r++) {
     const order: Peer[] = r % 2 ? ["kubeProxy", "blixt"] : ["blixt", "kubeProxy"];
     for (const where of ["local", "remote"] as const) {
-      for (const which of ["iperf", "crr", "rr"] as const) {
+      for (const which of options.figures) {
         for (const peer of order) {
-          const got = await measure(bench, address(peer, where), which, seconds);
+          const got = await measure(bench, address(peer, where), which, options);
           for (const [m, v] of Object.entries(got)) {
             const k = key(peer, where, m as Metric);
             samples.set(k, [...(samples.get(k) ?? []), v]);
@@ -381,15 +419,28 @@ async function trafficBench(bench: Bench, runs: number, seconds: number): Promis
   bench.log(`node-1 agent's data plane events after the traffic: ${events.join(", ") || "none"}`);
   const metrics: [Metric, string, string, "higher" | "lower"][] = [
     ["gbps", "throughput", "Gbit/s", "higher"],
+    ["gbpsPerCpu", "throughput_per_cpu", "Gbit/s per CPU", "higher"],
     ["connPerS", "conn_rate", "conn/s", "higher"],
     ["p50", "rr_latency_p50", "us", "lower"],
     ["p99", "rr_latency_p99", "us", "lower"],
   ];
   for (const where of ["local", "remote"] as const) {
     for (const [m, name, unit, better] of metrics) {
-      const value = median(samples.get(key("blixt", where, m)) ?? []);
-      const peer = median(samples.get(key("kubeProxy", where, m)) ?? []);
-      emit(`${name}_${where}`, value, unit, better, peer);
+      const ours = samples.get(key("blixt", where, m)) ?? [];
+      const theirs = samples.get(key("kubeProxy", where, m)) ?? [];
+      if (!ours.length || !theirs.length) continue;
+      emit(`${name}_${where}`, median(ours), unit, better, median(theirs));
+      const paired = ours.map((v, i) => v / theirs[i]!).sort((a, b) => a - b);
+      const ahead = paired.filter((x) => better === "higher" ? x > 1 : x < 1).length;
+      const ratios = paired.map((x) => round(x, 2)).join(" ");
+      bench.log(`${name}_${where} per-run ratios: ${ratios} (${ahead} of ${paired.length} ahead)`);
+      const line: BenchLine = {
+        name: `${name}_${where}_paired`,
+        value: round(median(paired)),
+        unit: "ratio",
+        better,
+      };
+      console.log(JSON.stringify(line));
     }
   }
 }
@@ -1191,6 +1242,30 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
   writer.close();
 }
 
+/** The traffic part's options from the command line's values. */
+function trafficOptions(values: Record<string, string | boolean | undefined>): TrafficOptions {
+  const text = (name: string) => String(values[name] ?? "");
+  const figures = text("traffic").split(",");
+  if (!figures.every((f): f is Which => f === "iperf" || f === "crr" || f === "rr")) {
+    throw new RangeError(`--traffic ${text("traffic")}: a list of iperf, crr, rr`);
+  }
+  const cpus = text("iperf-cpus");
+  if (cpus !== "same" && cpus !== "split") {
+    throw new RangeError(`--iperf-cpus ${cpus}: same or split`);
+  }
+  if (cpus === "split" && CPUS < 2) throw new RangeError("--iperf-cpus split needs 2 CPUs");
+  const seconds = Number(text("seconds"));
+  return {
+    runs: Number(text("runs")),
+    seconds,
+    figures,
+    iperfSeconds: values["iperf-seconds"] ? Number(text("iperf-seconds")) : seconds,
+    streams: Number(text("iperf-streams")),
+    ...(values["iperf-congestion"] ? { congestion: text("iperf-congestion") } : {}),
+    cpus,
+  };
+}
+
 /** Runs the benchmark with command-line arguments. */
 export async function main(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -1198,6 +1273,11 @@ export async function main(args: string[]): Promise<void> {
     options: {
       runs: { type: "string", default: "5" },
       seconds: { type: "string", default: "3" },
+      traffic: { type: "string", default: "iperf,crr,rr" },
+      "iperf-seconds": { type: "string" },
+      "iperf-streams": { type: "string", default: "1" },
+      "iperf-congestion": { type: "string" },
+      "iperf-cpus": { type: "string", default: "same" },
       samples: { type: "string", default: "20" },
       "probe-interval-ms": { type: "string", default: "1" },
       services: { type: "string", default: "1,1000,10000" },
@@ -1214,7 +1294,7 @@ export async function main(args: string[]): Promise<void> {
   try {
     bench = await setUp(log, { agentInfo: only === "programming" });
     if (!only || only === "traffic") {
-      await trafficBench(bench, Number(values.runs), Number(values.seconds));
+      await trafficBench(bench, trafficOptions(values));
     }
     const sizes = values.services.split(",").map(Number).sort((a, b) => a - b);
     if (!only || only === "programming") {
