@@ -8,13 +8,31 @@
  * - throughput (iperf3), connections/s and ping-pong p50/p99 (l4bench)
  *   through each one's address to a backend on the receiving node and on the
  *   other one, medians of `runs`;
+ * - beside each of those a `_paired` line: the median of the per-run ratios
+ *   (both peers measured seconds apart in every run, the first alternating),
+ *   which load that comes and goes moves less than the ratio of medians;
+ * - `throughput_per_cpu`: iperf3's Gbit/s over the share of a CPU its client
+ *   and server used (their user and system time, the forwarding they ran in
+ *   softirq included), the data planes' cost per byte, which the CPU time
+ *   other work takes from the test does not move.
+ *
  * - programming latency: from an EndpointSlice write to the first answer of
  *   the new backend through each address, p50/p99 of `samples`, with 1,
  *   1,000 and 10,000 exposed services;
  * - CPU seconds of the agents and of the kube-proxies during a churn of
  *   EndpointSlice changes at the largest size.
  *
+ * Throughput is one TCP stream (iperf3, the client's congestion control the
+ * machine's unless `--iperf-congestion`), client and servers pinned to one
+ * CPU: what a user runs first, and a figure of one CPU's work, the data
+ * plane's share included. On 2 shared cores its runs spread by +-15% or more
+ * (docs/performance.md, "Throughput against kube-proxy"); compare the
+ * `_paired` and `throughput_per_cpu` lines, with `--runs 10` to settle a
+ * difference of a few percent.
+ *
  * deno task bench peer [--runs 5] [--seconds 3] [--samples 20] [--probe-interval-ms 1]
+ *   [--traffic iperf,crr,rr] [--iperf-seconds S] [--iperf-streams 1]
+ *   [--iperf-congestion cubic|bbr|...] [--iperf-cpus same|split]
  *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
@@ -390,6 +408,13 @@ async function trafficBench(bench: Bench, options: TrafficOptions): Promise<void
     bench.addresses[`${peer}${where === "local" ? "Local" : "Remote"}`];
   const samples = new Map<string, number[]>();
   const key = (peer: Peer, where: Where, m: Metric) => `${peer}/${where}/${m}`;
+  const congestion = options.congestion ??
+    await Deno.readTextFile("/proc/sys/net/ipv4/tcp_congestion_control").then((t) => t.trim())
+      .catch(() => "the machine's");
+  bench.log(
+    `iperf3: ${options.streams} stream(s) of ${options.iperfSeconds} s, ${congestion}, ` +
+      `client on ${options.cpus === "same" ? "the servers' CPU" : "another CPU"}`,
+  );
   for (let r = 0; r < runs; r++) {
     const order: Peer[] = r % 2 ? ["kubeProxy", "blixt"] : ["blixt", "kubeProxy"];
     for (const where of ["local", "remote"] as const) {
