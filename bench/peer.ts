@@ -362,7 +362,7 @@ async function measure(
         allowFailure: true,
       });
       const out = JSON.parse(res.stdout || "{}");
-      if (out.end?.sum_received) {
+      if (out.end?.sum_received?.bytes > 0) {
         const cpu = out.end.cpu_utilization_percent ?? {};
         bench.log(
           `iperf3 ${address}: ${round(out.end.sum_received.bits_per_second / 1e9, 2)} Gbit/s, ` +
