@@ -22,8 +22,10 @@
  * - CPU seconds of the agents and of the kube-proxies during a churn of
  *   EndpointSlice changes at the largest size.
  *
- * Throughput is one TCP stream (iperf3, the client's congestion control the
- * machine's unless `--iperf-congestion`), client and servers pinned to one
+ * Throughput is one TCP stream (iperf3) with the kernel's default congestion
+ * control, cubic, whatever the machine's sysctl says (`--iperf-congestion
+ * system` takes the machine's: BBR on the benchmark VM, whose pacing made the
+ * figure the sender's model of the path), client and servers pinned to one
  * CPU: what a user runs first, and a figure of one CPU's work, the data
  * plane's share included. On 2 shared cores its runs spread by +-15% or more
  * (docs/performance.md, "Throughput against kube-proxy"); compare the
@@ -32,7 +34,7 @@
  *
  * deno task bench peer [--runs 5] [--seconds 3] [--samples 20] [--probe-interval-ms 1]
  *   [--traffic iperf,crr,rr] [--iperf-seconds S] [--iperf-streams 1]
- *   [--iperf-congestion cubic|bbr|...] [--iperf-cpus same|split]
+ *   [--iperf-congestion cubic|system|bbr|...] [--iperf-cpus same|split]
  *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
@@ -1286,7 +1288,7 @@ function trafficOptions(values: Record<string, string | boolean | undefined>): T
     figures,
     iperfSeconds: values["iperf-seconds"] ? Number(text("iperf-seconds")) : seconds,
     streams: Number(text("iperf-streams")),
-    ...(values["iperf-congestion"] ? { congestion: text("iperf-congestion") } : {}),
+    ...(text("iperf-congestion") !== "system" ? { congestion: text("iperf-congestion") } : {}),
     cpus,
   };
 }
@@ -1301,7 +1303,7 @@ export async function main(args: string[]): Promise<void> {
       traffic: { type: "string", default: "iperf,crr,rr" },
       "iperf-seconds": { type: "string" },
       "iperf-streams": { type: "string", default: "1" },
-      "iperf-congestion": { type: "string" },
+      "iperf-congestion": { type: "string", default: "cubic" },
       "iperf-cpus": { type: "string", default: "same" },
       samples: { type: "string", default: "20" },
       "probe-interval-ms": { type: "string", default: "1" },
