@@ -24,17 +24,20 @@
  *
  * Throughput is one TCP stream (iperf3) with the kernel's default congestion
  * control, cubic, whatever the machine's sysctl says (`--iperf-congestion
- * system` takes the machine's: BBR on the benchmark VM, whose pacing made the
- * figure the sender's model of the path), client and servers pinned to one
+ * system` takes the machine's: BBR on the benchmark VM, whose pacing inside
+ * TCP costs the endpoints more per byte and hides the data planes'
+ * difference), client and servers pinned to one
  * CPU: what a user runs first, and a figure of one CPU's work, the data
  * plane's share included. On 2 shared cores its runs spread by +-15% or more
  * (docs/performance.md, "Throughput against kube-proxy"); compare the
  * `_paired` and `throughput_per_cpu` lines, with `--runs 10` to settle a
- * difference of a few percent.
+ * difference of a few percent. `--profile DIR` records the servers' CPU with
+ * `perf record -g` during each iperf3 run (DIR/PEER-WHERE-RUN.data), as the
+ * profiles of that section were made.
  *
  * deno task bench peer [--runs 5] [--seconds 3] [--samples 20] [--probe-interval-ms 1]
  *   [--traffic iperf,crr,rr] [--iperf-seconds S] [--iperf-streams 1]
- *   [--iperf-congestion cubic|system|bbr|...] [--iperf-cpus same|split]
+ *   [--iperf-congestion cubic|system|bbr|...] [--iperf-cpus same|split] [--profile DIR]
  *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
@@ -344,6 +347,31 @@ export interface TrafficOptions {
   congestion?: string;
   /** `same`: the iperf3 client on the servers' CPU (the default); `split`: on another one. */
   cpus: "same" | "split";
+  /** Where `perf record` of the servers' CPU during each iperf3 run goes (`--profile DIR`). */
+  profileDir?: string;
+}
+
+/**
+ * `perf record -g` of the servers' CPU (the whole path when the client shares it) from 2 s into an
+ * iperf3 run of `seconds` to 2 s before its end, into `path`.
+ */
+async function profileIperf(bench: Bench, path: string, seconds: number): Promise<void> {
+  await sleep(2000);
+  const res = await run([
+    "perf",
+    "record",
+    "-C",
+    String(CPUS - 1),
+    "-g",
+    "-F",
+    "999",
+    "-o",
+    path,
+    "--",
+    "sleep",
+    String(Math.max(1, seconds - 4)),
+  ], { allowFailure: true });
+  if (res.code !== 0) bench.log(`perf record ${path}: ${res.stderr.trim()}`);
 }
 
 async function measure(
@@ -351,6 +379,7 @@ async function measure(
   address: string,
   which: Which,
   options: TrafficOptions,
+  label: string,
 ): Promise<Partial<Record<Metric, number>>> {
   const seconds = which === "iperf" ? options.iperfSeconds : options.seconds;
   const limit = ["timeout", String(seconds + 20), ...PIN];
@@ -360,9 +389,13 @@ async function measure(
     if (options.streams > 1) args.push("-P", String(options.streams));
     if (options.congestion) args.push("-C", options.congestion);
     for (let attempt = 1;; attempt++) {
+      const profiling = options.profileDir && attempt === 1
+        ? profileIperf(bench, `${options.profileDir}/${label}.data`, seconds)
+        : undefined;
       const res = await run(["timeout", String(seconds + 20), ...pin, "iperf3", ...args], {
         allowFailure: true,
       });
+      await profiling;
       const out = JSON.parse(res.stdout || "{}");
       if (out.end?.sum_received?.bytes > 0) {
         const cpu = out.end.cpu_utilization_percent ?? {};
@@ -410,6 +443,7 @@ async function trafficBench(bench: Bench, options: TrafficOptions): Promise<void
     bench.addresses[`${peer}${where === "local" ? "Local" : "Remote"}`];
   const samples = new Map<string, number[]>();
   const key = (peer: Peer, where: Where, m: Metric) => `${peer}/${where}/${m}`;
+  if (options.profileDir) await Deno.mkdir(options.profileDir, { recursive: true });
   const congestion = options.congestion ??
     await Deno.readTextFile("/proc/sys/net/ipv4/tcp_congestion_control").then((t) => t.trim())
       .catch(() => "the machine's");
@@ -422,7 +456,8 @@ async function trafficBench(bench: Bench, options: TrafficOptions): Promise<void
     for (const where of ["local", "remote"] as const) {
       for (const which of options.figures) {
         for (const peer of order) {
-          const got = await measure(bench, address(peer, where), which, options);
+          const label = `${peer}-${where}-${r + 1}`;
+          const got = await measure(bench, address(peer, where), which, options, label);
           for (const [m, v] of Object.entries(got)) {
             const k = key(peer, where, m as Metric);
             samples.set(k, [...(samples.get(k) ?? []), v]);
@@ -1290,6 +1325,7 @@ function trafficOptions(values: Record<string, string | boolean | undefined>): T
     streams: Number(text("iperf-streams")),
     ...(text("iperf-congestion") !== "system" ? { congestion: text("iperf-congestion") } : {}),
     cpus,
+    ...(values.profile ? { profileDir: text("profile") } : {}),
   };
 }
 
@@ -1305,6 +1341,7 @@ export async function main(args: string[]): Promise<void> {
       "iperf-streams": { type: "string", default: "1" },
       "iperf-congestion": { type: "string", default: "cubic" },
       "iperf-cpus": { type: "string", default: "same" },
+      profile: { type: "string" },
       samples: { type: "string", default: "20" },
       "probe-interval-ms": { type: "string", default: "1" },
       services: { type: "string", default: "1,1000,10000" },
