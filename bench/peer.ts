@@ -8,13 +8,36 @@
  * - throughput (iperf3), connections/s and ping-pong p50/p99 (l4bench)
  *   through each one's address to a backend on the receiving node and on the
  *   other one, medians of `runs`;
+ * - beside each of those a `_paired` line: the median of the per-run ratios
+ *   (both peers measured seconds apart in every run, the first alternating),
+ *   which load that comes and goes moves less than the ratio of medians;
+ * - `throughput_per_cpu`: iperf3's Gbit/s over the share of a CPU its client
+ *   and server used (their user and system time, the forwarding they ran in
+ *   softirq included), the data planes' cost per byte, which the CPU time
+ *   other work takes from the test does not move.
+ *
  * - programming latency: from an EndpointSlice write to the first answer of
  *   the new backend through each address, p50/p99 of `samples`, with 1,
  *   1,000 and 10,000 exposed services;
  * - CPU seconds of the agents and of the kube-proxies during a churn of
  *   EndpointSlice changes at the largest size.
  *
+ * Throughput is one TCP stream (iperf3) with the kernel's default congestion
+ * control, cubic, whatever the machine's sysctl says (`--iperf-congestion
+ * system` takes the machine's: BBR on the benchmark VM, whose pacing inside
+ * TCP costs the endpoints more per byte and hides the data planes'
+ * difference), client and servers pinned to one
+ * CPU: what a user runs first, and a figure of one CPU's work, the data
+ * plane's share included. On 2 shared cores its runs spread by +-15% or more
+ * (docs/performance.md, "Throughput against kube-proxy"); compare the
+ * `_paired` and `throughput_per_cpu` lines, with `--runs 10` to settle a
+ * difference of a few percent. `--profile DIR` records the servers' CPU with
+ * `perf record -g` during each iperf3 run (DIR/PEER-WHERE-RUN.data), as the
+ * profiles of that section were made.
+ *
  * deno task bench peer [--runs 5] [--seconds 3] [--samples 20] [--probe-interval-ms 1]
+ *   [--traffic iperf,crr,rr] [--iperf-seconds S] [--iperf-streams 1]
+ *   [--iperf-congestion cubic|system|bbr|...] [--iperf-cpus same|split] [--profile DIR]
  *   [--services 1,1000,10000] [--churn-rate 100] [--churn-seconds 30]
  *   [--churn-connections 4] [--churn-write update|apply|update,apply]
  *   [--only traffic|programming|churn]
@@ -305,23 +328,87 @@ async function tearDown(bench: Bench | undefined): Promise<void> {
 
 // ---------------------------------------------------------------- traffic
 
-type Metric = "gbps" | "connPerS" | "p50" | "p99";
+type Metric = "gbps" | "gbpsPerCpu" | "connPerS" | "p50" | "p99";
+type Which = "iperf" | "crr" | "rr";
+
+/** How the traffic part measures (`--runs`, `--seconds`, `--traffic`, `--iperf-*`). */
+export interface TrafficOptions {
+  /** Runs; each measures both peers back to back for every figure. */
+  runs: number;
+  /** Seconds of each l4bench run (conn/s, ping-pong). */
+  seconds: number;
+  /** Which measurements run. */
+  figures: Which[];
+  /** Seconds of each iperf3 run. */
+  iperfSeconds: number;
+  /** iperf3's parallel streams (`-P`); 1 is the single-stream figure. */
+  streams: number;
+  /** The client's TCP congestion control (`-C`); the machine's default when unset. */
+  congestion?: string;
+  /** `same`: the iperf3 client on the servers' CPU (the default); `split`: on another one. */
+  cpus: "same" | "split";
+  /** Where `perf record` of the servers' CPU during each iperf3 run goes (`--profile DIR`). */
+  profileDir?: string;
+}
+
+/**
+ * `perf record -g` of the servers' CPU (the whole path when the client shares it) from 2 s into an
+ * iperf3 run of `seconds` to 2 s before its end, into `path`.
+ */
+async function profileIperf(bench: Bench, path: string, seconds: number): Promise<void> {
+  await sleep(2000);
+  const res = await run([
+    "perf",
+    "record",
+    "-C",
+    String(CPUS - 1),
+    "-g",
+    "-F",
+    "999",
+    "-o",
+    path,
+    "--",
+    "sleep",
+    String(Math.max(1, seconds - 4)),
+  ], { allowFailure: true });
+  if (res.code !== 0) bench.log(`perf record ${path}: ${res.stderr.trim()}`);
+}
 
 async function measure(
   bench: Bench,
   address: string,
-  which: "iperf" | "crr" | "rr",
-  seconds: number,
+  which: Which,
+  options: TrafficOptions,
+  label: string,
 ): Promise<Partial<Record<Metric, number>>> {
+  const seconds = which === "iperf" ? options.iperfSeconds : options.seconds;
   const limit = ["timeout", String(seconds + 20), ...PIN];
   if (which === "iperf") {
+    const pin = options.cpus === "split" ? ["taskset", "-c", String(CPUS - 2)] : PIN;
+    const args = ["-c", address, "-p", "5201", "-t", String(seconds), "-J"];
+    if (options.streams > 1) args.push("-P", String(options.streams));
+    if (options.congestion) args.push("-C", options.congestion);
     for (let attempt = 1;; attempt++) {
-      const res = await run(
-        [...limit, "iperf3", "-c", address, "-p", "5201", "-t", String(seconds), "-J"],
-        { allowFailure: true },
-      );
+      const profiling = options.profileDir && attempt === 1
+        ? profileIperf(bench, `${options.profileDir}/${label}.data`, seconds)
+        : undefined;
+      const res = await run(["timeout", String(seconds + 20), ...pin, "iperf3", ...args], {
+        allowFailure: true,
+      });
+      await profiling;
       const out = JSON.parse(res.stdout || "{}");
-      if (out.end?.sum_received) return { gbps: out.end.sum_received.bits_per_second / 1e9 };
+      if (out.end?.sum_received?.bytes > 0) {
+        const cpu = out.end.cpu_utilization_percent ?? {};
+        bench.log(
+          `iperf3 ${address}: ${round(out.end.sum_received.bits_per_second / 1e9, 2)} Gbit/s, ` +
+            `${out.end.sum_sent?.retransmits ?? "?"} retransmits, ` +
+            `CPU client ${round(cpu.host_total, 0)}% server ${round(cpu.remote_total, 0)}%`,
+        );
+        const gbps = out.end.sum_received.bits_per_second / 1e9;
+        // The share of a CPU the client and the server used, the forwarding they ran included.
+        const used = ((cpu.host_total ?? NaN) + (cpu.remote_total ?? NaN)) / 100;
+        return { gbps, gbpsPerCpu: gbps / used };
+      }
       if (attempt === 5) throw new Error(`iperf3 to ${address}: ${out.error ?? res.stderr}`);
       await sleep(500 * attempt);
     }
@@ -345,19 +432,32 @@ async function measure(
  * Throughput, connections/s and ping-pong latency through each peer's
  * address, to a backend on the receiving node and on the other one. Every
  * run measures both peers back to back for each figure, the first of the
- * pair alternating from run to run; each figure is the median of the runs.
+ * pair alternating from run to run. Each figure's line is the median of
+ * blixt's runs over the median of kube-proxy's; a `_paired` line beside it
+ * is the median of the per-run ratios (the two peers measured seconds apart,
+ * so load that comes and goes moves both alike).
  */
-async function trafficBench(bench: Bench, runs: number, seconds: number): Promise<void> {
+async function trafficBench(bench: Bench, options: TrafficOptions): Promise<void> {
+  const { runs } = options;
   const address = (peer: Peer, where: Where) =>
     bench.addresses[`${peer}${where === "local" ? "Local" : "Remote"}`];
   const samples = new Map<string, number[]>();
   const key = (peer: Peer, where: Where, m: Metric) => `${peer}/${where}/${m}`;
+  if (options.profileDir) await Deno.mkdir(options.profileDir, { recursive: true });
+  const congestion = options.congestion ??
+    await Deno.readTextFile("/proc/sys/net/ipv4/tcp_congestion_control").then((t) => t.trim())
+      .catch(() => "the machine's");
+  bench.log(
+    `iperf3: ${options.streams} stream(s) of ${options.iperfSeconds} s, ${congestion}, ` +
+      `client on ${options.cpus === "same" ? "the servers' CPU" : "another CPU"}`,
+  );
   for (let r = 0; r < runs; r++) {
     const order: Peer[] = r % 2 ? ["kubeProxy", "blixt"] : ["blixt", "kubeProxy"];
     for (const where of ["local", "remote"] as const) {
-      for (const which of ["iperf", "crr", "rr"] as const) {
+      for (const which of options.figures) {
         for (const peer of order) {
-          const got = await measure(bench, address(peer, where), which, seconds);
+          const label = `${peer}-${where}-${r + 1}`;
+          const got = await measure(bench, address(peer, where), which, options, label);
           for (const [m, v] of Object.entries(got)) {
             const k = key(peer, where, m as Metric);
             samples.set(k, [...(samples.get(k) ?? []), v]);
@@ -381,15 +481,28 @@ async function trafficBench(bench: Bench, runs: number, seconds: number): Promis
   bench.log(`node-1 agent's data plane events after the traffic: ${events.join(", ") || "none"}`);
   const metrics: [Metric, string, string, "higher" | "lower"][] = [
     ["gbps", "throughput", "Gbit/s", "higher"],
+    ["gbpsPerCpu", "throughput_per_cpu", "Gbit/s per CPU", "higher"],
     ["connPerS", "conn_rate", "conn/s", "higher"],
     ["p50", "rr_latency_p50", "us", "lower"],
     ["p99", "rr_latency_p99", "us", "lower"],
   ];
   for (const where of ["local", "remote"] as const) {
     for (const [m, name, unit, better] of metrics) {
-      const value = median(samples.get(key("blixt", where, m)) ?? []);
-      const peer = median(samples.get(key("kubeProxy", where, m)) ?? []);
-      emit(`${name}_${where}`, value, unit, better, peer);
+      const ours = samples.get(key("blixt", where, m)) ?? [];
+      const theirs = samples.get(key("kubeProxy", where, m)) ?? [];
+      if (!ours.length || !theirs.length) continue;
+      emit(`${name}_${where}`, median(ours), unit, better, median(theirs));
+      const paired = ours.map((v, i) => v / theirs[i]!).sort((a, b) => a - b);
+      const ahead = paired.filter((x) => better === "higher" ? x > 1 : x < 1).length;
+      const ratios = paired.map((x) => round(x, 2)).join(" ");
+      bench.log(`${name}_${where} per-run ratios: ${ratios} (${ahead} of ${paired.length} ahead)`);
+      const line: BenchLine = {
+        name: `${name}_${where}_paired`,
+        value: round(median(paired)),
+        unit: "ratio",
+        better,
+      };
+      console.log(JSON.stringify(line));
     }
   }
 }
@@ -1191,6 +1304,31 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
   writer.close();
 }
 
+/** The traffic part's options from the command line's values. */
+function trafficOptions(values: Record<string, string | boolean | undefined>): TrafficOptions {
+  const text = (name: string) => String(values[name] ?? "");
+  const figures = text("traffic").split(",");
+  if (!figures.every((f): f is Which => f === "iperf" || f === "crr" || f === "rr")) {
+    throw new RangeError(`--traffic ${text("traffic")}: a list of iperf, crr, rr`);
+  }
+  const cpus = text("iperf-cpus");
+  if (cpus !== "same" && cpus !== "split") {
+    throw new RangeError(`--iperf-cpus ${cpus}: same or split`);
+  }
+  if (cpus === "split" && CPUS < 2) throw new RangeError("--iperf-cpus split needs 2 CPUs");
+  const seconds = Number(text("seconds"));
+  return {
+    runs: Number(text("runs")),
+    seconds,
+    figures,
+    iperfSeconds: values["iperf-seconds"] ? Number(text("iperf-seconds")) : seconds,
+    streams: Number(text("iperf-streams")),
+    ...(text("iperf-congestion") !== "system" ? { congestion: text("iperf-congestion") } : {}),
+    cpus,
+    ...(values.profile ? { profileDir: text("profile") } : {}),
+  };
+}
+
 /** Runs the benchmark with command-line arguments. */
 export async function main(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -1198,6 +1336,12 @@ export async function main(args: string[]): Promise<void> {
     options: {
       runs: { type: "string", default: "5" },
       seconds: { type: "string", default: "3" },
+      traffic: { type: "string", default: "iperf,crr,rr" },
+      "iperf-seconds": { type: "string" },
+      "iperf-streams": { type: "string", default: "1" },
+      "iperf-congestion": { type: "string", default: "cubic" },
+      "iperf-cpus": { type: "string", default: "same" },
+      profile: { type: "string" },
       samples: { type: "string", default: "20" },
       "probe-interval-ms": { type: "string", default: "1" },
       services: { type: "string", default: "1,1000,10000" },
@@ -1214,7 +1358,7 @@ export async function main(args: string[]): Promise<void> {
   try {
     bench = await setUp(log, { agentInfo: only === "programming" });
     if (!only || only === "traffic") {
-      await trafficBench(bench, Number(values.runs), Number(values.seconds));
+      await trafficBench(bench, trafficOptions(values));
     }
     const sizes = values.services.split(",").map(Number).sort((a, b) => a - b);
     if (!only || only === "programming") {
