@@ -157,8 +157,8 @@ Deno.test("desired state: an entry with endpoint strings is programmed as with b
 });
 
 /** A table of four entries with endpoint strings, as the operator writes them. */
-function stringsTable(weight = 1): RoutingTable {
-  return table(
+function stringsTable(weight = 1, resourceVersion = "1"): RoutingTable {
+  const t = table(
     "gw",
     [0, 1, 2, 3].map((e) => ({
       port: 80 + e,
@@ -170,6 +170,14 @@ function stringsTable(weight = 1): RoutingTable {
       ],
     })),
   );
+  t.metadata.resourceVersion = resourceVersion;
+  return t;
+}
+
+/** A first version of stringsTable() that changed once: it keeps its entries' texts. */
+function changedOnce(): ReturnType<typeof compactTable> {
+  const first = compactTable(wire(stringsTable(1, "1")), "node-1");
+  return compactTable(wire(stringsTable(1, "2")), "node-1", { previous: first });
 }
 
 /** `t` through JSON, as a watch delivers it: no object shared with the version before. */
@@ -213,8 +221,8 @@ Deno.test("desired state: a table's next version parsed from the one before equa
     ["a bad kind", (t) => (t as { kind: string }).kind = "Gateway"],
   ];
   for (const [what, edit] of edits) {
-    const before = compactTable(wire(stringsTable()), "node-1");
-    const next = wire(stringsTable());
+    const before = changedOnce();
+    const next = wire(stringsTable(1, "3"));
     edit(next);
     const reused = computeDesiredState(
       [compactTable(wire(next), "node-1", { previous: before })],
@@ -227,8 +235,8 @@ Deno.test("desired state: a table's next version parsed from the one before equa
 });
 
 Deno.test("desired state: an entry changed to something invalid is reported as a full validation does", () => {
-  const before = compactTable(wire(stringsTable()), "node-1");
-  const next = wire(stringsTable());
+  const before = changedOnce();
+  const next = wire(stringsTable(1, "3"));
   next.spec.entries[2]!.endpoints![0] = "198.18.1.4:8080 1 Rdy node-1";
   const got = computeDesiredState([compactTable(next, "node-1", { previous: before })], options());
   assert.equal(got.tables[0]!.result, "invalid");
@@ -236,8 +244,8 @@ Deno.test("desired state: an entry changed to something invalid is reported as a
 });
 
 Deno.test("desired state: a table's unchanged entries are the services of its version before", () => {
-  const v1 = compactTable(wire(stringsTable(1)), "node-1");
-  const v2 = compactTable(wire(stringsTable(2)), "node-1", { previous: v1 });
+  const v1 = changedOnce();
+  const v2 = compactTable(wire(stringsTable(2, "3")), "node-1", { previous: v1 });
   const a = computeDesiredState([v1], options());
   const b = computeDesiredState([v2], options());
   const f = (p: number) => `198.18.100.1:${p}/TCP`;
@@ -245,7 +253,25 @@ Deno.test("desired state: a table's unchanged entries are the services of its ve
   assert.equal(b.services.get(f(80))!.backends.find((x) => x.addr === "198.18.1.2")!.weight, 2);
   for (const p of [81, 82, 83]) assert.equal(b.services.get(f(p)), a.services.get(f(p)));
   // and from that version on: v3 reuses v2's
-  const v3 = compactTable(wire(stringsTable(3)), "node-1", { previous: v2 });
+  const v3 = compactTable(wire(stringsTable(3, "4")), "node-1", { previous: v2 });
   const c = computeDesiredState([v3], options());
   for (const p of [81, 82, 83]) assert.equal(c.services.get(f(p)), a.services.get(f(p)));
+});
+
+Deno.test("desired state: a table listed or re-listed unchanged keeps no entry texts", () => {
+  const listed = compactTable(wire(stringsTable(1, "1")), "node-1");
+  const relisted = compactTable(wire(stringsTable(1, "1")), "node-1", { previous: listed });
+  const f = "198.18.100.1:81/TCP";
+  // each parsed on its own: no service object of the one before
+  const a = computeDesiredState([listed], options()).services.get(f);
+  const b = computeDesiredState([relisted], options()).services.get(f);
+  assert.notEqual(a, b);
+  assert.deepEqual(a, b);
+  // a change after it is parsed whole, and from then on the table keeps its texts
+  const changed = compactTable(wire(stringsTable(2, "2")), "node-1", { previous: relisted });
+  const next = compactTable(wire(stringsTable(3, "3")), "node-1", { previous: changed });
+  assert.equal(
+    computeDesiredState([next], options()).services.get(f),
+    computeDesiredState([changed], options()).services.get(f),
+  );
 });
