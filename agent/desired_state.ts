@@ -143,18 +143,24 @@ export function tableServices(table: RoutingTable, node: string): DesiredService
   const local = table.spec.localBackendsOnly === true;
   const name = tableName(table);
   return table.spec.entries.map((e) => {
-    const seen = new Set<string>();
-    const backends: DesiredBackend[] = [];
+    const all: DesiredBackend[] = [];
     for (const b of e.backends) {
       const remote = b.node !== undefined && b.node !== node;
       if (local && remote) continue;
-      const addr = canonical(b.ip);
-      const k = `${addr}:${b.port}`;
-      if (seen.has(k)) continue; // the same endpoint twice: one slot, first weight
-      seen.add(k);
-      backends.push({ addr, port: b.port, weight: b.weight, remote });
+      all.push({ addr: canonical(b.ip), port: b.port, weight: b.weight, remote });
     }
-    backends.sort((a, b) => a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : a.port - b.port);
+    // A stable sort keeps equal endpoints in their order: the same endpoint twice is one slot,
+    // the first one's weight (no set of keys, a string each: ~10^5 backends in a first sync).
+    all.sort((a, b) => a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : a.port - b.port);
+    let backends = all;
+    for (let i = 1; i < all.length; i++) {
+      if (all[i]!.addr === all[i - 1]!.addr && all[i]!.port === all[i - 1]!.port) {
+        backends = all.filter((b, j) =>
+          j === 0 || b.addr !== all[j - 1]!.addr || b.port !== all[j - 1]!.port
+        );
+        break;
+      }
+    }
     const addr = canonical(e.address);
     return {
       frontend: frontendKey(e),

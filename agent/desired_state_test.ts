@@ -275,3 +275,22 @@ Deno.test("desired state: a table listed or re-listed unchanged keeps no entry t
     computeDesiredState([changed], options()).services.get(f),
   );
 });
+
+Deno.test("desired state: the same endpoint twice is one backend, with the first one's weight", () => {
+  const t = table("gw", [{
+    backends: [
+      be("198.18.1.9", 5),
+      be("198.18.1.2", 3),
+      be("198.18.1.9", 7),
+      be("198.18.1.2", 4),
+      be("198.18.1.2", 1, { port: 9090 }),
+      be("198.18.1.2", 6),
+    ],
+  }]);
+  const s = computeDesiredState([t], options()).services.get("198.18.100.1:80/TCP")!;
+  assert.deepEqual(s.backends.map((b) => `${b.addr}:${b.port} ${b.weight}`), [
+    "198.18.1.2:8080 3",
+    "198.18.1.2:9090 1",
+    "198.18.1.9:8080 5",
+  ]);
+});
