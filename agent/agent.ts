@@ -304,6 +304,8 @@ export class Agent {
           cpuMs: cpuMsSince(cpuStarted),
           // from the first table change this sync covers (as the cache saw it) to the maps written
           sinceChangeMs: Math.round(performance.now() - changedAt),
+          // that change on the wall clock, to line it up with other processes (benchmarks)
+          changedAtEpochMs: round1(performance.timeOrigin + changedAt),
           // the steps, from the same change: the sync started (setImmediate after the change),
           // the desired state computed, the last services entry written (the new state is what
           // packets see from here), and the wait for readers of replaced tables after it

@@ -48,7 +48,9 @@ export function kubeTableSource(
   }, {
     transform: (obj) => {
       const started = performance.now();
-      const compact = compactTable(obj, options.node);
+      // the cache still holds the version before: its unchanged entries are not parsed again
+      const previous = informer.get(obj.metadata?.name ?? "", obj.metadata?.namespace);
+      const compact = compactTable(obj, options.node, { previous });
       parseMs += performance.now() - started;
       return compact as unknown as KubeObject;
     },

@@ -31,6 +31,15 @@
  *   (`parseMs` of the same lines); the watch's JSON decoding is in neither.
  * - `update_api_write_ms` (p50, and `_p99`): the patch request of those
  *   writes alone (the API server's part).
+ * - `update_to_agent_ms` (p50, and `_p99`): from the start of the patch to
+ *   the changed table in the agent's table cache (the write, the API
+ *   server's watch, the agent's read and JSON decoding of the watch line),
+ *   from the agent's `changedAtEpochMs` less its `parseMs` (the two
+ *   processes' clocks: `performance.timeOrigin + performance.now()`);
+ *   `update_detect_ms` (p50, and `_p99`): from the maps written
+ *   (`sinceChangeMs` after the change) to this benchmark seeing the new
+ *   Maglev slots; `update_poll_us`: one look at the slots (median), the
+ *   cost of that detection. With `BLIXT_BENCH_DEBUG`, every update's split.
  * - `agent_rss_mib_at_10k`, `agent_cpu_idle_percent` (30 s at steady state,
  *   from 45 s after the last update);
  *   `agent_rss_mib_peak`: the agent's largest RSS (VmHWM) over the whole run;
@@ -230,15 +239,28 @@ export async function main(args: string[]): Promise<void> {
       const slots = () => {
         const inner = openMapById(innerId(), "blixt_maglev");
         try {
-          return readMappedU32(inner.fd, inner.maxEntries).join();
+          return readMappedU32(inner.fd, inner.maxEntries);
         } finally {
           inner.close();
         }
+      };
+      const polls: number[] = [];
+      /** Whether the slots differ from `before`: no string of them (the poll runs every 1 ms). */
+      const changedFrom = (before: Uint32Array) => {
+        const p0 = performance.now();
+        const now = slots();
+        let differ = now.length !== before.length;
+        for (let i = 0; !differ && i < now.length; i++) differ = now[i] !== before[i];
+        polls.push(performance.now() - p0);
+        return differ;
       };
       const times: number[] = [];
       const agentTimes: number[] = [];
       const parseTimes: number[] = [];
       const writes: number[] = [];
+      const toAgent: number[] = [];
+      const detects: number[] = [];
+      const splits: string[] = [];
       for (let r = 0; r < rounds; r++) {
         const seen = agent.lines.length;
         const before = slots();
@@ -247,6 +269,7 @@ export async function main(args: string[]): Promise<void> {
         const patch = changedEntriesPatch(current, want);
         if (!patch) throw new Error("the writer would apply the whole table");
         const t0 = performance.now();
+        const t0Epoch = performance.timeOrigin + t0;
         // answered with the metadata only, as the operator's writer asks: the table is `want`
         const answer = await requestJson<{ metadata: RoutingTable["metadata"] }>(
           kc,
@@ -261,7 +284,7 @@ export async function main(args: string[]): Promise<void> {
         );
         writes.push(performance.now() - t0);
         current = { ...want, metadata: { ...want.metadata, ...answer.metadata } };
-        await eventually("the new Maglev table", () => slots() !== before, {
+        await eventually("the new Maglev table", () => changedFrom(before), {
           timeoutMs: 10_000,
           intervalMs: 1,
         });
@@ -271,6 +294,20 @@ export async function main(args: string[]): Promise<void> {
           .filter((l) => l.msg === "maps synced");
         for (const l of synced) agentTimes.push(l.sinceChangeMs);
         for (const l of synced) if (typeof l.parseMs === "number") parseTimes.push(l.parseMs);
+        // The split of this update, from its first sync: write, to the agent, parse, sync, detect.
+        const first = synced[0];
+        if (typeof first?.changedAtEpochMs === "number") {
+          const parse = first.parseMs ?? 0;
+          const arrived = first.changedAtEpochMs - parse - t0Epoch;
+          const detect = times.at(-1)! - (first.changedAtEpochMs + first.sinceChangeMs - t0Epoch);
+          toAgent.push(arrived);
+          detects.push(detect);
+          splits[r] =
+            `update ${r}: e2e ${times.at(-1)!.toFixed(1)} = write ${writes.at(-1)!.toFixed(1)}` +
+            ` + to agent after the answer ${(arrived - writes.at(-1)!).toFixed(1)}` +
+            ` + parse ${parse} + sync ${first.sinceChangeMs} (${JSON.stringify(first.stepsMs)})` +
+            ` + detect ${detect.toFixed(1)}${synced.length > 1 ? ` (${synced.length} syncs)` : ""}`;
+        }
         if (Deno.env.get("BLIXT_BENCH_DEBUG")) {
           for (const l of synced) console.error(JSON.stringify(l));
         }
@@ -289,6 +326,20 @@ export async function main(args: string[]): Promise<void> {
         emit(`update_one_backend_parse_ms${x}`, percentile(parseTimes, 50), "ms", "lower");
         emit(`update_one_backend_parse_ms_p99${x}`, percentile(parseTimes, 99), "ms", "lower");
       }
+      // Where the rest goes: to the agent's cache (write, watch, decode), and the detection here.
+      if (toAgent.length > 0) {
+        emit(`update_to_agent_ms${x}`, percentile(toAgent, 50), "ms", "lower");
+        emit(`update_to_agent_ms_p99${x}`, percentile(toAgent, 99), "ms", "lower");
+        emit(`update_detect_ms${x}`, percentile(detects, 50), "ms", "lower");
+        emit(`update_detect_ms_p99${x}`, percentile(detects, 99), "ms", "lower");
+      }
+      emit(`update_poll_us${x}`, percentile(polls, 50) * 1000, "us", "lower");
+      if (Deno.env.get("BLIXT_BENCH_DEBUG")) {
+        for (const line of splits) if (line) console.error(line);
+      }
+      // the slowest updates' splits, always: the tail is what the goal is about
+      const slowest = times.map((t, i) => [t, i] as const).sort((a, b) => b[0] - a[0]).slice(0, 3);
+      for (const [, i] of slowest) if (splits[i]) console.error(`slowest: ${splits[i]}`);
     } finally {
       services.close();
       maglev.close();
