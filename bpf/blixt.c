@@ -110,7 +110,7 @@ __noinline int pass_or_forward(struct __sk_buff *skb, const struct packet *p,
 		count_event(EV_FORWARD_VIA_STACK);
 		return TC_ACT_OK;
 	}
-	return fwd_redirect(skb, &fib, how);
+	return fwd_redirect(skb, &fib);
 }
 
 /* A tuple to rewrite a packet to, for pass_or_forward()'s out. */
@@ -347,7 +347,7 @@ __noinline int first_to_local(struct __sk_buff *skb, const struct packet *p, str
 		return TC_ACT_SHOT;
 	if (how == FWD_STACK)
 		return TC_ACT_OK;
-	return fwd_redirect(skb, &fib, how);
+	return fwd_redirect(skb, &fib);
 }
 
 /*
@@ -379,7 +379,7 @@ __noinline int from_local_backend(struct __sk_buff *skb, const struct packet *p,
 	count_flow(v->service_id, v->backend_id, skb->len, 1, 0);
 	if (rewrite_tuple(skb, p, v))
 		return TC_ACT_SHOT;
-	return fwd_redirect(skb, &fib, how);
+	return fwd_redirect(skb, &fib);
 }
 
 /* A packet of a tracked flow at the hook that owns its entry; be: a DNAT entry's live backend. */

@@ -469,5 +469,7 @@ export const LIBBPF_OPTS = {
 export const SK_BUFF_SIZE = 192;
 /** Offset of `__sk_buff.ifindex`. */
 export const SK_BUFF_IFINDEX = 40;
+/** Offset of `__sk_buff.mark` (a test run may set it). */
+export const SK_BUFF_MARK = 8;
 /** Offset of `__sk_buff.ingress_ifindex`. */
 export const SK_BUFF_INGRESS_IFINDEX = 36;
