@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
-import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
+import { CT_KIND, CT_STATE, flowValue, LIMITS, POD_SLOT, PROTO } from "../agent/bpf/layout.ts";
 import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
 import { ifIndex, inNetns, monotonicCoarseNs } from "../agent/bpf/libbpf.ts";
 import { run } from "./testing/topology.ts";
@@ -1669,6 +1669,35 @@ Deno.test("packet: a pod of this node reaching a VIP is source-translated (hairp
       verdict: TC_ACT.OK,
     });
   });
+});
+
+Deno.test("packet: a pod interface's slot never hides it, across changes and a reload", async () => {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-slots-${Deno.pid}`;
+  const slot = (dp: Dataplane, ifindex: number) => {
+    const key = new Uint8Array(new Uint32Array([ifindex % LIMITS.POD_IFACE_SLOTS]).buffer);
+    return new DataView(dp.object.map("pod_iface_slots").lookup(key)!.buffer).getUint32(0, true);
+  };
+  const a = 5, b = 5 + LIMITS.POD_IFACE_SLOTS; // one slot, two interfaces
+  let dp = Dataplane.load({ pinDir });
+  try {
+    assert.equal(slot(dp, a), POD_SLOT.NONE, "nothing listed: every slot rules out");
+    dp.maps.setPodInterface(a);
+    dp.maps.setPodInterface(b);
+    dp.maps.deletePodInterface(a);
+    assert.equal(slot(dp, a), POD_SLOT.ASK, "b still has the slot");
+    dp.close();
+    // A new program (a restart or an upgrade) adopts pod_ifaces; its own slots are written at load.
+    dp = Dataplane.load({ pinDir });
+    assert.equal(slot(dp, b), POD_SLOT.ASK, "the adopted list's slot");
+    assert.equal(slot(dp, b + 1), POD_SLOT.NONE);
+    dp.maps.deletePodInterface(b);
+    assert.equal(slot(dp, b), POD_SLOT.NONE, "the last one gone");
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
 });
 
 Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's port once it is old (5 s; 1 s unanswered or 3 s answered for a verified client), never a finished handshake's", async () => {
