@@ -86,7 +86,13 @@ async function packetBench(repeat: number, samples: number): Promise<void> {
   await buildBpf();
   await ensureBpffs();
   const pinDir = `/sys/fs/bpf/blixt-test-bench-${Deno.pid}`;
-  const dp = Dataplane.load({ pinDir, conntrackEntries: 262144 });
+  let dp: Dataplane;
+  try {
+    dp = Dataplane.load({ pinDir, conntrackEntries: 262144 });
+  } catch (e) {
+    removePins(pinDir); // a refused load leaves the directory it made
+    throw e;
+  }
   try {
     const m = dp.maps;
     const CLIENT = "198.18.192.10", VIP = "198.18.200.1", BE = "198.18.201.11";
