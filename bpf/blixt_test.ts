@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { testRun } from "../agent/bpf/object.ts";
-import { CT_KIND, CT_STATE, flowValue, PROTO } from "../agent/bpf/layout.ts";
+import { CT_KIND, CT_STATE, flowValue, LIMITS, POD_SLOT, PROTO } from "../agent/bpf/layout.ts";
 import { maglevSize, maglevTable, pickBackend } from "../agent/bpf/maglev.ts";
 import { ifIndex, inNetns, monotonicCoarseNs } from "../agent/bpf/libbpf.ts";
 import { run } from "./testing/topology.ts";
@@ -1671,6 +1671,35 @@ Deno.test("packet: a pod of this node reaching a VIP is source-translated (hairp
   });
 });
 
+Deno.test("packet: a pod interface's slot never hides it, across changes and a reload", async () => {
+  await buildBpf();
+  await ensureBpffs();
+  const pinDir = `/sys/fs/bpf/blixt-test-slots-${Deno.pid}`;
+  const slot = (dp: Dataplane, ifindex: number) => {
+    const key = new Uint8Array(new Uint32Array([ifindex % LIMITS.POD_IFACE_SLOTS]).buffer);
+    return new DataView(dp.object.map("pod_iface_slots").lookup(key)!.buffer).getUint32(0, true);
+  };
+  const a = 5, b = 5 + LIMITS.POD_IFACE_SLOTS; // one slot, two interfaces
+  let dp = Dataplane.load({ pinDir });
+  try {
+    assert.equal(slot(dp, a), POD_SLOT.NONE, "nothing listed: every slot rules out");
+    dp.maps.setPodInterface(a);
+    dp.maps.setPodInterface(b);
+    dp.maps.deletePodInterface(a);
+    assert.equal(slot(dp, a), POD_SLOT.ASK, "b still has the slot");
+    dp.close();
+    // A new program (a restart or an upgrade) adopts pod_ifaces; its own slots are written at load.
+    dp = Dataplane.load({ pinDir });
+    assert.equal(slot(dp, b), POD_SLOT.ASK, "the adopted list's slot");
+    assert.equal(slot(dp, b + 1), POD_SLOT.NONE);
+    dp.maps.deletePodInterface(b);
+    assert.equal(slot(dp, b), POD_SLOT.NONE, "the last one gone");
+  } finally {
+    dp.close();
+    removePins(pinDir);
+  }
+});
+
 Deno.test("packet: with every SNAT port held, a SYN takes a half-open flow's port once it is old (5 s; 1 s unanswered or 3 s answered for a verified client), never a finished handshake's", async () => {
   await withDataplane((dp) => {
     dp.maps.setConfig({ nodeAddr: NODE, snatPorts: [61000, 61002] });
@@ -1830,7 +1859,8 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       const syn = (cport: number, extra: Partial<PacketSpec> = {}) =>
         pkt({ src: CLIENT, dst: VIP2, tcp: tcp(cport, 80, TCP.SYN), ...extra });
 
-      // Client -> VIP2:80 (remote be3): both translations at ingress, TTL - 1, next hop's MACs.
+      // Client -> VIP2:80 (remote be3): both translations at ingress, TTL - 1; the MACs are the
+      // kernel's neighbour output's to write (bpf_redirect_neigh), after the program.
       const fwd = send("ingress", syn(41001));
       assert.equal(fwd.retval, TC_ACT.REDIRECT, "redirected out of the uplink");
       const f = decodePacket(fwd.data);
@@ -1839,15 +1869,14 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       assert.equal(f.dst, BE3);
       assert.equal(f.dport, 8080);
       assert.equal(f.ttl, 63);
-      assert.equal(f.srcMac, NODE_MAC);
-      assert.equal(f.dstMac, NODE2_MAC);
+      assert.deepEqual([f.srcMac, f.dstMac], [CLIENT_MAC, NODE_MAC], "MACs left to the kernel");
       assert.deepEqual(checksumErrors(fwd.data), []);
       // The egress hook sees the redirected packet again: nothing there to translate.
       const again = send("egress", fwd.data.slice());
       assert.equal(again.retval, TC_ACT.OK);
       assert.deepEqual(again.data, fwd.data, "not translated twice");
 
-      // be3 -> node:port: back to VIP2:80 -> client, out of the uplink to the client's MAC.
+      // be3 -> node:port: back to VIP2:80 -> client, out of the uplink.
       const reply = pkt({
         srcMac: NODE2_MAC,
         src: BE3,
@@ -1858,7 +1887,7 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       assert.equal(back.retval, TC_ACT.REDIRECT);
       const b = decodePacket(back.data);
       assert.deepEqual([b.src, b.sport, b.dst, b.dport, b.ttl], [VIP2, 80, CLIENT, 41001, 63]);
-      assert.deepEqual([b.srcMac, b.dstMac], [NODE_MAC, CLIENT_MAC]);
+      assert.deepEqual([b.srcMac, b.dstMac], [NODE2_MAC, NODE_MAC], "MACs left to the kernel");
       assert.deepEqual(checksumErrors(back.data), []);
       // The established flow's next packet takes the same path.
       const ack = send("ingress", pkt({ src: CLIENT, dst: VIP2, tcp: tcp(41001, 80, TCP.ACK) }));
@@ -1894,7 +1923,7 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       );
       await run(["ip", "-n", ns.split("/").pop()!, "link", "set", "bxfwd0", "mtu", "1500"]);
 
-      // No neighbour for the next hop: bpf_redirect_neigh resolves it (MACs left to it).
+      // No neighbour for the next hop: redirected all the same, bpf_redirect_neigh resolves it.
       await run(["ip", "-n", ns.split("/").pop()!, "neigh", "del", NODE2, "dev", "bxfwd0"]);
       const neigh = send("ingress", syn(41005));
       assert.equal(neigh.retval, TC_ACT.REDIRECT);
@@ -1905,6 +1934,45 @@ Deno.test("packet: a remote backend's flow is forwarded past the stack both ways
       const local = send("ingress", pkt({ src: CLIENT, dst: VIP, tcp: tcp(41006, 80, TCP.SYN) }));
       assert.equal(local.retval, TC_ACT.OK);
       assert.equal(decodePacket(local.data).dst, BE1);
+    });
+  });
+});
+
+Deno.test("packet: a marked packet is routed by its mark (ip rule fwmark) as the stack would route it", async () => {
+  await withDataplane(async (dp) => {
+    await withUplinkNetns(async (ns, ifindex) => {
+      const netns = ns.split("/").pop()!;
+      const send = (frame: Uint8Array<ArrayBuffer>, mark = 0) =>
+        inNetns(ns, () => testRun(dp.ingressFd, frame, { ifindex, mark }));
+      const syn = (cport: number) => pkt({ src: CLIENT, dst: VIP2, tcp: tcp(cport, 80, TCP.SYN) });
+      // Policy routing by mark: packets marked 0x10 reach be3's network over the pod bridge.
+      await run([
+        "ip",
+        "-n",
+        netns,
+        "route",
+        "add",
+        "198.18.202.0/24",
+        "dev",
+        "bxpods",
+        "table",
+        "100",
+      ]);
+      await run(["ip", "-n", netns, "rule", "add", "fwmark", "0x10", "table", "100"]);
+
+      assert.equal(send(syn(41101)).retval, TC_ACT.REDIRECT, "unmarked: the main table, uplink");
+      assert.equal(send(syn(41102), 0x20).retval, TC_ACT.REDIRECT, "a mark no rule selects");
+      assert.equal(dp.maps.events().forward_via_stack, 0n);
+      // Marked 0x10: its route leads to the pod bridge, not back out of the uplink: the stack.
+      const marked = send(syn(41103), 0x10);
+      assert.equal(marked.retval, TC_ACT.OK, "marked: routed by table 100, so the stack's");
+      const m = decodePacket(marked.data);
+      assert.deepEqual([m.src, m.dst, m.ttl], [CLIENT, BE3, 64], "DNAT only, as the stack expects");
+      assert.equal(dp.maps.events().forward_via_stack, 1n, "the fall-back counted");
+      // The same flow's packets keep following the mark; without it, the main table again.
+      const ack = pkt({ src: CLIENT, dst: VIP2, tcp: tcp(41103, 80, TCP.ACK) });
+      assert.equal(send(ack, 0x10).retval, TC_ACT.OK);
+      assert.equal(send(ack.slice()).retval, TC_ACT.REDIRECT);
     });
   });
 });
@@ -1953,10 +2021,10 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       assert.deepEqual(lb.data, laterBack, "its reply too, untouched (the uplink's egress)");
       assert.equal(events(), 0n, "flows that never skipped the stack are no fall-backs");
 
-      // Client -> VIP:80 (local be1): DNAT, TTL - 1, the bridge's and be1's MACs, to the bridge.
+      // Client -> VIP:80 (local be1): DNAT, TTL - 1, to the bridge (MACs: its neighbour output).
       const fwd = send("ingress", uplink, toVip(42001));
       assert.equal(fwd.retval, TC_ACT.REDIRECT, "redirected to the pod bridge");
-      assert.deepEqual(fields(fwd.data), [CLIENT, 42001, BE1, 8080, 63, POD_BR_MAC, BE1_MAC]);
+      assert.deepEqual(fields(fwd.data), [CLIENT, 42001, BE1, 8080, 63, CLIENT_MAC, NODE_MAC]);
       assert.deepEqual(checksumErrors(fwd.data), []);
       // The bridge's egress hook sees it: nothing to translate (the client's tuple has no SNAT).
       const brOut = send("egress", pods, fwd.data.slice());
@@ -1966,7 +2034,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       // be1 -> client, in on the pod bridge: VIP:80 -> client, TTL - 1, out of the uplink.
       const back = send("ingress", pods, fromBe1(42001, TCP.SYN | TCP.ACK));
       assert.equal(back.retval, TC_ACT.REDIRECT, "the reply is redirected to the uplink");
-      assert.deepEqual(fields(back.data), [VIP, 80, CLIENT, 42001, 63, NODE_MAC, CLIENT_MAC]);
+      assert.deepEqual(fields(back.data), [VIP, 80, CLIENT, 42001, 63, BE1_MAC, POD_BR_MAC]);
       assert.deepEqual(checksumErrors(back.data), []);
       // The uplink's egress hook sees it again: VIP -> client has no entry there.
       const upOut = send("egress", uplink, back.data.slice());
@@ -1995,7 +2063,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
         }),
       );
       assert.equal(dns.retval, TC_ACT.REDIRECT);
-      assert.deepEqual(fields(dns.data), [CLIENT, 42002, BE1, 5353, 63, POD_BR_MAC, BE1_MAC]);
+      assert.deepEqual(fields(dns.data), [CLIENT, 42002, BE1, 5353, 63, CLIENT_MAC, NODE_MAC]);
       assert.deepEqual(checksumErrors(dns.data), []);
       const dnsBack = send(
         "ingress",
@@ -2010,7 +2078,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
         }),
       );
       assert.equal(dnsBack.retval, TC_ACT.REDIRECT);
-      assert.deepEqual(fields(dnsBack.data), [VIP, 53, CLIENT, 42002, 63, NODE_MAC, CLIENT_MAC]);
+      assert.deepEqual(fields(dnsBack.data), [VIP, 53, CLIENT, 42002, 63, BE1_MAC, POD_BR_MAC]);
       assert.deepEqual(checksumErrors(dnsBack.data), []);
 
       // A local-only service (keepClientAddress): a local backend's flow is the same shape.
@@ -2098,7 +2166,7 @@ Deno.test("packet: a local backend's flow is forwarded past the stack both ways,
       await run(["ip", "-n", netns, "route", "del", `${CLIENT}/32`]);
       assert.equal(events(), 8n, "every fall-back of a flow past the stack counted");
 
-      // No neighbour for be1: bpf_redirect_neigh resolves it (MACs left to it).
+      // No neighbour for be1: redirected all the same, bpf_redirect_neigh resolves it.
       await run(["ip", "-n", netns, "neigh", "del", BE1, "dev", "bxpods"]);
       const neigh = send("ingress", uplink, toVip(42007));
       assert.equal(neigh.retval, TC_ACT.REDIRECT);

@@ -13,6 +13,7 @@
 #define MAGLEV_MAX 65537 /* the largest Maglev table, a prime; inner tables are 1021..65537 slots */
 #define CT_MAX 262144
 #define MAX_POD_IFACES 256
+#define POD_IFACE_SLOTS 1024 /* pod_iface_slots: one per ifindex % 1024 */
 #define VERIFIED_MAX 65536 /* client addresses that finished a handshake (verified_clients) */
 
 /* Address families in keys (the kernel's AF_* values). */
@@ -32,6 +33,11 @@
 
 /* pod_ifaces values */
 #define IFACE_F_PODS (1 << 0) /* clients here are this node's pods: hairpin, always SNAT */
+
+/* pod_iface_slots values: whether an ifindex of the slot may be listed in pod_ifaces. */
+#define POD_SLOT_UNKNOWN 0 /* not written yet (a freshly loaded program): ask pod_ifaces */
+#define POD_SLOT_NONE 1	   /* no listed interface has this slot: not a pod interface */
+#define POD_SLOT_ASK 2	   /* a listed interface has this slot: ask pod_ifaces */
 
 /* flow_key.dir: the hook that sees the tuple. */
 #define DIR_INGRESS 0

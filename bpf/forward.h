@@ -23,9 +23,17 @@
 /* What fwd_route() found. */
 enum fwd_route {
 	FWD_STACK = 0,	/* leave the packet to the stack (TC_ACT_OK): it routes, answers, drops */
-	FWD_DIRECT,	/* route and neighbour known: MACs from the fib, bpf_redirect() */
-	FWD_NEIGH,	/* route known, neighbour not (yet): bpf_redirect_neigh() resolves it */
+	FWD_NEIGH,	/* a route: bpf_redirect_neigh() to its next hop, as the stack's output */
 };
+
+/*
+ * Kernel 6.10's flag: the lookup takes params->mark (fib rules by fwmark). The UAPI headers the
+ * program is built against predate it; an older kernel refuses the flag (-EINVAL), which sends the
+ * packet to the stack.
+ */
+#ifndef BPF_FIB_LOOKUP_MARK
+#define BPF_FIB_LOOKUP_MARK (1U << 5)
+#endif
 
 /*
  * Whether a packet at ingress, to be sent from saddr:sport to daddr:dport, may skip the stack:
@@ -42,6 +50,7 @@ static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet 
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + L3_OFF;
 	int gso = skb->gso_size != 0;
+	__u32 flags;
 	long rc;
 
 	/* IP options are the stack's to process when it forwards (record route, timestamps). */
@@ -54,34 +63,45 @@ static __always_inline int fwd_route(struct __sk_buff *skb, const struct packet 
 	fib->sport = sport;
 	fib->dport = dport;
 	/*
-	 * The MTU: a plain packet by its length (checked before the neighbour, so a NO_NEIGH answer
-	 * is checked too); a GRO packet (one skb, many segments) by the kernel's own test of its
-	 * segments, which only a SUCCESS answer carries (tot_len 0).
+	 * The MTU: a plain packet by its length; a GRO packet (one skb, many segments) by the
+	 * kernel's own test of its segments, which a SUCCESS answer carries (tot_len 0).
 	 */
 	fib->tot_len = gso ? 0 : p->ip_len;
 	fib->ifindex = skb->ifindex;
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
-	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS)
-		return FWD_DIRECT;
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && !gso)
+	/*
+	 * The neighbour is the kernel's to resolve and keep fresh (fwd_redirect()), so the lookup
+	 * skips it: a STALE entry's MAC would otherwise be used until the entry went, never probed.
+	 * A marked packet is routed by its mark, as the stack routes it (6.10's params->mark shares
+	 * its place with smac, an output; a kernel without the flag answers -EINVAL: the stack).
+	 */
+	flags = BPF_FIB_LOOKUP_SKIP_NEIGH;
+	if (skb->mark) {
+		__u32 mark = skb->mark;
+
+		__builtin_memcpy(fib->smac, &mark, sizeof(mark));
+		flags |= BPF_FIB_LOOKUP_MARK;
+	}
+	rc = bpf_fib_lookup(skb, fib, sizeof(*fib), flags);
+	/* An IPv6 next hop for an IPv4 route (RFC 5549) is the stack's. */
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib->family == FWD_AF_INET)
 		return FWD_NEIGH;
 	return FWD_STACK;
 }
 
 /*
  * Send a packet fwd_route() found a route for, after its translation: TTL down by one (IP
- * checksum by difference, as ip_decrease_ttl), the next hop's MACs, out of the route's device's
- * egress.
+ * checksum by difference, as ip_decrease_ttl), out of the route's device to its next hop through
+ * the kernel's neighbour output (bpf_redirect_neigh), as ip_finish_output2 sends it: the MACs
+ * are the neighbour's, an unknown neighbour is resolved (the packet queued meanwhile), and a STALE
+ * one is re-confirmed (DELAY, PROBE) as for the stack's own packets.
  * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT if the packet cannot be written (never seen).
  */
-static __always_inline int fwd_redirect(struct __sk_buff *skb, const struct bpf_fib_lookup *fib,
-					int how)
+static __always_inline int fwd_redirect(struct __sk_buff *skb, const struct bpf_fib_lookup *fib)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
 	struct iphdr *ip = data + L3_OFF;
 	struct bpf_redir_neigh nh;
 	__u16 old, new;
@@ -93,15 +113,10 @@ static __always_inline int fwd_redirect(struct __sk_buff *skb, const struct bpf_
 	ip->ttl--;
 	new = *(__u16 *)&ip->ttl;
 	ip->check = csum_update(ip->check, csum_add32(~(__u32)old & 0xffff, new));
-	if (how == FWD_NEIGH) {
-		__builtin_memset(&nh, 0, sizeof(nh));
-		nh.nh_family = FWD_AF_INET;
-		nh.ipv4_nh = fib->ipv4_dst; /* the gateway, or the destination on a link */
-		return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
-	}
-	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
-	return bpf_redirect(fib->ifindex, 0);
+	__builtin_memset(&nh, 0, sizeof(nh));
+	nh.nh_family = FWD_AF_INET;
+	nh.ipv4_nh = fib->ipv4_dst; /* the gateway, or the destination on a link */
+	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
 }
 
 #endif

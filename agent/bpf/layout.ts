@@ -215,6 +215,8 @@ export const LIMITS = {
   MAGLEV_MAX: 65537,
   CT_MAX: 262144,
   MAX_POD_IFACES: 256,
+  /** Slots of pod_iface_slots (ifindex % POD_IFACE_SLOTS). */
+  POD_IFACE_SLOTS: 1024,
   VERIFIED_MAX: 65536,
   /** Slots of the events map: room for new events without changing its pinned definition. */
   EVENT_SLOTS: 32,
@@ -234,6 +236,8 @@ export const SVC_F = { VIP_MARKER: 1, KEEP_CLIENT: 2 } as const;
 export const BE_F = { ACTIVE: 1, REMOTE: 2 } as const;
 /** pod_ifaces values: what an interface faces. */
 export const IFACE_F = { PODS: 1 } as const;
+/** pod_iface_slots values: whether an ifindex of the slot may be listed in pod_ifaces. */
+export const POD_SLOT = { UNKNOWN: 0, NONE: 1, ASK: 2 } as const;
 /** flow_key.dir */
 export const DIR = { INGRESS: 0, EGRESS: 1 } as const;
 /** flow_value.kind */
@@ -469,5 +473,7 @@ export const LIBBPF_OPTS = {
 export const SK_BUFF_SIZE = 192;
 /** Offset of `__sk_buff.ifindex`. */
 export const SK_BUFF_IFINDEX = 40;
+/** Offset of `__sk_buff.mark` (a test run may set it). */
+export const SK_BUFF_MARK = 8;
 /** Offset of `__sk_buff.ingress_ifindex`. */
 export const SK_BUFF_INGRESS_IFINDEX = 36;

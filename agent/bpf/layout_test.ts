@@ -116,6 +116,7 @@ Deno.test("layout: map capacities and event names match bpf/consts.h", async () 
     assert.equal(o.map("events").maxEntries, LIMITS.EVENT_SLOTS);
     assert.ok(EVENTS.length <= LIMITS.EVENT_SLOTS);
     assert.equal(o.map("pod_ifaces").maxEntries, LIMITS.MAX_POD_IFACES);
+    assert.equal(o.map("pod_iface_slots").maxEntries, LIMITS.POD_IFACE_SLOTS);
     assert.equal(o.map("verified_clients").maxEntries, LIMITS.VERIFIED_MAX);
   } finally {
     dp.close();

@@ -126,6 +126,7 @@ export class Dataplane {
     this.object = object;
     this.pinDir = pinDir;
     this.maps = new DataplaneMaps(object);
+    this.maps.syncPodInterfaceSlots(); // the program's own slots start "unknown" (bpf/maps.h)
     this.ingressFd = object.programFd("blixt_ingress");
     this.egressFd = object.programFd("blixt_egress");
   }

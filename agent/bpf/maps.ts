@@ -26,6 +26,7 @@ import {
   LIMITS,
   MAGLEV_INNER_FLAGS,
   parseIPv4,
+  POD_SLOT,
   type ServiceKey,
   serviceKey,
   type ServiceValue,
@@ -813,11 +814,34 @@ export class DataplaneMaps {
   setPodInterface(ifindex: number): void {
     checkId("ifindex", ifindex, 2 ** 31);
     this.#maps.map("pod_ifaces").update(u32(ifindex), u32(IFACE_F.PODS));
+    this.syncPodInterfaceSlots();
   }
 
   /** Unmarks interface `ifindex` (see {@linkcode DataplaneMaps.setPodInterface}). */
   deletePodInterface(ifindex: number): void {
     this.#maps.map("pod_ifaces").delete(u32(ifindex));
+    this.syncPodInterfaceSlots();
+  }
+
+  /**
+   * Rewrites `pod_iface_slots` (the loaded program's own, unpinned) from `pod_ifaces`: a slot
+   * no listed interface has spares every other interface's packet the hash lookup. Run after
+   * each load (the program starts from "unknown": ask `pod_ifaces`) and each change; a listed
+   * interface is always in `pod_ifaces` before its slot says so, and out of it before its slot
+   * stops saying so, so the program never misses one.
+   */
+  syncPodInterfaceSlots(): void {
+    const n = LIMITS.POD_IFACE_SLOTS;
+    const keys = new Uint32Array(n);
+    const values = new Uint32Array(n).fill(POD_SLOT.NONE);
+    for (let i = 0; i < n; i++) keys[i] = i;
+    for (const k of this.#maps.map("pod_ifaces").keys()) {
+      values[new DataView(k.buffer).getUint32(0, true) % n] = POD_SLOT.ASK;
+    }
+    this.#maps.map("pod_iface_slots").updateBatch(
+      new Uint8Array(keys.buffer),
+      new Uint8Array(values.buffer),
+    );
   }
 
   /**

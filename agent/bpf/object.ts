@@ -7,7 +7,7 @@
  */
 
 import { check, checkPtr, closeFd, cstr, lib, LibbpfError, opts, optsField } from "./libbpf.ts";
-import { SK_BUFF_IFINDEX, SK_BUFF_INGRESS_IFINDEX, SK_BUFF_SIZE } from "./layout.ts";
+import { SK_BUFF_IFINDEX, SK_BUFF_INGRESS_IFINDEX, SK_BUFF_MARK, SK_BUFF_SIZE } from "./layout.ts";
 
 /** `BPF_ANY`: create or update. */
 export const BPF_ANY = 0n;
@@ -510,6 +510,8 @@ export interface TestRunOptions {
   repeat?: number;
   /** `__sk_buff.ifindex` / `ingress_ifindex` seen by the program. */
   ifindex?: number;
+  /** `__sk_buff.mark` seen by the program (with `ifindex`). */
+  mark?: number;
   /** Room for the output packet; default input length + 256. */
   maxOutput?: number;
 }
@@ -537,6 +539,7 @@ export function testRun(
     const v = new DataView(ctx.buffer);
     v.setUint32(SK_BUFF_IFINDEX, options.ifindex, true);
     v.setUint32(SK_BUFF_INGRESS_IFINDEX, options.ifindex, true);
+    v.setUint32(SK_BUFF_MARK, options.mark ?? 0, true);
   }
   const o = opts("bpf_test_run_opts", {
     data_in: Deno.UnsafePointer.of(packet),
