@@ -231,7 +231,8 @@ export function validateRoutingTable(value: unknown): Validated<RoutingTable> {
  * referenced entry's `backends` (the same array) and `service`, keeping
  * `backendsFrom`; `table` itself when no entry has any of these. A reference
  * that does not resolve is left as it is (empty backends) and a string that
- * does not parse is left out: {@linkcode validateRoutingTable} reports both. For readers that do not validate; a validated table is expanded
+ * does not parse is left out: {@linkcode validateRoutingTable} reports both.
+ * For readers that do not validate; a validated table is expanded
  * already.
  *
  * @example
@@ -328,7 +329,8 @@ export function parseRouteRef(s: string): RouteRef | undefined {
  *
  * @example
  * ```ts
- * formatRouteRef({ kind: "UDPRoute", namespace: "dns", name: "coredns" }); // "UDPRoute dns/coredns"
+ * formatRouteRef({ kind: "UDPRoute", namespace: "dns", name: "coredns" });
+ * // "UDPRoute dns/coredns"
  * ```
  */
 export function formatRouteRef(route: RouteRef): string | undefined {

@@ -1,6 +1,6 @@
 /**
- * `deno task bench agent [rounds] [--shape 100x100] [--form compact|strings|complete]`: the agent at 10,000
- * services x 10 backends, in the local cluster (one node), against the real
+ * `deno task bench agent [rounds] [--shape 100x100] [--form compact|strings|complete]`: the agent
+ * at 10,000 services x 10 backends, in the local cluster (one node), against the real
  * API server and kernel, as TABLESxENTRIES RoutingTables. 100x100 (the
  * default) is the original shape, kept for comparison, although the operator
  * cannot write it (a Gateway has at most 64 listeners, so a table at most 64
