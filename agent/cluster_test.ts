@@ -7,7 +7,13 @@ import assert from "node:assert/strict";
 import { buildBpf } from "../bpf/build.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { tcpEcho, udpEcho } from "../tests/cluster/echo_client.ts";
-import { type Backend, formatEndpoint, type RoutingTable } from "../api/mod.ts";
+import {
+  type Backend,
+  formatEndpoint,
+  formatRouteRef,
+  formatServiceRef,
+  type RoutingTable,
+} from "../api/mod.ts";
 import {
   AgentProcess,
   applyTable,
@@ -192,7 +198,7 @@ Deno.test("agent in the local cluster", async (t) => {
     );
 
     await t.step(
-      "a table with backends as endpoint strings is programmed as with objects",
+      "a table with backends as endpoint strings, or compact, is programmed as with objects",
       async () => {
         const vip3 = vipOf(cluster.plan.gatewayPool, 13);
         const compact = rt("strings", vip3, [{ port: 80, backends: [] }]);
@@ -212,6 +218,36 @@ Deno.test("agent in the local cluster", async (t) => {
           seen.add(podOf(await tcpEcho(vip3, 80, `strings ${i}`)));
         }
         assert.deepEqual([...seen].sort(), ["echo-a", "echo-b"]);
+
+        // and compact, once every agent lists `compactEntries`: route and Service one string
+        // each, no `backends`; only b now, so the new generation shows in the traffic
+        const { backends: _, ...entry } = compact.spec.entries[0]!;
+        const compacter = {
+          ...compact,
+          spec: {
+            ...compact.spec,
+            entries: [{
+              ...entry,
+              routeRef: formatRouteRef({ kind: "TCPRoute", namespace: "default", name: "web" })!,
+              serviceRef: formatServiceRef({ namespace: "default", name: "web", port: 80 })!,
+              endpoints: [formatEndpoint(be(b))!],
+            }],
+          },
+        } as unknown as RoutingTable;
+        const gen2 = await applyTable(kc, compacter);
+        await eventually("n1 and n2 program the compact table", async () => {
+          for (const node of [n1, n2]) {
+            const ts = (await dataplaneNode(kc, node.name))?.status?.tables
+              ?.find((x) => x.name === "strings");
+            if (ts?.programmedGeneration !== gen2 || ts.backends !== 1 || ts.errors?.length) {
+              return false;
+            }
+          }
+          return true;
+        });
+        for (let i = 0; i < 10; i++) {
+          assert.equal(podOf(await tcpEcho(vip3, 80, `compact ${i}`)), "echo-b");
+        }
         await deleteTable(kc, "default", "strings");
       },
     );

@@ -7,6 +7,7 @@
  */
 import {
   BACKENDS_FROM_FEATURE,
+  COMPACT_ENTRIES_FEATURE,
   type Condition,
   DATAPLANE_CONDITIONS,
   DATAPLANE_REASONS,
@@ -31,12 +32,17 @@ export const MAX_COUNTED_SERVICES = 100;
 
 /**
  * Optional parts of the RoutingTable contract this agent understands, listed
- * in `status.features`: the operator writes `entries[].backendsFrom` and
- * `entries[].endpoints` each only once every node's agent lists it (an older
- * agent would program such entries with no backends). Its validator expands
- * both before programming.
+ * in `status.features`: the operator writes `entries[].backendsFrom`,
+ * `entries[].endpoints` and compact entries (`routeRef`, `serviceRef`, no
+ * `backends`) each only once every node's agent lists it (an older agent
+ * would program such entries with no backends, or refuse them). Its validator
+ * expands them all before programming.
  */
-export const AGENT_FEATURES: readonly string[] = [BACKENDS_FROM_FEATURE, ENDPOINTS_FEATURE];
+export const AGENT_FEATURES: readonly string[] = [
+  BACKENDS_FROM_FEATURE,
+  ENDPOINTS_FEATURE,
+  COMPACT_ENTRIES_FEATURE,
+];
 
 /** Inputs of {@linkcode buildStatus}. */
 export interface StatusInput {

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { AGENT_FEATURES, buildStatus, INTERFACE_NOT_ATTACHED } from "./status.ts";
 
-Deno.test("the agent lists backendsFrom and endpoints in status.features, so the operator may use both", () => {
+Deno.test("the agent lists backendsFrom, endpoints and compactEntries in status.features, so the operator may use them", () => {
   const status = buildStatus({ tables: [], programmed: new Map(), synced: true }, undefined);
-  assert.deepEqual(status.features, ["backendsFrom", "endpoints"]);
-  assert.deepEqual(AGENT_FEATURES, ["backendsFrom", "endpoints"]);
+  const all = ["backendsFrom", "endpoints", "compactEntries"];
+  assert.deepEqual(status.features, all);
+  assert.deepEqual(AGENT_FEATURES, all);
 });
 
 Deno.test("an interface without the program makes the node Degraded=True/InterfaceNotAttached, not un-Ready", () => {

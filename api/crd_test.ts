@@ -8,7 +8,11 @@ import { PART_OF_LABEL, type Validated } from "./meta.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { apiStatus, applyObject, k8s, type KubeObject } from "../kube/client.ts";
 import { applyManifestFiles } from "../kube/manifests.ts";
-import { type RoutingTable, validateRoutingTable } from "./routing_table.ts";
+import {
+  type RoutingTable,
+  type RoutingTableEntry,
+  validateRoutingTable,
+} from "./routing_table.ts";
 import { type DataplaneNode, validateDataplaneNode } from "./dataplane_node.ts";
 import { type GatewayClassConfig, validateGatewayClassConfig } from "./gateway_class_config.ts";
 
@@ -115,7 +119,17 @@ const sampleTable: RoutingTable = {
       rejectWeight: 0,
       endpoints: ["198.19.1.5:8080 750000 Ready node-1", "198.19.2.7:8080 0 Serving"],
       backends: [],
-    }],
+    }, {
+      // a compact entry, as written: route and Service one string each, no backends
+      address: "198.18.0.10",
+      port: 5003,
+      protocol: "TCP",
+      listener: "tcp-5003",
+      routeRef: "TCPRoute default/r",
+      serviceRef: "default/web:80",
+      rejectWeight: 0,
+      endpoints: ["198.19.1.5:8080 1000000 Ready node-1"],
+    } as unknown as RoutingTableEntry],
   },
 };
 
@@ -246,6 +260,26 @@ const kinds: {
         "[2001:db8:::5]:80 1 Ready",
         "validator only",
       ],
+      ["routeRef of an unknown kind", "spec.entries.3.routeRef", "HTTPRoute default/r"],
+      ["routeRef without a namespace", "spec.entries.3.routeRef", "TCPRoute r"],
+      ["routeRef namespace not a DNS label", "spec.entries.3.routeRef", "TCPRoute Default/r"],
+      ["routeRef namespace of 64", "spec.entries.3.routeRef", `TCPRoute ${"a".repeat(64)}/r`],
+      ["routeRef name not a DNS subdomain", "spec.entries.3.routeRef", "TCPRoute default/r_1"],
+      ["routeRef name of 254", "spec.entries.3.routeRef", `TCPRoute default/${"a".repeat(254)}`],
+      ["routeRef with a third part", "spec.entries.3.routeRef", "TCPRoute default/r/x"],
+      ["serviceRef port 0", "spec.entries.3.serviceRef", "default/web:0"],
+      ["serviceRef port 65536", "spec.entries.3.serviceRef", "default/web:65536"],
+      ["serviceRef port with a leading zero", "spec.entries.3.serviceRef", "default/web:080"],
+      ["serviceRef without a port", "spec.entries.3.serviceRef", "default/web"],
+      ["serviceRef name with a dot", "spec.entries.3.serviceRef", "default/web.v2:80"],
+      ["serviceRef name of 64", "spec.entries.3.serviceRef", `default/${"a".repeat(64)}:80`],
+      [
+        "routeRef beside route",
+        "spec.entries.3.route",
+        { kind: "TCPRoute", namespace: "default", name: "r" },
+        "validator only",
+      ],
+      ["no backends and no endpoints", "spec.entries.3.endpoints", DELETE, "validator only"],
       [
         "endpoints beside backends",
         "spec.entries.2.backends",
@@ -378,7 +412,7 @@ Deno.test("the real API server accepts the CRDs, the samples, and refuses the br
       });
       if (kind.plural === "routingtables") {
         await t.step(
-          "routingtables: backendsFrom and endpoints are kept (not pruned)",
+          "routingtables: backendsFrom, endpoints and compact entries are kept (not pruned)",
           async () => {
             const api = kc.makeApiClient(k8s.CustomObjectsApi);
             const created = await api.createNamespacedCustomObject({
@@ -395,6 +429,10 @@ Deno.test("the real API server accepts the CRDs, the samples, and refuses the br
               created.spec.entries[2]?.endpoints,
               sampleTable.spec.entries[2]?.endpoints,
             );
+            // a compact entry keeps its strings and is stored without backends
+            assert.equal(created.spec.entries[3]?.routeRef, "TCPRoute default/r");
+            assert.equal(created.spec.entries[3]?.serviceRef, "default/web:80");
+            assert.equal(created.spec.entries[3]?.backends, undefined);
           },
         );
       }

@@ -47,6 +47,14 @@ export const BACKENDS_FROM_FEATURE = "backendsFrom";
  */
 export const ENDPOINTS_FEATURE = "endpoints";
 
+/**
+ * The name an agent lists in its DataplaneNode `status.features` when it
+ * understands compact entries: `entries[].routeRef` and `entries[].serviceRef`
+ * (the route and the Service one string each) and `backends` left out of an
+ * entry with `endpoints`.
+ */
+export const COMPACT_ENTRIES_FEATURE = "compactEntries";
+
 /** Route kinds a RoutingTable entry can come from. */
 export const ROUTE_KINDS = ["TCPRoute", "UDPRoute"] as const;
 
@@ -102,11 +110,25 @@ export interface RoutingTableEntry {
   /** Route carrying the traffic; absent when no route is attached. */
   route?: RouteRef;
   /**
+   * `route` as one string, `kind namespace/name` (e.g. `TCPRoute default/web`),
+   * written instead of it once every agent lists
+   * {@linkcode COMPACT_ENTRIES_FEATURE}; {@linkcode validateRoutingTable}
+   * returns the entry with `route` and without `routeRef`.
+   */
+  routeRef?: string;
+  /**
    * The Service of every backend that names none: when all of an entry's
    * backends come from one Service it is written once here rather than on
    * each backend (the API server's cost of a write grows with the object).
    */
   service?: ServiceRef;
+  /**
+   * `service` as one string, `namespace/name:port` (e.g. `default/web:80`),
+   * written instead of it once every agent lists
+   * {@linkcode COMPACT_ENTRIES_FEATURE}; {@linkcode validateRoutingTable}
+   * returns the entry with `service` and without `serviceRef`.
+   */
+  serviceRef?: string;
   /**
    * The {@linkcode entryKey} of another entry of the same table (one without
    * `backendsFrom`, of the same address family) whose `service` and
@@ -128,7 +150,11 @@ export interface RoutingTableEntry {
    * parsed from it and without `endpoints`.
    */
   endpoints?: string[];
-  /** Backends, sorted by ip then port. */
+  /**
+   * Backends, sorted by ip then port. As written, absent from a compact entry
+   * with `endpoints` ({@linkcode COMPACT_ENTRIES_FEATURE}); a validated or
+   * expanded entry always has it.
+   */
   backends: Backend[];
   /**
    * Share of new flows to actively reject (TCP reset, ICMP port unreachable):
@@ -199,13 +225,14 @@ export function validateRoutingTable(value: unknown): Validated<RoutingTable> {
 }
 
 /**
- * `table` with every entry's `endpoints` parsed into `backends` (and
- * `endpoints` left out), then every entry that has `backendsFrom` given the
+ * `table` with every entry's `endpoints` parsed into `backends`, `routeRef`
+ * into `route` and `serviceRef` into `service` (the strings left out, a
+ * missing `backends` filled), then every entry that has `backendsFrom` given the
  * referenced entry's `backends` (the same array) and `service`, keeping
- * `backendsFrom`; `table` itself when no entry has either. A reference that
- * does not resolve is left as it is (empty backends) and an endpoint string
- * that does not parse is left out: {@linkcode validateRoutingTable} reports
- * both. For readers that do not validate; a validated table is expanded
+ * `backendsFrom`; `table` itself when no entry has any of these. A reference
+ * that does not resolve is left as it is (empty backends) and a string that
+ * does not parse is left out: {@linkcode validateRoutingTable} reports both.
+ * For readers that do not validate; a validated table is expanded
  * already.
  *
  * @example
@@ -220,9 +247,9 @@ export function expandRoutingTable<T extends { spec: { entries: RoutingTableEntr
   const raw = table.spec.entries;
   if (
     !Array.isArray(raw) ||
-    !raw.some((x) => x.backendsFrom !== undefined || x.endpoints !== undefined)
+    !raw.some((x) => x.backendsFrom !== undefined || hasStrings(x))
   ) return table;
-  const entries = raw.map((x) => x.endpoints === undefined ? x : withEndpointsParsed(x));
+  const entries = raw.map((x) => hasStrings(x) ? withStringsParsed(x) : x);
   const byKey = new Map<string, RoutingTableEntry>();
   for (const x of entries) {
     if (x.backendsFrom === undefined) byKey.set(canonicalKey(x), x);
@@ -249,16 +276,105 @@ export function expandRoutingTable<T extends { spec: { entries: RoutingTableEntr
 /** Endpoint lists that validated, each with its backends parsed (expansion does not parse again). */
 const parsedEndpoints = new WeakMap<readonly unknown[], Backend[]>();
 
-function withEndpointsParsed(x: RoutingTableEntry): RoutingTableEntry {
-  const { endpoints, ...rest } = x;
-  const known = Array.isArray(endpoints) ? parsedEndpoints.get(endpoints) : undefined;
-  if (known) return { ...rest, backends: known };
-  const backends: Backend[] = [];
-  for (const s of Array.isArray(endpoints) ? endpoints : []) {
-    const b = typeof s === "string" ? parseEndpoint(s) : undefined;
-    if (b) backends.push(b);
+/** Whether `x` has a part in string form, or no `backends` (a compact entry). */
+function hasStrings(x: RoutingTableEntry): boolean {
+  return x.endpoints !== undefined || x.routeRef !== undefined || x.serviceRef !== undefined ||
+    x.backends === undefined;
+}
+
+function withStringsParsed(x: RoutingTableEntry): RoutingTableEntry {
+  const { endpoints, routeRef, serviceRef, ...rest } = x;
+  const out: RoutingTableEntry = { ...rest, backends: rest.backends ?? [] };
+  if (endpoints !== undefined) {
+    const known = Array.isArray(endpoints) ? parsedEndpoints.get(endpoints) : undefined;
+    if (known) out.backends = known;
+    else {
+      const backends: Backend[] = [];
+      for (const s of Array.isArray(endpoints) ? endpoints : []) {
+        const b = typeof s === "string" ? parseEndpoint(s) : undefined;
+        if (b) backends.push(b);
+      }
+      out.backends = backends;
+    }
   }
-  return { ...rest, backends };
+  const route = typeof routeRef === "string" ? parseRouteRef(routeRef) : undefined;
+  if (route) out.route = route;
+  const service = typeof serviceRef === "string" ? parseServiceRef(serviceRef) : undefined;
+  if (service) out.service = service;
+  return out;
+}
+
+/** A namespace in a reference string: a DNS label, as Kubernetes names namespaces. */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A route's name in `routeRef`: a DNS subdomain, as Kubernetes names custom resources. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** `kind namespace/name`. */
+const ROUTE_REF = /^(\S+) ([^\s/]+)\/([^\s/]+)$/;
+/** `namespace/name:port`, port in decimal without leading zeros. */
+const SERVICE_REF = /^([^\s/:]+)\/([^\s/:]+):([1-9]\d{0,4})$/;
+
+/**
+ * Parses an entry's `routeRef` (`kind namespace/name`) into a route, or
+ * undefined when it is not exactly that: a route kind, a namespace that is
+ * a DNS label, a name that is a DNS subdomain.
+ *
+ * @example
+ * ```ts
+ * parseRouteRef("TCPRoute default/web"); // { kind: "TCPRoute", namespace: "default", name: "web" }
+ * ```
+ */
+export function parseRouteRef(s: string): RouteRef | undefined {
+  const m = ROUTE_REF.exec(s);
+  if (!m || !(ROUTE_KINDS as readonly string[]).includes(m[1]!)) return undefined;
+  if (!DNS_LABEL.test(m[2]!) || !DNS_SUBDOMAIN.test(m[3]!)) return undefined;
+  return { kind: m[1] as RouteRef["kind"], namespace: m[2]!, name: m[3]! };
+}
+
+/**
+ * `route` as a `routeRef` string, or undefined when it has none (a name
+ * Kubernetes would not give: such an entry keeps its `route` object).
+ *
+ * @example
+ * ```ts
+ * formatRouteRef({ kind: "UDPRoute", namespace: "dns", name: "coredns" });
+ * // "UDPRoute dns/coredns"
+ * ```
+ */
+export function formatRouteRef(route: RouteRef): string | undefined {
+  const s = `${route.kind} ${route.namespace}/${route.name}`;
+  return parseRouteRef(s) ? s : undefined;
+}
+
+/**
+ * Parses an entry's `serviceRef` (`namespace/name:port`) into a Service, or
+ * undefined when it is not exactly that: namespace and name DNS labels,
+ * port 1-65535.
+ *
+ * @example
+ * ```ts
+ * parseServiceRef("default/web:80"); // { namespace: "default", name: "web", port: 80 }
+ * ```
+ */
+export function parseServiceRef(s: string): ServiceRef | undefined {
+  const m = SERVICE_REF.exec(s);
+  if (!m || !DNS_LABEL.test(m[1]!) || !DNS_LABEL.test(m[2]!)) return undefined;
+  const port = Number(m[3]);
+  return port <= 65535 ? { namespace: m[1]!, name: m[2]!, port } : undefined;
+}
+
+/**
+ * `service` as a `serviceRef` string, or undefined when it has none (a
+ * name that is not a DNS label, a port out of range: such an entry keeps its
+ * `service` object).
+ *
+ * @example
+ * ```ts
+ * formatServiceRef({ namespace: "default", name: "web", port: 80 }); // "default/web:80"
+ * ```
+ */
+export function formatServiceRef(service: ServiceRef): string | undefined {
+  const s = `${service.namespace}/${service.name}:${service.port}`;
+  return parseServiceRef(s) ? s : undefined;
 }
 
 /** `ip:port weight state [node]`, numbers without leading zeros; IPv6 in brackets. */
@@ -397,6 +513,7 @@ function checkEntry(
   e.integer(entry.port, `${path}.port`, 1, 65535);
   e.oneOf(entry.protocol, `${path}.protocol`, PROTOCOLS);
   e.string(entry.listener, `${path}.listener`, { minLength: 1 });
+  if (entry.routeRef !== undefined) checkRouteRef(entry, path, e);
   if (entry.route !== undefined && e.object(entry.route, `${path}.route`)) {
     e.oneOf(entry.route.kind, `${path}.route.kind`, ROUTE_KINDS);
     e.string(entry.route.namespace, `${path}.route.namespace`, {
@@ -405,7 +522,13 @@ function checkEntry(
     e.string(entry.route.name, `${path}.route.name`, { minLength: 1 });
   }
   if (entry.service !== undefined) serviceRef(entry.service, `${path}.service`, e);
+  if (entry.serviceRef !== undefined) checkServiceRef(entry, path, e);
   e.integer(entry.rejectWeight, `${path}.rejectWeight`, 0, MAX_WEIGHT);
+  // a compact entry leaves its (empty) backends out when it lists endpoints
+  if (entry.backends === undefined && entry.endpoints !== undefined) {
+    checkEndpoints(entry, path, family, e);
+    return;
+  }
   if (!e.array(entry.backends, `${path}.backends`)) return;
   if (entry.endpoints !== undefined) checkEndpoints(entry, path, family, e);
   if (entry.backendsFrom !== undefined) {
@@ -418,6 +541,12 @@ function checkEntry(
     }
     if (entry.service !== undefined) {
       e.add(`${path}.service`, "must be absent with backendsFrom (the referenced entry's is used)");
+    }
+    if (entry.serviceRef !== undefined) {
+      e.add(
+        `${path}.serviceRef`,
+        "must be absent with backendsFrom (the referenced entry's is used)",
+      );
     }
   }
   entry.backends.forEach((b, j) => {
@@ -528,6 +657,35 @@ function endpointOk(s: string, b: Backend, family: 4 | 6 | undefined): boolean {
   if (ip === null || (ip.family === 6) !== s.startsWith("[")) return false;
   if (b.node !== undefined && !NODE_NAME.test(b.node)) return false;
   return backendOk(b as unknown as JsonObject, family, ip);
+}
+
+/** `entry.routeRef`: `kind namespace/name`, instead of `route`. */
+function checkRouteRef(entry: JsonObject, path: string, e: FieldErrors): void {
+  const p = `${path}.routeRef`;
+  if (!e.string(entry.routeRef, p)) return;
+  if (entry.route !== undefined) e.add(p, "must be absent with route (one or the other)");
+  if (!parseRouteRef(entry.routeRef as string)) {
+    e.add(
+      p,
+      `must be "kind namespace/name" (kind ${ROUTE_KINDS.join(" or ")}, namespace a DNS label, ` +
+        `name a DNS subdomain), got ${JSON.stringify(entry.routeRef)}`,
+    );
+  }
+}
+
+/** `entry.serviceRef`: `namespace/name:port`, instead of `service`. */
+function checkServiceRef(entry: JsonObject, path: string, e: FieldErrors): void {
+  const p = `${path}.serviceRef`;
+  if (!e.string(entry.serviceRef, p)) return;
+  if (entry.service !== undefined) e.add(p, "must be absent with service (one or the other)");
+  if (!parseServiceRef(entry.serviceRef as string)) {
+    e.add(
+      p,
+      `must be "namespace/name:port" (namespace and name DNS labels, port 1-65535), got ${
+        JSON.stringify(entry.serviceRef)
+      }`,
+    );
+  }
 }
 
 function serviceRef(value: unknown, path: string, e: FieldErrors): void {

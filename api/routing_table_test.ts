@@ -4,7 +4,11 @@ import {
   backendService,
   expandRoutingTable,
   formatEndpoint,
+  formatRouteRef,
+  formatServiceRef,
   parseEndpoint,
+  parseRouteRef,
+  parseServiceRef,
   type RoutingTable,
   validateRoutingTable,
 } from "./routing_table.ts";
@@ -217,4 +221,112 @@ Deno.test("endpoints go with empty backends and without backendsFrom", () => {
   assert.equal(both.ok, false);
   if (!both.ok) assert.deepEqual(both.errors.map((e) => e.path), ["spec.entries[0].backends"]);
   assert.equal(validateRoutingTable(compact("198.19.0.2:80 1 Ready")).ok, false, "not a list");
+});
+
+/** A compact entry: route and Service one string each, endpoints, no `backends`. */
+function compactEntry(extra: Record<string, unknown> = {}): unknown {
+  const t = table({});
+  const { backends: _, ...rest } = t.spec.entries[0]!;
+  return {
+    ...t,
+    spec: {
+      ...t.spec,
+      entries: [{
+        ...rest,
+        routeRef: "TCPRoute default/web",
+        serviceRef: "default/web:80",
+        endpoints: ["198.19.0.1:8080 500000 Ready n1", "198.19.0.2:8080 0 Serving"],
+        ...extra,
+      }],
+    },
+  };
+}
+
+Deno.test("a compact entry is read as the complete one: route, Service and backends objects", () => {
+  const v = validateRoutingTable(compactEntry());
+  assert.ok(v.ok, JSON.stringify(v));
+  const complete = {
+    address: "198.18.0.10",
+    port: 80,
+    protocol: "TCP",
+    listener: "tcp",
+    rejectWeight: 0,
+    route: { kind: "TCPRoute", namespace: "default", name: "web" },
+    service: web,
+    backends: [
+      { ip: "198.19.0.1", port: 8080, weight: 500000, state: "Ready", node: "n1" },
+      { ip: "198.19.0.2", port: 8080, weight: 0, state: "Serving" },
+    ],
+  };
+  assert.deepEqual(v.value.spec.entries[0], complete);
+  // readers that do not validate see the same
+  assert.deepEqual(expandRoutingTable(compactEntry() as RoutingTable).spec.entries[0], complete);
+  // and `backends` is filled when a compact entry has no backends at all
+  const none = validateRoutingTable(compactEntry({ endpoints: [] }));
+  assert.ok(none.ok, JSON.stringify(none));
+  assert.deepEqual(none.value.spec.entries[0]!.backends, []);
+});
+
+Deno.test("route and Service strings round-trip", () => {
+  const routes = [
+    { kind: "TCPRoute", namespace: "default", name: "web" },
+    { kind: "UDPRoute", namespace: "a".repeat(63), name: `${"b".repeat(61)}.${"c".repeat(191)}` },
+  ] as const;
+  for (const r of routes) assert.deepEqual(parseRouteRef(formatRouteRef(r)!), r);
+  const services = [web, { namespace: "x", name: "y-1", port: 65535 }];
+  for (const s of services) assert.deepEqual(parseServiceRef(formatServiceRef(s)!), s);
+  assert.equal(formatRouteRef({ kind: "TCPRoute", namespace: "default", name: "Web" }), undefined);
+  assert.equal(formatServiceRef({ namespace: "default", name: "web.v2", port: 80 }), undefined);
+  assert.equal(formatServiceRef({ namespace: "default", name: "web", port: 0 }), undefined);
+});
+
+Deno.test("bad route and Service strings are refused, each with its path", () => {
+  const long = "a".repeat(64);
+  const badRoutes: [string, unknown][] = [
+    ["unknown kind", "HTTPRoute default/web"],
+    ["no namespace", "TCPRoute web"],
+    ["namespace not a DNS label", "TCPRoute Default/web"],
+    ["namespace of 64 characters", `TCPRoute ${long}/web`],
+    ["name not a DNS subdomain", "TCPRoute default/web_1"],
+    ["name of 254 characters", `TCPRoute default/${"a".repeat(254)}`],
+    ["a third part", "TCPRoute default/web/x"],
+    ["two spaces", "TCPRoute  default/web"],
+    ["not a string", { kind: "TCPRoute" }],
+  ];
+  for (const [what, routeRef] of badRoutes) {
+    const v = validateRoutingTable(compactEntry({ routeRef }));
+    assert.equal(v.ok, false, what);
+    if (!v.ok) assert.deepEqual(v.errors.map((e) => e.path), ["spec.entries[0].routeRef"], what);
+  }
+  const badServices: [string, unknown][] = [
+    ["port 0", "default/web:0"],
+    ["port 65536", "default/web:65536"],
+    ["leading zero", "default/web:080"],
+    ["no port", "default/web"],
+    ["name with a dot", "default/web.v2:80"],
+    ["name of 64 characters", `default/${long}:80`],
+    ["namespace upper case", "Default/web:80"],
+    ["empty", ""],
+    ["not a string", 80],
+  ];
+  for (const [what, serviceRef] of badServices) {
+    const v = validateRoutingTable(compactEntry({ serviceRef }));
+    assert.equal(v.ok, false, what);
+    if (!v.ok) {
+      assert.deepEqual(v.errors.map((e) => e.path), ["spec.entries[0].serviceRef"], what);
+    }
+  }
+});
+
+Deno.test("a compact entry names its route and Service once, and leaves backends out only with endpoints", () => {
+  const errors = (extra: Record<string, unknown>) => {
+    const v = validateRoutingTable(compactEntry(extra));
+    return v.ok ? [] : v.errors.map((e) => e.path);
+  };
+  assert.deepEqual(errors({ route: { kind: "TCPRoute", namespace: "default", name: "web" } }), [
+    "spec.entries[0].routeRef",
+  ]);
+  assert.deepEqual(errors({ service: web }), ["spec.entries[0].serviceRef"]);
+  assert.deepEqual(errors({ endpoints: undefined }), ["spec.entries[0].backends"]);
+  assert.deepEqual(errors({ backends: [] }), [], "an empty backends may stay");
 });

@@ -1,15 +1,16 @@
 /**
- * `deno task bench agent [rounds] [--shape 100x100] [--form strings|complete]`: the agent at 10,000
- * services x 10 backends, in the local cluster (one node), against the real
+ * `deno task bench agent [rounds] [--shape 100x100] [--form compact|strings|complete]`: the agent
+ * at 10,000 services x 10 backends, in the local cluster (one node), against the real
  * API server and kernel, as TABLESxENTRIES RoutingTables. 100x100 (the
  * default) is the original shape, kept for comparison, although the operator
  * cannot write it (a Gateway has at most 64 listeners, so a table at most 64
  * entries); 1000x10 (Gateways of 10 listeners) and 157x64 (full Gateways) are
  * shapes it writes. Lines of other shapes carry the shape as a suffix
  * (`update_one_backend_at_10k_ms_1000x10`). The tables are written as the
- * operator writes them for agents of this version: backends as endpoint
- * strings (`entries[].endpoints`); `--form complete` writes backend objects,
- * as for older agents.
+ * operator writes them for agents of this version: compact entries (route
+ * and Service one string each, backends as endpoint strings, no `backends`);
+ * `--form strings` writes route and Service objects and `backends: []`, and
+ * `--form complete` backend objects too, as for older agents.
  *
  * - `program_10k_services_ms`: the agent's first sync, from its table cache
  *   to all 10,000 services in the maps (its "maps synced" log line), and
@@ -57,7 +58,11 @@ import { serviceKey, serviceValue } from "../agent/bpf/layout.ts";
 import { type k8s, shareConnections } from "../kube/client.ts";
 import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
 import { changedEntriesPatch } from "../operator/writer.ts";
-import { backendsAsStrings } from "../operator/shared_backends.ts";
+import {
+  backendsAsStrings,
+  compactEntries,
+  type WrittenSpec,
+} from "../operator/shared_backends.ts";
 import { parseArgs } from "node:util";
 
 const NAME = "agent-test-bench";
@@ -109,6 +114,8 @@ function table(
         port: port + e,
         protocol: "TCP" as const,
         listener: `l${e}`,
+        route: { kind: "TCPRoute" as const, namespace: "default", name: `r-${t}-${e}` },
+        service: { namespace: "default", name: `s-${t}-${e}`, port: 80 },
         rejectWeight: 0,
         backends: Array.from({ length: BACKENDS }, (_, b) => ({
           ip: `${podNet}.${2 + b}`,
@@ -123,8 +130,11 @@ function table(
 }
 
 /** Server-side apply of a table over the shared connections; the table as the server has it. */
-async function applyRaw(kc: k8s.KubeConfig, t: RoutingTable): Promise<RoutingTable> {
-  return await requestJson<RoutingTable>(kc, `${TABLES_PATH}/${t.metadata.name}`, {
+/** A table as written: compact entries leave `backends` out. */
+type WrittenTable = Omit<RoutingTable, "spec"> & { spec: WrittenSpec };
+
+async function applyRaw(kc: k8s.KubeConfig, t: WrittenTable): Promise<WrittenTable> {
+  return await requestJson<WrittenTable>(kc, `${TABLES_PATH}/${t.metadata.name}`, {
     method: "PATCH",
     query: { fieldManager: "agent-test", force: true },
     body: t,
@@ -161,15 +171,18 @@ export async function main(args: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       shape: { type: "string", default: "100x100" },
-      form: { type: "string", default: "strings" },
+      form: { type: "string", default: "compact" },
     },
   });
-  if (values.form !== "strings" && values.form !== "complete") {
-    throw new Error(`--form strings|complete, not ${values.form}`);
+  if (!["compact", "strings", "complete"].includes(values.form)) {
+    throw new Error(`--form compact|strings|complete, not ${values.form}`);
   }
-  // the form the operator writes: backends as strings once every agent reads them
-  const written = (t: RoutingTable): RoutingTable =>
-    values.form === "strings" ? { ...t, spec: backendsAsStrings(t.spec) } : t;
+  // the form the operator writes: backends as strings, entries compact, once every agent reads them
+  const written = (t: RoutingTable): WrittenTable => {
+    if (values.form === "complete") return t;
+    const strings = backendsAsStrings(t.spec);
+    return { ...t, spec: values.form === "compact" ? compactEntries(strings) : strings };
+  };
   const rounds = Number(positionals[0] ?? 20);
   const shape = parseShape(values.shape);
   const TABLES = shape.tables;

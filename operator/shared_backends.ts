@@ -2,7 +2,9 @@
  * The form a RoutingTable is written in: an entry whose Service and backends
  * are those of an earlier entry refers to it (`backendsFrom`) instead of
  * listing them again, and an entry lists its backends as one string each
- * (`endpoints`), each once every agent understands it.
+ * (`endpoints`), and an entry names its route and Service in one string each
+ * and leaves its empty `backends` out (`compactEntries`), each once every
+ * agent understands it.
  *
  * Why: when one Service backs many listeners of a Gateway, the table repeated
  * the same backend list once per listener, and the API server's cost of each
@@ -15,10 +17,13 @@
  */
 import {
   BACKENDS_FROM_FEATURE,
+  COMPACT_ENTRIES_FEATURE,
   type DataplaneNode,
   ENDPOINTS_FEATURE,
   entryKey,
   formatEndpoint,
+  formatRouteRef,
+  formatServiceRef,
   type RoutingTableEntry,
   type RoutingTableSpec,
 } from "../api/mod.ts";
@@ -119,13 +124,59 @@ export function backendsAsStrings(spec: RoutingTableSpec): RoutingTableSpec {
 }
 
 /**
- * The spec to compare with the cached table and write: backends shared, and
- * written as strings, each when every agent understands it.
+ * A RoutingTable spec as written: a compact entry ({@linkcode compactEntries})
+ * may leave `backends` out.
+ */
+export interface WrittenSpec extends Omit<RoutingTableSpec, "entries"> {
+  /** The entries, `backends` optional. */
+  entries: (Omit<RoutingTableEntry, "backends"> & { backends?: RoutingTableEntry["backends"] })[];
+}
+
+/**
+ * `spec` with each entry's `route` and `service` written as one string each
+ * (`routeRef`, `serviceRef`) and an entry that lists `endpoints` without its
+ * empty `backends`; a route or Service with no string form (a name
+ * Kubernetes would not give) stays an object. `spec` itself when no entry
+ * changes. An entry was 17 JSON values and 2 maps around its endpoint
+ * strings, and the API server's cost of a write follows the number of values
+ * (docs/performance.md, "Compact entries").
+ *
+ * @example
+ * ```ts
+ * const written = compactEntries(backendsAsStrings(spec));
+ * ```
+ */
+export function compactEntries(spec: WrittenSpec): WrittenSpec {
+  let changed = false;
+  const entries = spec.entries.map((entry) => {
+    const { route, service, backends, ...rest } = entry;
+    const routeRef = route && formatRouteRef(route);
+    const serviceRef = service && formatServiceRef(service);
+    const dropBackends = entry.endpoints !== undefined && backends?.length === 0;
+    if (!routeRef && !serviceRef && !dropBackends) return entry;
+    changed = true;
+    return {
+      ...rest,
+      ...(routeRef ? { routeRef } : route ? { route } : {}),
+      ...(serviceRef ? { serviceRef } : service ? { service } : {}),
+      ...(dropBackends || backends === undefined ? {} : { backends }),
+    };
+  });
+  return changed ? { ...spec, entries } : spec;
+}
+
+/**
+ * The spec to compare with the cached table and write: backends shared,
+ * written as strings, and entries compact, each when every agent understands
+ * it.
  */
 export function specToWrite(
   spec: RoutingTableSpec,
   dataplaneNodes: ReadonlyMap<string, DataplaneNode>,
-): RoutingTableSpec {
+): WrittenSpec {
   const shared = agentsShareBackends(dataplaneNodes) ? shareBackends(spec) : spec;
-  return agentsList(ENDPOINTS_FEATURE, dataplaneNodes) ? backendsAsStrings(shared) : shared;
+  const strings = agentsList(ENDPOINTS_FEATURE, dataplaneNodes)
+    ? backendsAsStrings(shared)
+    : shared;
+  return agentsList(COMPACT_ENTRIES_FEATURE, dataplaneNodes) ? compactEntries(strings) : strings;
 }

@@ -8,8 +8,10 @@ import {
 import {
   agentsShareBackends,
   backendsAsStrings,
+  compactEntries,
   shareBackends,
   specToWrite,
+  type WrittenSpec,
 } from "./shared_backends.ts";
 
 const web = { namespace: "shop", name: "web", port: 80 };
@@ -128,7 +130,7 @@ Deno.test("backends are written as strings when every DataplaneNode lists endpoi
   const only = specToWrite(s, nodes(node("a", ["endpoints"])));
   assert.deepEqual(only.entries.map((e) => e.endpoints?.length), [5, 5, undefined]);
   // what the agents read is the complete table again
-  const table = (sp: typeof s): RoutingTable => ({
+  const table = (sp: WrittenSpec) => ({
     apiVersion: "blixt.dev/v1alpha1",
     kind: "RoutingTable",
     metadata: { name: "gw", namespace: "shop" },
@@ -156,3 +158,62 @@ Deno.test("an entry with a backend of another Service stays complete", () => {
   assert.equal(written.entries[1]!.endpoints?.length, 5);
   assert.equal(backendsAsStrings(written), written, "already written as strings");
 });
+
+Deno.test("entries are written compact when every DataplaneNode lists compactEntries", () => {
+  const s = spec([entry(80), entry(81), entry(82, { backends: [] }), entry(83)]);
+  delete s.entries[3]!.route;
+  const nodes = (...n: DataplaneNode[]) => new Map(n.map((x) => [x.metadata.name, x]));
+  const all = ["backendsFrom", "endpoints", "compactEntries"];
+  const older = specToWrite(s, nodes(node("a", all), node("b", ["backendsFrom", "endpoints"])));
+  assert.ok(older.entries.every((e) => e.routeRef === undefined && e.serviceRef === undefined));
+  assert.ok(
+    older.entries.every((e) => Array.isArray(e.backends)),
+    "objects while one node lacks it",
+  );
+  const written = specToWrite(s, nodes(node("a", all), node("b", ["x", ...all])));
+  assert.deepEqual(
+    written.entries.map((e) => [e.routeRef, e.serviceRef, e.backendsFrom, e.backends]),
+    [
+      ["TCPRoute shop/r80", "shop/web:80", undefined, undefined],
+      ["TCPRoute shop/r81", undefined, "198.18.0.1:80/TCP", []],
+      ["TCPRoute shop/r82", "shop/web:80", undefined, []],
+      [undefined, undefined, "198.18.0.1:80/TCP", []],
+    ],
+  );
+  assert.ok(written.entries.every((e) => e.route === undefined && e.service === undefined));
+  assert.equal(written.entries[0]!.endpoints?.length, 5);
+  // each feature on its own: compact entries with backend objects
+  const alone = specToWrite(s, nodes(node("a", ["compactEntries"])));
+  assert.deepEqual(alone.entries[0]!.backends, s.entries[0]!.backends);
+  assert.equal(alone.entries[0]!.routeRef, "TCPRoute shop/r80");
+  // what the agents read is the complete table again
+  for (const w of [written, alone]) {
+    const v = validateRoutingTable(table(w));
+    assert.ok(v.ok, JSON.stringify(v));
+    const expanded = v.value.spec.entries.map(({ backendsFrom: _, ...rest }) => rest);
+    assert.deepEqual(expanded, s.entries);
+  }
+  assert.equal(compactEntries(written), written, "already compact");
+});
+
+Deno.test("a route or Service with no string form stays an object", () => {
+  const odd = entry(80, {
+    route: { kind: "TCPRoute", namespace: "shop", name: "Web" },
+    service: { namespace: "shop", name: "web.v2", port: 80 },
+  });
+  const written = compactEntries(spec([odd]));
+  assert.equal(written.entries[0]!.route, odd.route);
+  assert.equal(written.entries[0]!.service, odd.service);
+  assert.equal(written.entries[0]!.routeRef, undefined);
+  assert.equal(written.entries[0]!.serviceRef, undefined);
+  assert.equal(written.entries[0]!.backends, odd.backends, "backends objects are kept");
+});
+
+function table(sp: WrittenSpec) {
+  return {
+    apiVersion: "blixt.dev/v1alpha1",
+    kind: "RoutingTable",
+    metadata: { name: "gw", namespace: "shop" },
+    spec: sp,
+  };
+}

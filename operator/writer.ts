@@ -36,7 +36,7 @@ import { GATEWAY_FINALIZER, type GatewayEvent, type ReconcileResult } from "./ga
 import { GATEWAY_CLASS_FINALIZER, type GatewayClassStatus } from "./gateway_class.ts";
 import { GATEWAY_GROUP, type Snapshot } from "./snapshot.ts";
 import { sameJson } from "./same_json.ts";
-import { specToWrite } from "./shared_backends.ts";
+import { specToWrite, type WrittenSpec } from "./shared_backends.ts";
 
 /** The field manager of everything the operator writes. */
 export const FIELD_MANAGER = "blixt-operator";
@@ -107,8 +107,8 @@ type TableObject = Extract<ReconcileResult["table"], { action: "apply" }>["table
  * object either way, so the agent sees no difference.
  */
 export function changedEntriesPatch(
-  have: { metadata: { resourceVersion?: string }; spec: TableObject["spec"] },
-  want: TableObject,
+  have: { metadata: { resourceVersion?: string }; spec: WrittenSpec },
+  want: { spec: WrittenSpec },
 ): unknown[] | undefined {
   const resourceVersion = have.metadata.resourceVersion;
   const before = have.spec.entries ?? [];

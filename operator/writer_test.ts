@@ -166,7 +166,7 @@ Deno.test("operator writer: a reconciled Gateway reads right in kubectl", async 
     });
 
     await t.step(
-      "a second listener on the same Service refers to the first entry's backends, and backends are strings, each once every agent reads that",
+      "a second listener on the same Service refers to the first entry's backends, backends are strings and entries compact, each once every agent reads that",
       async () => {
         const features = async (list: string[]) => {
           const path = "/apis/blixt.dev/v1alpha1/dataplanenodes/node-share";
@@ -278,6 +278,36 @@ spec:
         assert.equal(at(raw, 81).endpoints, undefined);
         assert.deepEqual(at(expanded, 80).backends, complete);
         assert.deepEqual(at(expanded, 81).backends, complete);
+        const objects80 = { route: at(raw, 80).route, service: at(raw, 80).service };
+
+        // agents that all read compact entries get them: route and Service strings, no backends
+        await features(["backendsFrom", "endpoints", "compactEntries"]);
+        assert.ok(await settle(), "the compact table matches what the operator wants");
+        ({ raw, expanded } = await entries());
+        assert.match(at(raw, 80).routeRef ?? "", /^TCPRoute shop\/[a-z0-9-]+$/);
+        assert.equal(at(raw, 80).serviceRef, "shop/echo:80");
+        assert.equal(at(raw, 80).route, undefined);
+        assert.equal(at(raw, 80).service, undefined);
+        assert.equal(at(raw, 80).backends, undefined, "left out beside endpoints");
+        assert.equal(at(raw, 80).endpoints?.length, 1);
+        assert.match(at(raw, 81).routeRef ?? "", /^TCPRoute shop\/echo2$/);
+        assert.deepEqual(at(raw, 81).backends, [], "a reference keeps its empty backends");
+        assert.deepEqual(at(expanded, 80).backends, complete);
+        assert.deepEqual(at(expanded, 81).backends, complete);
+        assert.deepEqual(at(expanded, 80).route, objects80.route);
+        assert.deepEqual(at(expanded, 80).service, objects80.service);
+
+        // one agent without compactEntries (an older one): objects again, strings stay
+        await features(["backendsFrom", "endpoints"]);
+        assert.ok(await settle(), "the objects' table matches what the operator wants");
+        ({ raw } = await entries());
+        assert.ok(
+          raw.every((e) => e.routeRef === undefined && e.serviceRef === undefined),
+          JSON.stringify(raw),
+        );
+        assert.deepEqual(at(raw, 80).route, objects80.route);
+        assert.deepEqual(at(raw, 80).backends, []);
+        assert.equal(at(raw, 80).endpoints?.length, 1);
 
         // one agent without it (an older one): complete backends again
         await features(["backendsFrom"]);

@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno run -A bench/tools/table_write.ts [--writes 20] [--shapes 100x10,64x10,10x10,1x10]
- *   [--variants current,noipformat,noformats,unvalidated,pattern,strings,strings-exact,liststring]
+ *   [--variants current,noipformat,noformats,unvalidated,pattern,strings,strings-exact,liststring,compact]
  *   [--methods apply,merge,jsonpatch,jsonpatch-all,jsonpatch-backends,put,get] [--drop service,node] [--keep] [--kubeconfig PATH]
  *   [--layout entries|shared] [--services N] [--interleave] [--dump DIR]
  * ```
@@ -40,7 +40,10 @@
  * `strings-nolimits` without any of the entries' bounds and enums, and
  * `strings-compact` an entry shape the contract does not have (route and
  * Service one string each, no empty `backends`; `strings-routestring`,
- * `strings-servicestring`, `strings-nobackends` one of the three). `--dump DIR` writes each
+ * `strings-servicestring`, `strings-nobackends` one of the three). `compact` is that shape as the
+ * contract has it now: the RoutingTable CRD as it is (`routeRef`, `serviceRef`, each checked by its
+ * pattern) and the table as the operator writes it for agents that list `compactEntries`
+ * (`operator/shared_backends.ts`; use it with `--drop service`). `--dump DIR` writes each
  * variant's CRD and tables as JSON for `bench/tools/schema_validate` (no
  * cluster).
  *
@@ -66,6 +69,7 @@ import {
 } from "../../kube/client.ts";
 import { METADATA_ONLY, requestJson } from "../../kube/rest.ts";
 import type { RoutingTable } from "../../api/mod.ts";
+import { backendsAsStrings, compactEntries } from "../../operator/shared_backends.ts";
 
 const NAME = "table-write";
 const CRD = new URL("../../manifests/crds/routingtables.blixt.dev.yaml", import.meta.url);
@@ -290,7 +294,10 @@ function crdVariant(variant: string): KubeObject {
       },
     };
     entry.required = (entry.required as string[]).filter((r) => r !== "backends");
-  } else if (variant !== "current") throw new Error(`unknown variant ${variant}`);
+  } else if (variant !== "current" && variant !== "compact") {
+    // `compact`: the CRD as it is, which has the compact form
+    throw new Error(`unknown variant ${variant}`);
+  }
   return crd;
 }
 
@@ -417,6 +424,11 @@ function asStrings(t: RoutingTable, oneString: boolean, compact: string[] = []):
       }),
     },
   } as unknown as KubeObject;
+}
+
+/** `t` as the operator writes it once every agent lists `endpoints` and `compactEntries`. */
+function compactTable(t: RoutingTable): KubeObject {
+  return { ...t, spec: compactEntries(backendsAsStrings(t.spec)) } as unknown as KubeObject;
 }
 
 /**
@@ -603,8 +615,9 @@ async function main(): Promise<void> {
   }
   const shared = values.layout === "shared";
   const build: Build = (group, shape, weight) =>
-    shared
-      ? sharedTable(group, shape, weight, services)
+    shared ? sharedTable(group, shape, weight, services) : group.startsWith("compact.")
+      // the contract's compact form, as the operator writes it for agents that list compactEntries
+      ? compactTable(table(group, shape, weight, drop, services))
       : group.startsWith("strings") || group.startsWith("liststring")
       ? asStrings(
         table(group, shape, weight, drop, services),
