@@ -18,6 +18,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { NET, Topology, UPLINK } from "./testing/topology.ts";
+import { lineReader } from "./testing/child_lines.ts";
 
 const TESTING = new URL("./testing/", import.meta.url).pathname;
 const ECHO_SERVER = new URL("../tests/cluster/echo_server.ts", import.meta.url).pathname;
@@ -32,22 +33,6 @@ const TIMERS = { reachableMs: 1000, delayS: 1, retransMs: 250, ucastProbes: 3 };
  */
 const STACK_BOUND_MS = 1.5 * TIMERS.reachableMs + TIMERS.delayS * 1000 +
   TIMERS.ucastProbes * TIMERS.retransMs + 500;
-
-function lines(child: Deno.ChildProcess): () => Promise<string> {
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  return async () => {
-    while (!buf.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("child closed stdout");
-      buf += value;
-    }
-    const i = buf.indexOf("\n");
-    const line = buf.slice(0, i);
-    buf = buf.slice(i + 1);
-    return line;
-  };
-}
 
 async function macOf(topo: Topology, role: "node1" | "node2"): Promise<string> {
   const [link] = JSON.parse(await topo.exec(role, ["ip", "-j", "link", "show", UPLINK]));
@@ -102,7 +87,7 @@ Deno.test("neighbour: a flow past the stack reaches its next hop's new MAC withi
       "--tcp-port=8080",
       "--udp-port=5353",
     ]);
-    assert.match(await lines(server)(), /^ready/);
+    assert.match(await lineReader(server)(), /^ready/);
 
     const pinger = topo.spawn("client", [
       DENO,
@@ -114,7 +99,7 @@ Deno.test("neighbour: a flow past the stack reaches its next hop's new MAC withi
       "53",
       "50",
     ]);
-    const answer = lines(pinger);
+    const answer = lineReader(pinger);
     // The flow runs past the stack: answered, and no packet of it fell back.
     const first = await answer();
     assert.match(first, /^\d+ \d+ be3 198\.18\.192\.1:\d+ \d+$/, first);

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { buildBpf } from "./build.ts";
 import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { NET, POD_BRIDGE, run, Topology, UPLINK } from "./testing/topology.ts";
+import { lineReader } from "./testing/child_lines.ts";
 
 const TESTING = new URL("./testing/", import.meta.url).pathname;
 const ECHO_SERVER = new URL("../tests/cluster/echo_server.ts", import.meta.url).pathname;
@@ -81,23 +82,6 @@ async function udpOnce(
     return `refused: ${new TextDecoder().decode(out.stderr).trim()}`;
   }
   return text;
-}
-
-/** Reads stdout of a child line by line. */
-function lineReader(child: Deno.ChildProcess): () => Promise<string> {
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  return async () => {
-    while (!buf.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("child closed stdout");
-      buf += value;
-    }
-    const i = buf.indexOf("\n");
-    const line = buf.slice(0, i);
-    buf = buf.slice(i + 1);
-    return line;
-  };
 }
 
 async function linkProgId(pin: string): Promise<number> {
