@@ -56,11 +56,17 @@ export class LineConnection {
 
   /** Opens a connection to `host:port` (rejects on a reset or timeout). */
   static async open(host: string, port: number, timeoutMs = 3000): Promise<LineConnection> {
+    // The connect is aborted at the timeout: a SYN retransmitted just then could otherwise
+    // still connect after the caller gave up, and nobody would close that connection.
+    const abort = new AbortController();
     const conn = await within(
-      Deno.connect({ hostname: host, port, transport: "tcp" }),
+      Deno.connect({ hostname: host, port, transport: "tcp", signal: abort.signal }),
       timeoutMs,
       `tcp connect ${host}:${port}`,
-    );
+    ).catch((e) => {
+      abort.abort();
+      throw e;
+    });
     const remote = conn.remoteAddr;
     if (remote.hostname !== host || remote.port !== port) {
       conn.close();
