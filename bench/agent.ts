@@ -159,6 +159,29 @@ function peakRssMiB(pid: number): number {
   return Number(m?.[1] ?? 0) / 1024;
 }
 
+/**
+ * The API server's Go collections from its log (`GODEBUG=gctrace=1`): start on the wall clock
+ * (the process's start plus the line's `@s`) and wall duration (the sum of the `ms clock` phases).
+ */
+function apiserverGcs(pid: number): { startEpochMs: number; ms: number }[] {
+  let log: string;
+  try {
+    log = Deno.readTextFileSync(`${runDir()}/clusters/${clusterName(NAME)}/apiserver.log`);
+  } catch {
+    return [];
+  }
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  const btime = Number(Deno.readTextFileSync("/proc/stat").match(/^btime (\d+)/m)![1]);
+  const started = btime * 1000 + startTicks * 10; // USER_HZ = 100
+  const gcs: { startEpochMs: number; ms: number }[] = [];
+  for (const m of log.matchAll(/^gc \d+ @([\d.]+)s [\d%]+: ([\d.+]+) ms clock/gm)) {
+    const ms = m[2]!.split("+").reduce((a, x) => a + Number(x), 0);
+    gcs.push({ startEpochMs: started + Number(m[1]) * 1000, ms: Math.round(ms * 10) / 10 });
+  }
+  return gcs;
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
@@ -386,8 +409,37 @@ export async function main(args: string[]): Promise<void> {
           ).map((l) =>
             `status write at ${(l.startedAtEpochMs - from).toFixed(1)} ms for ${l.ms} ms`
           );
+          const gcs = apiserverGcs(apiserverPid).filter((g) =>
+            g.startEpochMs < to && g.startEpochMs + g.ms > from - 50
+          ).map((g) => `apiserver GC at ${(g.startEpochMs - from).toFixed(0)} ms for ${g.ms} ms`);
           console.error(
-            `slow patch ${i}: ${w.toFixed(1)} ms; ${near.join(", ") || "no status write near"}`,
+            `slow patch ${i}: ${w.toFixed(1)} ms; ${near.join(", ") || "no status write near"}` +
+              (gcs.length > 0 ? `; ${gcs.join(", ")}` : ""),
+          );
+        }
+        // with GODEBUG=gctrace=1 exported (the API server inherits it): its collections over the
+        // updates, and how many of the patches one overlapped, slow or not
+        const gcs = apiserverGcs(apiserverPid).filter((g) =>
+          g.startEpochMs > spans[0]![0] && g.startEpochMs < spans.at(-1)![1]
+        );
+        if (gcs.length > 0) {
+          const hit = writes.map((w, i) => {
+            const [from, to] = spans[i]!;
+            return [
+              w,
+              gcs.some((g) => g.startEpochMs < to && g.startEpochMs + g.ms > from),
+            ] as const;
+          });
+          const withGc = hit.filter(([, h]) => h).map(([w]) => w);
+          const without = hit.filter(([, h]) => !h).map(([w]) => w);
+          console.error(
+            `apiserver GCs over the updates: ${gcs.length}, ${
+              (gcs.reduce((a, g) => a + g.ms, 0) / gcs.length).toFixed(1)
+            } ms each; patches overlapping one: ${withGc.length} (p50 ${
+              withGc.length ? percentile(withGc, 50).toFixed(1) : "-"
+            } ms), others: ${without.length} (p50 ${
+              without.length ? percentile(without, 50).toFixed(1) : "-"
+            } ms, max ${without.length ? Math.max(...without).toFixed(1) : "-"} ms)`,
           );
         }
       }
