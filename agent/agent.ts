@@ -419,9 +419,16 @@ export class Agent {
     if (!status) return;
     const text = JSON.stringify(status);
     if (text === this.#lastWritten) return;
+    const started = performance.now();
     this.#statusInFlight = this.#o.status.write(status).then(() => {
       this.#lastWritten = text;
       this.#statusRetryMs = 0;
+      // when and how long, to line status writes up with other API calls (bench/agent.ts)
+      this.#o.log("debug", "status written", {
+        startedAtEpochMs: round1(performance.timeOrigin + started),
+        ms: round1(performance.now() - started),
+        bytes: text.length,
+      });
       this.#o.metrics.inc("blixt_agent_status_writes_total", "DataplaneNode status writes.", {
         labels: { result: "ok" },
       });

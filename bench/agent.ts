@@ -49,7 +49,7 @@
  * @module
  */
 import { buildBpf } from "../bpf/build.ts";
-import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
+import { clusterDown, clusterName, clusterUp, runDir } from "../tests/cluster/cluster.ts";
 import type { RoutingTable } from "../api/mod.ts";
 import { AgentProcess, dataplaneNode, eventually, installCrds } from "../agent/_cluster_testing.ts";
 import { openMapById, openPinnedMap } from "../agent/bpf/object.ts";
@@ -159,6 +159,29 @@ function peakRssMiB(pid: number): number {
   return Number(m?.[1] ?? 0) / 1024;
 }
 
+/**
+ * The API server's Go collections from its log (`GODEBUG=gctrace=1`): start on the wall clock
+ * (the process's start plus the line's `@s`) and wall duration (the sum of the `ms clock` phases).
+ */
+function apiserverGcs(pid: number): { startEpochMs: number; ms: number }[] {
+  let log: string;
+  try {
+    log = Deno.readTextFileSync(`${runDir()}/clusters/${clusterName(NAME)}/apiserver.log`);
+  } catch {
+    return [];
+  }
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  const btime = Number(Deno.readTextFileSync("/proc/stat").match(/^btime (\d+)/m)![1]);
+  const started = btime * 1000 + startTicks * 10; // USER_HZ = 100
+  const gcs: { startEpochMs: number; ms: number }[] = [];
+  for (const m of log.matchAll(/^gc \d+ @([\d.]+)s [\d%]+: ([\d.+]+) ms clock/gm)) {
+    const ms = m[2]!.split("+").reduce((a, x) => a + Number(x), 0);
+    gcs.push({ startEpochMs: started + Number(m[1]) * 1000, ms: Math.round(ms * 10) / 10 });
+  }
+  return gcs;
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
@@ -224,7 +247,13 @@ export async function main(args: string[]): Promise<void> {
     );
 
     const started = performance.now();
-    agent = AgentProcess.start(cluster, 0, { metricsPort: 19464, v8Flags });
+    // BLIXT_BENCH_DEBUG: the agent's debug lines too (its status writes, to line up with the updates)
+    const debug = Boolean(Deno.env.get("BLIXT_BENCH_DEBUG"));
+    agent = AgentProcess.start(cluster, 0, {
+      metricsPort: 19464,
+      v8Flags,
+      ...(debug ? { args: ["--log-level", "debug"] } : {}),
+    });
     await eventually("every table programmed", async () => {
       const dn = await dataplaneNode(kc, node.name);
       const done = dn?.status?.tables?.filter((t) => t.programmedGeneration !== undefined).length;
@@ -274,6 +303,13 @@ export async function main(args: string[]): Promise<void> {
       const toAgent: number[] = [];
       const detects: number[] = [];
       const splits: string[] = [];
+      /** Each update's patch on the wall clock: start and end (epoch ms). */
+      const spans: [number, number][] = [];
+      const apiserverPid = (JSON.parse(
+        Deno.readTextFileSync(`${runDir()}/clusters/${clusterName(NAME)}/cluster.json`),
+      ) as { apiserverPid: number }).apiserverPid;
+      const apiserverTicks0 = cpuTicks(apiserverPid);
+      const linesBefore = agent.lines.length;
       for (let r = 0; r < rounds; r++) {
         const seen = agent.lines.length;
         const before = slots();
@@ -296,6 +332,7 @@ export async function main(args: string[]): Promise<void> {
           },
         );
         writes.push(performance.now() - t0);
+        spans[r] = [t0Epoch, t0Epoch + writes.at(-1)!];
         current = { ...want, metadata: { ...want.metadata, ...answer.metadata } };
         await eventually("the new Maglev table", () => changedFrom(before), {
           timeoutMs: 10_000,
@@ -347,8 +384,64 @@ export async function main(args: string[]): Promise<void> {
         emit(`update_detect_ms_p99${x}`, percentile(detects, 99), "ms", "lower");
       }
       emit(`update_poll_us${x}`, percentile(polls, 50) * 1000, "us", "lower");
-      if (Deno.env.get("BLIXT_BENCH_DEBUG")) {
+      if (debug) {
         for (const line of splits) if (line) console.error(line);
+        // the API server's CPU over the updates (the 200 ms pauses and the agent's status writes
+        // included), and the agent's status writes next to the slowest patches
+        const ticks = cpuTicks(apiserverPid) - apiserverTicks0;
+        console.error(`apiserver cpu per update: ${(ticks * 10 / rounds).toFixed(1)} ms`);
+        const statusWrites = agent.lines.slice(linesBefore).map((l) => JSON.parse(l))
+          .filter((l) => l.msg === "status written");
+        const ms = statusWrites.map((l) => l.ms as number);
+        if (ms.length > 0) {
+          console.error(
+            `status writes: ${ms.length}, p50 ${percentile(ms, 50)} ms, p99 ${
+              percentile(ms, 99)
+            } ms, ${statusWrites[0].bytes} bytes`,
+          );
+        }
+        const slowWrites = writes.map((w, i) => [w, i] as const).sort((a, b) => b[0] - a[0])
+          .slice(0, 5);
+        for (const [w, i] of slowWrites) {
+          const [from, to] = spans[i]!;
+          const near = statusWrites.filter((l) =>
+            l.startedAtEpochMs < to && l.startedAtEpochMs + l.ms > from - 300
+          ).map((l) =>
+            `status write at ${(l.startedAtEpochMs - from).toFixed(1)} ms for ${l.ms} ms`
+          );
+          const gcs = apiserverGcs(apiserverPid).filter((g) =>
+            g.startEpochMs < to && g.startEpochMs + g.ms > from - 50
+          ).map((g) => `apiserver GC at ${(g.startEpochMs - from).toFixed(0)} ms for ${g.ms} ms`);
+          console.error(
+            `slow patch ${i}: ${w.toFixed(1)} ms; ${near.join(", ") || "no status write near"}` +
+              (gcs.length > 0 ? `; ${gcs.join(", ")}` : ""),
+          );
+        }
+        // with GODEBUG=gctrace=1 exported (the API server inherits it): its collections over the
+        // updates, and how many of the patches one overlapped, slow or not
+        const gcs = apiserverGcs(apiserverPid).filter((g) =>
+          g.startEpochMs > spans[0]![0] && g.startEpochMs < spans.at(-1)![1]
+        );
+        if (gcs.length > 0) {
+          const hit = writes.map((w, i) => {
+            const [from, to] = spans[i]!;
+            return [
+              w,
+              gcs.some((g) => g.startEpochMs < to && g.startEpochMs + g.ms > from),
+            ] as const;
+          });
+          const withGc = hit.filter(([, h]) => h).map(([w]) => w);
+          const without = hit.filter(([, h]) => !h).map(([w]) => w);
+          console.error(
+            `apiserver GCs over the updates: ${gcs.length}, ${
+              (gcs.reduce((a, g) => a + g.ms, 0) / gcs.length).toFixed(1)
+            } ms each; patches overlapping one: ${withGc.length} (p50 ${
+              withGc.length ? percentile(withGc, 50).toFixed(1) : "-"
+            } ms), others: ${without.length} (p50 ${
+              without.length ? percentile(without, 50).toFixed(1) : "-"
+            } ms, max ${without.length ? Math.max(...without).toFixed(1) : "-"} ms)`,
+          );
+        }
       }
       // the slowest updates' splits, always: the tail is what the goal is about
       const slowest = times.map((t, i) => [t, i] as const).sort((a, b) => b[0] - a[0]).slice(0, 3);

@@ -1,0 +1,184 @@
+/**
+ * One-off measurement: what the agent's DataplaneNode status write costs the
+ * API server, by write method, at a number of tables (docs/performance.md,
+ * "The agent's status write after each change").
+ *
+ * ```sh
+ * deno run -A bench/tools/status_write.ts [--writes 100] [--tables 157]
+ *   [--methods apply,merge,jsonpatch] [--keep]
+ * ```
+ *
+ * Each write is what the agent writes after one table change: the status of
+ * `--tables` tables with table 0's generations moved and a new
+ * `lastSyncTime`. `apply`: server-side apply of the whole status (force, as
+ * `blixt-agent`); `merge`: a JSON merge patch of the whole status;
+ * `jsonpatch`: a JSON patch of the three fields that moved (the bound of
+ * what a smaller write saves). The methods take turns write by write (the
+ * same load for all). Prints one JSON line per method: p50 and p99 of the
+ * request's wall time, the API server's CPU per write (from `/proc`, summed
+ * over the method's writes, each measured alone), and the object's and its
+ * managedFields' size after that method's writes.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { clusterDown, clusterName, clusterUp, runDir } from "../../tests/cluster/cluster.ts";
+import { installCrds } from "../../agent/_cluster_testing.ts";
+import { shareConnections } from "../../kube/client.ts";
+import { METADATA_ONLY, requestJson } from "../../kube/rest.ts";
+import type { DataplaneNodeStatus } from "../../api/mod.ts";
+
+const NAME = "status-write";
+const PATH = "/apis/blixt.dev/v1alpha1/dataplanenodes/node-1";
+
+function cpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** The agent's status at `tables` tables of 64 entries, table 0 at generation `gen`. */
+function status(tables: number, gen: number): DataplaneNodeStatus {
+  const now = new Date().toISOString();
+  return {
+    conditions: [
+      {
+        type: "Ready",
+        status: "True",
+        reason: "Programmed",
+        message: `${tables} tables programmed`,
+        lastTransitionTime: "2026-11-27T08:00:00.000Z",
+      },
+      {
+        type: "Degraded",
+        status: "False",
+        reason: "Programmed",
+        message: "",
+        lastTransitionTime: "2026-11-27T08:00:00.000Z",
+      },
+    ],
+    lastSyncTime: now,
+    features: ["backendsFrom", "endpoints", "compactEntries"],
+    maps: ["services", "backends", "maglev", "conntrack"].map((name) => ({
+      name,
+      entries: 10_000,
+      capacity: 65_536,
+    })),
+    tables: Array.from({ length: tables }, (_, t) => ({
+      namespace: "default",
+      name: `gw-${t}`,
+      observedGeneration: t === 0 ? gen : 1,
+      programmedGeneration: t === 0 ? gen : 1,
+      entries: 64,
+      backends: 640,
+    })),
+  } as DataplaneNodeStatus;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      writes: { type: "string", default: "100" },
+      tables: { type: "string", default: "157" },
+      methods: { type: "string", default: "apply,merge,jsonpatch" },
+      keep: { type: "boolean", default: false },
+    },
+  });
+  const writes = Number(values.writes);
+  const tables = Number(values.tables);
+  const methods = values.methods.split(",");
+  const cluster = await clusterUp({ name: NAME, nodes: 1 });
+  const kc = cluster.kubeConfig();
+  const connections = shareConnections(kc);
+  const pid = (JSON.parse(
+    Deno.readTextFileSync(`${runDir()}/clusters/${clusterName(NAME)}/cluster.json`),
+  ) as { apiserverPid: number }).apiserverPid;
+  const query = { fieldManager: "blixt-agent" };
+  const body = (s: DataplaneNodeStatus) => ({
+    apiVersion: "blixt.dev/v1alpha1",
+    kind: "DataplaneNode",
+    metadata: { name: "node-1" },
+    status: s,
+  });
+  try {
+    await installCrds(kc);
+    await requestJson(kc, PATH, {
+      method: "PATCH",
+      query: { ...query, force: true },
+      body: { ...body(status(tables, 1)), status: undefined, spec: { nodeName: "node-1" } },
+      contentType: "application/apply-patch+yaml",
+    });
+    let gen = 1;
+    const write = async (method: string) => {
+      const s = status(tables, ++gen);
+      const common = { method: "PATCH", accept: METADATA_ONLY } as const;
+      if (method === "apply") {
+        await requestJson(kc, `${PATH}/status`, {
+          ...common,
+          query: { ...query, force: true },
+          body: body(s),
+          contentType: "application/apply-patch+yaml",
+        });
+      } else if (method === "merge") {
+        await requestJson(kc, `${PATH}/status`, {
+          ...common,
+          query,
+          body: { status: s },
+          contentType: "application/merge-patch+json",
+        });
+      } else if (method === "jsonpatch") {
+        await requestJson(kc, `${PATH}/status`, {
+          ...common,
+          query,
+          body: [
+            { op: "test", path: "/status/tables/0/name", value: "gw-0" },
+            { op: "replace", path: "/status/tables/0/observedGeneration", value: gen },
+            { op: "replace", path: "/status/tables/0/programmedGeneration", value: gen },
+            { op: "replace", path: "/status/lastSyncTime", value: s.lastSyncTime },
+          ],
+          contentType: "application/json-patch+json",
+        });
+      } else throw new Error(`method ${method}?`);
+    };
+    for (const m of methods) await write(m); // the object has every method's shape once
+    const wall = new Map(methods.map((m) => [m, [] as number[]]));
+    const cpu = new Map(methods.map((m) => [m, 0]));
+    for (let i = 0; i < writes; i++) {
+      for (let k = 0; k < methods.length; k++) {
+        const m = methods[(i + k) % methods.length]!;
+        const c0 = cpuMs(pid);
+        const t0 = performance.now();
+        await write(m);
+        wall.get(m)!.push(performance.now() - t0);
+        // the watch fan-out and GC the write caused land after its answer
+        await new Promise((r) => setTimeout(r, 50));
+        cpu.set(m, cpu.get(m)! + cpuMs(pid) - c0);
+      }
+    }
+    const obj = await requestJson<{ metadata: { managedFields?: unknown[] } }>(kc, PATH);
+    for (const m of methods) {
+      const w = wall.get(m)!;
+      console.log(JSON.stringify({
+        method: m,
+        tables,
+        writes,
+        p50_ms: Math.round(percentile(w, 50) * 10) / 10,
+        p99_ms: Math.round(percentile(w, 99) * 10) / 10,
+        apiserver_cpu_ms_per_write: Math.round(cpu.get(m)! / writes * 10) / 10,
+        object_bytes: JSON.stringify(obj).length,
+        managed_fields_bytes: JSON.stringify(obj.metadata.managedFields ?? []).length,
+      }));
+    }
+  } finally {
+    connections.close();
+    if (!values.keep) await clusterDown(NAME);
+  }
+}
+
+if (import.meta.main) await main();
