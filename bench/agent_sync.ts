@@ -31,6 +31,7 @@ import {
 } from "../agent/desired_state.ts";
 import { DesiredStateTracker } from "../agent/desired_state_tracker.ts";
 import { Programmer } from "../agent/programmer.ts";
+import { percentile } from "./stats.ts";
 
 const BACKENDS = 10;
 
@@ -63,11 +64,6 @@ function table(t: number, entries: number, weight: number, generation: number): 
       })),
     },
   };
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
 /** One agent's worth of state, syncing with `compute`. */

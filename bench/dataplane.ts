@@ -30,6 +30,7 @@ import { Dataplane, ensureBpffs, removePins } from "../agent/bpf/loader.ts";
 import { BpfObject, testRun } from "../agent/bpf/object.ts";
 import { buildPacket, TCP } from "../bpf/testing/packet.ts";
 import { NET, POD_BRIDGE, run, Topology, UPLINK } from "../bpf/testing/topology.ts";
+import { median } from "./stats.ts";
 
 /** One benchmark result line. */
 export interface BenchLine {
@@ -47,13 +48,6 @@ export interface BenchLine {
   peer_value?: number;
   /** value / peer_value. */
   ratio?: number;
-}
-
-/** Median of `xs` (the mean of the middle two for an even count). */
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** `x` rounded to `digits` decimals. */

@@ -71,6 +71,7 @@ import { collectionPath, type ResolvedResource, resolveResource } from "../kube/
 import { dropManagedFields, Informer } from "../kube/informer.ts";
 import { applyBlixtCrds } from "../manifests/crds.ts";
 import type { BenchLine } from "./dataplane.ts";
+import { percentile } from "./stats.ts";
 import { startCpuProfile, summarizeProfile } from "./tools/cpu_profile.ts";
 
 const CLUSTER = "op2-test-bench";
@@ -82,11 +83,6 @@ const ENDPOINTS = 4;
 
 function emit(line: BenchLine): void {
   console.log(JSON.stringify(line));
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 }
 
 /** Service `svc-G` (all of Gateway G's listeners) or `svc-G-lL` (listener L's only). */
@@ -658,22 +654,22 @@ export async function main(args: string[]): Promise<void> {
     });
     emit({
       name: `endpoint_change_to_table_ms_p50${suffix}`,
-      value: round(quantile(latencies, 0.5)),
+      value: round(percentile(latencies, 50)),
       unit: "ms",
       better: "lower",
     });
     emit({
       name: `endpoint_change_to_table_ms_p99${suffix}`,
-      value: round(quantile(latencies, 0.99)),
+      value: round(percentile(latencies, 99)),
       unit: "ms",
       better: "lower",
     });
     for (const [step, values] of Object.entries(changeSteps(steps, reconciled))) {
       if (step === "total") continue; // endpoint_change_to_table_ms, on the log's coarser clock
-      for (const [q, at] of [["p50", 0.5], ["p99", 0.99]] as const) {
+      for (const [q, at] of [["p50", 50], ["p99", 99]] as const) {
         emit({
           name: `endpoint_change_step_${step}_ms_${q}${suffix}`,
-          value: round(quantile(values, at)),
+          value: round(percentile(values, at)),
           unit: "ms",
           better: "lower",
         });

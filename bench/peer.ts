@@ -60,7 +60,7 @@ import { programmedAddress, waitFor } from "../tests/e2e/kube_state.ts";
 import { startSystem, stopSystem, type System } from "../tests/e2e/system.ts";
 import { LineConnection, routeThrough } from "../tests/e2e/traffic.ts";
 import { requestJson } from "../kube/rest.ts";
-import { type BenchLine, buildL4bench, median, round } from "./dataplane.ts";
+import { type BenchLine, buildL4bench, round } from "./dataplane.ts";
 import {
   cpuSeconds,
   ensureKubeProxyBinary,
@@ -68,6 +68,7 @@ import {
   startKubeProxies,
   stopKubeProxies,
 } from "./kube_proxy.ts";
+import { median, percentile } from "./stats.ts";
 
 /** Address `host` (1..254) of the cluster's Gateway pool, routed from the host to the nodes. */
 export function loadBalancerAddress(plan: ClusterPlan, host: number): string {
@@ -989,10 +990,10 @@ async function programmingSamples(
   );
   emit(
     `programming_latency_p99_ms_${label}_services`,
-    percentile(took.blixt, 0.99),
+    percentile(took.blixt, 99),
     "ms",
     "lower",
-    percentile(took.kubeProxy, 0.99),
+    percentile(took.kubeProxy, 99),
   );
 }
 
@@ -1013,12 +1014,6 @@ function logPath<P extends object>(bench: Bench, title: string, label: string, p
       better: "lower",
     }));
   }
-}
-
-/** The `q` quantile of `xs` (nearest rank). */
-function percentile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
 }
 
 // ---------------------------------------------------------------- churn
@@ -1255,8 +1250,8 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
       `churn (${write}, ${options.connections} connections): ${done} changes in ` +
         `${elapsed.toFixed(1)} s = ${(done / elapsed).toFixed(1)}/s of ${rate}/s asked, ` +
         `${failed} failed${lastError ? ` (${lastError})` : ""}, schedule behind by up to ` +
-        `${maxBehind}; write latency p50 ${percentile(latencies, 0.5).toFixed(0)} ms p99 ` +
-        `${percentile(latencies, 0.99).toFixed(0)} ms. CPU s (+3 s): agents ` +
+        `${maxBehind}; write latency p50 ${percentile(latencies, 50).toFixed(0)} ms p99 ` +
+        `${percentile(latencies, 99).toFixed(0)} ms. CPU s (+3 s): agents ` +
         `${d("agents").toFixed(2)}, kube-proxies ${d("proxies").toFixed(2)}, operator ` +
         `${d("operator").toFixed(2)}, kube-apiserver ${d("apiserver").toFixed(2)}, etcd ` +
         `${d("etcd").toFixed(2)}, this generator ${d("generator").toFixed(2)}; syncs: agents ` +
@@ -1285,8 +1280,8 @@ async function churnBench(bench: Bench, n: number, options: ChurnOptions): Promi
     for (
       const [name, value, unit, better] of [
         [`${prefix}_changes_per_s_${n}_services`, done / elapsed, "changes/s", "higher"],
-        [`${prefix}_write_latency_p50_ms`, percentile(latencies, 0.5), "ms", "lower"],
-        [`${prefix}_write_latency_p99_ms`, percentile(latencies, 0.99), "ms", "lower"],
+        [`${prefix}_write_latency_p50_ms`, percentile(latencies, 50), "ms", "lower"],
+        [`${prefix}_write_latency_p99_ms`, percentile(latencies, 99), "ms", "lower"],
         [`${prefix}_apiserver_cpu_seconds`, d("apiserver"), "CPU s", "lower"],
         [`${prefix}_etcd_cpu_seconds`, d("etcd"), "CPU s", "lower"],
         [

@@ -32,6 +32,7 @@ import type { MaglevWrite } from "../../agent/bpf/maps.ts";
 import { maglevTable } from "../../agent/bpf/maglev.ts";
 import { compactTable, computeDesiredState } from "../../agent/desired_state.ts";
 import { type MapWriter, Programmer } from "../../agent/programmer.ts";
+import { median } from "../stats.ts";
 
 const BACKENDS = 10;
 type Times = [wall: number, user: number, system: number];
@@ -109,11 +110,6 @@ function timedWriter(maps: MapWriter, into: Map<string, Times>): MapWriter {
     timed(into, "writeMaglevs (all)", () => maps.writeMaglevs(lazy));
   };
   return writer as unknown as MapWriter;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const { values } = parseArgs({

@@ -25,6 +25,7 @@ import { parseArgs } from "node:util";
 import { compactTable } from "../../agent/desired_state.ts";
 import type { RoutingTable } from "../../api/mod.ts";
 import { backendsAsStrings } from "../../operator/shared_backends.ts";
+import { percentile } from "../stats.ts";
 
 function table(t: number, entries: number, weight: number, rv: number): RoutingTable {
   const vip = `198.18.2.${(t % 200) + 2}`;
@@ -51,11 +52,6 @@ function table(t: number, entries: number, weight: number, rv: number): RoutingT
       })),
     }),
   };
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 const { values } = parseArgs({

@@ -70,6 +70,7 @@ import {
 import { METADATA_ONLY, requestJson } from "../../kube/rest.ts";
 import type { RoutingTable } from "../../api/mod.ts";
 import { backendsAsStrings, compactEntries } from "../../operator/shared_backends.ts";
+import { percentile } from "../stats.ts";
 
 const NAME = "table-write";
 const CRD = new URL("../../manifests/crds/routingtables.blixt.dev.yaml", import.meta.url);
@@ -451,11 +452,6 @@ function apiserverCpuMs(kc: { getCurrentCluster(): { server: string } | null }):
     return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
   }
   throw new Error(`no kube-apiserver bound to ${host}`);
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 type Build = (group: string, shape: [number, number], weight: number) => KubeObject;
