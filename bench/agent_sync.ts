@@ -32,38 +32,25 @@ import {
 import { DesiredStateTracker } from "../agent/desired_state_tracker.ts";
 import { Programmer } from "../agent/programmer.ts";
 import { percentile } from "./stats.ts";
+import { syntheticTable, type TableAddresses } from "./synthetic_tables.ts";
 
-const BACKENDS = 10;
+/**
+ * One address a table (198.18.100.0 on), its entries on ports 1000 on; the
+ * backends' addresses differ by table and entry.
+ */
+const ADDRESSES: TableAddresses = {
+  vip: (t) => `198.18.${100 + (t >> 8)}.${t & 255}`,
+  firstPort: () => 1000,
+  backendIp: (t, e, b) => `198.19.${b}.${(t + e) & 255}`,
+};
 
 function table(t: number, entries: number, weight: number, generation: number): RoutingTable {
-  const vip = `198.18.${100 + (t >> 8)}.${t & 255}`;
-  return {
-    apiVersion: "blixt.dev/v1alpha1",
-    kind: "RoutingTable",
-    metadata: {
-      name: `gw-${t}`,
-      namespace: "default",
-      generation,
-      resourceVersion: `${t}-${generation}`,
-    },
-    spec: {
-      addresses: [vip],
-      entries: Array.from({ length: entries }, (_, e) => ({
-        address: vip,
-        port: 1000 + e,
-        protocol: "TCP" as const,
-        listener: `l${e}`,
-        rejectWeight: 0,
-        backends: Array.from({ length: BACKENDS }, (_, b) => ({
-          ip: `198.19.${b}.${(t + e) & 255}`,
-          port: 10000 + t * entries + e,
-          weight: e === 0 && b === 0 ? weight : 1,
-          node: "node-1",
-          state: "Ready" as const,
-        })),
-      })),
-    },
-  };
+  return syntheticTable(t, entries, {
+    addresses: ADDRESSES,
+    weight,
+    generation,
+    resourceVersion: `${t}-${generation}`,
+  });
 }
 
 /** One agent's worth of state, syncing with `compute`. */

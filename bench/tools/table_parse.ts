@@ -26,32 +26,16 @@ import { compactTable } from "../../agent/desired_state.ts";
 import type { RoutingTable } from "../../api/mod.ts";
 import { backendsAsStrings } from "../../operator/shared_backends.ts";
 import { percentile } from "../stats.ts";
+import { GATEWAY_POOL, syntheticTable } from "../synthetic_tables.ts";
 
+/** Table `t`, its backends as endpoint strings (as the operator writes them). */
 function table(t: number, entries: number, weight: number, rv: number): RoutingTable {
-  const vip = `198.18.2.${(t % 200) + 2}`;
-  const port = 1000 + Math.floor(t / 200) * entries;
-  return {
-    apiVersion: "blixt.dev/v1alpha1",
-    kind: "RoutingTable",
-    metadata: { name: `gw-${t}`, namespace: "default", resourceVersion: String(rv), generation: 1 },
-    spec: backendsAsStrings({
-      addresses: [vip],
-      entries: Array.from({ length: entries }, (_, e) => ({
-        address: vip,
-        port: port + e,
-        protocol: "TCP" as const,
-        listener: `l${e}`,
-        rejectWeight: 0,
-        backends: Array.from({ length: 10 }, (_, b) => ({
-          ip: `198.18.1.${2 + b}`,
-          port: 10000 + t * entries + e,
-          weight: e === 0 && b === 0 ? weight : 1,
-          node: "node-1",
-          state: "Ready" as const,
-        })),
-      })),
-    }),
-  };
+  const written = syntheticTable(t, entries, {
+    addresses: GATEWAY_POOL,
+    weight,
+    resourceVersion: String(rv),
+  });
+  return { ...written, spec: backendsAsStrings(written.spec) };
 }
 
 const { values } = parseArgs({
