@@ -46,6 +46,10 @@
  * nftables commit from `nft monitor`); with `BLIXT_APISERVER_PROFILING=1` also the API server's side
  * of the RoutingTable write, and with `BLIXT_BENCH_DEBUG=1` every probe's start, end and answer.
  *
+ * The run makes its own local cluster, `peer-bench` after `BLIXT_CLUSTER_PREFIX`, and takes down
+ * only that: where a cluster of that name exists (another run's, or one left behind), it stops
+ * with an error and leaves it (bench/cluster_claim.ts).
+ *
  * See docs/performance.md ("Against kube-proxy") for the set-up and figures.
  *
  * @module
@@ -69,6 +73,10 @@ import {
   stopKubeProxies,
 } from "./kube_proxy.ts";
 import { median, percentile } from "./stats.ts";
+import { withOwnCluster } from "./cluster_claim.ts";
+
+/** The local cluster's name (after `BLIXT_CLUSTER_PREFIX`). */
+const CLUSTER = "peer-bench";
 
 /** Address `host` (1..254) of the cluster's Gateway pool, routed from the host to the nodes. */
 export function loadBalancerAddress(plan: ClusterPlan, host: number): string {
@@ -228,7 +236,7 @@ async function setUp(log: (line: string) => void, options: { agentInfo: boolean 
   const l4 = await buildL4bench();
   await ensureKubeProxyBinary(log);
   const system = await startSystem({
-    name: "peer-bench",
+    name: CLUSTER,
     nodes: 2,
     log,
     // the agents' "maps synced" lines time blixt's path (programming only: no extra CPU in the churn)
@@ -321,10 +329,10 @@ async function setUp(log: (line: string) => void, options: { agentInfo: boolean 
   return { system, cluster, proxies, l4, addresses, pods, log };
 }
 
+/** Takes down what {@linkcode setUp} made (all of the cluster, when it failed half-way). */
 async function tearDown(bench: Bench | undefined): Promise<void> {
-  if (!bench) return await stopSystem(undefined, "peer-bench");
-  await stopKubeProxies(bench.proxies).catch(() => {});
-  await stopSystem(bench.system, "peer-bench");
+  if (bench) await stopKubeProxies(bench.proxies).catch(() => {});
+  await stopSystem(bench?.system, CLUSTER);
 }
 
 // ---------------------------------------------------------------- traffic
@@ -1350,7 +1358,8 @@ export async function main(args: string[]): Promise<void> {
   const only = values.only;
   const log = (line: string) => console.error(`[${new Date().toISOString()}] ${line}`);
   let bench: Bench | undefined;
-  try {
+  // the cluster is this run's own: one of its name that exists (another run's) stops it untouched
+  await withOwnCluster(CLUSTER, async () => {
     bench = await setUp(log, { agentInfo: only === "programming" });
     if (!only || only === "traffic") {
       await trafficBench(bench, trafficOptions(values));
@@ -1377,7 +1386,5 @@ export async function main(args: string[]): Promise<void> {
         writes,
       });
     }
-  } finally {
-    await tearDown(bench);
-  }
+  }, () => tearDown(bench));
 }
