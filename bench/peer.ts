@@ -218,6 +218,17 @@ function gatewayYaml(
   return docs.map((d) => JSON.stringify(d)).join("\n---\n") + "\n";
 }
 
+/** Gateway `service` at `address`: a listener and a TCPRoute to Service `service` per port. */
+function throughputGatewayYaml(service: string, address: string): string {
+  const routes = PORTS.map((p) => ({
+    name: `${service}-${p.name}`,
+    section: p.name,
+    service,
+    port: p.port,
+  }));
+  return gatewayYaml(service, address, PORTS, routes);
+}
+
 /** Everything the benchmark set up, for the measurements and the teardown. */
 interface Bench {
   system: System;
@@ -272,28 +283,8 @@ async function setUp(log: (line: string) => void, options: { agentInfo: boolean 
     loadBalancerServiceYaml("tp-local", PORTS, [pods.srvLocal]),
     loadBalancerServiceYaml("tp-remote", PORTS, [pods.srvRemote]),
     loadBalancerServiceYaml("probe", ECHO, [pods.echoA]),
-    gatewayYaml(
-      "tp-local",
-      addresses.blixtLocal,
-      PORTS,
-      PORTS.map((p) => ({
-        name: `tp-local-${p.name}`,
-        section: p.name,
-        service: "tp-local",
-        port: p.port,
-      })),
-    ),
-    gatewayYaml(
-      "tp-remote",
-      addresses.blixtRemote,
-      PORTS,
-      PORTS.map((p) => ({
-        name: `tp-remote-${p.name}`,
-        section: p.name,
-        service: "tp-remote",
-        port: p.port,
-      })),
-    ),
+    throughputGatewayYaml("tp-local", addresses.blixtLocal),
+    throughputGatewayYaml("tp-remote", addresses.blixtRemote),
     gatewayYaml("probe", addresses.blixtProbe, ECHO, [{
       name: "probe",
       service: "probe",
