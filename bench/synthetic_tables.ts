@@ -49,6 +49,8 @@ export interface SyntheticTableOptions {
   generation?: number;
   /** `metadata.resourceVersion` (default none). */
   resourceVersion?: string;
+  /** `metadata.uid` (default none). */
+  uid?: string;
 }
 
 /** RoutingTable `gw-T` in namespace `default`, its entries on ports from the first on. */
@@ -70,6 +72,7 @@ export function syntheticTable(
         ? {}
         : { resourceVersion: options.resourceVersion }),
       generation,
+      ...(options.uid === undefined ? {} : { uid: options.uid }),
     },
     spec: {
       addresses: [vip],

@@ -33,37 +33,27 @@ import { maglevTable } from "../../agent/bpf/maglev.ts";
 import { compactTable, computeDesiredState } from "../../agent/desired_state.ts";
 import { type MapWriter, Programmer } from "../../agent/programmer.ts";
 import { median } from "../stats.ts";
+import {
+  BACKENDS,
+  GATEWAY_POOL,
+  syntheticTable,
+  type TableAddresses,
+} from "../synthetic_tables.ts";
 
-const BACKENDS = 10;
 type Times = [wall: number, user: number, system: number];
 
+/** The pool's 200 addresses (198.18.100.1 on), the backends the same 10 pods (198.18.64.2 on). */
+const ADDRESSES: TableAddresses = {
+  ...GATEWAY_POOL,
+  vip: (t) => `198.18.100.${(t % 200) + 1}`,
+  backendIp: (_t, _e, b) => `198.18.64.${2 + b}`,
+};
+
 function tables(count: number, entries: number): unknown[] {
-  return Array.from({ length: count }, (_, t) => {
-    const vip = `198.18.100.${(t % 200) + 1}`;
-    const port = 1000 + Math.floor(t / 200) * entries;
-    return {
-      apiVersion: "blixt.dev/v1alpha1",
-      kind: "RoutingTable",
-      metadata: { name: `gw-${t}`, namespace: "default", generation: 1, uid: `u${t}` },
-      spec: {
-        addresses: [vip],
-        entries: Array.from({ length: entries }, (_, e) => ({
-          address: vip,
-          port: port + e,
-          protocol: "TCP",
-          listener: `l${e}`,
-          rejectWeight: 0,
-          backends: Array.from({ length: BACKENDS }, (_, b) => ({
-            ip: `198.18.64.${2 + b}`,
-            port: 10000 + t * entries + e,
-            weight: 1,
-            node: "node-1",
-            state: "Ready",
-          })),
-        })),
-      },
-    };
-  });
+  return Array.from(
+    { length: count },
+    (_, t) => syntheticTable(t, entries, { addresses: ADDRESSES, uid: `u${t}` }),
+  );
 }
 
 /** Runs `fn`, adding its wall, user and system ms to `into[name]`. */
