@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { clusterName, runDir } from "../tests/cluster/cluster.ts";
+import { clusterName, getCluster, runDir } from "../tests/cluster/cluster.ts";
 import { processAlive } from "../tests/cluster/host.ts";
 
 /** The claim file of cluster `name` (its full name, prefix included). */
@@ -32,14 +32,9 @@ function claimPath(name: string): string {
   return `${runDir()}/clusters/${name}/bench-run`;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+/** Whether cluster `name` exists (a state that cannot be read counts: it is left alone). */
+async function exists(name: string): Promise<boolean> {
+  return await getCluster(name).then((c) => c !== undefined, () => true);
 }
 
 /**
@@ -66,13 +61,13 @@ export async function claimCluster(name: string): Promise<void> {
     if (holder > 0 && holder !== Deno.pid && processAlive(holder)) {
       throw new Error(`cluster ${full} belongs to another run (pid ${holder}); this run leaves it`);
     }
-    if (await exists(`${runDir()}/clusters/${full}/cluster.json`)) {
+    if (await exists(name)) {
       throw new Error(`cluster ${full} was left by a run that is gone (pid ${holder}): ${down}`);
     }
     // a run that is gone before it made its cluster: nothing of it to take down
     await Deno.remove(path).catch(() => {});
   }
-  if (await exists(`${runDir()}/clusters/${full}/cluster.json`)) {
+  if (await exists(name)) {
     await Deno.remove(path);
     throw new Error(`cluster ${full} exists and this run did not make it: ${down}`);
   }

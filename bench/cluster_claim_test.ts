@@ -21,7 +21,8 @@ async function inRunDir(fn: (dir: string) => Promise<void>): Promise<void> {
 /** A cluster's state as `clusterUp` leaves it: its directory with cluster.json. */
 async function existingCluster(dir: string, claimedBy?: number): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/cluster.json`, "{}\n");
+  const state = { name: "n4t-peer-bench", slot: 0, nodes: 2, channel: "experimental", pods: {} };
+  await Deno.writeTextFile(`${dir}/cluster.json`, JSON.stringify(state));
   if (claimedBy !== undefined) await Deno.writeTextFile(`${dir}/bench-run`, String(claimedBy));
 }
 
@@ -52,7 +53,7 @@ Deno.test("a run does not take down the cluster of another run that is still run
       );
       assert.deepEqual(calls, [], "this run used the other run's cluster or took it down");
       assert.equal(await Deno.readTextFile(`${dir}/bench-run`), String(other.pid));
-      assert.equal(await Deno.readTextFile(`${dir}/cluster.json`), "{}\n");
+      assert.match(await Deno.readTextFile(`${dir}/cluster.json`), /"n4t-peer-bench"/);
     } finally {
       other.kill();
       await other.status;
@@ -81,7 +82,7 @@ Deno.test("a cluster left by a run that is gone is not taken over", async () => 
       claimCluster("peer-bench"),
       new RegExp(`cluster n4t-peer-bench was left by a run that is gone \\(pid ${gone}\\)`),
     );
-    assert.equal(await Deno.readTextFile(`${dir}/cluster.json`), "{}\n");
+    assert.match(await Deno.readTextFile(`${dir}/cluster.json`), /"n4t-peer-bench"/);
   });
 });
 
@@ -114,5 +115,14 @@ Deno.test("a run whose set-up fails takes down the cluster it claimed", async ()
       /set-up failed/,
     );
     assert.deepEqual(calls, ["down"]);
+  });
+});
+
+Deno.test("a cluster whose state cannot be read is left alone too", async () => {
+  await inRunDir(async (dir) => {
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(`${dir}/cluster.json`, "{}");
+    await assert.rejects(claimCluster("peer-bench"), /exists and this run did not make it/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["cluster.json"]);
   });
 });
