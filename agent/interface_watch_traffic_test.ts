@@ -1,11 +1,12 @@
 /**
  * The interface watch in the real kernel, with real packets: node1's pod
  * bridge, then its uplink, deleted and made again under the same name (as a
- * restarted CNI re-makes `cni0`, or a bond is re-made). The watch, at its
- * production interval (5 s), attaches the program to the new device, and the
- * traffic that needs it (a pod to a VIP of its own node; a client to the VIP
- * through the uplink) flows again; the link pinned for the deleted device is
- * replaced and its ifindex leaves `pod_ifaces`.
+ * restarted CNI re-makes `cni0`, or a bond is re-made). The watch, told by
+ * the kernel's link notifications (its 5 s look stays as in production),
+ * attaches the program to the new device at once, and the traffic that needs
+ * it (a pod to a VIP of its own node; a client to the VIP through the uplink)
+ * flows again; the link pinned for the deleted device is replaced and its
+ * ifindex leaves `pod_ifaces`. Prints how long each took.
  *
  * ```
  *   client ──► node1 uplink bxdp0 (blixt) ──► be1, be2 (pod bridge bxdppods, blixt: pods)
@@ -23,9 +24,14 @@ import { Registry } from "./metrics.ts";
 
 const ECHO_SERVER = new URL("../tests/cluster/echo_server.ts", import.meta.url).pathname;
 const SVC = 1;
-/** The watch's interval in production, and how long a re-attach may take with it. */
+/** The watch's interval in production. */
 const INTERVAL_MS = 5_000;
-const WITHIN_MS = 6_500;
+/**
+ * How long a re-attach may take: a notification's path takes milliseconds
+ * (docs/operations.md); the bound is for a loaded 2-core machine, and the
+ * `trigger` of the log line says the notification, not the 5 s look, did it.
+ */
+const WITHIN_MS = 2_000;
 
 function program(dp: Dataplane): void {
   const m = dp.maps;
@@ -67,26 +73,34 @@ function facesPods(dp: Dataplane, ifindex: number): boolean {
   return dp.object.map("pod_ifaces").lookup(key) !== undefined;
 }
 
-Deno.test("interfaces deleted and made again get the program within one look, and traffic through them flows again", async (t) => {
+Deno.test("interfaces deleted and made again get the program at once, and traffic through them flows again", async (t) => {
   await buildBpf();
   await ensureBpffs();
   const topo = await Topology.create();
   const node1 = topo.nsPath("node1");
   const pinDir = `/sys/fs/bpf/blixt-test-ifwatch-${topo.id}`;
-  const lines: { level: Level; msg: string; fields?: Record<string, unknown> }[] = [];
+  const lines: { level: Level; msg: string; fields?: Record<string, unknown>; at: number }[] = [];
   const metrics = new Registry();
   let dp: Dataplane | undefined;
   let watch: InterfaceWatch | undefined;
   const ip = (...args: string[]) => topo.exec("node1", ["ip", ...args]);
-  /** ms until the program is on the interface named `name` now (polled every 50 ms). */
-  const reattachedWithin = async (name: string, ms: number): Promise<number> => {
-    const start = Date.now();
-    while (Date.now() - start < ms) {
-      const state = dp!.attachState(name, { netns: node1 });
-      if (state.mode !== undefined) return Date.now() - start;
-      await new Promise((r) => setTimeout(r, 50));
+  /**
+   * ms from `since` until the watch logged the program attached to the re-made
+   * `name` (throws after `ms`); the program is on it then, by the kernel's word.
+   */
+  const reattachedWithin = async (name: string, since: number, ms: number): Promise<number> => {
+    for (;;) {
+      const line = lines.find((l) =>
+        l.msg.includes("deleted and made again") && l.fields?.interface === name
+      );
+      if (line) {
+        assert.equal(line.fields?.trigger, "link notification", JSON.stringify(line));
+        assert.notEqual(dp!.attachState(name, { netns: node1 }).mode, undefined);
+        return line.at - since;
+      }
+      if (Date.now() - since > ms) throw new Error(`${name}: the program not back in ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 5));
     }
-    throw new Error(`${name}: the program not back on it in ${ms} ms`);
   };
   try {
     dp = Dataplane.load({ pinDir, conntrackEntries: 65536 });
@@ -111,7 +125,8 @@ Deno.test("interfaces deleted and made again get the program within one look, an
       { name: UPLINK, attached: true },
       { name: POD_BRIDGE, pods: true },
     ], {
-      log: (level, msg, fields) => void lines.push({ level, msg, ...(fields ? { fields } : {}) }),
+      log: (level, msg, fields) =>
+        void lines.push({ level, msg, ...(fields ? { fields } : {}), at: Date.now() }),
       metrics,
       netns: node1,
       intervalMs: INTERVAL_MS,
@@ -124,17 +139,18 @@ Deno.test("interfaces deleted and made again get the program within one look, an
       const old = dp!.attachState(POD_BRIDGE, { netns: node1 }).ifindex!;
       const before = dp!.maps.serviceCounters(SVC).new_flows;
       await ip("link", "del", POD_BRIDGE);
+      const added = Date.now();
       await ip("link", "add", POD_BRIDGE, "type", "bridge");
       await ip("addr", "add", "198.18.201.1/24", "dev", POD_BRIDGE);
       await ip("link", "set", POD_BRIDGE, "up");
       for (const port of ["bxdpp1", "bxdpp2"]) await ip("link", "set", port, "master", POD_BRIDGE);
       const made = Date.now();
-      const attachedMs = await reattachedWithin(POD_BRIDGE, WITHIN_MS);
+      const attachedMs = await reattachedWithin(POD_BRIDGE, added, WITHIN_MS);
       await answeredWithin(topo, "be1", 5_000);
       console.log(
-        `pod bridge re-made: attached ${attachedMs} ms later, hairpin answered ${
-          Date.now() - made
-        } ms later`,
+        `pod bridge re-made: attached ${attachedMs} ms after \`ip link add\`; made (address, up, ports) ${
+          made - added
+        } ms after it; hairpin answered ${Date.now() - made} ms after that`,
       );
       const now = dp!.attachState(POD_BRIDGE, { netns: node1 });
       assert.equal(now.mode, "tcx", "the pinned link is on the new bridge");
@@ -153,6 +169,7 @@ Deno.test("interfaces deleted and made again get the program within one look, an
 
     await t.step("the uplink, re-made: a client reaches the VIP again", async () => {
       await ip("link", "del", UPLINK); // its peer in the LAN goes with it
+      const added = Date.now();
       await topo.exec("lan", [
         "ip",
         "link",
@@ -179,12 +196,12 @@ Deno.test("interfaces deleted and made again get the program within one look, an
         await topo.exec("node1", ["sysctl", "-qw", kv]);
       }
       const made = Date.now();
-      const attachedMs = await reattachedWithin(UPLINK, WITHIN_MS);
+      const attachedMs = await reattachedWithin(UPLINK, added, WITHIN_MS);
       await answeredWithin(topo, "client", 5_000);
       console.log(
-        `uplink re-made: attached ${attachedMs} ms later, the client answered ${
-          Date.now() - made
-        } ms later`,
+        `uplink re-made: attached ${attachedMs} ms after \`ip link add\`; made (address, up, route) ${
+          made - added
+        } ms after it; the client answered ${Date.now() - made} ms after that`,
       );
       assert.equal(dp!.attachState(UPLINK, { netns: node1 }).mode, "tcx");
       assert.deepEqual(watch!.problems(), []);
@@ -192,7 +209,7 @@ Deno.test("interfaces deleted and made again get the program within one look, an
       assert.deepEqual(lines.filter((l) => l.level === "error"), []);
     });
   } finally {
-    watch?.stop();
+    await watch?.stop();
     for (const dev of [UPLINK, POD_BRIDGE]) {
       try {
         dp?.detach(dev, { netns: node1 });

@@ -139,8 +139,9 @@ async function main(args: string[]): Promise<number> {
     },
   }).start();
   if (!nodeState.found) agent.nodeChanged({ found: false });
-  // The uplink and pod interfaces, looked at every 5 s: one deleted and made again gets the
-  // program again (a re-made cni0, bond or VLAN); one without it makes the node Degraded.
+  // The uplink and pod interfaces, looked at on link notifications and every 5 s: one deleted and
+  // made again gets the program again (a re-made cni0, bond or VLAN); one without it makes the
+  // node Degraded.
   const interfaces = watchInterfaces(dp, [
     { name: values.uplink, attached: true },
     ...values["pod-interface"].map((name) => ({ name, pods: true })),
@@ -159,7 +160,7 @@ async function main(args: string[]): Promise<number> {
   log("info", "stopping; maps and links stay pinned and keep forwarding");
   // The Lease first: the operator flips the node's Gateways at once, not a lease duration later.
   await lease.stop({ release: true });
-  interfaces.stop();
+  await interfaces.stop();
   await nodeWatch.stop();
   await agent.stop({ report: true });
   await server.shutdown();

@@ -237,6 +237,28 @@ export class Dataplane {
     return options.netns ? inNetns(options.netns, run) : run();
   }
 
+  /**
+   * The interfaces with a tcx link pinned in this data plane's directory, by
+   * name (from the pins `link_<ifname>_<ingress|egress>`): what an agent of an
+   * earlier run attached, which may include interfaces no longer served.
+   */
+  pinnedInterfaces(): string[] {
+    const names = new Set<string>();
+    for (const e of Deno.readDirSync(this.pinDir)) {
+      const m = /^link_(.+)_(?:ingress|egress)$/.exec(e.name);
+      if (m) names.add(m[1]!);
+    }
+    return [...names].sort();
+  }
+
+  /** The ifindexes marked in `pod_ifaces` (interfaces facing this node's pods). */
+  podInterfaceIndexes(): number[] {
+    return this.object.map("pod_ifaces").keys().map((k) =>
+      new DataView(k.buffer).getUint32(0, true)
+    )
+      .sort((a, b) => a - b);
+  }
+
   /** Closes fds; everything pinned stays in the kernel and keeps forwarding. */
   close(): void {
     this.object.close();

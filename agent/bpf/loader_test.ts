@@ -94,6 +94,27 @@ Deno.test("detach after the interface is gone removes its cut links' pins", asyn
   });
 });
 
+Deno.test("pinnedInterfaces and podInterfaceIndexes say what an earlier run left: links by name, pod ifindexes", async () => {
+  await withNamespace(async (ns, dp) => {
+    const netns = `/run/netns/${ns}`;
+    await ip("-n", ns, "link", "add", BRIDGE, "type", "bridge");
+    await ip("-n", ns, "link", "add", "bx_up0", "type", "bridge");
+    dp.attach(BRIDGE, { netns, mode: "tcx", pods: true });
+    dp.attach("bx_up0", { netns, mode: "tcx" });
+    const ifindex = dp.attachState(BRIDGE, { netns }).ifindex!;
+    assert.deepEqual(dp.pinnedInterfaces(), ["bx_up0", BRIDGE].sort(), "names with _ too");
+    assert.deepEqual(dp.podInterfaceIndexes(), [ifindex]);
+    await ip("-n", ns, "link", "del", BRIDGE);
+    assert.deepEqual(dp.pinnedInterfaces(), ["bx_up0", BRIDGE].sort(), "a cut link stays pinned");
+    assert.deepEqual(dp.podInterfaceIndexes(), [ifindex], "and its index stays marked");
+    dp.detach(BRIDGE, { netns });
+    dp.maps.deletePodInterface(ifindex);
+    dp.detach("bx_up0", { netns });
+    assert.deepEqual(dp.pinnedInterfaces(), []);
+    assert.deepEqual(dp.podInterfaceIndexes(), []);
+  });
+});
+
 Deno.test("a load that fails leaves no pin directory behind, and one over pins keeps them", async () => {
   await buildBpf();
   await ensureBpffs();
