@@ -89,6 +89,8 @@ export class Operator {
   #stopped = false;
   /** Gateways to reconcile again at a time, though nothing changes (`recheckAfterMs`). */
   readonly #rechecks = new Map<string, ReturnType<typeof setTimeout>>();
+  /** The last table generation logged as programmed on every node, per Gateway. */
+  readonly #programmedLogged = new Map<string, number>();
   /** The operator's requests share kept-alive connections (closed by stop()). */
   readonly #connections: { close(): void };
 
@@ -275,6 +277,26 @@ export class Operator {
     );
   }
 
+  /**
+   * One line per table generation that reaches every node: with `Programmed`
+   * held across endpoint changes (docs/decisions.md) no status shows it.
+   */
+  #logProgrammed(key: string, generation: number | undefined): void {
+    if (generation === undefined) {
+      if (!this.snapshot.gateways.has(key)) this.#programmedLogged.delete(key);
+      return;
+    }
+    if (this.#programmedLogged.get(key) === generation) return;
+    this.#programmedLogged.set(key, generation);
+    this.#log({
+      level: "info",
+      msg: "table programmed",
+      gateway: key,
+      generation,
+      dataplaneNodes: this.snapshot.dataplaneNodes.size,
+    });
+  }
+
   async #reconcileKey(key: string): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     if (key.startsWith(CLASS_KEY)) {
@@ -313,6 +335,7 @@ export class Operator {
       routeStatuses: false,
     });
     if (result.recheckAfterMs !== undefined) this.#recheck(key, result.recheckAfterMs);
+    this.#logProgrammed(key, result.programmedGeneration);
     // Route statuses wait in the background queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {

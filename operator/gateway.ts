@@ -121,6 +121,14 @@ export interface ReconcileResult {
    * ends ({@linkcode PROGRAMMED_GRACE_MS}).
    */
   recheckAfterMs?: number;
+  /**
+   * The RoutingTable generation every counted node reports programmed, with
+   * no errors and every agent alive (DESIGN.md's rule met), whether
+   * `Programmed` was decided by it or held; absent otherwise. The controller
+   * logs each new one: an endpoint change writes no Gateway status, and this
+   * is when the operator knows the change is in every node's data plane.
+   */
+  programmedGeneration?: number;
 }
 
 /**
@@ -271,6 +279,7 @@ export function reconcile(
   let table: TableAction;
   let programmed: ConditionSpec;
   let recheckAfterMs: number | undefined;
+  let programmedGeneration: number | undefined;
   if (accepted.status === "False") {
     // a parameters typo must not take traffic down: keep the last table
     table = accepted.reason === "InvalidParameters" ? { action: "keep" } : { action: "delete" };
@@ -297,6 +306,7 @@ export function reconcile(
       });
       programmed = verdict.condition;
       recheckAfterMs = verdict.recheckAfterMs;
+      programmedGeneration = verdict.programmedGeneration;
     }
   }
 
@@ -332,6 +342,7 @@ export function reconcile(
     finalizer: gateway.metadata?.finalizers?.includes(GATEWAY_FINALIZER) ? "none" : "add",
     events,
     ...(recheckAfterMs === undefined ? {} : { recheckAfterMs }),
+    ...(programmedGeneration === undefined ? {} : { programmedGeneration }),
   };
 }
 
@@ -538,7 +549,7 @@ function dataplaneProgrammed(
   spec: RoutingTableSpec,
   snapshot: Snapshot,
   options: { nowMs: number; graceMs: number },
-): { condition: ConditionSpec; recheckAfterMs?: number } {
+): { condition: ConditionSpec; recheckAfterMs?: number; programmedGeneration?: number } {
   const pending = (message: string) => ({
     condition: { type: "Programmed", status: "False", reason: "Pending", message } as const,
   });
@@ -584,6 +595,11 @@ function dataplaneProgrammed(
     }
   }
 
+  // every counted node serves the written table: the strict rule is met, held or not
+  const complete = written && stopped.length === 0 && behind.length === 0
+    ? { programmedGeneration: generation }
+    : {};
+
   // Held: True already for this Gateway generation, and only routes and backends changed since.
   const previous = findCondition(
     gateway.status?.conditions as Partial<Condition>[] | undefined,
@@ -615,6 +631,7 @@ function dataplaneProgrammed(
           message: previous.message ?? "",
         },
         ...(until === Infinity ? {} : { recheckAfterMs: Math.ceil(until - options.nowMs) }),
+        ...complete,
       };
     }
   }
@@ -648,6 +665,7 @@ function dataplaneProgrammed(
         ready.length > 1 ? "s" : ""
       } running the agent`,
     },
+    ...complete,
   };
 }
 

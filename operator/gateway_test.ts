@@ -1416,6 +1416,22 @@ Deno.test("an endpoint change of a Programmed Gateway changes nothing in its sta
   assert.equal(last.recheckAfterMs, undefined);
 });
 
+Deno.test("programmedGeneration is the table generation once every node reports it, held or not", () => {
+  const w = churnWorld();
+  const first = w.programmed();
+  assert.equal(first.programmedGeneration, 1);
+  w.endpoints(["198.19.0.1", "198.19.0.2"]);
+  const g = w.writeTable();
+  w.report("n1", g);
+  const held = w.reconcile();
+  assert.equal(gatewayShows(held, "Programmed"), "Programmed=True/Programmed");
+  assert.equal(held.programmedGeneration, undefined, "n2 still serves the earlier generation");
+  w.report("n2", g);
+  assert.equal(w.reconcile().programmedGeneration, g);
+  w.report("n2", g, ["map full"]);
+  assert.equal(w.reconcile().programmedGeneration, undefined, "an error is not programmed");
+});
+
 Deno.test("a node that serves an earlier table beyond the grace period makes a Programmed Gateway Pending, naming it", () => {
   const w = churnWorld();
   w.programmed();
