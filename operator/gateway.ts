@@ -11,13 +11,14 @@ import {
   API_VERSION,
   type Condition,
   CONTROLLER_NAME,
+  type DataplaneNode,
   parseIp,
   PART_OF_LABEL,
-  programmedGeneration,
   ROUTING_TABLE_KIND,
   type RoutingTable,
   type RoutingTableEntry,
   type RoutingTableSpec,
+  type TableStatus,
 } from "../api/mod.ts";
 import { assignAddresses } from "./addresses.ts";
 import { type ResolvedRule, resolveRule, weighBackends } from "./backends.ts";
@@ -527,6 +528,29 @@ export const AGENT_NOT_RUNNING = "AgentNotRunning";
  */
 export const PROGRAMMED_GRACE_MS = 10_000;
 
+/** Each DataplaneNode's tables by `namespace/name`, built once per object the cache holds. */
+const tableIndex = new WeakMap<DataplaneNode, Map<string, TableStatus>>();
+
+/**
+ * A node's report of each table by `namespace/name`. Every reconcile reads
+ * every node's report of its table: a scan of the node's list each time made
+ * N events of N nodes with T tables cost N * N * T (docs/performance.md, "Many
+ * nodes"). Cache objects are replaced, never changed, so an index per object
+ * stays right.
+ */
+function tablesOf(node: DataplaneNode): Map<string, TableStatus> {
+  let index = tableIndex.get(node);
+  if (index === undefined) {
+    index = new Map();
+    for (const t of node.status?.tables ?? []) {
+      const k = `${t.namespace}/${t.name}`;
+      if (!index.has(k)) index.set(k, t); // the first, as a scan would find
+    }
+    tableIndex.set(node, index);
+  }
+  return index;
+}
+
 /**
  * `Programmed` of a Gateway whose table reconcile wants as `spec`.
  *
@@ -580,11 +604,9 @@ function dataplaneProgrammed(
       stopped.push(`${nodeName} (${liveness.reason})`);
       continue;
     }
-    const dpn = snapshot.dataplaneNodes.get(nodeName)!;
-    const done = programmedGeneration(dpn, { namespace, name });
-    const errors = dpn.status?.tables?.find((t) =>
-      t.namespace === namespace && t.name === name
-    )?.errors ?? [];
+    const reported = tablesOf(snapshot.dataplaneNodes.get(nodeName)!).get(gatewayKey);
+    const done = reported?.programmedGeneration;
+    const errors = reported?.errors ?? [];
     if (done !== generation || errors.length > 0) behind.push({ done, errors });
     if (done !== generation) {
       waiting.push(

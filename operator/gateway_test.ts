@@ -1432,6 +1432,32 @@ Deno.test("programmedGeneration is the table generation once every node reports 
   assert.equal(w.reconcile().programmedGeneration, undefined, "an error is not programmed");
 });
 
+Deno.test("each node's report of the Gateway's table is found among thousands, and read anew when the node writes again", () => {
+  const w = churnWorld();
+  w.programmed();
+  w.endpoints(["198.19.0.1"]);
+  const g = w.writeTable();
+  const report = (nodeName: string, generation: number) =>
+    putObject(
+      w.s,
+      dataplaneNode(
+        nodeName,
+        Array.from({ length: 3000 }, (_, i) => ({
+          namespace: "default",
+          name: i === 1500 ? "gw" : `other-${i}`,
+          programmedGeneration: i === 1500 ? generation : 1,
+        })),
+      ),
+    );
+  report("n1", g);
+  report("n2", g);
+  assert.equal(w.reconcile().programmedGeneration, g);
+  report("n2", g - 1); // a newer object of n2 with an older generation (e.g. a re-created agent)
+  assert.equal(w.reconcile().programmedGeneration, undefined);
+  report("n2", g);
+  assert.equal(w.reconcile().programmedGeneration, g);
+});
+
 Deno.test("a node that serves an earlier table beyond the grace period makes a Programmed Gateway Pending, naming it", () => {
   const w = churnWorld();
   w.programmed();
