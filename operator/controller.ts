@@ -48,6 +48,13 @@ const CLASS_KEY = "class:";
 /** Prefix of queue keys that write the route statuses of a Gateway. */
 const ROUTES_KEY = "routes:";
 
+/**
+ * Gateways woken by DataplaneNode reports are reconciled at most once per this
+ * many ms (the first report at once): N nodes reporting one table generation
+ * make a few reconciles, not N (docs/performance.md, "Many nodes").
+ */
+export const DATAPLANE_NODE_COALESCE_MS = 200;
+
 /** Options of {@linkcode Operator}. */
 export interface OperatorOptions {
   /** This replica's name in the Lease (e.g. the pod name). */
@@ -188,15 +195,16 @@ export class Operator {
     if (now) putObject(this.snapshot, now);
     else if (old) removeObject(this.snapshot, old);
     if (!this.#synced) return;
+    const kind = (now ?? old)?.kind;
     for (
       const key of gatewaysForEvent(
         { ...(old ? { old } : {}), ...(now ? { new: now } : {}) },
         this.snapshot,
       )
     ) {
-      this.queue.add(key);
+      if (kind === "DataplaneNode") this.queue.addCoalesced(key, DATAPLANE_NODE_COALESCE_MS);
+      else this.queue.add(key);
     }
-    const kind = (now ?? old)?.kind;
     if (kind === "GatewayClass" || kind === "GatewayClassConfig") {
       for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
     } else if (kind === "Gateway") {
