@@ -528,6 +528,19 @@ export const AGENT_NOT_RUNNING = "AgentNotRunning";
  */
 export const PROGRAMMED_GRACE_MS = 10_000;
 
+/** Nodes a Programmed message names at most; the rest are counted. */
+export const NAMED_NODES_MAX = 10;
+
+/**
+ * The first {@linkcode NAMED_NODES_MAX} items, then how many more: a message
+ * naming every lagging node of a large cluster would outgrow a condition's
+ * 32,768 characters, and its status write would be refused.
+ */
+function someOf(items: readonly string[]): string {
+  const more = items.length - NAMED_NODES_MAX;
+  return items.slice(0, NAMED_NODES_MAX).join(", ") + (more > 0 ? ` and ${more} more` : "");
+}
+
 /** Each DataplaneNode's tables by `namespace/name`, built once per object the cache holds. */
 const tableIndex = new WeakMap<DataplaneNode, Map<string, TableStatus>>();
 
@@ -668,14 +681,14 @@ function dataplaneProgrammed(
         type: "Programmed",
         status: "False",
         reason: AGENT_NOT_RUNNING,
-        message: `the blixt agent is not running on ${stopped.join(", ")}; ${progress}${
-          waiting.length > 0 ? `; waiting for ${waiting.join(", ")}` : ""
+        message: `the blixt agent is not running on ${someOf(stopped)}; ${progress}${
+          waiting.length > 0 ? `; waiting for ${someOf(waiting)}` : ""
         }`,
       },
     };
   }
   if (waiting.length > 0) {
-    return pending(`${progress}; waiting for ${waiting.join(", ")}`);
+    return pending(`${progress}; waiting for ${someOf(waiting)}`);
   }
   // no generation in the message: a True Gateway's status stays the same across table changes
   return {

@@ -1458,6 +1458,26 @@ Deno.test("each node's report of the Gateway's table is found among thousands, a
   assert.equal(w.reconcile().programmedGeneration, g);
 });
 
+Deno.test("a Pending Programmed message names ten lagging nodes and counts the rest", () => {
+  const names = Array.from({ length: 2000 }, (_, i) => `node-${String(i).padStart(4, "0")}`);
+  const s = createSnapshot([
+    ...blixtClass(),
+    gateway("gw", [listener("tcp", 5000)]),
+    ...names.flatMap((n) => [node(n), agentLease(n), dataplaneNode(n, [])]),
+  ]);
+  const r = reconcile("default/gw", s, { now: NOW });
+  putObject(s, { ...tableOf(r), metadata: { ...tableOf(r).metadata, generation: 1 } });
+  const pending = reconcile("default/gw", s, { now: NOW });
+  assert.equal(gatewayShows(pending, "Programmed"), "Programmed=False/Pending");
+  const message = pending.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "";
+  assert.match(message, /programmed on 0 of 2000 ready nodes/);
+  assert.match(
+    message,
+    /waiting for node-0000: generation none of 1, .*node-0009: .* and 1990 more$/,
+  );
+  assert.ok(message.length < 1000, `${message.length} characters`);
+});
+
 Deno.test("a node that serves an earlier table beyond the grace period makes a Programmed Gateway Pending, naming it", () => {
   const w = churnWorld();
   w.programmed();
