@@ -40,7 +40,7 @@
  *   generation shows. `endpoint_change_to_table_ms_p50`: to the table seen
  *   through a watch.
  * - `operator_cpu_ms_per_change`, `apiserver_cpu_ms_per_change`,
- *   `bench_cpu_ms_per_change` (the simulated agents and the watches of this
+ *   `etcd_cpu_ms_per_change`, `bench_cpu_ms_per_change` (the simulated agents and the watches of this
  *   process): process CPU (/proc) over the changes and 3 s after, per change.
  * - `operator_reconciles_per_change` (its /metrics), `operator_rss_mib`.
  * - `agent_status_writes_per_change`: the simulated agents' status applies.
@@ -523,9 +523,9 @@ export async function main(args: string[]): Promise<void> {
       : undefined;
     logDone = readOperatorLog(operator.stderr, programmedLines, logFile);
     await until(() => tableGenerations.size === gateways, 120_000, "every RoutingTable");
-    const apiserverPid = (JSON.parse(
+    const { apiserverPid, etcdPid } = JSON.parse(
       await Deno.readTextFile(`${cluster.dir}/cluster.json`),
-    ) as { apiserverPid: number }).apiserverPid;
+    ) as { apiserverPid: number; etcdPid: number };
 
     const extraOf = new Map<string, number>();
     let nextChange = 0;
@@ -603,6 +603,7 @@ export async function main(args: string[]): Promise<void> {
       const before = {
         operator: await cpuMs(operator.pid),
         apiserver: await cpuMs(apiserverPid),
+        etcd: await cpuMs(etcdPid),
         bench: await cpuMs("self"),
         reconciles: await operatorMetric(port, "blixt_operator_reconciles_total"),
         writes: agents.reduce((s, a) => s + a.writes, 0),
@@ -667,6 +668,7 @@ export async function main(args: string[]): Promise<void> {
       const after = {
         operator: await cpuMs(operator.pid),
         apiserver: await cpuMs(apiserverPid),
+        etcd: await cpuMs(etcdPid),
         bench: await cpuMs("self"),
         reconciles: await operatorMetric(port, "blixt_operator_reconciles_total"),
         writes: agents.reduce((s, a) => s + a.writes, 0),
@@ -688,6 +690,7 @@ export async function main(args: string[]): Promise<void> {
       line("changes_not_programmed", changes - latencies.length, "changes");
       line("operator_cpu_ms_per_change", (after.operator - before.operator) / changes, "ms");
       line("apiserver_cpu_ms_per_change", (after.apiserver - before.apiserver) / changes, "ms");
+      line("etcd_cpu_ms_per_change", (after.etcd - before.etcd) / changes, "ms");
       line("bench_cpu_ms_per_change", (after.bench - before.bench) / changes, "ms");
       line(
         "operator_reconciles_per_change",
