@@ -53,7 +53,7 @@ const ROUTES_KEY = "routes:";
  * many ms (the first report at once): N nodes reporting one table generation
  * make a few reconciles, not N (docs/performance.md, "Many nodes").
  */
-export const DATAPLANE_NODE_COALESCE_MS = 200;
+export const DATAPLANE_NODE_COALESCE_MS = 100;
 
 /** Options of {@linkcode Operator}. */
 export interface OperatorOptions {
