@@ -17,6 +17,7 @@ const BENCHMARKS: Record<
   peer: () => import("./peer.ts"),
   fuzz: () => import("./fuzz.ts"),
   soak: () => import("./soak.ts"),
+  nodes: () => import("./tools/nodes_scale.ts"),
 };
 
 if (import.meta.main) {

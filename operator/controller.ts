@@ -48,6 +48,13 @@ const CLASS_KEY = "class:";
 /** Prefix of queue keys that write the route statuses of a Gateway. */
 const ROUTES_KEY = "routes:";
 
+/**
+ * Gateways woken by DataplaneNode reports are reconciled at most once per this
+ * many ms (the first report at once): N nodes reporting one table generation
+ * make a few reconciles, not N (docs/performance.md, "Many nodes").
+ */
+export const DATAPLANE_NODE_COALESCE_MS = 100;
+
 /** Options of {@linkcode Operator}. */
 export interface OperatorOptions {
   /** This replica's name in the Lease (e.g. the pod name). */
@@ -89,6 +96,8 @@ export class Operator {
   #stopped = false;
   /** Gateways to reconcile again at a time, though nothing changes (`recheckAfterMs`). */
   readonly #rechecks = new Map<string, ReturnType<typeof setTimeout>>();
+  /** The last table generation logged as programmed on every node, per Gateway. */
+  readonly #programmedLogged = new Map<string, number>();
   /** The operator's requests share kept-alive connections (closed by stop()). */
   readonly #connections: { close(): void };
 
@@ -186,15 +195,16 @@ export class Operator {
     if (now) putObject(this.snapshot, now);
     else if (old) removeObject(this.snapshot, old);
     if (!this.#synced) return;
+    const kind = (now ?? old)?.kind;
     for (
       const key of gatewaysForEvent(
         { ...(old ? { old } : {}), ...(now ? { new: now } : {}) },
         this.snapshot,
       )
     ) {
-      this.queue.add(key);
+      if (kind === "DataplaneNode") this.queue.addCoalesced(key, DATAPLANE_NODE_COALESCE_MS);
+      else this.queue.add(key);
     }
-    const kind = (now ?? old)?.kind;
     if (kind === "GatewayClass" || kind === "GatewayClassConfig") {
       for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);
     } else if (kind === "Gateway") {
@@ -275,6 +285,26 @@ export class Operator {
     );
   }
 
+  /**
+   * One line per table generation that reaches every node: with `Programmed`
+   * held across endpoint changes (docs/decisions.md) no status shows it.
+   */
+  #logProgrammed(key: string, generation: number | undefined): void {
+    if (generation === undefined) {
+      if (!this.snapshot.gateways.has(key)) this.#programmedLogged.delete(key);
+      return;
+    }
+    if (this.#programmedLogged.get(key) === generation) return;
+    this.#programmedLogged.set(key, generation);
+    this.#log({
+      level: "info",
+      msg: "table programmed",
+      gateway: key,
+      generation,
+      dataplaneNodes: this.snapshot.dataplaneNodes.size,
+    });
+  }
+
   async #reconcileKey(key: string): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     if (key.startsWith(CLASS_KEY)) {
@@ -313,6 +343,7 @@ export class Operator {
       routeStatuses: false,
     });
     if (result.recheckAfterMs !== undefined) this.#recheck(key, result.recheckAfterMs);
+    this.#logProgrammed(key, result.programmedGeneration);
     // Route statuses wait in the background queue: every Gateway's table and status first.
     if (result.routeStatuses.length > 0) this.queue.add(ROUTES_KEY + key);
     if (report.gatewayStatus || report.table !== "unchanged") {

@@ -245,29 +245,26 @@ export function gatewaysForEvent(
     case "DataplaneNode": {
       const before = event.old?.kind === "DataplaneNode" ? event.old : undefined;
       const after = event.new?.kind === "DataplaneNode" ? event.new : undefined;
-      const beforeKeys = new Set(
-        (before?.status?.tables ?? []).map((t) => objectKey(t.namespace, t.name)),
+      // one pass over each list (a node reports every table: no scan of one list per entry)
+      const beforeTables = new Map(
+        (before?.status?.tables ?? []).map((t) => [objectKey(t.namespace, t.name), t]),
       );
       for (const t of after?.status?.tables ?? []) {
         const k = objectKey(t.namespace, t.name);
-        const old = before?.status?.tables?.find((x) => objectKey(x.namespace, x.name) === k);
+        const old = beforeTables.get(k);
+        beforeTables.delete(k);
         // counters-only updates wake nobody; a node's errors revoke Programmed
         if (
           old &&
-          sameJson(old.programmedGeneration, t.programmedGeneration) &&
+          old.programmedGeneration === t.programmedGeneration &&
           sameJson(old.errors ?? [], t.errors ?? [])
         ) {
           continue;
         }
         keys.push(k);
       }
-      for (const k of beforeKeys) {
-        if (
-          !after?.status?.tables?.some((t) => objectKey(t.namespace, t.name) === k)
-        ) {
-          keys.push(k);
-        }
-      }
+      // tables the node no longer lists
+      keys.push(...beforeTables.keys());
       if (
         before === undefined || after === undefined ||
         !sameJson(before.status?.features ?? [], after.status?.features ?? [])

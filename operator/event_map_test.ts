@@ -131,3 +131,26 @@ function withFeatures(o: SnapshotObject, features: string[]): SnapshotObject {
   const n = o as { status?: Record<string, unknown> };
   return { ...o, status: { ...n.status, features } } as SnapshotObject;
 }
+
+Deno.test("a DataplaneNode of thousands of tables wakes exactly the tables whose generation, errors or presence changed", () => {
+  const tables = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      namespace: "ns",
+      name: `gw-${String(i).padStart(5, "0")}`,
+      programmedGeneration: 1,
+    }));
+  const old = tables(5000);
+  const changed = tables(5000).slice(1); // gw-00000 gone
+  changed[10] = { ...changed[10]!, programmedGeneration: 2 }; // gw-00011 programmed anew
+  changed[20] = { ...changed[20]!, programmedGeneration: 1 }; // same: wakes nobody
+  const withError = { ...changed[30]!, errors: ["map full"] }; // gw-00031 failing
+  changed[30] = withError;
+  changed.push({ namespace: "ns", name: "gw-new", programmedGeneration: 1 }); // a new table
+  assert.deepEqual(
+    gatewaysForEvent(
+      { old: dataplaneNode("n1", old), new: dataplaneNode("n1", changed) },
+      snapshot,
+    ),
+    ["ns/gw-00000", "ns/gw-00011", "ns/gw-00031", "ns/gw-new"],
+  );
+});

@@ -11,13 +11,14 @@ import {
   API_VERSION,
   type Condition,
   CONTROLLER_NAME,
+  type DataplaneNode,
   parseIp,
   PART_OF_LABEL,
-  programmedGeneration,
   ROUTING_TABLE_KIND,
   type RoutingTable,
   type RoutingTableEntry,
   type RoutingTableSpec,
+  type TableStatus,
 } from "../api/mod.ts";
 import { assignAddresses } from "./addresses.ts";
 import { type ResolvedRule, resolveRule, weighBackends } from "./backends.ts";
@@ -121,6 +122,14 @@ export interface ReconcileResult {
    * ends ({@linkcode PROGRAMMED_GRACE_MS}).
    */
   recheckAfterMs?: number;
+  /**
+   * The RoutingTable generation every counted node reports programmed, with
+   * no errors and every agent alive (DESIGN.md's rule met), whether
+   * `Programmed` was decided by it or held; absent otherwise. The controller
+   * logs each new one: an endpoint change writes no Gateway status, and this
+   * is when the operator knows the change is in every node's data plane.
+   */
+  programmedGeneration?: number;
 }
 
 /**
@@ -271,6 +280,7 @@ export function reconcile(
   let table: TableAction;
   let programmed: ConditionSpec;
   let recheckAfterMs: number | undefined;
+  let programmedGeneration: number | undefined;
   if (accepted.status === "False") {
     // a parameters typo must not take traffic down: keep the last table
     table = accepted.reason === "InvalidParameters" ? { action: "keep" } : { action: "delete" };
@@ -297,6 +307,7 @@ export function reconcile(
       });
       programmed = verdict.condition;
       recheckAfterMs = verdict.recheckAfterMs;
+      programmedGeneration = verdict.programmedGeneration;
     }
   }
 
@@ -332,6 +343,7 @@ export function reconcile(
     finalizer: gateway.metadata?.finalizers?.includes(GATEWAY_FINALIZER) ? "none" : "add",
     events,
     ...(recheckAfterMs === undefined ? {} : { recheckAfterMs }),
+    ...(programmedGeneration === undefined ? {} : { programmedGeneration }),
   };
 }
 
@@ -516,6 +528,42 @@ export const AGENT_NOT_RUNNING = "AgentNotRunning";
  */
 export const PROGRAMMED_GRACE_MS = 10_000;
 
+/** Nodes a Programmed message names at most; the rest are counted. */
+export const NAMED_NODES_MAX = 10;
+
+/**
+ * The first {@linkcode NAMED_NODES_MAX} items, then how many more: a message
+ * naming every lagging node of a large cluster would outgrow a condition's
+ * 32,768 characters, and its status write would be refused.
+ */
+function someOf(items: readonly string[]): string {
+  const more = items.length - NAMED_NODES_MAX;
+  return items.slice(0, NAMED_NODES_MAX).join(", ") + (more > 0 ? ` and ${more} more` : "");
+}
+
+/** Each DataplaneNode's tables by `namespace/name`, built once per object the cache holds. */
+const tableIndex = new WeakMap<DataplaneNode, Map<string, TableStatus>>();
+
+/**
+ * A node's report of each table by `namespace/name`. Every reconcile reads
+ * every node's report of its table: a scan of the node's list each time made
+ * N events of N nodes with T tables cost N * N * T (docs/performance.md, "Many
+ * nodes"). Cache objects are replaced, never changed, so an index per object
+ * stays right.
+ */
+function tablesOf(node: DataplaneNode): Map<string, TableStatus> {
+  let index = tableIndex.get(node);
+  if (index === undefined) {
+    index = new Map();
+    for (const t of node.status?.tables ?? []) {
+      const k = `${t.namespace}/${t.name}`;
+      if (!index.has(k)) index.set(k, t); // the first, as a scan would find
+    }
+    tableIndex.set(node, index);
+  }
+  return index;
+}
+
 /**
  * `Programmed` of a Gateway whose table reconcile wants as `spec`.
  *
@@ -538,7 +586,7 @@ function dataplaneProgrammed(
   spec: RoutingTableSpec,
   snapshot: Snapshot,
   options: { nowMs: number; graceMs: number },
-): { condition: ConditionSpec; recheckAfterMs?: number } {
+): { condition: ConditionSpec; recheckAfterMs?: number; programmedGeneration?: number } {
   const pending = (message: string) => ({
     condition: { type: "Programmed", status: "False", reason: "Pending", message } as const,
   });
@@ -569,11 +617,9 @@ function dataplaneProgrammed(
       stopped.push(`${nodeName} (${liveness.reason})`);
       continue;
     }
-    const dpn = snapshot.dataplaneNodes.get(nodeName)!;
-    const done = programmedGeneration(dpn, { namespace, name });
-    const errors = dpn.status?.tables?.find((t) =>
-      t.namespace === namespace && t.name === name
-    )?.errors ?? [];
+    const reported = tablesOf(snapshot.dataplaneNodes.get(nodeName)!).get(gatewayKey);
+    const done = reported?.programmedGeneration;
+    const errors = reported?.errors ?? [];
     if (done !== generation || errors.length > 0) behind.push({ done, errors });
     if (done !== generation) {
       waiting.push(
@@ -583,6 +629,11 @@ function dataplaneProgrammed(
       );
     }
   }
+
+  // every counted node serves the written table: the strict rule is met, held or not
+  const complete = written && stopped.length === 0 && behind.length === 0
+    ? { programmedGeneration: generation }
+    : {};
 
   // Held: True already for this Gateway generation, and only routes and backends changed since.
   const previous = findCondition(
@@ -615,6 +666,7 @@ function dataplaneProgrammed(
           message: previous.message ?? "",
         },
         ...(until === Infinity ? {} : { recheckAfterMs: Math.ceil(until - options.nowMs) }),
+        ...complete,
       };
     }
   }
@@ -629,14 +681,14 @@ function dataplaneProgrammed(
         type: "Programmed",
         status: "False",
         reason: AGENT_NOT_RUNNING,
-        message: `the blixt agent is not running on ${stopped.join(", ")}; ${progress}${
-          waiting.length > 0 ? `; waiting for ${waiting.join(", ")}` : ""
+        message: `the blixt agent is not running on ${someOf(stopped)}; ${progress}${
+          waiting.length > 0 ? `; waiting for ${someOf(waiting)}` : ""
         }`,
       },
     };
   }
   if (waiting.length > 0) {
-    return pending(`${progress}; waiting for ${waiting.join(", ")}`);
+    return pending(`${progress}; waiting for ${someOf(waiting)}`);
   }
   // no generation in the message: a True Gateway's status stays the same across table changes
   return {
@@ -648,6 +700,7 @@ function dataplaneProgrammed(
         ready.length > 1 ? "s" : ""
       } running the agent`,
     },
+    ...complete,
   };
 }
 

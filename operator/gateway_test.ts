@@ -1416,6 +1416,68 @@ Deno.test("an endpoint change of a Programmed Gateway changes nothing in its sta
   assert.equal(last.recheckAfterMs, undefined);
 });
 
+Deno.test("programmedGeneration is the table generation once every node reports it, held or not", () => {
+  const w = churnWorld();
+  const first = w.programmed();
+  assert.equal(first.programmedGeneration, 1);
+  w.endpoints(["198.19.0.1", "198.19.0.2"]);
+  const g = w.writeTable();
+  w.report("n1", g);
+  const held = w.reconcile();
+  assert.equal(gatewayShows(held, "Programmed"), "Programmed=True/Programmed");
+  assert.equal(held.programmedGeneration, undefined, "n2 still serves the earlier generation");
+  w.report("n2", g);
+  assert.equal(w.reconcile().programmedGeneration, g);
+  w.report("n2", g, ["map full"]);
+  assert.equal(w.reconcile().programmedGeneration, undefined, "an error is not programmed");
+});
+
+Deno.test("each node's report of the Gateway's table is found among thousands, and read anew when the node writes again", () => {
+  const w = churnWorld();
+  w.programmed();
+  w.endpoints(["198.19.0.1"]);
+  const g = w.writeTable();
+  const report = (nodeName: string, generation: number) =>
+    putObject(
+      w.s,
+      dataplaneNode(
+        nodeName,
+        Array.from({ length: 3000 }, (_, i) => ({
+          namespace: "default",
+          name: i === 1500 ? "gw" : `other-${i}`,
+          programmedGeneration: i === 1500 ? generation : 1,
+        })),
+      ),
+    );
+  report("n1", g);
+  report("n2", g);
+  assert.equal(w.reconcile().programmedGeneration, g);
+  report("n2", g - 1); // a newer object of n2 with an older generation (e.g. a re-created agent)
+  assert.equal(w.reconcile().programmedGeneration, undefined);
+  report("n2", g);
+  assert.equal(w.reconcile().programmedGeneration, g);
+});
+
+Deno.test("a Pending Programmed message names ten lagging nodes and counts the rest", () => {
+  const names = Array.from({ length: 2000 }, (_, i) => `node-${String(i).padStart(4, "0")}`);
+  const s = createSnapshot([
+    ...blixtClass(),
+    gateway("gw", [listener("tcp", 5000)]),
+    ...names.flatMap((n) => [node(n), agentLease(n), dataplaneNode(n, [])]),
+  ]);
+  const r = reconcile("default/gw", s, { now: NOW });
+  putObject(s, { ...tableOf(r), metadata: { ...tableOf(r).metadata, generation: 1 } });
+  const pending = reconcile("default/gw", s, { now: NOW });
+  assert.equal(gatewayShows(pending, "Programmed"), "Programmed=False/Pending");
+  const message = pending.status?.conditions.find((c) => c.type === "Programmed")?.message ?? "";
+  assert.match(message, /programmed on 0 of 2000 ready nodes/);
+  assert.match(
+    message,
+    /waiting for node-0000: generation none of 1, .*node-0009: .* and 1990 more$/,
+  );
+  assert.ok(message.length < 1000, `${message.length} characters`);
+});
+
 Deno.test("a node that serves an earlier table beyond the grace period makes a Programmed Gateway Pending, naming it", () => {
   const w = churnWorld();
   w.programmed();

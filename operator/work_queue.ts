@@ -41,6 +41,9 @@ export class WorkQueue {
   #dirty = new Set<string>();
   #failures = new Map<string, number>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  /** {@linkcode WorkQueue.addCoalesced}: when each key was last queued that way, and its timer. */
+  #coalescedAt = new Map<string, number>();
+  #coalesceTimers = new Map<string, ReturnType<typeof setTimeout>>();
   #waiters: ((key: string | undefined) => void)[] = [];
   /** When each waiting key was queued (performance.now), and how long taken keys waited. */
   #queuedAt = new Map<string, number>();
@@ -81,6 +84,41 @@ export class WorkQueue {
     this.#queuedAt.set(key, performance.now());
     if (this.#background?.(key)) this.#backgroundQueue.push(key);
     else this.#queue.push(key);
+  }
+
+  /**
+   * Queues a key at most once per `intervalMs` on this path: at once when it
+   * was not queued this way within the interval, else once at the interval's
+   * end, however many calls came meanwhile. For events that arrive in bursts
+   * and each ask for the same work (N nodes reporting one table generation):
+   * a lone event waits for nothing, a burst costs one reconcile an interval.
+   */
+  addCoalesced(key: string, intervalMs: number): void {
+    if (this.#shutDown || this.#coalesceTimers.has(key)) return;
+    const now = performance.now();
+    const last = this.#coalescedAt.get(key);
+    if (last === undefined || now - last >= intervalMs) {
+      this.#queueCoalesced(key, now, intervalMs);
+      return;
+    }
+    this.#coalesceTimers.set(
+      key,
+      setTimeout(() => {
+        this.#coalesceTimers.delete(key);
+        this.#queueCoalesced(key, performance.now(), intervalMs);
+      }, last + intervalMs - now),
+    );
+  }
+
+  #queueCoalesced(key: string, now: number, intervalMs: number): void {
+    this.#coalescedAt.set(key, now);
+    if (this.#coalescedAt.size > 1024) {
+      // keys of Gateways long gone: only the ones within an interval matter
+      for (const [k, at] of this.#coalescedAt) {
+        if (now - at >= intervalMs) this.#coalescedAt.delete(k);
+      }
+    }
+    this.add(key);
   }
 
   /** The next key, marked in flight; undefined once the queue is shut down. */
@@ -147,6 +185,8 @@ export class WorkQueue {
     this.#shutDown = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
+    for (const t of this.#coalesceTimers.values()) clearTimeout(t);
+    this.#coalesceTimers.clear();
     for (const w of this.#waiters.splice(0)) w(undefined);
   }
 }

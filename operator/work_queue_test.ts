@@ -92,3 +92,33 @@ Deno.test("background keys go to workers only once no other key is waiting", asy
   ]);
   q.shutdown();
 });
+
+Deno.test("coalesced adds: a lone one is queued at once; a burst within the interval makes one more, at its end", async () => {
+  const q = new WorkQueue();
+  q.addCoalesced("gw", 50);
+  assert.equal(q.length, 1, "the first at once");
+  assert.equal(await q.get(), "gw");
+  q.done("gw");
+  const started = performance.now();
+  for (let i = 0; i < 100; i++) q.addCoalesced("gw", 50);
+  assert.equal(q.length, 0, "the burst waits for the interval's end");
+  q.addCoalesced("other", 50);
+  assert.equal(q.length, 1, "other keys have their own interval");
+  assert.equal(await q.get(), "other");
+  assert.equal(await q.get(), "gw");
+  assert.ok(performance.now() - started >= 40, "queued at the interval's end");
+  q.done("gw");
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(q.length, 0, "one key for the whole burst");
+  q.addCoalesced("gw", 50);
+  assert.equal(q.length, 1, "after a quiet interval, at once again");
+  q.shutdown();
+});
+
+Deno.test("shutdown cancels coalesced adds that wait", () => {
+  const q = new WorkQueue();
+  q.addCoalesced("gw", 1000);
+  q.addCoalesced("gw", 1000);
+  q.shutdown();
+  assert.equal(q.length, 1);
+});
