@@ -22,7 +22,7 @@ import { LeaderElector } from "../kube/leader_election.ts";
 import { errorMessage, jsonLog, type Log } from "../kube/log.ts";
 import { AgentLeaseWatch, operatorClockMs } from "./agent_leases.ts";
 import { gatewaysForEvent, managedGateways } from "./event_map.ts";
-import { reconcile } from "./gateway.ts";
+import { reconcile, reportsComplete } from "./gateway.ts";
 import { classFinalizer, reconcileGatewayClass } from "./gateway_class.ts";
 import { watchedResources } from "./resources.ts";
 import {
@@ -202,8 +202,12 @@ export class Operator {
         this.snapshot,
       )
     ) {
-      if (kind === "DataplaneNode") this.queue.addCoalesced(key, DATAPLANE_NODE_COALESCE_MS);
-      else this.queue.add(key);
+      // a node's report is coalesced with the others' of the same change, except the one that
+      // completes it: the Gateway's last report then waits for no window
+      if (kind !== "DataplaneNode") this.queue.add(key);
+      else if (reportsComplete(this.snapshot, key)) {
+        this.queue.addCoalescedNow(key, DATAPLANE_NODE_COALESCE_MS);
+      } else this.queue.addCoalesced(key, DATAPLANE_NODE_COALESCE_MS);
     }
     if (kind === "GatewayClass" || kind === "GatewayClassConfig") {
       for (const name of this.snapshot.gatewayClasses.keys()) this.queue.add(CLASS_KEY + name);

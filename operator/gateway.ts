@@ -565,6 +565,30 @@ function tablesOf(node: DataplaneNode): Map<string, TableStatus> {
 }
 
 /**
+ * Whether every Ready node with a DataplaneNode reports the current
+ * generation of Gateway `key`'s RoutingTable as programmed, without errors.
+ * A scheduling hint only (the controller reconciles such a Gateway at once
+ * instead of coalescing node reports): reconcile decides `Programmed`, with
+ * the agents' liveness and the table's written form.
+ */
+export function reportsComplete(snapshot: Snapshot, key: string): boolean {
+  const generation = snapshot.routingTables.get(key)?.metadata.generation;
+  if (generation === undefined) return false;
+  let counted = 0;
+  for (const node of snapshot.nodes.values()) {
+    if (!node.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) continue;
+    const dn = snapshot.dataplaneNodes.get(node.metadata?.name ?? "");
+    if (dn === undefined) continue;
+    const reported = tablesOf(dn).get(key);
+    if (reported?.programmedGeneration !== generation || (reported.errors?.length ?? 0) > 0) {
+      return false;
+    }
+    counted++;
+  }
+  return counted > 0;
+}
+
+/**
  * `Programmed` of a Gateway whose table reconcile wants as `spec`.
  *
  * It becomes True only once every ready node running an agent (a Ready Node

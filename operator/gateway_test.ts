@@ -2,7 +2,7 @@
 // one reconcile, and checks what a user reads with kubectl (conditions as
 // Type=Status/Reason) and what the data plane gets (RoutingTable entries).
 import assert from "node:assert/strict";
-import { reconcile, type ReconcileResult } from "./gateway.ts";
+import { reconcile, type ReconcileResult, reportsComplete } from "./gateway.ts";
 import { classFinalizer, GATEWAY_CLASS_FINALIZER, reconcileGatewayClass } from "./gateway_class.ts";
 import { createSnapshot, putObject, type Snapshot, type SnapshotObject } from "./snapshot.ts";
 import {
@@ -702,6 +702,50 @@ Deno.test("Programmed is True only once every ready node running an agent report
       );
     }
   }
+});
+
+Deno.test("reportsComplete: every ready node with a DataplaneNode reports the table's generation, without errors", () => {
+  const t = (g: number, errors?: string[]) => ({
+    namespace: "default",
+    name: "gw",
+    programmedGeneration: g,
+    ...(errors ? { errors } : {}),
+  });
+  const cases: [string, SnapshotObject[], boolean][] = [
+    ["no node", [], false],
+    ["one of two behind", [
+      node("n1"),
+      dataplaneNode("n1", [t(3)]),
+      node("n2"),
+      dataplaneNode("n2", [t(2)]),
+    ], false],
+    ["both current", [
+      node("n1"),
+      dataplaneNode("n1", [t(3)]),
+      node("n2"),
+      dataplaneNode("n2", [t(3)]),
+    ], true],
+    ["current with an error", [node("n1"), dataplaneNode("n1", [t(3, ["no room"])])], false],
+    ["a not-ready node behind does not count", [
+      node("n1"),
+      dataplaneNode("n1", [t(3)]),
+      node("n2", false),
+      dataplaneNode("n2", [t(1)]),
+    ], true],
+    ["a ready node without a DataplaneNode does not count", [
+      node("n1"),
+      dataplaneNode("n1", [t(3)]),
+      node("n2"),
+    ], true],
+  ];
+  for (const [what, extra, want] of cases) {
+    assert.equal(reportsComplete(snapshotOf(programmedWorld(extra, 3)), "default/gw"), want, what);
+  }
+  assert.equal(
+    reportsComplete(snapshotOf(programmedWorld([], 3)), "default/other"),
+    false,
+    "no table",
+  );
 });
 
 Deno.test("an agent's error for the table shows in the Programmed message", () => {

@@ -110,6 +110,21 @@ export class WorkQueue {
     );
   }
 
+  /**
+   * Queues `key` at once, as {@linkcode WorkQueue.addCoalesced} would at its
+   * interval's end: a waiting coalesced add of it is dropped, and the interval
+   * starts again from now.
+   */
+  addCoalescedNow(key: string, intervalMs: number): void {
+    if (this.#shutDown) return;
+    const timer = this.#coalesceTimers.get(key);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.#coalesceTimers.delete(key);
+    }
+    this.#queueCoalesced(key, performance.now(), intervalMs);
+  }
+
   #queueCoalesced(key: string, now: number, intervalMs: number): void {
     this.#coalescedAt.set(key, now);
     if (this.#coalescedAt.size > 1024) {

@@ -122,3 +122,19 @@ Deno.test("shutdown cancels coalesced adds that wait", () => {
   q.shutdown();
   assert.equal(q.length, 1);
 });
+
+Deno.test("a coalesced add made now drops the waiting one and queues at once", async () => {
+  const q = new WorkQueue();
+  q.addCoalesced("gw", 1000);
+  assert.equal(await q.get(), "gw");
+  q.done("gw");
+  q.addCoalesced("gw", 1000);
+  assert.equal(q.length, 0, "within the interval: waits");
+  q.addCoalescedNow("gw", 1000);
+  assert.equal(q.length, 1, "now: at once");
+  assert.equal(await q.get(), "gw");
+  q.done("gw");
+  q.addCoalesced("gw", 1000);
+  assert.equal(q.length, 0, "the interval starts again from the add made now");
+  q.shutdown();
+});
