@@ -1,6 +1,7 @@
 /**
  * `deno task agent --node NAME [--kubeconfig PATH] [--uplink IFACE]
- * [--pod-interface IFACE]... [--bpffs DIR] [--metrics-port N] [--node-address IP]`:
+ * [--pod-interface IFACE]... [--bpffs DIR] [--metrics-port N] [--node-address IP]
+ * [--status-interval-ms N]`:
  * the node daemon. Loads (or adopts) the pinned data plane, attaches it to the
  * uplink (and to the interfaces facing the node's pods: hairpin, and local
  * backends' replies past the stack), and keeps the maps equal to the
@@ -11,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { shareConnections } from "../kube/connections.ts";
 import { AGENT_LEASE_DURATION_SECONDS, AGENT_LEASE_RENEW_INTERVAL_SECONDS } from "../api/mod.ts";
-import { Agent } from "./agent.ts";
+import { Agent, DEFAULT_STATUS_INTERVAL_MS } from "./agent.ts";
 import { LivenessLease } from "./liveness_lease.ts";
 import { type NodeState, NodeWatch } from "./node_watch.ts";
 import { Dataplane, DEFAULT_OBJECT } from "./bpf/loader.ts";
@@ -27,7 +28,7 @@ const USAGE = `usage: deno task agent --node NAME [--kubeconfig PATH] [--uplink 
   [--bpffs DIR] [--metrics-port N] [--metrics-address ADDR] [--node-address IP]
   [--object PATH] [--log-level debug|info|warn|error]
   [--lease-namespace NS] [--lease-duration SECONDS] [--lease-renew-interval SECONDS]
-  [--snat-ports MIN-MAX]`;
+  [--snat-ports MIN-MAX] [--status-interval-ms N]`;
 
 /**
  * Parses the agent's arguments; throws on an unknown option, as at start
@@ -48,6 +49,7 @@ export function parseAgentArgs(args: string[]) {
       object: { type: "string", default: DEFAULT_OBJECT },
       "log-level": { type: "string", default: "info" },
       "snat-ports": { type: "string", default: "61000-65535" },
+      "status-interval-ms": { type: "string", default: String(DEFAULT_STATUS_INTERVAL_MS) },
       "lease-namespace": {
         type: "string",
         default: Deno.env.get("POD_NAMESPACE") ?? "blixt-system",
@@ -84,6 +86,12 @@ async function main(args: string[]): Promise<number> {
   if (!snat) throw new Error(`--snat-ports ${values["snat-ports"]}: want MIN-MAX`);
   const snatPorts: [number, number] = [Number(snat[1]), Number(snat[2])];
 
+  // Least time between two DataplaneNode status writes: changes within it are written together.
+  const statusIntervalMs = Number(values["status-interval-ms"]);
+  if (!(statusIntervalMs >= 0)) {
+    throw new Error(`--status-interval-ms ${values["status-interval-ms"]}: want a number >= 0`);
+  }
+
   const pinDir = `${values.bpffs}/blixt`;
   const dp = Dataplane.load({ pinDir, objectPath: values.object });
   const mode = dp.attach(values.uplink);
@@ -116,6 +124,7 @@ async function main(args: string[]): Promise<number> {
     status: kubeStatusWriter(kc, node, () => nodeState),
     log,
     metrics,
+    statusIntervalMs,
     // steps of ~2-8 ms at 262,144 entries (agent/bpf/conntrack_sweep_test.ts prints them)
     sweepConntrack: () => dp.maps.sweepConntrackInSteps({ readChunk: 2048, deleteChunk: 2048 }),
   });

@@ -5,7 +5,7 @@
  *
  * ```sh
  * deno run -A bench/tools/status_write.ts [--writes 100] [--tables 157]
- *   [--methods apply,merge,jsonpatch] [--keep]
+ *   [--methods apply,merge,jsonpatch] [--list-types tables=map,maps=atomic,...] [--keep]
  * ```
  *
  * Each write is what the agent writes after one table change: the status of
@@ -19,9 +19,17 @@
  * over the method's writes, each measured alone), and the object's and its
  * managedFields' size after that method's writes.
  *
+ * The DataplaneNode CRD is applied as written (as `kubectl apply --server-side`
+ * would; the project's installer drops its list types: {@linkcode applyCrdAsWritten}).
+ * `--list-types` changes the installed CRD's `x-kubernetes-list-type` of the
+ * status lists named (`tables`, `maps`, `conditions`, `features`) before the
+ * writes, to compare list types in the same cluster build: `map` (keyed as
+ * {@linkcode MAP_KEYS} says), `set` or `atomic`.
+ *
  * @module
  */
 import { parseArgs } from "node:util";
+import { parse } from "yaml";
 import { clusterDown, clusterName, clusterUp, runDir } from "../../tests/cluster/cluster.ts";
 import { installCrds } from "../../agent/_cluster_testing.ts";
 import { shareConnections } from "../../kube/client.ts";
@@ -30,6 +38,59 @@ import type { DataplaneNodeStatus } from "../../api/mod.ts";
 
 const NAME = "status-write";
 const PATH = "/apis/blixt.dev/v1alpha1/dataplanenodes/node-1";
+const CRD_FILE = new URL("../../manifests/crds/dataplanenodes.blixt.dev.yaml", import.meta.url);
+const CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/dataplanenodes.blixt.dev";
+
+/** The keys of each status list when it is a `map`. */
+const MAP_KEYS: Record<string, string[]> = {
+  tables: ["namespace", "name"],
+  maps: ["name"],
+  conditions: ["type"],
+};
+
+/**
+ * Applies manifests/crds/dataplanenodes.blixt.dev.yaml as `kubectl apply --server-side` does,
+ * the JSON as written: the project's installer (kube/manifests.ts, through
+ * @kubernetes/client-node's typed serializer) drops the `x-kubernetes-*` keys of the schemas
+ * reached through `properties`, the status lists' types among them.
+ */
+export async function applyCrdAsWritten(kc: Parameters<typeof requestJson>[0]): Promise<void> {
+  const crd = parse(await Deno.readTextFile(CRD_FILE));
+  await requestJson(kc, CRD_PATH, {
+    method: "PATCH",
+    query: { fieldManager: "status-write", force: true },
+    body: crd,
+    contentType: "application/apply-patch+yaml",
+  });
+  await new Promise((r) => setTimeout(r, 3_000));
+}
+
+/** Sets the list type of the DataplaneNode CRD's status lists, e.g. `tables=atomic,maps=map`. */
+export async function setListTypes(
+  kc: Parameters<typeof requestJson>[0],
+  spec: string,
+): Promise<void> {
+  interface Crd {
+    spec: { versions: { schema: { openAPIV3Schema: { properties: Record<string, Schema> } } }[] };
+  }
+  interface Schema {
+    properties?: Record<string, Record<string, unknown>>;
+  }
+  const crd = await requestJson<Crd>(kc, CRD_PATH);
+  const status = crd.spec.versions[0]!.schema.openAPIV3Schema.properties.status!.properties!;
+  for (const pair of spec.split(",")) {
+    const [list, type] = pair.split("=") as [string, string];
+    const schema = status[list];
+    if (!schema || !["map", "set", "atomic"].includes(type)) throw new Error(`${pair}?`);
+    if (type === "map" && !MAP_KEYS[list]) throw new Error(`${list} has no map keys`);
+    schema["x-kubernetes-list-type"] = type;
+    if (type === "map") schema["x-kubernetes-list-map-keys"] = MAP_KEYS[list];
+    else delete schema["x-kubernetes-list-map-keys"];
+  }
+  await requestJson(kc, CRD_PATH, { method: "PUT", body: crd });
+  // the API server serves the new schema once its handler is rebuilt
+  await new Promise((r) => setTimeout(r, 3_000));
+}
 
 function cpuMs(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -87,6 +148,7 @@ async function main(): Promise<void> {
       writes: { type: "string", default: "100" },
       tables: { type: "string", default: "157" },
       methods: { type: "string", default: "apply,merge,jsonpatch" },
+      "list-types": { type: "string" },
       keep: { type: "boolean", default: false },
     },
   });
@@ -108,6 +170,8 @@ async function main(): Promise<void> {
   });
   try {
     await installCrds(kc);
+    await applyCrdAsWritten(kc);
+    if (values["list-types"]) await setListTypes(kc, values["list-types"]);
     await requestJson(kc, PATH, {
       method: "PATCH",
       query: { ...query, force: true },
@@ -166,6 +230,7 @@ async function main(): Promise<void> {
       const w = wall.get(m)!;
       console.log(JSON.stringify({
         method: m,
+        ...(values["list-types"] ? { list_types: values["list-types"] } : {}),
         tables,
         writes,
         p50_ms: Math.round(percentile(w, 50) * 10) / 10,
