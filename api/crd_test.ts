@@ -7,7 +7,9 @@ import { parse } from "yaml";
 import { PART_OF_LABEL, type Validated } from "./meta.ts";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
 import { apiStatus, applyObject, k8s, type KubeObject } from "../kube/client.ts";
-import { applyManifestFiles } from "../kube/manifests.ts";
+import { applyManifestFiles, parseManifests } from "../kube/manifests.ts";
+import { requestJson } from "../kube/rest.ts";
+import { gatewayApiCrdFiles } from "../tests/cluster/binaries.ts";
 import {
   type RoutingTable,
   type RoutingTableEntry,
@@ -43,6 +45,17 @@ function valuePaths(value: unknown, path = ""): string[] {
       ? []
       : [`${path}.${k}`, ...valuePaths(v, `${path}.${k}`)]
   );
+}
+
+/** Every `x-kubernetes-*` key under `value`, by path, sorted. */
+function extensionKeys(value: unknown, path = ""): string[] {
+  if (value === null || typeof value !== "object") return [];
+  const keys: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    if (k.startsWith("x-kubernetes-")) keys.push(`${path}/${k}`);
+    keys.push(...extensionKeys(v, `${path}/${k}`));
+  }
+  return keys.sort();
 }
 
 async function loadCrd(file: string) {
@@ -406,6 +419,27 @@ Deno.test("the real API server accepts the CRDs, the samples, and refuses the br
       const applied = await applyManifestFiles(kc, files, { fieldManager: "blixt-test" });
       assert.equal(applied.crds.length, kinds.length);
     });
+    await t.step(
+      "the served CRDs keep every x-kubernetes- key of their files, Gateway API's too",
+      async () => {
+        const files = [
+          ...kinds.map((k) => `${dir}${k.file}`),
+          ...await gatewayApiCrdFiles("experimental"),
+        ];
+        for (const file of files) {
+          for (const crd of parseManifests(await Deno.readTextFile(file))) {
+            if (crd.kind !== "CustomResourceDefinition") continue;
+            const served = await requestJson<KubeObject>(
+              kc,
+              `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata!.name}`,
+            );
+            const want = extensionKeys(crd.spec);
+            assert.ok(want.length > 0, `${file} has x-kubernetes- keys`);
+            assert.deepEqual(extensionKeys(served.spec), want, file);
+          }
+        }
+      },
+    );
     for (const kind of kinds) {
       await t.step(`${kind.file}: the full sample is accepted`, async () => {
         assert.equal(await serverVerdict(kc, kind.plural, kind.sample), 201);

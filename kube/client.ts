@@ -15,7 +15,11 @@ import "./_no_deprecation_warnings.ts";
 import * as k8s from "@kubernetes/client-node";
 
 export { k8s };
-export { apiStatus } from "./rest.ts";
+import type { RestConfig } from "./kubeconfig.ts";
+import { collectionPath, type ResolvedResource, resolveResource } from "./resource.ts";
+import { apiStatus, requestJson } from "./rest.ts";
+
+export { apiStatus };
 export { pooledAgent, shareConnections, type SharedConnections } from "./connections.ts";
 
 /** Where to find the cluster: a kubeconfig file and context, or defaults. */
@@ -63,19 +67,64 @@ export interface ApplyOptions {
   dryRun?: boolean;
 }
 
-/** Server-side applies `obj` (created when missing) and returns the result. */
+/** Each config's resolved kinds (`apiVersion kind`), asked of discovery once. */
+const resolvedKinds = new WeakMap<object, Map<string, ResolvedResource>>();
+
+/**
+ * The REST path of `obj`: its kind resolved through discovery (once per
+ * config and kind), in its namespace (`default` when a namespaced object
+ * names none, as kubectl does).
+ */
+export async function objectPath(kc: RestConfig, obj: KubeObject): Promise<string> {
+  const { apiVersion, kind } = obj;
+  const name = obj.metadata?.name;
+  if (!apiVersion || !kind || !name) {
+    throw new Error("an object needs apiVersion, kind and metadata.name");
+  }
+  let kinds = resolvedKinds.get(kc);
+  if (!kinds) resolvedKinds.set(kc, kinds = new Map());
+  const key = `${apiVersion} ${kind}`;
+  let resource = kinds.get(key);
+  if (!resource) {
+    resource = await resolveResource(kc, { apiVersion, kind });
+    kinds.set(key, resource);
+  }
+  const namespace = resource.namespaced ? (obj.metadata?.namespace ?? "default") : undefined;
+  return `${collectionPath(resource, namespace)}/${encodeURIComponent(name)}`;
+}
+
+/**
+ * Server-side applies `obj` (created when missing) and returns the result.
+ *
+ * The object goes to the API server as it is, JSON as written: not through
+ * client-node's typed models, whose serializer drops what they do not name as
+ * written (a CRD's `x-kubernetes-list-type` and `x-kubernetes-validations`
+ * under `properties`, fields newer than the models), so manifests are applied
+ * exactly as `kubectl apply --server-side` would (docs/decisions.md).
+ */
 export async function applyObject(
-  kc: k8s.KubeConfig,
+  kc: RestConfig,
   obj: KubeObject,
   options: ApplyOptions,
 ): Promise<KubeObject> {
-  const api = kc.makeApiClient(k8s.KubernetesObjectApi);
-  return await api.patch(
-    obj,
-    undefined,
-    options.dryRun ? "All" : undefined,
-    options.fieldManager,
-    options.force ?? false,
-    k8s.PatchStrategy.ServerSideApply,
-  ) as KubeObject;
+  return await requestJson<KubeObject>(kc, await objectPath(kc, obj), {
+    method: "PATCH",
+    body: obj,
+    contentType: "application/apply-patch+yaml",
+    query: {
+      fieldManager: options.fieldManager,
+      force: options.force ? true : undefined,
+      dryRun: options.dryRun ? "All" : undefined,
+    },
+  });
+}
+
+/** `obj` as the API server has it (raw JSON), or undefined when it does not exist. */
+export async function readObject(kc: RestConfig, obj: KubeObject): Promise<KubeObject | undefined> {
+  try {
+    return await requestJson<KubeObject>(kc, await objectPath(kc, obj));
+  } catch (err) {
+    if (apiStatus(err) === 404) return undefined;
+    throw err;
+  }
 }

@@ -18,7 +18,7 @@
  */
 
 import { isDeepStrictEqual } from "node:util";
-import { apiStatus, applyObject, k8s, type KubeObject } from "../kube/client.ts";
+import { apiStatus, applyObject, k8s, type KubeObject, readObject } from "../kube/client.ts";
 import { parseManifests, waitForCrdsEstablished } from "../kube/manifests.ts";
 import {
   GATEWAY_API_VERSION,
@@ -141,21 +141,14 @@ export interface DeployReport {
 
 function isUnknownKind(err: unknown): boolean {
   return apiStatus(err) === 404 ||
-    (err instanceof Error && err.message.includes("Unrecognized API version and kind"));
+    (err instanceof Error && (err.message.includes("Unrecognized API version and kind") ||
+      err.message.includes("the API server serves no kind")));
 }
 
 /** The live object, or undefined when it (or its kind) does not exist. */
 async function readLive(kc: k8s.KubeConfig, obj: KubeObject): Promise<KubeObject | undefined> {
-  const api = kc.makeApiClient(k8s.KubernetesObjectApi);
   try {
-    return await api.read({
-      apiVersion: obj.apiVersion!,
-      kind: obj.kind!,
-      metadata: {
-        name: obj.metadata!.name!,
-        ...(obj.metadata?.namespace ? { namespace: obj.metadata.namespace } : {}),
-      },
-    }) as KubeObject;
+    return await readObject(kc, obj);
   } catch (err) {
     if (isUnknownKind(err)) return undefined;
     throw err;
