@@ -155,6 +155,18 @@ async function readLive(kc: k8s.KubeConfig, obj: KubeObject): Promise<KubeObject
   }
 }
 
+/** `obj` without what a write moves by itself: resourceVersion, managedFields' times. */
+function comparable(obj: KubeObject): unknown {
+  const { resourceVersion: _rv, managedFields, ...metadata } = obj.metadata ?? {};
+  return {
+    ...obj,
+    metadata: {
+      ...metadata,
+      managedFields: (managedFields ?? []).map(({ time: _t, ...f }) => f),
+    },
+  };
+}
+
 /**
  * Server-side applies `obj` and says what changed: a resourceVersion that
  * did not move is `unchanged` (the API server does not write a no-op apply).
@@ -171,6 +183,19 @@ async function applyTracked(
   }
   let after: KubeObject;
   try {
+    // A no-op apply can still write (and move resourceVersion): seen with the Gateway API's
+    // GatewayClass CRD served with its list types and CEL rules. A dry run first says whether
+    // the apply would change anything; if not, nothing is written.
+    if (before && !options.dryRun) {
+      const would = await applyObject(kc, obj, {
+        fieldManager: FIELD_MANAGER,
+        force: true,
+        dryRun: true,
+      });
+      if (isDeepStrictEqual(comparable(before), comparable(would))) {
+        return { ref, outcome: "unchanged" };
+      }
+    }
     after = await applyObject(kc, obj, {
       fieldManager: FIELD_MANAGER,
       force: true,

@@ -368,8 +368,31 @@ spec:
     );
 
     await t.step(
-      "listeners: two TCP listeners on one port are Conflicted/ProtocolConflict, neither wins",
+      "listeners: two TCP listeners on one port are refused by the API server (the CRD's CEL rule)",
       async () => {
+        const yaml = `${namespace("c-twice")}
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: c-twice }
+spec:
+  gatewayClassName: blixt
+  listeners:
+  - { name: a, port: 6000, protocol: TCP }
+  - { name: b, port: 6000, protocol: TCP }
+`;
+        await assert.rejects(
+          () => oc.apply(yaml),
+          /Combination of port, protocol and hostname must be unique/,
+        );
+        await oc.remove(namespace("c-twice"));
+      },
+    );
+
+    await t.step(
+      "listeners: TCP and HTTP on one port are Conflicted/ProtocolConflict, neither wins",
+      async () => {
+        // The CRD's CEL rules refuse two listeners of one protocol on one port (above); one TCP
+        // transport under two protocols passes them and is the operator's to refuse.
         const yaml = `${namespace("c-conflict")}
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -378,7 +401,7 @@ spec:
   gatewayClassName: blixt
   listeners:
   - { name: a, port: 6000, protocol: TCP }
-  - { name: b, port: 6000, protocol: TCP }
+  - { name: b, port: 6000, protocol: HTTP }
   - { name: c, port: 6001, protocol: TCP }
 `;
         await oc.apply(yaml);

@@ -126,11 +126,16 @@ export function humanDuration(ms: number): string {
   return `${years}y`;
 }
 
-/** Age of an RFC 3339 timestamp at `now`, or `<unknown>` when absent or unreadable. */
+/**
+ * Age of an RFC 3339 timestamp at `now`, or `<unknown>` when absent,
+ * unreadable, or the Unix epoch: the Gateway API CRDs default a status no
+ * controller has written to conditions "Waiting for controller" at
+ * 1970-01-01T00:00:00Z, a placeholder, not a time anything happened.
+ */
 export function age(timestamp: string | undefined, now: Date): string {
   if (timestamp === undefined) return UNKNOWN;
   const t = Date.parse(timestamp);
-  return Number.isNaN(t) ? UNKNOWN : humanDuration(now.getTime() - t);
+  return Number.isNaN(t) || t === 0 ? UNKNOWN : humanDuration(now.getTime() - t);
 }
 
 /** A share (0-1) as a percentage with at most one decimal: `37.5%`, `100%`. */

@@ -80,6 +80,7 @@ Deno.test("ages read like kubectl get's (apimachinery HumanDuration)", () => {
   assert.equal(age("2026-03-01T11:55:00Z", new Date("2026-03-01T12:00:00Z")), "5m");
   assert.equal(age(undefined, new Date()), "<unknown>");
   assert.equal(age("yesterday", new Date()), "<unknown>");
+  assert.equal(age("1970-01-01T00:00:00Z", new Date()), "<unknown>", "the CRDs' placeholder");
 });
 
 Deno.test("shares print as percentages with at most one decimal", () => {
