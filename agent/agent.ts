@@ -24,7 +24,7 @@ import { errorText, type Logger } from "./log.ts";
 import type { Registry } from "./metrics.ts";
 import type { StatusWriter } from "./node_status_writer.ts";
 import { Programmer } from "./programmer.ts";
-import { buildStatus, countersOf } from "./status.ts";
+import { buildStatus, countersOf, countersStatus } from "./status.ts";
 import type { TableSource } from "./table_source.ts";
 
 /** The maps as the agent uses them. */
@@ -423,7 +423,7 @@ export class Agent {
       nodeFound: this.#nodeFound,
       interfaceProblems: this.#interfaceProblems,
     }, this.#lastStatus);
-    if (this.#counters) status.counters = this.#counters;
+    if (this.#counters) status.counters = countersStatus(this.#counters);
     this.#lastStatus = status;
     this.#flushStatus();
   }

@@ -13,6 +13,7 @@ import {
   formatRouteRef,
   formatServiceRef,
   type RoutingTable,
+  serviceCountersOf,
 } from "../api/mod.ts";
 import {
   AgentProcess,
@@ -405,10 +406,15 @@ Deno.test("agent in the local cluster", async (t) => {
       const counted = await eventually("a node's status counts VIP:80", async () => {
         for (const node of [n1, n2]) {
           const dn = await dataplaneNode(kc, node.name);
-          const svc = dn?.status?.counters?.services.find((s) =>
-            s.address === vip && s.port === 80
-          );
-          if (svc && svc.packets > 0) return svc;
+          const counters = dn?.status?.counters;
+          const svc = counters &&
+            serviceCountersOf(counters).find((s) => s.address === vip && s.port === 80);
+          if (svc && svc.packets > 0) {
+            // written compact: one string per frontend and backend, the objects' list empty
+            assert.deepEqual(counters.services, []);
+            assert.ok(counters.frontends?.some((f) => f.service.startsWith(`${vip} 80 TCP `)));
+            return svc;
+          }
         }
         return undefined;
       }, { timeoutMs: 15_000, intervalMs: 500 });

@@ -8,7 +8,9 @@
 import {
   BACKENDS_FROM_FEATURE,
   COMPACT_ENTRIES_FEATURE,
+  compactCounters,
   type Condition,
+  type CountersSnapshot,
   DATAPLANE_CONDITIONS,
   DATAPLANE_REASONS,
   type DataplaneNodeStatus,
@@ -209,4 +211,22 @@ export function countersOf(
   const kept = out.slice(0, MAX_COUNTED_SERVICES);
   const key = (c: ServiceCounters) => `${c.address}:${c.port}/${c.protocol}`;
   return kept.sort((a, b) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+}
+
+const written = new WeakMap<object, CountersSnapshot>();
+
+/**
+ * `status.counters` for a counters read, in the compact form
+ * (docs/decisions.md "Counters as one string per frontend and backend"):
+ * encoded once per read, though every status write until the next one carries it.
+ */
+export function countersStatus(
+  snapshot: { collectedAt: string; services: ServiceCounters[]; snatExhausted?: number },
+): CountersSnapshot {
+  let out = written.get(snapshot);
+  if (out === undefined) {
+    out = compactCounters(snapshot);
+    written.set(snapshot, out);
+  }
+  return out;
 }

@@ -191,6 +191,10 @@ const sampleNode: DataplaneNode = {
           newFlows: 2,
         }],
       }],
+      frontends: [{
+        service: "198.18.0.10 5000 TCP 10 1000 2 1",
+        backends: ["198.19.1.5 8080 10 1000 2", "2001:db8::5 8080 0 0 0"],
+      }],
     },
   },
 };
@@ -310,6 +314,50 @@ const kinds: {
       ["no nodeName", "spec.nodeName", DELETE],
       ["negative counter", "status.counters.services.0.packets", -1],
       ["counter port 0", "status.counters.services.0.port", 0],
+      [
+        "compact negative counter",
+        "status.counters.frontends.0.backends.0",
+        "198.19.1.5 8080 -1 1000 2",
+      ],
+      [
+        "compact backend with a sixth field",
+        "status.counters.frontends.0.backends.0",
+        "198.19.1.5 8080 1 1 1 1",
+      ],
+      [
+        "compact counter over 2^53",
+        "status.counters.frontends.0.backends.0",
+        "198.19.1.5 8080 99999999999999999 1 1",
+      ],
+      [
+        "compact protocol SCTP",
+        "status.counters.frontends.0.service",
+        "198.18.0.10 5000 SCTP 10 1000 2 1",
+      ],
+      [
+        "compact service without rejectedFlows",
+        "status.counters.frontends.0.service",
+        "198.18.0.10 5000 TCP 10 1000 2",
+      ],
+      ["compact frontend without backends", "status.counters.frontends.0.backends", DELETE],
+      [
+        "compact backend port 0",
+        "status.counters.frontends.0.backends.0",
+        "198.19.1.5 0 1 1 1",
+        "validator only",
+      ],
+      [
+        "compact backend ip not an IP",
+        "status.counters.frontends.0.backends.0",
+        "198.19.1 8080 1 1 1",
+        "validator only",
+      ],
+      [
+        "compact counter with a leading zero",
+        "status.counters.frontends.0.backends.0",
+        "198.19.1.5 8080 01 1 1",
+        "validator only",
+      ],
       ["negative map usage", "status.maps.0.entries", -1],
       ["map without capacity", "status.maps.0.capacity", DELETE],
       ["empty feature", "status.features.0", ""],

@@ -8,6 +8,7 @@
  */
 import { FieldErrors, type JsonObject } from "./_field_checks.ts";
 import { API_VERSION, type Condition, type ObjectMeta, type Validated } from "./meta.ts";
+import { parseIp } from "./ip_address.ts";
 import { PROTOCOLS } from "./routing_table.ts";
 
 /** Kind name. */
@@ -104,12 +105,29 @@ export interface ServiceCounters {
   backends: BackendCounters[];
 }
 
+/**
+ * The counters of one frontend in the compact form agents write: one string
+ * for the frontend and one per backend, read through {@linkcode serviceCountersOf}.
+ */
+export interface CompactServiceCounters {
+  /** `address port protocol packets bytes newFlows rejectedFlows`, e.g. `198.18.200.1 80 TCP 1200 96000 40 10`. */
+  service: string;
+  /** One per backend, busiest first: `ip port packets bytes newFlows`, e.g. `198.18.33.2 8080 700 56000 16`. */
+  backends: string[];
+}
+
 /** A snapshot of the counters, written at most every 10 s and only on change. */
 export interface CountersSnapshot {
   /** When the counters were read. */
   collectedAt: string;
-  /** Per frontend. */
+  /**
+   * Per frontend, one object per counter: what agents wrote before
+   * `frontends`. Agents that write `frontends` write this empty (older
+   * readers require it).
+   */
   services: ServiceCounters[];
+  /** Per frontend, compact (a fifth of the size); readers prefer it when present. */
+  frontends?: CompactServiceCounters[];
   /**
    * New flows to backends on other nodes that found no free SNAT port and
    * were rejected (RST, ICMP unreachable), since the maps were created; absent when none.
@@ -261,6 +279,30 @@ function checkStatus(status: JsonObject, e: FieldErrors): void {
     if (c.snatExhausted !== undefined) {
       e.integer(c.snatExhausted, "status.counters.snatExhausted", 0, Number.MAX_SAFE_INTEGER);
     }
+    if (c.frontends !== undefined && e.array(c.frontends, "status.counters.frontends")) {
+      c.frontends.forEach((f, i) => {
+        const p = `status.counters.frontends[${i}]`;
+        if (!e.object(f, p)) return;
+        if (typeof f.service !== "string" || parseService(f.service) === null) {
+          e.add(
+            `${p}.service`,
+            `must be "address port protocol packets bytes newFlows rejectedFlows", got ${
+              JSON.stringify(f.service)
+            }`,
+          );
+        }
+        if (e.array(f.backends, `${p}.backends`)) {
+          f.backends.forEach((b, j) => {
+            if (typeof b !== "string" || parseBackend(b) === null) {
+              e.add(
+                `${p}.backends[${j}]`,
+                `must be "ip port packets bytes newFlows", got ${JSON.stringify(b)}`,
+              );
+            }
+          });
+        }
+      });
+    }
     if (e.array(c.services, "status.counters.services")) {
       c.services.forEach((s, i) => {
         const p = `status.counters.services[${i}]`;
@@ -297,4 +339,90 @@ export function programmedGeneration(
 ): number | undefined {
   return node.status?.tables?.find((t) => t.namespace === table.namespace && t.name === table.name)
     ?.programmedGeneration;
+}
+
+const DIGITS = /^(0|[1-9][0-9]{0,15})$/;
+
+/** A counter's decimal text, or null when it is not a safe integer >= 0. */
+function count(text: string | undefined): number | null {
+  if (text === undefined || !DIGITS.test(text)) return null;
+  const n = Number(text);
+  return n <= COUNT_MAX ? n : null;
+}
+
+function port(text: string | undefined): number | null {
+  const n = count(text);
+  return n !== null && n >= 1 && n <= 65535 ? n : null;
+}
+
+/** The backend counters of one compact string, or null when it is malformed. */
+function parseBackend(text: string): BackendCounters | null {
+  const f = text.split(" ");
+  if (f.length !== 5 || parseIp(f[0]!) === null) return null;
+  const [p, packets, bytes, newFlows] = [port(f[1]), count(f[2]), count(f[3]), count(f[4])];
+  if (p === null || packets === null || bytes === null || newFlows === null) return null;
+  return { ip: f[0]!, port: p, packets, bytes, newFlows };
+}
+
+/** The frontend counters (without backends) of one compact string, or null when it is malformed. */
+function parseService(text: string): Omit<ServiceCounters, "backends"> | null {
+  const f = text.split(" ");
+  if (f.length !== 7 || parseIp(f[0]!) === null) return null;
+  const protocol = PROTOCOLS.find((x) => x === f[2]);
+  const [p, packets, bytes, newFlows, rejectedFlows] = [
+    port(f[1]),
+    count(f[3]),
+    count(f[4]),
+    count(f[5]),
+    count(f[6]),
+  ];
+  if (
+    protocol === undefined || p === null || packets === null || bytes === null ||
+    newFlows === null || rejectedFlows === null
+  ) return null;
+  return { address: f[0]!, port: p, protocol, packets, bytes, newFlows, rejectedFlows };
+}
+
+/**
+ * The per-frontend counters of a snapshot, from its compact `frontends` when
+ * present (agents since 2026-11-27), else from `services` (older agents).
+ * Use on validated objects: a malformed string is skipped.
+ *
+ * @example
+ * ```ts
+ * const services = serviceCountersOf({
+ *   collectedAt: "2026-11-27T12:00:00Z",
+ *   services: [],
+ *   frontends: [{ service: "198.18.200.1 80 TCP 12 960 4 0", backends: ["198.18.33.2 8080 12 960 4"] }],
+ * });
+ * // services[0]!.backends[0]!.packets === 12
+ * ```
+ */
+export function serviceCountersOf(snapshot: CountersSnapshot): ServiceCounters[] {
+  if (snapshot.frontends === undefined) return snapshot.services;
+  return snapshot.frontends.flatMap((f) => {
+    const service = parseService(f.service);
+    if (service === null) return [];
+    const backends = f.backends.map(parseBackend).filter((b) => b !== null);
+    return [{ ...service, backends }];
+  });
+}
+
+/**
+ * The compact form of per-frontend counters, as agents write them into
+ * `status.counters` (`services` left empty for older readers).
+ */
+export function compactCounters(
+  snapshot: { collectedAt: string; services: readonly ServiceCounters[]; snatExhausted?: number },
+): CountersSnapshot {
+  return {
+    collectedAt: snapshot.collectedAt,
+    services: [],
+    frontends: snapshot.services.map((s) => ({
+      service: [s.address, s.port, s.protocol, s.packets, s.bytes, s.newFlows, s.rejectedFlows]
+        .join(" "),
+      backends: s.backends.map((b) => [b.ip, b.port, b.packets, b.bytes, b.newFlows].join(" ")),
+    })),
+    ...(snapshot.snatExhausted !== undefined ? { snatExhausted: snapshot.snatExhausted } : {}),
+  };
 }

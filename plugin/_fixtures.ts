@@ -12,7 +12,8 @@
 //     dns 53/UDP   <- udproute/dns (only a terminating endpoint)
 //     http 80/HTTP (unsupported)
 //   default/foreign (class other) <- tcproute/elsewhere;  tcproute/lost -> Gateway "missing"
-//   node-1: in sync, counters;  node-2: Degraded (backends map full), default/gw not programmed
+//   node-1: in sync, counters (compact);  node-2: Degraded (backends map full), default/gw not
+//   programmed, counters as older agents wrote them
 import type { V1Namespace, V1Node } from "@kubernetes/client-node";
 import type { DataplaneNode, RoutingTable } from "../api/mod.ts";
 import {
@@ -154,39 +155,23 @@ const dataplaneNodes: DataplaneNode[] = [{
         backends: 4,
       },
     ],
+    // as current agents write them (compact); node-2's as older agents did (objects)
     counters: {
       collectedAt: "2026-03-01T11:59:50Z",
-      services: [{
-        address: "198.18.200.1",
-        port: 5000,
-        protocol: "TCP",
-        packets: 1200,
-        bytes: 96000,
-        newFlows: 40,
-        rejectedFlows: 10,
+      services: [],
+      frontends: [{
+        service: "198.18.200.1 5000 TCP 1200 96000 40 10",
         backends: [
-          { ip: "198.18.33.2", port: 8080, packets: 700, bytes: 56000, newFlows: 16 },
-          { ip: "198.18.34.2", port: 8080, packets: 450, bytes: 36000, newFlows: 14 },
-          { ip: "198.18.34.3", port: 8080, packets: 50, bytes: 4000, newFlows: 0 },
+          "198.18.33.2 8080 700 56000 16",
+          "198.18.34.2 8080 450 36000 14",
+          "198.18.34.3 8080 50 4000 0",
         ],
       }, {
-        address: "198.18.200.1",
-        port: 53,
-        protocol: "UDP",
-        packets: 9,
-        bytes: 540,
-        newFlows: 0,
-        rejectedFlows: 9,
+        service: "198.18.200.1 53 UDP 9 540 0 9",
         backends: [],
       }, {
-        address: "198.18.200.2",
-        port: 7000,
-        protocol: "TCP",
-        packets: 300,
-        bytes: 24000,
-        newFlows: 6,
-        rejectedFlows: 0,
-        backends: [{ ip: "198.18.33.7", port: 7000, packets: 300, bytes: 24000, newFlows: 6 }],
+        service: "198.18.200.2 7000 TCP 300 24000 6 0",
+        backends: ["198.18.33.7 7000 300 24000 6"],
       }],
     },
   },

@@ -17,10 +17,13 @@ import {
   canonicalIp,
   type Condition,
   CONTROLLER_NAME,
+  type CountersSnapshot,
   type DataplaneNode,
   programmedGeneration,
   type RoutingTable,
   type RoutingTableEntry,
+  type ServiceCounters,
+  serviceCountersOf,
 } from "../api/mod.ts";
 import {
   attachRoute,
@@ -315,6 +318,18 @@ export function hostPort(ip: string, port: number): string {
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
+const decoded = new WeakMap<CountersSnapshot, ServiceCounters[]>();
+
+/** A snapshot's per-frontend counters, decoded once per snapshot (compact `frontends` or older agents' `services`). */
+function decodedCounters(snapshot: CountersSnapshot): ServiceCounters[] {
+  let services = decoded.get(snapshot);
+  if (services === undefined) {
+    services = serviceCountersOf(snapshot);
+    decoded.set(snapshot, services);
+  }
+  return services;
+}
+
 /** Counters of one frontend summed over every DataplaneNode; undefined when none reports it. */
 export function frontendCounters(
   frontend: { address: string; port: number; protocol: string },
@@ -324,10 +339,11 @@ export function frontendCounters(
   let sum: FrontendCounters | undefined;
   for (const dpn of view.dataplaneNodes) {
     const snap = dpn.status?.counters;
-    const s = snap?.services.find((x) =>
-      (canonicalIp(x.address) ?? x.address) === address && x.port === frontend.port &&
-      x.protocol === frontend.protocol
-    );
+    const s = snap &&
+      decodedCounters(snap).find((x) =>
+        (canonicalIp(x.address) ?? x.address) === address && x.port === frontend.port &&
+        x.protocol === frontend.protocol
+      );
     if (snap === undefined || s === undefined) continue;
     sum ??= {
       packets: 0,

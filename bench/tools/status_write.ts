@@ -1,11 +1,13 @@
 /**
  * One-off measurement: what the agent's DataplaneNode status write costs the
- * API server, by write method, at a number of tables (docs/performance.md,
- * "The agent's status write after each change").
+ * API server, by write method, at a number of tables, with and without
+ * counters (docs/performance.md, "The agent's status write after each change",
+ * "The counters in every status write").
  *
  * ```sh
  * deno run -A bench/tools/status_write.ts [--writes 100] [--tables 157]
- *   [--methods apply,merge,jsonpatch] [--list-types tables=map,maps=atomic,...] [--keep]
+ *   [--methods apply,merge,jsonpatch] [--counters 0,100x10,100x10c,100x100]
+ *   [--list-types tables=map,maps=atomic,...] [--keep]
  * ```
  *
  * Each write is what the agent writes after one table change: the status of
@@ -18,6 +20,13 @@
  * request's wall time, the API server's CPU per write (from `/proc`, summed
  * over the method's writes, each measured alone), and the object's and its
  * managedFields' size after that method's writes.
+ *
+ * `--counters` adds `status.counters` to every write: `SxB` is S services of B
+ * backends each, in the object form (`services`, as agents wrote it before),
+ * `SxBc` the same in the compact form ({@linkcode compactCounters}), `0` none.
+ * Every method and counters pair writes its own DataplaneNode, all taking
+ * turns; the counters are the same in every write (as in the writes for a
+ * table change between two counter reads).
  *
  * The DataplaneNode CRD is applied as written (as `kubectl apply --server-side`
  * would; the project's installer drops its list types: {@linkcode applyCrdAsWritten}).
@@ -34,10 +43,15 @@ import { clusterDown, clusterName, clusterUp, runDir } from "../../tests/cluster
 import { installCrds } from "../../agent/_cluster_testing.ts";
 import { shareConnections } from "../../kube/client.ts";
 import { METADATA_ONLY, requestJson } from "../../kube/rest.ts";
-import type { DataplaneNodeStatus } from "../../api/mod.ts";
+import {
+  compactCounters,
+  type CountersSnapshot,
+  type DataplaneNodeStatus,
+  type ServiceCounters,
+} from "../../api/mod.ts";
 
 const NAME = "status-write";
-const PATH = "/apis/blixt.dev/v1alpha1/dataplanenodes/node-1";
+const NODES = "/apis/blixt.dev/v1alpha1/dataplanenodes";
 const CRD_FILE = new URL("../../manifests/crds/dataplanenodes.blixt.dev.yaml", import.meta.url);
 const CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/dataplanenodes.blixt.dev";
 
@@ -141,6 +155,36 @@ function status(tables: number, gen: number): DataplaneNodeStatus {
   } as DataplaneNodeStatus;
 }
 
+/** `status.counters` of `spec` (`0`, `SxB` or `SxBc`, see the module's doc), undefined for `0`. */
+function counters(spec: string): CountersSnapshot | undefined {
+  if (spec === "0") return undefined;
+  const m = /^(\d+)x(\d+)(c?)$/.exec(spec);
+  if (!m) throw new Error(`--counters ${spec}?`);
+  const services: ServiceCounters[] = Array.from({ length: Number(m[1]) }, (_, i) => {
+    // traffic of a busy node: 7-digit packets, 10-digit bytes, 5-digit flows per backend
+    const backends = Array.from({ length: Number(m[2]) }, (_, j) => ({
+      ip: `198.19.${i}.${j + 1}`,
+      port: 8080,
+      packets: 1_234_567 - j * 1_001,
+      bytes: 1_234_567_890 - j * 1_000_003,
+      newFlows: 23_456 - j * 7,
+    }));
+    const sum = (k: "packets" | "bytes" | "newFlows") => backends.reduce((t, b) => t + b[k], 0);
+    return {
+      address: `198.18.${200 + Math.floor(i / 250)}.${(i % 250) + 1}`,
+      port: 80,
+      protocol: "TCP",
+      packets: sum("packets"),
+      bytes: sum("bytes"),
+      newFlows: sum("newFlows"),
+      rejectedFlows: 12,
+      backends,
+    };
+  });
+  const snapshot = { collectedAt: "2026-11-27T12:00:00.000Z", services };
+  return m[3] ? compactCounters(snapshot) : snapshot;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -148,13 +192,17 @@ async function main(): Promise<void> {
       writes: { type: "string", default: "100" },
       tables: { type: "string", default: "157" },
       methods: { type: "string", default: "apply,merge,jsonpatch" },
+      counters: { type: "string", default: "0" },
       "list-types": { type: "string" },
       keep: { type: "boolean", default: false },
     },
   });
   const writes = Number(values.writes);
   const tables = Number(values.tables);
-  const methods = values.methods.split(",");
+  // every method and counters pair writes its own object
+  const runs = values.methods.split(",").flatMap((method) =>
+    values.counters.split(",").map((c) => ({ method, counters: c, snapshot: counters(c) }))
+  ).map((r, k) => ({ ...r, path: `${NODES}/node-${k}` }));
   const cluster = await clusterUp({ name: NAME, nodes: 1 });
   const kc = cluster.kubeConfig();
   const connections = shareConnections(kc);
@@ -162,42 +210,47 @@ async function main(): Promise<void> {
     Deno.readTextFileSync(`${runDir()}/clusters/${clusterName(NAME)}/cluster.json`),
   ) as { apiserverPid: number }).apiserverPid;
   const query = { fieldManager: "blixt-agent" };
-  const body = (s: DataplaneNodeStatus) => ({
+  const body = (name: string, s: DataplaneNodeStatus) => ({
     apiVersion: "blixt.dev/v1alpha1",
     kind: "DataplaneNode",
-    metadata: { name: "node-1" },
+    metadata: { name },
     status: s,
   });
   try {
     await installCrds(kc);
     await applyCrdAsWritten(kc);
     if (values["list-types"]) await setListTypes(kc, values["list-types"]);
-    await requestJson(kc, PATH, {
-      method: "PATCH",
-      query: { ...query, force: true },
-      body: { ...body(status(tables, 1)), status: undefined, spec: { nodeName: "node-1" } },
-      contentType: "application/apply-patch+yaml",
-    });
+    for (const r of runs) {
+      const name = r.path.slice(NODES.length + 1);
+      await requestJson(kc, r.path, {
+        method: "PATCH",
+        query: { ...query, force: true },
+        body: { ...body(name, status(tables, 1)), status: undefined, spec: { nodeName: name } },
+        contentType: "application/apply-patch+yaml",
+      });
+    }
     let gen = 1;
-    const write = async (method: string) => {
+    const write = async (r: typeof runs[number]) => {
       const s = status(tables, ++gen);
+      if (r.snapshot) s.counters = r.snapshot;
       const common = { method: "PATCH", accept: METADATA_ONLY } as const;
-      if (method === "apply") {
-        await requestJson(kc, `${PATH}/status`, {
+      const path = `${r.path}/status`;
+      if (r.method === "apply") {
+        await requestJson(kc, path, {
           ...common,
           query: { ...query, force: true },
-          body: body(s),
+          body: body(r.path.slice(NODES.length + 1), s),
           contentType: "application/apply-patch+yaml",
         });
-      } else if (method === "merge") {
-        await requestJson(kc, `${PATH}/status`, {
+      } else if (r.method === "merge") {
+        await requestJson(kc, path, {
           ...common,
           query,
           body: { status: s },
           contentType: "application/merge-patch+json",
         });
-      } else if (method === "jsonpatch") {
-        await requestJson(kc, `${PATH}/status`, {
+      } else if (r.method === "jsonpatch") {
+        await requestJson(kc, path, {
           ...common,
           query,
           body: [
@@ -208,36 +261,43 @@ async function main(): Promise<void> {
           ],
           contentType: "application/json-patch+json",
         });
-      } else throw new Error(`method ${method}?`);
+      } else throw new Error(`method ${r.method}?`);
     };
-    for (const m of methods) await write(m); // the object has every method's shape once
-    const wall = new Map(methods.map((m) => [m, [] as number[]]));
-    const cpu = new Map(methods.map((m) => [m, 0]));
+    // the object has its whole shape once (a JSON patch writes no counters: an apply first)
+    for (const r of runs) {
+      await write(r.method === "jsonpatch" ? { ...r, method: "apply" } : r);
+      await write(r);
+    }
+    const wall = runs.map(() => [] as number[]);
+    const cpu = runs.map(() => 0);
     for (let i = 0; i < writes; i++) {
-      for (let k = 0; k < methods.length; k++) {
-        const m = methods[(i + k) % methods.length]!;
+      for (let k = 0; k < runs.length; k++) {
+        const n = (i + k) % runs.length;
         const c0 = cpuMs(pid);
         const t0 = performance.now();
-        await write(m);
-        wall.get(m)!.push(performance.now() - t0);
+        await write(runs[n]!);
+        wall[n]!.push(performance.now() - t0);
         // the watch fan-out and GC the write caused land after its answer
         await new Promise((r) => setTimeout(r, 50));
-        cpu.set(m, cpu.get(m)! + cpuMs(pid) - c0);
+        cpu[n]! += cpuMs(pid) - c0;
       }
     }
-    const obj = await requestJson<{ metadata: { managedFields?: unknown[] } }>(kc, PATH);
-    for (const m of methods) {
-      const w = wall.get(m)!;
+    for (const [n, r] of runs.entries()) {
+      const obj = await requestJson<{ metadata: { managedFields?: unknown[] } }>(kc, r.path);
+      const w = wall[n]!;
       console.log(JSON.stringify({
-        method: m,
+        method: r.method,
+        counters: r.counters,
         ...(values["list-types"] ? { list_types: values["list-types"] } : {}),
         tables,
         writes,
         p50_ms: Math.round(percentile(w, 50) * 10) / 10,
         p99_ms: Math.round(percentile(w, 99) * 10) / 10,
-        apiserver_cpu_ms_per_write: Math.round(cpu.get(m)! / writes * 10) / 10,
+        apiserver_cpu_ms_per_write: Math.round(cpu[n]! / writes * 10) / 10,
         object_bytes: JSON.stringify(obj).length,
+        counters_bytes: r.snapshot ? JSON.stringify(r.snapshot).length : 0,
         managed_fields_bytes: JSON.stringify(obj.metadata.managedFields ?? []).length,
+        load1: Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]),
       }));
     }
   } finally {
