@@ -348,7 +348,13 @@ Deno.test("a burst of link notifications about a watched interface gives one loo
     }
     assert.ok(w.attached.has("cni0"), "attached without waiting for the interval (60 s)");
     await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(k.looks, ["cni0", "cni0"], "one look for the burst");
+    // One look for the four commands' notifications; the kernel's link watch may report the
+    // bridge's operational state apart, up to a second later (it batches those), and a loaded
+    // machine may pause `ip -batch` between two lines: at most one look more.
+    assert.ok(
+      k.looks.length >= 2 && k.looks.length <= 3 && k.looks.every((l) => l === "cni0"),
+      `one look for the burst, at most one more: ${JSON.stringify(k.looks)}`,
+    );
     assert.equal(lines.at(-1)?.msg, "pod interface attached");
     assert.equal(lines.at(-1)?.fields?.trigger, "link notification");
   } finally {
