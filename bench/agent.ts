@@ -64,6 +64,7 @@ import {
   type WrittenSpec,
 } from "../operator/shared_backends.ts";
 import { parseArgs } from "node:util";
+import { percentile } from "./stats.ts";
 
 const NAME = "agent-test-bench";
 const BACKENDS = 10;
@@ -180,11 +181,6 @@ function apiserverGcs(pid: number): { startEpochMs: number; ms: number }[] {
     gcs.push({ startEpochMs: started + Number(m[1]) * 1000, ms: Math.round(ms * 10) / 10 });
   }
   return gcs;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 /** Runs the benchmark and prints its JSON lines. */

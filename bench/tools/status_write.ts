@@ -49,6 +49,7 @@ import {
   type DataplaneNodeStatus,
   type ServiceCounters,
 } from "../../api/mod.ts";
+import { percentile } from "../stats.ts";
 
 const NAME = "status-write";
 const NODES = "/apis/blixt.dev/v1alpha1/dataplanenodes";
@@ -110,11 +111,6 @@ function cpuMs(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 /** The agent's status at `tables` tables of 64 entries, table 0 at generation `gen`. */
