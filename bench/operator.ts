@@ -137,13 +137,18 @@ interface ChangeClock {
   seen: number;
 }
 
-/** Copies the operator's stderr to `file` (if any) and collects its "reconciled" lines. */
-async function readOperatorLog(
+/**
+ * Copies the operator's stderr to `file` (if any) and hands each JSON log line whose `msg` is
+ * `msg` to `onLine`; lines that are not JSON are skipped.
+ */
+export async function followOperatorLog(
   stderr: ReadableStream<Uint8Array>,
-  lines: ReconciledLine[],
   file: Deno.FsFile | undefined,
+  msg: string,
+  onLine: (line: Record<string, unknown> & { time: string }) => void,
 ): Promise<void> {
   const encoder = new TextEncoder();
+  const marker = `"msg":${JSON.stringify(msg)}`;
   let rest = "";
   try {
     for await (const chunk of stderr.pipeThrough(new TextDecoderStream())) {
@@ -154,11 +159,14 @@ async function readOperatorLog(
       const parts = (rest + chunk).split("\n");
       rest = parts.pop() ?? "";
       for (const part of parts) {
-        if (!part.includes(`"msg":"reconciled"`)) continue;
+        if (!part.includes(marker)) continue;
+        let line;
         try {
-          const line = JSON.parse(part);
-          lines.push({ ...line, at: Date.parse(line.time) });
-        } catch { /* not a JSON line */ }
+          line = JSON.parse(part);
+        } catch {
+          continue; // not a JSON line
+        }
+        onLine(line);
       }
     }
   } finally {
@@ -510,7 +518,13 @@ export async function main(args: string[]): Promise<void> {
     const logFile = values["operator-log"]
       ? await Deno.open(values["operator-log"], { write: true, create: true, truncate: true })
       : undefined;
-    logDone = readOperatorLog(operator.stderr, reconciled, logFile);
+    logDone = followOperatorLog(
+      operator.stderr,
+      logFile,
+      "reconciled",
+      (line) =>
+        reconciled.push({ ...line, at: Date.parse(line.time) } as unknown as ReconciledLine),
+    );
     // an operator that exits (a bad flag) ends the run instead of leaving it waiting
     const exited = operator.status.then((status) => {
       throw new Error(`the operator exited (code ${status.code}) before the tables were written`);

@@ -71,6 +71,7 @@ import { buildStatus } from "../../agent/status.ts";
 import type { TableOutcome } from "../../agent/desired_state.ts";
 import { kubeStatusWriter, type StatusWriter } from "../../agent/node_status_writer.ts";
 import type { BenchLine } from "../dataplane.ts";
+import { followOperatorLog } from "../operator.ts";
 
 const CLUSTER = "nodes-bench";
 const MANAGER = "blixt-bench";
@@ -312,38 +313,6 @@ interface ProgrammedLine {
   generation: number;
 }
 
-async function readOperatorLog(
-  stderr: ReadableStream<Uint8Array>,
-  lines: ProgrammedLine[],
-  file: Deno.FsFile | undefined,
-): Promise<void> {
-  const encoder = new TextEncoder();
-  let rest = "";
-  try {
-    for await (const chunk of stderr.pipeThrough(new TextDecoderStream())) {
-      if (file) {
-        const bytes = encoder.encode(chunk);
-        for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
-      }
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop() ?? "";
-      for (const part of parts) {
-        if (!part.includes(`"msg":"table programmed"`)) continue;
-        try {
-          const line = JSON.parse(part);
-          lines.push({
-            at: Date.parse(line.time),
-            gateway: line.gateway,
-            generation: line.generation,
-          });
-        } catch { /* not a JSON line */ }
-      }
-    }
-  } finally {
-    file?.close();
-  }
-}
-
 async function operatorMetric(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
@@ -521,7 +490,17 @@ export async function main(args: string[]): Promise<void> {
     const logFile = values["operator-log"]
       ? await Deno.open(values["operator-log"], { write: true, create: true, truncate: true })
       : undefined;
-    logDone = readOperatorLog(operator.stderr, programmedLines, logFile);
+    logDone = followOperatorLog(
+      operator.stderr,
+      logFile,
+      "table programmed",
+      (line) =>
+        programmedLines.push({
+          at: Date.parse(line.time),
+          gateway: String(line.gateway),
+          generation: Number(line.generation),
+        }),
+    );
     await until(() => tableGenerations.size === gateways, 120_000, "every RoutingTable");
     const { apiserverPid, etcdPid } = JSON.parse(
       await Deno.readTextFile(`${cluster.dir}/cluster.json`),
