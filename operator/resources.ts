@@ -9,7 +9,9 @@
 
 import { apiStatus, k8s } from "../kube/client.ts";
 import { API_VERSION } from "../api/meta.ts";
+import type { DataplaneNode } from "../api/dataplane_node.ts";
 import type { KubeObject } from "../kube/client.ts";
+import { dropManagedFields } from "../kube/informer.ts";
 import { type SecretObject, summarizeSecret } from "./certificates.ts";
 import {
   emptySnapshot,
@@ -75,9 +77,35 @@ const FIXED: WatchedResource[] = [
   },
   { apiVersion: "v1", kind: "Namespace", plural: "namespaces", namespaced: false },
   { apiVersion: "v1", kind: "Node", plural: "nodes", namespaced: false },
-  { apiVersion: API_VERSION, kind: "DataplaneNode", plural: "dataplanenodes", namespaced: false },
+  // only what Programmed and the table's form read: no counters, map usage or sync time
+  {
+    apiVersion: API_VERSION,
+    kind: "DataplaneNode",
+    plural: "dataplanenodes",
+    namespaced: false,
+    transform: (o) =>
+      summarizeDataplaneNode(
+        dropManagedFields(o) as unknown as DataplaneNode,
+      ) as unknown as KubeObject,
+  },
   { apiVersion: API_VERSION, kind: "RoutingTable", plural: "routingtables", namespaced: true },
 ];
+
+/**
+ * A DataplaneNode as the operator keeps it: metadata, spec, and of the status
+ * the tables (generations, errors), features and conditions; a node's
+ * traffic counters, map usage and sync time are dropped.
+ *
+ * Why: the counters are a list of every service and backend the node serves,
+ * rewritten with each report; N nodes kept them all in the operator's cache,
+ * which reads none of them (the kubectl plugin reads them from the API
+ * server). Idempotent.
+ */
+export function summarizeDataplaneNode(node: DataplaneNode): DataplaneNode {
+  if (!node.status) return node;
+  const { counters: _c, maps: _m, lastSyncTime: _t, ...status } = node.status;
+  return { ...node, status };
+}
 
 /**
  * The version of the Gateway API group that serves `plural`, preferring v1

@@ -9,9 +9,10 @@
  *   blind server-side apply would take other controllers' entries over.
  * - RoutingTable: server-side apply, field manager `blixt-operator`; when only
  *   some entries' contents changed (backends moved), a JSON patch of those
- *   entries, guarded by the resourceVersion the cache has. An entry repeating
- *   an earlier one's backends refers to it once every agent reads that form
- *   (`shared_backends.ts`).
+ *   entries, guarded by the resourceVersion the cache has, or by that of the
+ *   writer's own last write while the cache has not seen it yet
+ *   ({@linkcode TableBase}). An entry repeating an earlier one's backends
+ *   refers to it once every agent reads that form (`shared_backends.ts`).
  *
  * Every call is one raw JSON request (`kube/rest.ts`): on the operator's
  * kept-alive connections, without client-node's typed (de)serialisation.
@@ -136,6 +137,98 @@ export function changedEntriesPatch(
   return ops;
 }
 
+/** The table as the writer last wrote it: what a patch can be computed against. */
+interface WrittenTable {
+  /** The resourceVersions the cache may show that are older than `resourceVersion`. */
+  cacheBehind: string[];
+  /** The resourceVersion the API server gave the writer's last write. */
+  resourceVersion: string;
+  metadata: TableObject["metadata"];
+  spec: WrittenSpec;
+}
+
+/** A cache that lags by more than this many of the writer's own writes is trusted as it is. */
+const MAX_WRITES_AHEAD = 16;
+
+/** Per API client: per table key, the writer's last write ({@linkcode tableBase}). */
+const writtenTables = new WeakMap<k8s.KubeConfig, Map<string, WrittenTable>>();
+
+/** What a table write is computed against: the cached table, or the writer's own last write. */
+export interface TableBase {
+  metadata: TableObject["metadata"];
+  spec: WrittenSpec;
+  /** True when this is the writer's own last write, which the cache has not shown yet. */
+  ownWrite: boolean;
+}
+
+/**
+ * The table to compute a write of `key` against: the writer's own last write
+ * while the cache still shows a resourceVersion from before it, else the
+ * cached table.
+ *
+ * Why: a reconcile that runs between the operator's table write and that
+ * write's watch event read the older table from the cache; its JSON patch's
+ * resourceVersion test failed, and the writer fell back to applying the whole
+ * table (0.4-0.8 such applies per endpoint change, docs/performance.md). The
+ * remembered write carries the resourceVersion the API server gave it, so a
+ * patch against it still fails (and the whole table is applied) if anyone
+ * else has written or deleted the table since. Once the cache shows anything
+ * else, the cache is right.
+ */
+export function tableBase(
+  kc: k8s.KubeConfig,
+  key: string,
+  cached: { metadata: TableObject["metadata"]; spec: WrittenSpec } | undefined,
+): TableBase | undefined {
+  const written = writtenTables.get(kc)?.get(key);
+  const cachedVersion = cached?.metadata.resourceVersion;
+  if (written && cachedVersion && written.cacheBehind.includes(cachedVersion)) {
+    return {
+      metadata: { ...written.metadata, resourceVersion: written.resourceVersion },
+      spec: written.spec,
+      ownWrite: true,
+    };
+  }
+  if (written) writtenTables.get(kc)?.delete(key);
+  return cached && { metadata: cached.metadata, spec: cached.spec, ownWrite: false };
+}
+
+/** Remembers a table write the API server answered with `resourceVersion`. */
+function rememberWrite(
+  kc: k8s.KubeConfig,
+  key: string,
+  write: {
+    base: TableBase | undefined;
+    cachedVersion: string | undefined;
+    resourceVersion: string | undefined;
+    table: { metadata: TableObject["metadata"]; spec: WrittenSpec };
+  },
+): void {
+  let tables = writtenTables.get(kc);
+  if (!tables) writtenTables.set(kc, tables = new Map());
+  const before = write.base?.ownWrite ? tables.get(key) : undefined;
+  const cacheBehind = before
+    ? [...before.cacheBehind, before.resourceVersion]
+    : write.cachedVersion
+    ? [write.cachedVersion]
+    : [];
+  // no resourceVersion, or no older one the cache can show (a new table): nothing to remember
+  if (!write.resourceVersion || cacheBehind.length === 0 || cacheBehind.length > MAX_WRITES_AHEAD) {
+    tables.delete(key);
+    return;
+  }
+  tables.set(key, {
+    cacheBehind,
+    resourceVersion: write.resourceVersion,
+    metadata: write.table.metadata,
+    spec: write.table.spec,
+  });
+}
+
+function forgetWrite(kc: k8s.KubeConfig, key: string): void {
+  writtenTables.get(kc)?.delete(key);
+}
+
 function splitKey(key: string): { namespace: string; name: string } {
   const slash = key.indexOf("/");
   return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
@@ -177,7 +270,9 @@ export async function writeResult(
     const built = result.table.table;
     const spec = specToWrite(built.spec, options.snapshot.dataplaneNodes);
     const want = spec === built.spec ? built : { ...built, spec };
-    const have = options.snapshot.routingTables.get(result.gatewayKey);
+    const cached = options.snapshot.routingTables.get(result.gatewayKey);
+    // the cache, or our own last write while the cache has not caught up with it
+    const have = tableBase(kc, result.gatewayKey, cached);
     // an apply that changes nothing still costs the API server a request: skip it
     const sameMeta = have !== undefined &&
       sameJson(have.metadata.ownerReferences, want.metadata.ownerReferences) &&
@@ -186,10 +281,11 @@ export async function writeResult(
       const started = performance.now();
       const path = objectPath(GROUP, VERSION, ROUTING_TABLE_PLURAL, namespace, name);
       const patch = sameMeta ? changedEntriesPatch(have, want) : undefined;
+      let written: { metadata?: { resourceVersion?: string } } | undefined;
       let patched = false;
       if (patch) {
         try {
-          await writeJson(kc, path, {
+          written = await writeJson<typeof written>(kc, path, {
             method: "PATCH",
             query: { fieldManager: FIELD_MANAGER },
             body: patch,
@@ -202,18 +298,27 @@ export async function writeResult(
         }
       }
       if (!patched) {
+        forgetWrite(kc, result.gatewayKey);
         // server-side apply: JSON is YAML
-        await writeJson(kc, path, {
+        written = await writeJson<typeof written>(kc, path, {
           method: "PATCH",
           query: { fieldManager: FIELD_MANAGER, force: true },
           body: want,
           contentType: APPLY_PATCH,
         });
       }
+      rememberWrite(kc, result.gatewayKey, {
+        // after a full apply, only the cache's resourceVersion is known to be older
+        base: patched ? have : undefined,
+        cachedVersion: cached?.metadata.resourceVersion,
+        resourceVersion: written?.metadata?.resourceVersion,
+        table: want,
+      });
       report.table = "applied";
       report.tableMs = Math.round(performance.now() - started);
     }
   } else if (result.table.action === "delete") {
+    forgetWrite(kc, result.gatewayKey);
     if (options.snapshot.routingTables.has(result.gatewayKey)) {
       try {
         await requestJson(kc, objectPath(GROUP, VERSION, ROUTING_TABLE_PLURAL, namespace, name), {

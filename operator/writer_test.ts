@@ -5,13 +5,16 @@
  */
 
 import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
 import { clusterDown, clusterUp } from "../tests/cluster/cluster.ts";
-import { applyObject } from "../kube/client.ts";
+import { applyObject, k8s } from "../kube/client.ts";
 import { parseManifests } from "../kube/manifests.ts";
 import { applyBlixtCrds } from "../manifests/crds.ts";
 import { reconcile } from "./gateway.ts";
 import { reconcileGatewayClass } from "./gateway_class.ts";
 import { listSnapshot } from "./resources.ts";
+import { emptySnapshot } from "./snapshot.ts";
 import { changedEntriesPatch, writeGatewayClassStatus, writeResult } from "./writer.ts";
 import { blixtClassYaml } from "./_cluster_testing.ts";
 import { METADATA_ONLY, requestJson } from "../kube/rest.ts";
@@ -380,5 +383,155 @@ Deno.test("changedEntriesPatch: only the entries whose backends changed, guarded
     ] as const
   ) {
     assert.equal(changedEntriesPatch(have, want), undefined, `${what}: the whole table is applied`);
+  }
+});
+
+/**
+ * A RoutingTable API of one table on a Unix socket of the test's own: JSON
+ * patches with their resourceVersion test, server-side applies and deletes,
+ * each bumping a resourceVersion as the API server does, and a log of what
+ * was asked.
+ */
+async function fakeTableApi() {
+  const dir = await Deno.makeTempDir({ prefix: "n5-writer-" });
+  const socket = `${dir}/api.sock`;
+  let version = 10;
+  let table: { metadata: Record<string, unknown>; spec: Record<string, unknown> } | undefined;
+  const requests: string[] = [];
+  const answer = () =>
+    Response.json({ metadata: { ...table!.metadata, resourceVersion: String(version) } });
+  const server = Deno.serve({ path: socket, onListen() {} }, async (req) => {
+    const body = await req.json().catch(() => undefined);
+    const type = req.headers.get("content-type") ?? "";
+    if (req.method === "DELETE") {
+      requests.push("delete");
+      if (!table) return Response.json({ code: 404 }, { status: 404 });
+      table = undefined;
+      return Response.json({});
+    }
+    if (type.startsWith("application/json-patch+json")) {
+      const ops = body as { op: string; path: string; value: unknown }[];
+      requests.push(`patch ${ops[0]!.value} (${ops.length - 1} entries)`);
+      if (!table) return Response.json({ code: 404 }, { status: 404 });
+      if (ops[0]!.value !== String(version)) {
+        return Response.json({ code: 422, message: "test failed" }, { status: 422 });
+      }
+      const entries = [...(table.spec.entries as unknown[])];
+      for (const op of ops.slice(1)) entries[Number(op.path.split("/").at(-1))] = op.value;
+      table = { ...table, spec: { ...table.spec, entries } };
+      version++;
+      return answer();
+    }
+    requests.push("apply");
+    const { metadata, spec } = body as NonNullable<typeof table>;
+    table = { metadata: { ...metadata }, spec };
+    version++;
+    return answer();
+  });
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "fake", server: "http://fake-api" }],
+    users: [{ name: "fake" }],
+    contexts: [{ name: "fake", cluster: "fake", user: "fake" }],
+    currentContext: "fake",
+  });
+  const agent = new http.Agent({ keepAlive: true });
+  (agent as unknown as { createConnection: () => net.Socket }).createConnection = () =>
+    net.connect({ path: socket });
+  kc.applyToHTTPSOptions = (opts) => {
+    opts.agent = agent;
+    return Promise.resolve();
+  };
+  return {
+    kc,
+    requests,
+    /** The table as the server has it, as the cache would show it once its watch caught up. */
+    stored: () => table && structuredClone({ ...table, resourceVersion: String(version) }),
+    /** Someone else's write: the entries replaced, a new resourceVersion. */
+    writeBySomeoneElse(entries: unknown[]) {
+      table = { ...table!, spec: { ...table!.spec, entries } };
+      version++;
+    },
+    deleteBySomeoneElse() {
+      table = undefined;
+    },
+    async close() {
+      agent.destroy();
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("writer: a table write while the cache lags its own last write is a patch against that write", async () => {
+  const api = await fakeTableApi();
+  try {
+    const entry = (port: number, ip: string) => ({
+      address: "198.18.0.1",
+      port,
+      protocol: "TCP" as const,
+      listener: `l${port}`,
+      backends: [{ ip, port: 8080, weight: 1, node: "n1", state: "Ready" as const }],
+      rejectWeight: 0,
+    });
+    const table = (ips: [string, string], resourceVersion?: string) => ({
+      apiVersion: "blixt.dev/v1alpha1" as const,
+      kind: "RoutingTable" as const,
+      metadata: { name: "gw", namespace: "ns", ...(resourceVersion ? { resourceVersion } : {}) },
+      spec: { addresses: ["198.18.0.1"], entries: [entry(80, ips[0]), entry(81, ips[1])] },
+    });
+    const snapshot = emptySnapshot();
+    const write = (ips: [string, string]) =>
+      writeResult(api.kc, {
+        gatewayKey: "ns/gw",
+        managed: true,
+        table: { action: "apply", table: table(ips) },
+        routeStatuses: [],
+        finalizer: "none",
+        events: [],
+      }, { snapshot });
+    const cacheCatchesUp = () => {
+      const stored = api.stored()!;
+      snapshot.routingTables.set("ns/gw", {
+        ...table(["198.19.0.2", "198.19.0.2"], stored.resourceVersion),
+        spec: stored.spec as ReturnType<typeof table>["spec"],
+      });
+    };
+    const serverIps = () =>
+      (api.stored()?.spec.entries as ReturnType<typeof entry>[]).map((e) => e.backends[0]!.ip);
+
+    // the table as the cache has it: resourceVersion 11
+    await write(["198.19.0.2", "198.19.0.2"]);
+    cacheCatchesUp();
+    api.requests.length = 0;
+
+    // the cache stays at 11 through three more writes
+    await write(["198.19.0.3", "198.19.0.2"]);
+    await write(["198.19.0.3", "198.19.0.4"]);
+    await write(["198.19.0.3", "198.19.0.4"]);
+    assert.deepEqual(api.requests, ["patch 11 (1 entries)", "patch 12 (1 entries)"]);
+    assert.deepEqual(serverIps(), ["198.19.0.3", "198.19.0.4"]);
+
+    // someone else writes the table: the patch against our write is refused, the whole table applied
+    api.writeBySomeoneElse([entry(80, "198.19.0.9"), entry(81, "198.19.0.9")]);
+    api.requests.length = 0;
+    await write(["198.19.0.5", "198.19.0.4"]);
+    assert.deepEqual(api.requests, ["patch 13 (1 entries)", "apply"]);
+    assert.deepEqual(serverIps(), ["198.19.0.5", "198.19.0.4"]);
+
+    // the cache caught up: it is trusted again
+    cacheCatchesUp();
+    api.requests.length = 0;
+    await write(["198.19.0.5", "198.19.0.6"]);
+    assert.deepEqual(api.requests, ["patch 15 (1 entries)"]);
+
+    // someone else deletes the table while the cache lags: the patch finds nothing, the apply makes it again
+    api.deleteBySomeoneElse();
+    api.requests.length = 0;
+    await write(["198.19.0.7", "198.19.0.6"]);
+    assert.deepEqual(api.requests, ["patch 16 (1 entries)", "apply"]);
+    assert.deepEqual(serverIps(), ["198.19.0.7", "198.19.0.6"]);
+  } finally {
+    await api.close();
   }
 });

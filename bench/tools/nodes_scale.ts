@@ -42,7 +42,10 @@
  * - `operator_cpu_ms_per_change`, `apiserver_cpu_ms_per_change`,
  *   `etcd_cpu_ms_per_change`, `bench_cpu_ms_per_change` (the simulated agents and the watches of this
  *   process): process CPU (/proc) over the changes and 3 s after, per change.
- * - `operator_reconciles_per_change` (its /metrics), `operator_rss_mib`.
+ * - `operator_reconciles_per_change` (its /metrics), `operator_rss_mib`,
+ *   `operator_heap_used_mib`, `operator_heap_total_mib` and
+ *   `operator_external_mib` (V8's heap in use and reserved, memory held outside
+ *   it; its /metrics).
  * - `agent_status_writes_per_change`: the simulated agents' status applies.
  * - `apiserver_requests_per_change_<verb>_<resource>[_<subresource>]`: the API
  *   server's `apiserver_request_total` over the window, per change, for every
@@ -678,6 +681,11 @@ export async function main(args: string[]): Promise<void> {
       );
       line("agent_status_writes_per_change", (after.writes - before.writes) / changes, "writes");
       line("operator_rss_mib", await rssMiB(operator.pid), "MiB");
+      // V8's heap in use (live and not yet collected) and reserved: what of the RSS is the JS heap
+      const mib = async (metric: string) => (await operatorMetric(port, metric)) / 2 ** 20;
+      line("operator_heap_used_mib", await mib("blixt_operator_heap_used_bytes"), "MiB");
+      line("operator_heap_total_mib", await mib("blixt_operator_heap_total_bytes"), "MiB");
+      line("operator_external_mib", await mib("blixt_operator_external_memory_bytes"), "MiB");
       for (const [k, v] of diff(after.counters.requests, before.counters.requests)) {
         line(`apiserver_requests_per_change_${k}`, v / changes, "requests");
       }
