@@ -75,6 +75,7 @@ import type { TableOutcome } from "../../agent/desired_state.ts";
 import { kubeStatusWriter, type StatusWriter } from "../../agent/node_status_writer.ts";
 import type { BenchLine } from "../dataplane.ts";
 import { followOperatorLog } from "../operator.ts";
+import { processCpuMs } from "../proc_cpu.ts";
 
 const CLUSTER = "nodes-bench";
 const MANAGER = "blixt-bench";
@@ -96,10 +97,8 @@ const round = (x: number) => Math.round(x * 10) / 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** CPU time (user + system) of process `pid` so far, in ms. */
-async function cpuMs(pid: number | "self"): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, USER_HZ = 100
+function cpuMs(pid: number | "self"): Promise<number> {
+  return Promise.resolve(processCpuMs(pid));
 }
 
 async function rssMiB(pid: number): Promise<number> {

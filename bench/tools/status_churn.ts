@@ -36,16 +36,13 @@ import { shareConnections } from "../../kube/client.ts";
 import { METADATA_ONLY, requestJson } from "../../kube/rest.ts";
 import type { RoutingTable } from "../../api/mod.ts";
 import { applyCrdAsWritten, setListTypes } from "./status_write.ts";
+import { processCpuMs } from "../proc_cpu.ts";
 
 const NAME = "status-churn";
 const TABLES_PATH = "/apis/blixt.dev/v1alpha1/namespaces/default/routingtables";
 const ENTRIES = 4;
 
-function cpuMs(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
-}
+const cpuMs = processCpuMs;
 
 function table(t: number, vip: string, podNet: string): RoutingTable {
   return {

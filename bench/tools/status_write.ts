@@ -50,6 +50,7 @@ import {
   type ServiceCounters,
 } from "../../api/mod.ts";
 import { percentile } from "../stats.ts";
+import { processCpuMs } from "../proc_cpu.ts";
 
 const NAME = "status-write";
 const NODES = "/apis/blixt.dev/v1alpha1/dataplanenodes";
@@ -107,11 +108,7 @@ export async function setListTypes(
   await new Promise((r) => setTimeout(r, 3_000));
 }
 
-function cpuMs(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ = 100
-}
+const cpuMs = processCpuMs;
 
 /** The agent's status at `tables` tables of 64 entries, table 0 at generation `gen`. */
 function status(tables: number, gen: number): DataplaneNodeStatus {
